@@ -1,0 +1,1 @@
+"""Code generation: one backend per runtime (aot, tflm)."""

@@ -1,0 +1,151 @@
+"""Lowering of IR operators to calls of tinygen's C kernels (the aot runtime).
+
+Every kernel follows one convention (in the spirit of CMSIS-NN's argument
+structs): a `const tg_<kernel>_params *` that holds every shape, quantization
+constant and constant-tensor pointer resolved at build time, followed by the
+activation buffers:
+
+    void tg_<kernel>(const tg_<kernel>_params *p, const int8_t *in0, ..., int8_t *out0, ...);
+
+A lowering function turns one IR operator into a KernelCall; the aot backend
+prints the params struct, the constant arrays and the call in order.  Decisions
+(multipliers, shifts, padding offsets, layouts) are made here in Python, so the
+template only prints them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..ir import Model, Operator
+
+
+class LoweringError(ValueError):
+    """An operator (or one of its settings) the aot runtime does not implement."""
+
+
+@dataclass
+class ConstArray:
+    """A constant baked into flash: `static const <ctype> <name>[] = {...};`"""
+    name: str
+    ctype: str                   # "int8_t", "int32_t", "int16_t", "uint8_t", "float"
+    values: np.ndarray           # 1-D, already in the layout the kernel expects
+    align: int = 4
+    is_weight: bool = True       # counted as model weights (vs. small kernel tables)
+
+
+@dataclass
+class KernelCall:
+    kernel: str                  # C function name, e.g. "tg_conv2d_s8"
+    params_type: str             # e.g. "tg_conv2d_params"
+    params: dict[str, str]       # designated-initializer fields -> C expressions
+    inputs: list[int]            # activation tensor indices passed as arguments, in order
+    outputs: list[int]
+    sources: list[str]           # kernel source files (relative to firmware_templates/aot/kernels)
+    constants: list[ConstArray] = field(default_factory=list)
+    scratch_bytes: int = 0       # kernel scratch placed in the arena by the planner
+    in_place: bool = False       # output may share the first input's buffer
+    comment: str = ""
+
+
+class LoweringContext:
+    """What a lowering function may ask of the backend."""
+
+    def __init__(self, model: Model, prefix: str = "op"):
+        self.model = model
+        self.prefix = prefix
+
+    def name(self, op: Operator, what: str) -> str:
+        return f"{self.prefix}{op.index}_{what}"
+
+
+Lowering = Callable[[Operator, LoweringContext], KernelCall]
+_LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowers(*opcodes: str):
+    """Register a lowering function for one or more IR opcodes."""
+    def register(fn: Lowering) -> Lowering:
+        for code in opcodes:
+            if code in _LOWERINGS:
+                raise RuntimeError(f"two lowerings registered for {code}")
+            _LOWERINGS[code] = fn
+        return fn
+    return register
+
+
+def supported_opcodes() -> set[str]:
+    _load_all()
+    return set(_LOWERINGS)
+
+
+def lower(op: Operator, ctx: LoweringContext) -> KernelCall:
+    _load_all()
+    fn = _LOWERINGS.get(op.opcode)
+    if fn is None:
+        raise LoweringError(f"the aot runtime has no kernel for {op.describe()}")
+    return fn(op, ctx)
+
+
+def _load_all() -> None:
+    # Kernel families register themselves on import.
+    from . import aot_ops  # noqa: F401
+
+
+# ---------------------------------------------------------------------------
+# Quantization arithmetic shared by the lowerings (mirrors TFLM's helpers).
+
+def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
+    """Q31 fixed-point multiplier and power-of-two shift, as TFLite's
+    QuantizeMultiplier computes them (frexp, round half away from zero)."""
+    if real_multiplier == 0.0:
+        return 0, 0
+    mantissa, shift = math.frexp(real_multiplier)
+    q = int(round_half_away(mantissa * (1 << 31)))
+    if q == (1 << 31):
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        shift = 30
+        q = (1 << 31) - 1
+    return q, shift
+
+
+def round_half_away(x: float) -> float:
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
+
+
+ACTIVATION_RANGES = {"NONE", "RELU", "RELU6", "RELU_N1_TO_1"}
+
+
+def activation_range_int8(activation: str, scale: float, zero_point: int,
+                          qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
+    """Clamp range for a fused activation on a quantized output (TFLite's
+    CalculateActivationRangeQuantized)."""
+    def q(v: float) -> int:
+        return zero_point + int(round_half_away(v / scale))
+    if activation == "NONE":
+        return qmin, qmax
+    if activation == "RELU":
+        return max(qmin, q(0.0)), qmax
+    if activation == "RELU6":
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    raise LoweringError(f"fused activation {activation} is not supported on a quantized output")
+
+
+def c_array_literal(values: np.ndarray, per_line: int = 16) -> str:
+    flat = np.asarray(values).reshape(-1)
+    if flat.dtype.kind == "f":
+        items = [repr(float(v)) + "f" for v in flat]
+    else:
+        items = [str(int(v)) for v in flat]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return ",\n  ".join(lines)

@@ -1,0 +1,1 @@
+"""Kernel families of the aot runtime; each module registers its lowerings on import."""
