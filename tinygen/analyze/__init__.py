@@ -1,0 +1,1 @@
+"""Analysis of the IR: op support, cost, memory, fit against a board."""

@@ -1,0 +1,1 @@
+"""Build stage: PlatformIO projects for real and emulated boards."""
