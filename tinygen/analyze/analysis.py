@@ -1,0 +1,120 @@
+"""The analyze stage as one call: what `tinygen inspect` shows and `build` checks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..boards import Board
+from ..errors import TinygenError
+from ..ir import Model
+from . import fit as fitmod
+from .ops import OpReport, op_reports
+
+
+@dataclass
+class Analysis:
+    model_signature: str
+    model_bytes: int
+    ops: list[OpReport]
+    params: int
+    weights_bytes: int
+    macs: int
+    tflm_arena: dict                      # measured: total, head, tail
+    tflm_arena_planned: int               # what a tflm build reserves (measured + margin)
+    aot_arena: int | None                 # tinygen's planner, when the aot runtime supports the model
+    inputs: list[dict]
+    outputs: list[dict]
+    unsupported: dict[str, str | None] = field(default_factory=dict)   # runtime -> message
+    fits: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        return d
+
+
+def zero_inputs(model: Model) -> list[np.ndarray]:
+    return [np.full(t.shape, t.zero_point, dtype=t.np_dtype) for t in model.input_tensors()]
+
+
+def unsupported_message(model: Model, runtime: str, ops: list[OpReport]) -> str | None:
+    missing = [r for r in ops if not r.supported.get(runtime, True)]
+    if not missing:
+        return None
+    first = missing[0]
+    others = sorted({r.opcode for r in missing[1:]} - {first.opcode})
+    tail = f" (also: {', '.join(others)})" if others else ""
+    return (f"the {runtime} runtime does not support {first.opcode} at operator "
+            f"#{first.index} of {len(model.operators)}{tail}")
+
+
+def aot_plan_summary(model: Model) -> tuple[int, int, int] | None:
+    """(arena bytes, weights bytes, kernels) from the aot backend's planner, or None."""
+    try:
+        from ..codegen.aot import plan_model
+    except ImportError:
+        return None
+    try:
+        return plan_model(model)
+    except Exception:  # the aot runtime cannot lower this model: reported as unsupported
+        return None
+
+
+def analyze(model: Model, board: Board | None = None,
+            runtimes: tuple[str, ...] = ("tflm", "aot")) -> Analysis:
+    from ..reference import TflmReference
+    ops = op_reports(model, runtimes)
+    unsupported = {rt: unsupported_message(model, rt, ops) for rt in runtimes}
+    tflm_arena = {"total": 0, "head": 0, "tail": 0}
+    if unsupported.get("tflm") is None:
+        ref = TflmReference(model.tflite)
+        ref.run(zero_inputs(model))
+        usage = ref.arena_usage()
+        tflm_arena = {"total": usage.total, "head": usage.head, "tail": usage.tail}
+    aot = aot_plan_summary(model) if "aot" in runtimes and unsupported.get("aot") is None else None
+
+    def tinfo(t):
+        return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype,
+                "scale": t.scale, "zero_point": t.zero_point}
+
+    a = Analysis(
+        model_signature=model.signature, model_bytes=len(model.tflite), ops=ops,
+        params=sum(r.params for r in ops), weights_bytes=model.constant_bytes(),
+        macs=sum(r.macs for r in ops), tflm_arena=tflm_arena,
+        tflm_arena_planned=fitmod.tflm_arena_with_margin(tflm_arena["total"]) if tflm_arena["total"] else 0,
+        aot_arena=aot[0] if aot else None,
+        inputs=[tinfo(t) for t in model.input_tensors()],
+        outputs=[tinfo(t) for t in model.output_tensors()],
+        unsupported=unsupported)
+    if board is not None:
+        for rt in board.runtimes:
+            if rt not in runtimes:
+                continue
+            if unsupported.get(rt):
+                a.fits.append({"board": board.id, "runtime": rt, "fits": False,
+                               "problems": [unsupported[rt]]})
+                continue
+            if rt == "tflm":
+                need = fitmod.tflm_need(model, tflm_arena["total"])
+            elif aot is not None:
+                need = fitmod.aot_need(model, aot[0], aot[1], aot[2])
+            else:
+                continue
+            a.fits.append(fitmod.fit(board, need).as_dict())
+    return a
+
+
+def require_fit(analysis: Analysis, board: Board, runtime: str) -> dict:
+    """Raise a one-line error unless the model runs and fits with this runtime."""
+    msg = analysis.unsupported.get(runtime)
+    if msg:
+        raise TinygenError(f"cannot build for {board.id}: {msg}")
+    for f in analysis.fits:
+        if f["runtime"] == runtime:
+            if not f["fits"]:
+                raise TinygenError(f"model does not fit {board.id} ({runtime}): "
+                                   + "; ".join(f["problems"]))
+            return f
+    raise TinygenError(f"board {board.id} does not offer the {runtime} runtime "
+                       f"(it has: {', '.join(board.runtimes)})")

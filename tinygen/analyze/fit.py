@@ -1,0 +1,111 @@
+"""Memory needs of a model per runtime, and whether they fit a board."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..boards import Board
+from ..ir import Model
+
+# TFLM's arena is measured by the host build of the interpreter (64-bit), whose
+# bookkeeping structs are larger than on a 32-bit MCU, so the figure is an upper
+# bound.  The build adds this margin on top for kernel scratch variations.
+TFLM_ARENA_MARGIN_FRACTION = 0.10
+TFLM_ARENA_MARGIN_MIN = 1024
+
+# Code size estimates (bytes) used before anything is linked; a build replaces
+# them with figures read from the ELF.
+TFLM_CODE_BASE = 45_000
+TFLM_CODE_PER_OP = 4_000
+AOT_CODE_BASE = 3_000          # protocol, model glue, startup
+AOT_CODE_PER_KERNEL = 1_500
+
+
+def tflm_arena_with_margin(measured_total: int) -> int:
+    margin = max(TFLM_ARENA_MARGIN_MIN, int(measured_total * TFLM_ARENA_MARGIN_FRACTION))
+    return (measured_total + margin + 15) // 16 * 16
+
+
+@dataclass
+class MemoryNeed:
+    runtime: str
+    flash_weights: int           # model array (tflm) or constant arrays (aot)
+    flash_code_estimate: int
+    ram_arena: int
+    ram_other_estimate: int = 2048
+
+    @property
+    def flash_total(self) -> int:
+        return self.flash_weights + self.flash_code_estimate
+
+    @property
+    def ram_total(self) -> int:
+        return self.ram_arena + self.ram_other_estimate
+
+
+@dataclass
+class Fit:
+    board: str
+    runtime: str
+    fits: bool
+    flash_needed: int
+    flash_available: int
+    ram_needed: int
+    ram_available: int
+    arena_in_psram: bool = False
+    psram_available: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def flash_margin(self) -> int:
+        return self.flash_available - self.flash_needed
+
+    @property
+    def ram_margin(self) -> int:
+        return self.ram_available - self.ram_needed
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["flash_margin"] = self.flash_margin
+        d["ram_margin"] = self.ram_margin
+        return d
+
+
+def tflm_need(model: Model, measured_arena_total: int) -> MemoryNeed:
+    return MemoryNeed(
+        runtime="tflm", flash_weights=len(model.tflite),
+        flash_code_estimate=TFLM_CODE_BASE + TFLM_CODE_PER_OP * len(model.op_names()),
+        ram_arena=tflm_arena_with_margin(measured_arena_total))
+
+
+def aot_need(model: Model, arena_bytes: int, weights_bytes: int, kernels: int) -> MemoryNeed:
+    return MemoryNeed(runtime="aot", flash_weights=weights_bytes,
+                      flash_code_estimate=AOT_CODE_BASE + AOT_CODE_PER_KERNEL * kernels,
+                      ram_arena=arena_bytes, ram_other_estimate=1024)
+
+
+def fit(board: Board, need: MemoryNeed) -> Fit:
+    problems = []
+    flash_ok = need.flash_total <= board.app_flash_bytes
+    if not flash_ok:
+        problems.append(
+            f"flash: needs {need.flash_total:,} bytes, {board.id} has {board.app_flash_bytes:,} "
+            f"for the application ({need.flash_total - board.app_flash_bytes:,} too many)")
+    ram_avail = board.ram_available_bytes
+    in_psram = False
+    ram_needed = need.ram_total
+    ram_ok = ram_needed <= ram_avail
+    if not ram_ok and board.psram_bytes and need.ram_arena <= board.psram_bytes:
+        # The arena moves to external PSRAM; internal RAM keeps the rest.
+        in_psram = True
+        ram_needed = need.ram_other_estimate
+        ram_ok = ram_needed <= ram_avail
+    if not ram_ok:
+        where = " (and PSRAM)" if board.psram_bytes else ""
+        problems.append(
+            f"RAM: needs {need.ram_total:,} bytes ({need.ram_arena:,} arena), {board.id} has "
+            f"{ram_avail:,} usable{where} ({need.ram_total - ram_avail:,} too many)")
+    return Fit(board=board.id, runtime=need.runtime, fits=flash_ok and ram_ok,
+               flash_needed=need.flash_total, flash_available=board.app_flash_bytes,
+               ram_needed=ram_needed, ram_available=ram_avail, arena_in_psram=in_psram,
+               psram_available=board.psram_bytes, problems=problems)

@@ -1,0 +1,84 @@
+"""Board descriptions, one TOML file per board in boards/."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TinygenError
+from .paths import BOARDS_DIR
+
+DEFAULT_EMULATED_BOARD = "qemu-stm32f405"
+
+
+@dataclass(frozen=True)
+class Board:
+    id: str
+    name: str
+    kind: str                    # "real" or "emulated"
+    core: str
+    clock_mhz: int
+    flash_bytes: int
+    app_flash_bytes: int
+    ram_bytes: int
+    ram_reserved_bytes: int
+    psram_bytes: int
+    pio_platform: str
+    pio_board: str
+    pio_framework: str
+    upload_protocol: str
+    serial_port: str
+    baud: int
+    runtimes: tuple[str, ...]
+    default_runtime: str
+    qemu_machine: str = ""
+    notes: str = ""
+
+    @property
+    def emulated(self) -> bool:
+        return self.kind == "emulated"
+
+    @property
+    def family(self) -> str:
+        if self.core.startswith("xtensa"):
+            return "esp32"
+        if self.emulated:
+            return "qemu"
+        return "stm32"
+
+    @property
+    def ram_available_bytes(self) -> int:
+        return self.ram_bytes - self.ram_reserved_bytes
+
+
+def _from_toml(path: Path) -> Board:
+    try:
+        d = tomllib.loads(path.read_text())
+        mem, pio, ser, rt = d["memory"], d["platformio"], d["serial"], d["runtimes"]
+        return Board(
+            id=d["id"], name=d["name"], kind=d["kind"], core=d["core"],
+            clock_mhz=int(d["clock_mhz"]), flash_bytes=int(mem["flash_bytes"]),
+            app_flash_bytes=int(mem["app_flash_bytes"]), ram_bytes=int(mem["ram_bytes"]),
+            ram_reserved_bytes=int(mem["ram_reserved_bytes"]), psram_bytes=int(mem["psram_bytes"]),
+            pio_platform=pio["platform"], pio_board=pio["board"], pio_framework=pio["framework"],
+            upload_protocol=pio["upload_protocol"], serial_port=ser["port"], baud=int(ser["baud"]),
+            runtimes=tuple(rt["supported"]), default_runtime=rt["default"],
+            qemu_machine=d.get("qemu", {}).get("machine", ""), notes=d.get("notes", ""))
+    except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise TinygenError(f"board file {path} is malformed: {exc}") from None
+
+
+def all_boards() -> list[Board]:
+    return sorted((_from_toml(p) for p in BOARDS_DIR.glob("*.toml")),
+                  key=lambda b: (b.kind != "emulated", b.id))
+
+
+def get_board(board_id: str) -> Board:
+    boards = {b.id: b for b in all_boards()}
+    if board_id in boards:
+        return boards[board_id]
+    close = difflib.get_close_matches(board_id, boards, n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise TinygenError(f"unknown board '{board_id}'{hint} (`tinygen boards` lists them)")

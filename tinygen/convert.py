@@ -1,0 +1,332 @@
+"""Convert stage: a Keras/SavedModel model -> full-integer int8 .tflite + quantization report.
+
+Full integer means int8 input and output tensors and TFLITE_BUILTINS_INT8 only,
+which is what both TFLM on a microcontroller and tinygen's aot runtime expect.
+The model is traced with a fixed batch of 1: a dynamic batch makes the
+converter emit SHAPE/STRIDED_SLICE/PACK ops around every Flatten.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import TinygenError
+from .ir import Model, parse_tflite
+from .load import SourceModel
+
+MAX_REPORT_SAMPLES = 200
+SYNTHETIC_SAMPLES = 64
+
+# Ops allowed to carry float tensors in a "full int8" model.
+_FLOAT_EDGE_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+@dataclass
+class OutputQuality:
+    name: str
+    cosine: float
+    max_abs_error: float
+    mean_abs_error: float
+    top1_agreement: float | None     # classifiers only
+
+
+@dataclass
+class QuantizationReport:
+    model: str
+    samples: int
+    calibration: str                  # file name, or "synthetic"
+    synthetic_calibration: bool
+    outputs: list[OutputQuality] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def summary(self) -> str:
+        lines = [f"Quantization report for {self.model} "
+                 f"({self.samples} samples, calibration: {self.calibration})"]
+        for w in self.warnings:
+            lines.append(f"  WARNING: {w}")
+        for o in self.outputs:
+            top1 = "" if o.top1_agreement is None else f"  top-1 agreement {o.top1_agreement:.1%}"
+            lines.append(f"  {o.name}: cosine {o.cosine:.5f}  max |err| {o.max_abs_error:.4g}"
+                         f"  mean |err| {o.mean_abs_error:.4g}{top1}")
+        return "\n".join(lines)
+
+
+@dataclass
+class ConversionResult:
+    tflite: bytes
+    ir: Model
+    report: QuantizationReport | None
+    source: str
+
+
+# ---------------------------------------------------------------------------
+# calibration data
+
+
+def load_samples(path: Path | None, input_shapes: list[tuple[int, ...]],
+                 what: str = "calibration") -> list[list[np.ndarray]] | None:
+    """Read samples for every model input from a .npy/.npz file.
+
+    Shapes accepted per input: (N, *shape) or one sample (*shape), where shape is
+    the model's input shape without its batch dimension.  A .npz holds one
+    array per input, in input order (or named x / calib / inputs for one input).
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.exists():
+        raise TinygenError(f"{what} file {path} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise TinygenError(f"cannot read {what} file {path} (.npy or .npz expected): {exc}") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        keys = list(loaded.files)
+        arrays = [loaded[k] for k in keys]
+    else:
+        arrays = [loaded]
+    if len(arrays) != len(input_shapes):
+        raise TinygenError(
+            f"{what} file {path} holds {len(arrays)} arrays but the model has "
+            f"{len(input_shapes)} inputs")
+    per_input = []
+    for i, (arr, shape) in enumerate(zip(arrays, input_shapes)):
+        sample_shape = tuple(shape[1:])
+        if tuple(arr.shape) == sample_shape:
+            arr = arr[None]
+        elif tuple(arr.shape[1:]) != sample_shape:
+            if arr.ndim >= 1 and int(np.prod(arr.shape[1:])) == int(np.prod(sample_shape)):
+                arr = arr.reshape((arr.shape[0],) + sample_shape)
+            else:
+                raise TinygenError(
+                    f"{what} file {path}: input {i} has shape {list(arr.shape)}, expected "
+                    f"[N, {', '.join(map(str, sample_shape))}]")
+        if arr.shape[0] == 0:
+            raise TinygenError(f"{what} file {path} holds no samples")
+        per_input.append(arr)
+    n = min(a.shape[0] for a in per_input)
+    return [[a[j:j + 1] for a in per_input] for j in range(n)]
+
+
+def synthetic_samples(input_shapes, input_dtypes=None, n=SYNTHETIC_SAMPLES, seed=0):
+    rng = np.random.default_rng(seed)
+    return [[rng.standard_normal((1,) + tuple(s[1:])).astype(np.float32) for s in input_shapes]
+            for _ in range(n)]
+
+
+# ---------------------------------------------------------------------------
+# conversion
+
+
+def convert(source: SourceModel, calib: Path | None = None,
+            progress: Callable[[str], None] | None = None) -> ConversionResult:
+    note = progress or (lambda _msg: None)
+    if source.kind == "tflite":
+        ir = parse_checked(source.tflite, str(source.path))
+        check_full_int8(ir, str(source.path))
+        return ConversionResult(tflite=source.tflite, ir=ir, report=None, source="tflite")
+
+    from . import tfenv
+    tf = tfenv.tf()
+    fn, input_shapes, input_names, float_model = _traceable(source, tf)
+
+    samples = load_samples(calib, input_shapes)
+    warnings = []
+    if samples is None:
+        msg = ("no calibration data given (--calib): quantized with synthetic random inputs; "
+               "int8 accuracy will likely be poor. Pass real samples as .npy/.npz")
+        warnings.append(msg)
+        samples = synthetic_samples(input_shapes)
+        calib_name = "synthetic"
+    else:
+        calib_name = Path(calib).name
+
+    def representative():
+        for s in samples:
+            yield [x.astype(np.float32) for x in s]
+
+    note(f"converting to int8 with {len(samples)} calibration samples")
+    concrete = fn.get_concrete_function()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    conv.experimental_enable_resource_variables = False
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    try:
+        with tfenv.quiet():
+            tflite = conv.convert()
+    except Exception as exc:  # the converter raises many types, all with long texts
+        raise TinygenError(f"the TFLite converter failed: {_converter_reason(exc)}") from None
+    ir = parse_checked(tflite, source.name)
+    check_full_int8(ir, source.name)
+
+    note("measuring quantization error")
+    report = quantization_report(ir, fn, samples[:MAX_REPORT_SAMPLES], source.name, calib_name)
+    report.warnings[:0] = warnings
+    return ConversionResult(tflite=tflite, ir=ir, report=report, source=source.kind)
+
+
+def _traceable(source: SourceModel, tf):
+    """A tf.function with a fixed batch-1 signature, plus what the converter needs."""
+    if source.kind == "keras":
+        model = source.keras_model
+        model_for_conversion = model
+        try:
+            from . import keras_compat
+        except ImportError:
+            keras_compat = None
+        if keras_compat is not None and keras_compat.needs_legacy_conversion(model):
+            try:
+                model_for_conversion = keras_compat.to_tf_keras(model)
+            except keras_compat.TranslationError as exc:
+                raise TinygenError(str(exc)) from None
+        shapes = [tuple(t.shape) for t in model_for_conversion.inputs]
+        names = [getattr(t, "name", f"input_{i}") for i, t in enumerate(model_for_conversion.inputs)]
+        for s, n in zip(shapes, names):
+            if any(d is None for d in s[1:]):
+                raise TinygenError(
+                    f"model input '{n}' has an unknown dimension {list(s)}; firmware needs a "
+                    "fixed input shape (set it in the Keras Input layer)")
+        shapes = [(1,) + tuple(int(d) for d in s[1:]) for s in shapes]
+        specs = [tf.TensorSpec(s, tf.float32) for s in shapes]
+        m = model_for_conversion
+        if len(specs) == 1:
+            fn = tf.function(lambda x: m(x, training=False), input_signature=specs)
+        else:
+            fn = tf.function(lambda *xs: m(list(xs), training=False), input_signature=specs)
+        return fn, shapes, names, m
+
+    loaded = tf.saved_model.load(str(source.saved_model_dir))
+    sig = loaded.signatures.get("serving_default")
+    if sig is None:
+        raise TinygenError(f"SavedModel {source.path} has no serving_default signature")
+    spec_items = sorted(sig.structured_input_signature[1].items())
+    shapes, names, specs = [], [], []
+    for name, spec in spec_items:
+        dims = list(spec.shape)
+        if any(d is None for d in dims[1:]):
+            raise TinygenError(f"SavedModel input '{name}' has an unknown dimension {dims}")
+        shape = (1,) + tuple(int(d) for d in dims[1:])
+        shapes.append(shape)
+        names.append(name)
+        specs.append(tf.TensorSpec(shape, tf.float32, name=name))
+
+    def call(*xs):
+        out = sig(**{n: x for n, x in zip(names, xs)})
+        return [out[k] for k in sorted(out)] if len(out) > 1 else next(iter(out.values()))
+
+    fn = tf.function(call, input_signature=specs)
+    return fn, shapes, names, loaded
+
+
+def _converter_reason(exc: Exception) -> str:
+    text = str(exc)
+    for line in text.splitlines():
+        if "error:" in line:
+            return line.split("error:", 1)[1].strip()[:300]
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:300]
+
+
+def parse_checked(tflite: bytes, what: str) -> Model:
+    from .ir import ModelFormatError
+    try:
+        return parse_tflite(tflite)
+    except ModelFormatError as exc:
+        raise TinygenError(f"{what}: {exc}") from None
+
+
+def check_full_int8(ir: Model, what: str) -> None:
+    """Refuse float or mixed models: firmware needs int8 inputs, outputs and ops."""
+    for t in ir.input_tensors() + ir.output_tensors():
+        if t.dtype != "int8":
+            role = "input" if t.index in ir.inputs else "output"
+            raise TinygenError(
+                f"{what} is not a full-int8 model: {role} '{t.name}' is {t.dtype}; "
+                "give tinygen the Keras model (it quantizes it) or a full-integer int8 .tflite")
+    for op in ir.operators:
+        if op.opcode in _FLOAT_EDGE_OPS or op.is_custom:
+            continue
+        for ti in op.inputs + op.outputs:
+            if ti >= 0 and ir.tensors[ti].dtype in ("float32", "float16") \
+                    and not ir.tensors[ti].is_variable:
+                raise TinygenError(
+                    f"{what} is not a full-int8 model: {op.describe()} computes in float "
+                    f"(tensor '{ir.tensors[ti].name}'); quantize it to int8 first")
+
+
+# ---------------------------------------------------------------------------
+# quantization report
+
+
+def quantization_report(ir: Model, fn, samples, model_name: str, calib_name: str
+                        ) -> QuantizationReport:
+    from .reference import TflmReference
+    ref = TflmReference(ir.tflite)
+    ins = ir.input_tensors()
+    outs = ir.output_tensors()
+    float_outs: list[list[np.ndarray]] = [[] for _ in outs]
+    int8_outs: list[list[np.ndarray]] = [[] for _ in outs]
+    stateful = any(op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in ir.operators)
+    for sample in samples:
+        f = fn(*[x.astype(np.float32) for x in sample])
+        f = f if isinstance(f, (list, tuple)) else [f]
+        q_in = [quantize(x, t) for x, t in zip(sample, ins)]
+        if stateful:
+            ref.reset()
+        q = ref.run(q_in)
+        for k, t in enumerate(outs):
+            float_outs[k].append(np.asarray(f[k]).reshape(t.shape))
+            int8_outs[k].append(dequantize(q[k], t))
+    report = QuantizationReport(model=model_name, samples=len(samples), calibration=calib_name,
+                                synthetic_calibration=calib_name == "synthetic")
+    for k, t in enumerate(outs):
+        a = np.stack(float_outs[k]).astype(np.float64)
+        b = np.stack(int8_outs[k]).astype(np.float64)
+        report.outputs.append(OutputQuality(
+            name=t.name, cosine=cosine(a, b),
+            max_abs_error=float(np.max(np.abs(a - b))),
+            mean_abs_error=float(np.mean(np.abs(a - b))),
+            top1_agreement=top1_agreement(a, b, t.shape)))
+    return report
+
+
+def quantize(x: np.ndarray, t) -> np.ndarray:
+    q = np.round(np.asarray(x, np.float64) / t.scale) + t.zero_point
+    return np.clip(q, -128, 127).astype(np.int8).reshape(t.shape)
+
+
+def dequantize(q: np.ndarray, t) -> np.ndarray:
+    return (np.asarray(q, np.float64) - t.zero_point) * t.scale
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(-1), b.reshape(-1)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb == 0:
+        return 1.0
+    if na == 0 or nb == 0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def is_classifier_shape(shape) -> bool:
+    return len(shape) == 2 and shape[-1] > 1
+
+
+def top1_agreement(a: np.ndarray, b: np.ndarray, shape) -> float | None:
+    if not is_classifier_shape(shape):
+        return None
+    a2 = a.reshape(a.shape[0], -1)
+    b2 = b.reshape(b.shape[0], -1)
+    return float(np.mean(np.argmax(a2, axis=1) == np.argmax(b2, axis=1)))
