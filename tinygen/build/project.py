@@ -1,0 +1,290 @@
+"""Build stage: a complete PlatformIO project for one board and runtime.
+
+The project is rendered into a staging directory beside the destination and
+moved into place only when everything succeeded, so a failed build never
+leaves a half-written output directory behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .. import __version__
+from ..analyze import fit as fitmod
+from ..analyze.analysis import Analysis, analyze, require_fit
+from ..boards import Board, get_board
+from ..codegen.render import render_to
+from ..convert import ConversionResult, convert
+from ..errors import TinygenError
+from ..load import load_model
+from ..paths import TEMPLATES_DIR
+
+MANIFEST = "tinygen.json"
+COMMON_SOURCES = ["tg_hal.h", "tg_model_api.h", "tg_protocol.h", "tg_protocol.c"]
+PIO_REGISTRY_HOST = "api.registry.platformio.org"
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    board: Board
+    runtime: str
+    model_name: str
+    signature: str
+    analysis: Analysis
+    conversion: ConversionResult
+    arena_bytes: int
+    arena_in_psram: bool
+    weights_bytes: int
+    code_bytes: int | None = None          # from the linked ELF, when built
+    code_estimate: int = 0
+    elf: Path | None = None
+    built: bool = False
+    pio_message: str = ""
+    resolver: list[str] = field(default_factory=list)
+    weight_symbols: list[str] = field(default_factory=list)
+
+    def manifest(self) -> dict:
+        return {
+            "tinygen_version": __version__, "board": self.board.id, "runtime": self.runtime,
+            "model": self.model_name, "model_signature": self.signature,
+            "arena_bytes": self.arena_bytes, "arena_in_psram": self.arena_in_psram,
+            "weights_bytes": self.weights_bytes, "code_bytes": self.code_bytes,
+            "code_estimate": self.code_estimate, "resolver": self.resolver,
+            "weight_symbols": self.weight_symbols,
+            "inputs": self.analysis.inputs, "outputs": self.analysis.outputs,
+        }
+
+
+def default_out_dir(model_path: Path, board: Board) -> Path:
+    stem = model_path.stem if model_path.suffix else model_path.name
+    return Path("tinygen-out") / f"{stem}-{board.id}"
+
+
+def choose_runtime(board: Board, runtime: str | None) -> str:
+    runtime = runtime or board.default_runtime
+    if runtime not in board.runtimes:
+        raise TinygenError(
+            f"board {board.id} does not offer the {runtime} runtime "
+            f"(it has: {', '.join(board.runtimes)})")
+    return runtime
+
+
+def build(model_path: str | Path, board_id: str, runtime: str | None = None,
+          calib: str | Path | None = None, out_dir: str | Path | None = None,
+          tflm_source: str | Path | None = None, compile_firmware: bool = True,
+          progress: Callable[[str], None] | None = None) -> BuildResult:
+    note = progress or (lambda _m: None)
+    board = get_board(board_id)
+    runtime = choose_runtime(board, runtime)
+    model_path = Path(model_path)
+    out = Path(out_dir) if out_dir else default_out_dir(model_path, board)
+    _check_destination(out)
+    if tflm_source is not None:
+        tflm_source = Path(tflm_source)
+        if not (tflm_source / "tensorflow" / "lite" / "micro").is_dir():
+            raise TinygenError(
+                f"--tflm-source {tflm_source} is not a TFLM source tree (no tensorflow/lite/micro "
+                "in it); make one with TFLM's create_tflm_tree.py (see docs/tflm-source.md)")
+
+    note(f"loading {model_path}")
+    source = load_model(model_path)
+    conversion = convert(source, Path(calib) if calib else None, progress=note)
+    ir = conversion.ir
+    note("analyzing: op support, arena, fit")
+    analysis = analyze(ir, board)
+    fit = require_fit(analysis, board, runtime)
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tinygen-tmp",
+                                    dir=out.parent))
+    try:
+        result = _render(staging, board, runtime, source.name, conversion, analysis, fit,
+                         tflm_source, note)
+        if compile_firmware and board.emulated:
+            note(f"compiling firmware for {board.id} with PlatformIO (offline platform)")
+            _compile_emulated(staging, result)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.out_dir = out
+    if result.elf is not None:
+        result.elf = out / result.elf.relative_to(staging)
+    (out / MANIFEST).write_text(json.dumps(result.manifest(), indent=2))
+    if not board.emulated and compile_firmware:
+        result.pio_message = _try_real_board_build(out, board)
+    return result
+
+
+# ---------------------------------------------------------------------------
+
+
+def _check_destination(out: Path) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise TinygenError(f"output path {out} exists and is not a directory")
+        if any(out.iterdir()) and not (out / MANIFEST).exists():
+            raise TinygenError(
+                f"output directory {out} is not empty and was not made by tinygen; "
+                "choose another -o or empty it")
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TinygenError(f"cannot create output directory {parent}: {exc.strerror}") from None
+    probe = parent / f".tinygen-write-test-{out.name}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TinygenError(f"output directory {parent} is not writable: {exc.strerror}") from None
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Swap the finished project into place (the old one is removed only after)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.tinygen-old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _copy_common(src: Path, names: list[str]) -> None:
+    for name in names:
+        shutil.copy2(TEMPLATES_DIR / "common" / name, src / name)
+
+
+def _render(root: Path, board: Board, runtime: str, model_name: str,
+            conversion: ConversionResult, analysis: Analysis, fit: dict,
+            tflm_source: Path | None, note) -> BuildResult:
+    ir = conversion.ir
+    src = root / "src"
+    src.mkdir(parents=True)
+    (root / "model.tflite").write_bytes(ir.tflite)
+    if conversion.report is not None:
+        (root / "quantization_report.json").write_text(conversion.report.to_json())
+        (root / "quantization_report.txt").write_text(conversion.report.summary() + "\n")
+    _copy_common(src, COMMON_SOURCES)
+
+    in_psram = bool(fit.get("arena_in_psram"))
+    result = BuildResult(out_dir=root, board=board, runtime=runtime, model_name=model_name,
+                         signature=ir.signature, analysis=analysis, conversion=conversion,
+                         arena_bytes=0, arena_in_psram=in_psram, weights_bytes=0)
+    note(f"generating the {runtime} runtime sources")
+    if runtime == "tflm":
+        from ..codegen.tflm import generate_tflm
+        measured = analysis.tflm_arena["total"]
+        arena = fitmod.tflm_arena_with_margin(measured)
+        tflm = generate_tflm(ir, model_name, board.id, measured, arena, in_psram, src)
+        result.arena_bytes = arena
+        result.weights_bytes = len(ir.tflite)
+        result.resolver = [f"{e.method}  // {e.name}" for e in tflm.resolver]
+        result.weight_symbols = ["tg_model_data"]
+        result.code_estimate = fitmod.TFLM_CODE_BASE + fitmod.TFLM_CODE_PER_OP * len(tflm.resolver)
+        if board.family == "stm32":
+            _place_tflm_library(root, tflm_source, note)
+    else:
+        from ..codegen.aot import generate_aot
+        aot = generate_aot(ir, src, board=board.id)
+        result.arena_bytes = aot.arena_bytes
+        result.weights_bytes = aot.weights_bytes
+        result.weight_symbols = list(getattr(aot, "weight_symbols", []))
+        result.code_estimate = fitmod.AOT_CODE_BASE + fitmod.AOT_CODE_PER_KERNEL * len(
+            {c.kernel for c in aot.calls})
+
+    ctx = dict(version=__version__, board=board, runtime=runtime, model_name=model_name,
+               signature=ir.signature, arena_in_psram=in_psram, project_name=_c_name(model_name),
+               emulated_lines=[], build_flags=_build_flags(board, runtime))
+    if board.family == "qemu":
+        from . import pio_offline
+        ctx["emulated_lines"] = pio_offline.platformio_ini_lines(board.pio_board)
+        _copy_common(src, ["tg_main.c"])
+    elif board.family == "esp32":
+        shutil.copy2(TEMPLATES_DIR / "hal" / "tg_hal_espidf.c", src / "tg_hal_espidf.c")
+        sources = sorted(p.name for p in src.iterdir() if p.suffix in (".c", ".cc", ".cpp"))
+        render_to("project/esp_project_cmakelists.txt.j2", root / "CMakeLists.txt", ctx)
+        render_to("project/esp_src_cmakelists.txt.j2", src / "CMakeLists.txt",
+                  dict(ctx, sources=sources))
+        render_to("project/idf_component.yml.j2", src / "idf_component.yml", ctx)
+        render_to("project/sdkconfig.defaults.j2", root / "sdkconfig.defaults", ctx)
+    else:
+        shutil.copy2(TEMPLATES_DIR / "hal" / "tg_hal_arduino.cpp", src / "tg_hal_arduino.cpp")
+    render_to("project/platformio.ini.j2", root / "platformio.ini", ctx)
+    return result
+
+
+def _build_flags(board: Board, runtime: str) -> list[str]:
+    flags = [f"-DTG_BAUD={board.baud}", "-DTG_BOARD=\\\"" + board.id + "\\\""]
+    if runtime == "tflm":
+        flags += ["-DTF_LITE_STATIC_MEMORY"]
+    if board.family == "stm32" and runtime == "tflm":
+        flags += ["-std=gnu++17"]
+    return flags
+
+
+def _place_tflm_library(root: Path, tflm_source: Path | None, note) -> None:
+    lib = root / "lib" / "tflite-micro"
+    lib.mkdir(parents=True)
+    if tflm_source is None:
+        (lib / "PUT_TFLM_TREE_HERE.md").write_text(
+            "This project needs a TensorFlow Lite Micro source tree in this folder.\n"
+            "Make one with TFLM's create_tflm_tree.py (docs/tflm-source.md in tinygen) and\n"
+            "rerun `tinygen build ... --tflm-source DIR`, or copy the tree here by hand.\n")
+        note("no --tflm-source given: lib/tflite-micro/ is left for a TFLM source tree")
+        return
+    note(f"copying the TFLM source tree from {tflm_source}")
+    for entry in tflm_source.iterdir():
+        if entry.is_dir():
+            shutil.copytree(entry, lib / entry.name, symlinks=False)
+        else:
+            shutil.copy2(entry, lib / entry.name)
+    render_to("project/tflm_library.json.j2", lib / "library.json",
+              dict(version=__version__, tflm_source=str(tflm_source)))
+
+
+def _c_name(name: str) -> str:
+    out = "".join(c if c.isalnum() else "_" for c in name)
+    return out if out and not out[0].isdigit() else f"m_{out}"
+
+
+def _compile_emulated(root: Path, result: BuildResult) -> None:
+    from . import pio_offline
+    from .elf_size import measure_elf
+    elf = pio_offline.run_build(root, result.board.pio_board)
+    result.elf = elf
+    result.built = True
+    sizes = measure_elf(elf, result.weight_symbols)
+    result.code_bytes = sizes.code
+    result.weights_bytes = sizes.weights or result.weights_bytes
+
+
+def registry_reachable(host: str = PIO_REGISTRY_HOST) -> bool:
+    """Name resolution only: no connection is made when the network is absent."""
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def _try_real_board_build(out: Path, board: Board) -> str:
+    if not registry_reachable():
+        return (f"PlatformIO cannot install the {board.pio_platform} platform here (no "
+                f"registry access); the project in {out} is ready for `pio run`.")
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "platformio", "run", "-d", str(out)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["(no output)"]
+        return f"`pio run` failed in {out}: {tail[0]}"
+    return f"`pio run` built {out}"
