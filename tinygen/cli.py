@@ -1,0 +1,323 @@
+"""tinygen's command line: one subcommand per job, one line per error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import TinygenError
+
+EPILOG = """\
+typical session:
+  tinygen build model.h5 --calib calib.npy                 # emulated STM32F405, aot runtime
+  tinygen verify model.h5 --calib calib.npy --samples 20   # build, run in QEMU, compare with TFLM
+  tinygen inspect model.h5 --calib calib.npy --board nucleo_f446re
+  tinygen build --board esp32cam model.h5 --calib calib.npy -o esp32cam-kws
+  tinygen verify --board esp32cam --port /dev/ttyUSB0 model.h5 --calib calib.npy
+"""
+
+
+class Console:
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def progress(self, message: str) -> None:
+        if not self.quiet:
+            print(f"  .. {message}", file=sys.stderr, flush=True)
+
+    def out(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    def warn(self, text: str) -> None:
+        print(f"tinygen: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.2f} MB"
+    if n >= 1 << 10:
+        return f"{n / 1024:.1f} KB"
+    return f"{n} B"
+
+
+# ---------------------------------------------------------------------------
+# subcommands
+
+
+def cmd_boards(args, con: Console) -> int:
+    from .boards import DEFAULT_EMULATED_BOARD, all_boards
+    boards = all_boards()
+    if args.json:
+        con.out(json.dumps([b.__dict__ for b in boards], indent=2))
+        return 0
+    con.out(f"{'board':20} {'kind':8} {'core':11} {'MHz':>4} {'flash':>9} {'RAM':>9} "
+            f"{'PSRAM':>8}  runtimes (default first)  PlatformIO")
+    for b in boards:
+        rts = [b.default_runtime] + [r for r in b.runtimes if r != b.default_runtime]
+        star = " *" if b.id == DEFAULT_EMULATED_BOARD else ""
+        pio = f"{b.pio_platform}/{b.pio_board}" + (f" ({b.pio_framework})" if b.pio_framework else "")
+        con.out(f"{b.id:20} {b.kind:8} {b.core:11} {b.clock_mhz:>4} {_human(b.flash_bytes):>9} "
+                f"{_human(b.ram_bytes):>9} {_human(b.psram_bytes) if b.psram_bytes else '-':>8}  "
+                f"{', '.join(rts):24} {pio}{star}")
+    con.out(f"\n* the default board when none is given: {DEFAULT_EMULATED_BOARD} (runs under QEMU)")
+    return 0
+
+
+def cmd_convert(args, con: Console) -> int:
+    from .convert import convert
+    from .load import load_model
+    src = load_model(args.model)
+    out = Path(args.output) if args.output else Path(src.path.with_suffix(".int8.tflite").name)
+    result = convert(src, Path(args.calib) if args.calib else None, progress=con.progress)
+    _write_atomic(out, result.tflite)
+    con.out(f"wrote {out} ({len(result.tflite):,} bytes, {len(result.ir.operators)} ops: "
+            f"{', '.join(result.ir.op_names())})")
+    if result.report is not None:
+        report_path = out.with_suffix(".report.json")
+        _write_atomic(report_path, result.report.to_json().encode())
+        con.out(result.report.summary())
+        con.out(f"report: {report_path}")
+        for w in result.report.warnings:
+            con.warn(w)
+    else:
+        con.out("input was already a full-int8 .tflite: checked and passed through")
+    return 0
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TinygenError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _load_ir_any(model: str, calib: str | None, con: Console):
+    from .convert import convert
+    from .load import load_model
+    src = load_model(model)
+    return convert(src, Path(calib) if calib else None, progress=con.progress)
+
+
+def cmd_inspect(args, con: Console) -> int:
+    from .analyze.analysis import analyze
+    from .boards import get_board
+    board = get_board(args.board) if args.board else None
+    conv = _load_ir_any(args.model, args.calib, con)
+    ir = conv.ir
+    con.progress("measuring the TFLM arena with the recording allocator")
+    a = analyze(ir, board)
+    if args.json:
+        con.out(json.dumps(a.as_dict(), indent=2, default=str))
+        return 0
+    con.out(f"model {args.model}: {len(ir.tflite):,} bytes, SHA-256 {ir.signature}")
+    for t in a.inputs:
+        con.out(f"  input  {t['name']}: {t['shape']} {t['dtype']} scale {t['scale']:.6g} zp {t['zero_point']}")
+    for t in a.outputs:
+        con.out(f"  output {t['name']}: {t['shape']} {t['dtype']} scale {t['scale']:.6g} zp {t['zero_point']}")
+    con.out("")
+    con.out(f"{'#':>3}  {'op':30} {'v':>2}  {'TFLM resolver':32} {'tflm':4} {'aot':4} "
+            f"{'params':>9} {'weights':>9} {'MACs':>11}  output")
+    for r in a.ops:
+        con.out(f"{r.index:>3}  {r.opcode:30} {r.version:>2}  {r.tflm_method or '-':32} "
+                f"{'yes' if r.supported.get('tflm') else 'NO':4} "
+                f"{'yes' if r.supported.get('aot') else 'NO':4} {r.params:>9,} "
+                f"{r.weights_bytes:>9,} {r.macs:>11,}  {list(r.output_shape)}")
+    con.out(f"{'':3}  {'total':30} {'':2}  {'':32} {'':4} {'':4} {a.params:>9,} "
+            f"{a.weights_bytes:>9,} {a.macs:>11,}")
+    con.out("")
+    ta = a.tflm_arena
+    if ta["total"]:
+        con.out(f"TFLM arena (measured, recording allocator): total {ta['total']:,} B "
+                f"(head {ta['head']:,}, tail {ta['tail']:,}); a tflm build reserves "
+                f"{a.tflm_arena_planned:,} B")
+    if a.aot_arena is not None:
+        con.out(f"aot arena (tinygen planner): {a.aot_arena:,} B")
+    for rt, msg in a.unsupported.items():
+        if msg:
+            con.out(f"unsupported: {msg}")
+    for f in a.fits:
+        if "flash_needed" not in f:
+            con.out(f"fit on {f['board']} ({f['runtime']}): NO: {'; '.join(f['problems'])}")
+            continue
+        verdict = "fits" if f["fits"] else "DOES NOT FIT"
+        psram = " (arena in PSRAM)" if f.get("arena_in_psram") else ""
+        con.out(f"fit on {f['board']} ({f['runtime']}): {verdict}{psram}: flash "
+                f"{f['flash_needed']:,} of {f['flash_available']:,} B (margin {f['flash_margin']:,}), "
+                f"RAM {f['ram_needed']:,} of {f['ram_available']:,} B (margin {f['ram_margin']:,})")
+        for p in f["problems"]:
+            con.out(f"    {p}")
+    return 0
+
+
+def _default_board(args) -> str:
+    from .boards import DEFAULT_EMULATED_BOARD
+    return args.board or DEFAULT_EMULATED_BOARD
+
+
+def cmd_build(args, con: Console) -> int:
+    from .build.project import build
+    board = _default_board(args)
+    r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
+              tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
+              progress=con.progress)
+    print_build_summary(r, con)
+    return 0
+
+
+def print_build_summary(r, con: Console) -> None:
+    con.out(f"project: {r.out_dir}  (board {r.board.id}, runtime {r.runtime}, "
+            f"model SHA-256 {r.signature[:16]}...)")
+    if r.conversion.report is not None:
+        for w in r.conversion.report.warnings:
+            con.warn(w)
+    code = (f"{r.code_bytes:,} B (from the ELF)" if r.code_bytes is not None
+            else f"~{r.code_estimate:,} B (estimate; not linked here)")
+    where = " in PSRAM" if r.arena_in_psram else ""
+    con.out(f"  runtime code: {code}")
+    con.out(f"  weights:      {r.weights_bytes:,} B")
+    con.out(f"  arena:        {r.arena_bytes:,} B{where}")
+    if r.resolver:
+        con.out(f"  resolver:     MicroMutableOpResolver<{len(r.resolver)}>: "
+                + ", ".join(x.split()[0] for x in r.resolver))
+    if r.elf is not None:
+        con.out(f"  firmware:     {r.elf}")
+    if r.pio_message:
+        con.out(r.pio_message)
+
+
+def cmd_flash(args, con: Console) -> int:
+    from .device.flash import flash
+    return flash(args, con)
+
+
+def cmd_verify(args, con: Console) -> int:
+    from .verify import run_verify
+    return run_verify(args, con)
+
+
+# ---------------------------------------------------------------------------
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tinygen",
+        description="Turn a trained Keras model into verified microcontroller firmware: int8 "
+                    "TFLite, TFLM glue or tinygen's ahead-of-time C, a PlatformIO project, and "
+                    "hardware-in-the-loop verification over serial.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"tinygen {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def model_arg(sp):
+        sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")
+
+    def calib_arg(sp):
+        sp.add_argument("--calib", metavar="FILE",
+                        help="calibration inputs (.npy with shape [N, *input_shape], or .npz with "
+                             "one array per input); without it synthetic data is used, loudly")
+
+    sp = sub.add_parser("boards", help="list the boards tinygen knows",
+                        description="List the boards in boards/: real boards (built with their "
+                                    "official PlatformIO platform) and emulated ones (QEMU).")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_boards)
+
+    sp = sub.add_parser("convert", help="Keras/SavedModel -> full-int8 .tflite + quantization report",
+                        description="Quantize a model to full integer int8 (int8 input and output, "
+                                    "builtin int8 ops only) with a representative dataset, and "
+                                    "report float-vs-int8 error. A .tflite is checked and passed "
+                                    "through.")
+    model_arg(sp)
+    sp.add_argument("-o", "--output", metavar="FILE", help="output .tflite (default MODEL.int8.tflite)")
+    calib_arg(sp)
+    sp.set_defaults(func=cmd_convert)
+
+    sp = sub.add_parser("inspect", help="ops, runtime support, MACs, weights, arena, fit",
+                        description="Show each op with its TFLM resolver method and runtime support, "
+                                    "parameters, weights and MACs, the TFLM arena measured with the "
+                                    "recording allocator, and with --board whether it fits.")
+    model_arg(sp)
+    calib_arg(sp)
+    sp.add_argument("--board", help="check the fit against this board (see `tinygen boards`)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("build", help="generate (and for emulated boards compile) a PlatformIO project",
+                        description="Convert the model if needed, check it runs and fits, and write a "
+                                    "complete PlatformIO project to -o DIR (atomically). Emulated "
+                                    "boards are compiled offline; real boards are compiled when "
+                                    "PlatformIO can fetch their platform.")
+    model_arg(sp)
+    sp.add_argument("--board", help="board id (default: qemu-stm32f405, emulated)")
+    calib_arg(sp)
+    sp.add_argument("--runtime", choices=["aot", "tflm"],
+                    help="aot: tinygen's generated C; tflm: TensorFlow Lite Micro (default: the board's)")
+    sp.add_argument("-o", "--output", metavar="DIR", help="project directory (default tinygen-out/MODEL-BOARD)")
+    sp.add_argument("--tflm-source", metavar="DIR",
+                    help="TFLM source tree from create_tflm_tree.py, placed in lib/ (STM32 + tflm)")
+    sp.add_argument("--no-compile", action="store_true", help="render the project only")
+    sp.set_defaults(func=cmd_build)
+
+    sp = sub.add_parser("flash", help="put a built project on its board (QEMU for emulated boards)",
+                        description="Real boards: `pio run -t upload`. Emulated boards: start QEMU with "
+                                    "the firmware and its UART on a free loopback port, and keep it "
+                                    "running until Ctrl-C.")
+    sp.add_argument("--board", help="board id (default: the project's)")
+    sp.add_argument("--port", help="upload port for real boards")
+    sp.add_argument("-o", "--output", metavar="DIR", required=True, help="the built project directory")
+    sp.set_defaults(func=cmd_flash)
+
+    sp = sub.add_parser("verify", help="run the same inputs on the device and on TFLM, compare",
+                        description="Build if needed, then run every input vector on the device over "
+                                    "the serial protocol and on the tflite_micro reference, and "
+                                    "report per-output agreement, latency and memory. Emulated "
+                                    "boards are started and stopped automatically.")
+    model_arg(sp)
+    sp.add_argument("--board", help="board id (default: qemu-stm32f405, emulated)")
+    sp.add_argument("--port", action="append", metavar="URL",
+                    help="serial port or pyserial URL of a flashed board (/dev/ttyUSB0, "
+                         "socket://host:port, rfc2217://host:port)")
+    calib_arg(sp)
+    sp.add_argument("--runtime", choices=["aot", "tflm"])
+    group = sp.add_mutually_exclusive_group()
+    group.add_argument("--samples", type=int, default=None, metavar="N",
+                       help="number of input vectors (default 10; from --data or --calib, else random)")
+    group.add_argument("--data", metavar="FILE", help="input vectors (.npy/.npz, float or int8)")
+    sp.add_argument("--tolerance", type=int, default=None, metavar="LSB",
+                    help="max allowed |device - reference| in LSB (default 0 for aot, 1 for tflm)")
+    sp.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    sp.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    sp.add_argument("-o", "--output", metavar="DIR", help="project directory (default tinygen-out/MODEL-BOARD)")
+    sp.set_defaults(func=cmd_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    con = Console(quiet=args.quiet)
+    try:
+        return args.func(args, con)
+    except TinygenError as exc:
+        print(f"tinygen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tinygen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
