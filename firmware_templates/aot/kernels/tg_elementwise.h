@@ -1,0 +1,181 @@
+/* Element-wise, activation, reduction and data-movement kernels of tinygen's
+ * aot runtime (int8 unless a name says otherwise).
+ *
+ * Every constant is resolved at build time by the lowerings in
+ * tinygen/codegen/aot_ops/elementwise.py and arrives in a params struct; the
+ * kernels only loop.  The integer arithmetic reproduces, result for result,
+ * what the TFLM interpreter computes with its reference kernels for the same
+ * operator (gemmlowp fixed point, TFLite's double-rounding requantization).
+ *
+ * Sources: tg_add_mul.c, tg_softmax.c, tg_activations.c, tg_mean.c,
+ * tg_concat_pad.c, tg_quantize.c (each can be linked on its own).
+ */
+#ifndef TG_ELEMENTWISE_H
+#define TG_ELEMENTWISE_H
+
+#include "tg_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest rank the broadcasting/reduction/padding kernels iterate over
+ * (after the lowering has merged dimensions that can be merged). */
+#define TG_EW_MAX_DIMS 6
+/* Largest number of inputs of a CONCATENATION (TFLM's own limit). */
+#define TG_CONCAT_MAX_INPUTS 10
+
+/* A broadcast iteration space: the output is walked in row-major order over
+ * dims[0..ndim-1]; stride1/stride2 are the element strides of the two inputs
+ * along each dimension (0 along a broadcast dimension).  A plain element-wise
+ * operation is ndim = 1, dims = {size}, strides = {1}. */
+typedef struct {
+  int32_t ndim;
+  int32_t dims[TG_EW_MAX_DIMS];
+  int32_t stride1[TG_EW_MAX_DIMS];
+  int32_t stride2[TG_EW_MAX_DIMS];
+} tg_bcast;
+
+/* ---- ADD (TFLM reference_integer_ops::AddFunc, left_shift = 20) -------- */
+typedef struct {
+  tg_bcast bc;
+  int32_t input1_offset, input2_offset, output_offset; /* -zp1, -zp2, zp_out */
+  int32_t left_shift;
+  int32_t input1_multiplier, input1_shift;
+  int32_t input2_multiplier, input2_shift;
+  int32_t output_multiplier, output_shift;
+  int32_t act_min, act_max;
+} tg_add_s8_params;
+
+void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+
+/* ---- MUL (TFLM reference_integer_ops::MulElementwise) ------------------ */
+typedef struct {
+  tg_bcast bc;
+  int32_t input1_offset, input2_offset, output_offset;
+  int32_t output_multiplier, output_shift;
+  int32_t act_min, act_max;
+} tg_mul_s8_params;
+
+void tg_mul_s8(const tg_mul_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+
+/* ADD / MUL with one constant operand baked into flash: `in` is the other
+ * (activation) operand; constant_first says which side the constant is on. */
+typedef struct {
+  tg_add_s8_params op;
+  const int8_t *constant;
+  int32_t constant_first;
+} tg_add_s8_const_params;
+
+typedef struct {
+  tg_mul_s8_params op;
+  const int8_t *constant;
+  int32_t constant_first;
+} tg_mul_s8_const_params;
+
+void tg_add_s8_const(const tg_add_s8_const_params *p, const int8_t *in, int8_t *out);
+void tg_mul_s8_const(const tg_mul_s8_const_params *p, const int8_t *in, int8_t *out);
+
+/* ---- SOFTMAX over the innermost dimension (gemmlowp exp, Q5.26 input) --- */
+typedef struct {
+  int32_t outer;            /* number of rows */
+  int32_t depth;            /* row length (innermost dimension) */
+  int32_t input_multiplier; /* beta * input_scale, Q31, from PreprocessSoftmaxScaling */
+  int32_t input_left_shift;
+  int32_t diff_min;         /* differences below this give exp() == 0 */
+} tg_softmax_s8_params;
+
+void tg_softmax_s8(const tg_softmax_s8_params *p, const int8_t *in, int8_t *out);
+/* int8 input, int16 output (zero point -32768, scale 1/65536). */
+void tg_softmax_s8_s16(const tg_softmax_s8_params *p, const int8_t *in, int16_t *out);
+
+/* ---- LOGISTIC / TANH (gemmlowp fixed point on a Q4.27 input) ----------- */
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point;
+  int32_t input_range_radius; /* |x - zp| at or beyond this saturates */
+  int32_t input_multiplier;
+  int32_t input_left_shift;
+} tg_sigmoid_s8_params;
+
+void tg_logistic_s8(const tg_sigmoid_s8_params *p, const int8_t *in, int8_t *out);
+void tg_tanh_s8(const tg_sigmoid_s8_params *p, const int8_t *in, int8_t *out);
+
+/* ---- MEAN / SUM over any set of axes ------------------------------------ */
+/* out = clamp(requantize(sum(q) - zp_in * count, multiplier, shift) + zp_out);
+ * for MEAN the 1/count factor is already folded into the multiplier. */
+typedef struct {
+  int32_t out_ndim;                       /* kept dimensions (output order) */
+  int32_t out_dims[TG_EW_MAX_DIMS];
+  int32_t out_stride[TG_EW_MAX_DIMS];     /* input element stride of each kept dim */
+  int32_t red_ndim;                       /* reduced dimensions */
+  int32_t red_dims[TG_EW_MAX_DIMS];
+  int32_t red_stride[TG_EW_MAX_DIMS];
+  int32_t count;                          /* elements summed per output */
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier, shift;
+} tg_reduce_s8_params;
+
+void tg_reduce_sum_s8(const tg_reduce_s8_params *p, const int8_t *in, int8_t *out);
+
+/* ---- CONCATENATION (a byte copy; TFLM requires int8 inputs to share the
+ *      output quantization, the lowering checks it) -------------------- */
+typedef struct {
+  int32_t num_inputs;
+  int32_t outer;                              /* product of dims before the axis */
+  int32_t copy_size[TG_CONCAT_MAX_INPUTS];    /* bytes per outer step, per input */
+} tg_concat_params;
+
+/* Arguments after p: num_inputs input pointers, then the output pointer. */
+void tg_concatenation(const tg_concat_params *p, ...);
+
+/* ---- PAD / PADV2 with a constant value ---------------------------------- */
+typedef struct {
+  int32_t ndim;
+  int32_t in_dims[TG_EW_MAX_DIMS];
+  int32_t out_dims[TG_EW_MAX_DIMS];
+  int32_t before[TG_EW_MAX_DIMS];        /* leading padding of each dimension */
+  int32_t pad_value;
+} tg_pad_s8_params;
+
+void tg_pad_s8(const tg_pad_s8_params *p, const int8_t *in, int8_t *out);
+
+/* ---- QUANTIZE / DEQUANTIZE / requantize --------------------------------- */
+typedef struct {
+  int32_t size;
+  float scale;             /* output scale */
+  int32_t zero_point;      /* output zero point */
+  int32_t qmin, qmax;      /* -128..127 for int8, -32768..32767 for int16 */
+} tg_quantize_f32_params;
+
+/* float32 -> int8 / int16 (TFLM AffineQuantize) */
+void tg_quantize_f32_s8(const tg_quantize_f32_params *p, const float *in, int8_t *out);
+void tg_quantize_f32_s16(const tg_quantize_f32_params *p, const float *in, int16_t *out);
+
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier, shift;
+} tg_requantize_params;
+
+/* int8/int16 -> int8/int16 (TFLM Requantize) */
+void tg_requantize_s8_s8(const tg_requantize_params *p, const int8_t *in, int8_t *out);
+void tg_requantize_s8_s16(const tg_requantize_params *p, const int8_t *in, int16_t *out);
+void tg_requantize_s16_s8(const tg_requantize_params *p, const int16_t *in, int8_t *out);
+void tg_requantize_s16_s16(const tg_requantize_params *p, const int16_t *in, int16_t *out);
+
+typedef struct {
+  int32_t size;
+  float scale;         /* input scale */
+  int32_t zero_point;  /* input zero point */
+} tg_dequantize_params;
+
+/* int8 / int16 -> float32 (TFLM Dequantize) */
+void tg_dequantize_s8_f32(const tg_dequantize_params *p, const int8_t *in, float *out);
+void tg_dequantize_s16_f32(const tg_dequantize_params *p, const int16_t *in, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TG_ELEMENTWISE_H */

@@ -1,0 +1,97 @@
+/* QUANTIZE (float32 -> int8/int16, and int8/int16 requantization) and
+ * DEQUANTIZE (int8/int16 -> float32), as TFLM's reference kernels compute
+ * them: AffineQuantize rounds x / scale half away from zero in single
+ * precision; Requantize scales (q - zp_in) by a Q31 multiplier; Dequantize
+ * is scale * (q - zp) in single precision.  No libm needed. */
+#include "tg_elementwise.h"
+
+/* round(x) half away from zero, saturated to +-2^20 (enough for any int16
+ * result; TFLite's cast of an out-of-range value is undefined behaviour, on
+ * Arm it saturates like this).  NaN gives the lowest value, as x86 does. */
+static int32_t tg_round_half_away_sat(float x) {
+  const float lim = 1048576.0f;
+  int32_t i;
+  float frac;
+  if (x != x) {
+    return -(int32_t)1048576;
+  }
+  if (x >= lim) {
+    return (int32_t)1048576;
+  }
+  if (x <= -lim) {
+    return -(int32_t)1048576;
+  }
+  i = (int32_t)x;          /* truncates toward zero */
+  frac = x - (float)i;     /* exact: the fraction of a float is a float */
+  if (frac >= 0.5f) {
+    ++i;
+  } else if (frac <= -0.5f) {
+    --i;
+  }
+  return i;
+}
+
+TG_INLINE int32_t tg_quantize_one(const tg_quantize_f32_params *p, float v) {
+  const int32_t q = tg_round_half_away_sat(v / p->scale) + p->zero_point;
+  return tg_clamp_i32(q, p->qmin, p->qmax);
+}
+
+void tg_quantize_f32_s8(const tg_quantize_f32_params *p, const float *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    out[i] = (int8_t)tg_quantize_one(p, in[i]);
+  }
+}
+
+void tg_quantize_f32_s16(const tg_quantize_f32_params *p, const float *in, int16_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    out[i] = (int16_t)tg_quantize_one(p, in[i]);
+  }
+}
+
+TG_INLINE int32_t tg_requantize_one(const tg_requantize_params *p, int32_t v) {
+  return tg_requantize(v - p->input_zero_point, p->multiplier, p->shift) + p->output_zero_point;
+}
+
+void tg_requantize_s8_s8(const tg_requantize_params *p, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    out[i] = (int8_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT8_MIN, INT8_MAX);
+  }
+}
+
+void tg_requantize_s8_s16(const tg_requantize_params *p, const int8_t *in, int16_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    out[i] = (int16_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT16_MIN, INT16_MAX);
+  }
+}
+
+void tg_requantize_s16_s8(const tg_requantize_params *p, const int16_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    out[i] = (int8_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT8_MIN, INT8_MAX);
+  }
+}
+
+void tg_requantize_s16_s16(const tg_requantize_params *p, const int16_t *in, int16_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    out[i] = (int16_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT16_MIN, INT16_MAX);
+  }
+}
+
+void tg_dequantize_s8_f32(const tg_dequantize_params *p, const int8_t *in, float *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    out[i] = p->scale * (float)((int32_t)in[i] - p->zero_point);
+  }
+}
+
+void tg_dequantize_s16_f32(const tg_dequantize_params *p, const int16_t *in, float *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    out[i] = p->scale * (float)((int32_t)in[i] - p->zero_point);
+  }
+}

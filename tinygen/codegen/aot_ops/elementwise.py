@@ -1,0 +1,607 @@
+"""Lowerings of the element-wise, activation, reduction and data-movement
+operators onto the kernels of firmware_templates/aot/kernels/tg_elementwise.h.
+
+Every multiplier, shift, radius and clamp is computed here exactly as TFLM's
+Prepare functions compute them (double-precision arithmetic on the float32
+quantization parameters, TFLite's QuantizeMultiplier), so the kernels' integer
+arithmetic reproduces the TFLM interpreter bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir import Operator, Tensor
+from ..aot_lowering import (
+    ConstArray,
+    KernelCall,
+    LoweringContext,
+    LoweringError,
+    lowers,
+    round_half_away,
+)
+
+MAX_DIMS = 6          # TG_EW_MAX_DIMS
+MAX_CONCAT_INPUTS = 10
+
+_SRC_ADD_MUL = "tg_add_mul.c"
+_SRC_SOFTMAX = "tg_softmax.c"
+_SRC_ACT = "tg_activations.c"
+_SRC_MEAN = "tg_mean.c"
+_SRC_CONCAT_PAD = "tg_concat_pad.c"
+_SRC_QUANT = "tg_quantize.c"
+
+_QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
+
+
+# ---------------------------------------------------------------------------
+# TFLite's quantization arithmetic, as the TFLM interpreter (built without
+# TFLITE_SINGLE_ROUNDING) runs it.
+
+def tflm_quantize_multiplier(real: float) -> tuple[int, int]:
+    """tflite::QuantizeMultiplier: Q31 significand (round half away from zero)
+    and exponent; multipliers below 2^-31 flush to (0, 0)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = int(round_half_away(q * (1 << 31)))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if q_fixed > (1 << 31) - 1:
+        raise LoweringError(f"multiplier {real!r} is not representable")
+    return q_fixed, shift
+
+
+def _qm_smaller_than_one(real: float, what: str) -> tuple[int, int]:
+    if not 0.0 < real < 1.0:
+        raise LoweringError(f"{what}: rescale factor {real!r} must be in (0, 1) "
+                            "(TFLM rejects these quantization parameters)")
+    m, s = tflm_quantize_multiplier(real)
+    return m, s
+
+
+def _input_radius(integer_bits: int, left_shift: int, total_signed_bits: int = 31) -> int:
+    """tflite::CalculateInputRadius."""
+    max_rescaled = (1.0 * ((1 << integer_bits) - 1) * float(1 << (total_signed_bits - integer_bits))
+                    / float(1 << left_shift) if left_shift >= 0 else
+                    1.0 * ((1 << integer_bits) - 1) * float(1 << (total_signed_bits - integer_bits))
+                    * float(1 << -left_shift))
+    return int(math.floor(max_rescaled))
+
+
+def _act_range(activation: str, t: Tensor) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized: TFLite divides in float32."""
+    qmin, qmax = _QRANGE[t.dtype]
+    scale = np.float32(t.scale)
+    zp = t.zero_point
+
+    def q(v: float) -> int:
+        return zp + int(round_half_away(float(np.float32(v) / scale)))
+    if activation == "NONE":
+        return qmin, qmax
+    if activation == "RELU":
+        return max(qmin, q(0.0)), qmax
+    if activation == "RELU6":
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    raise LoweringError(f"fused activation {activation} is not supported on a quantized output")
+
+
+# ---------------------------------------------------------------------------
+# small helpers
+
+def _c_ints(values, n: int | None = None) -> str:
+    vals = [int(v) for v in values]
+    if n is not None:
+        vals = vals + [0] * (n - len(vals))
+    return "{" + ", ".join(str(v) for v in (vals or [0])) + "}"
+
+
+def _c_float(v: float) -> str:
+    f = float(np.float32(v))
+    if not math.isfinite(f):
+        raise LoweringError(f"non-finite quantization scale {v!r}")
+    return repr(f) + "f"
+
+
+def _tensor(op: Operator, ctx: LoweringContext, k: int, io: str = "in") -> Tensor:
+    idx = (op.inputs if io == "in" else op.outputs)[k]
+    if idx < 0:
+        raise LoweringError(f"{op.describe()}: {io}put {k} is missing")
+    return ctx.model.tensors[idx]
+
+
+def _need_quant(op: Operator, *ts: Tensor) -> None:
+    for t in ts:
+        if t.quant is None or len(t.quant.scale) != 1:
+            raise LoweringError(f"{op.describe()}: tensor '{t.name}' needs per-tensor quantization")
+
+
+def _need_dtype(op: Operator, t: Tensor, *dtypes: str) -> None:
+    if t.dtype not in dtypes:
+        raise LoweringError(f"{op.describe()}: tensor '{t.name}' is {t.dtype}; "
+                            f"the aot kernel takes {' or '.join(dtypes)}")
+
+
+def _activation_io(op: Operator, ctx: LoweringContext) -> tuple[list[int], list[int]]:
+    return [i for i in op.inputs if i >= 0], list(op.outputs)
+
+
+def _prod(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+
+
+def _row_major_strides(shape) -> list[int]:
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= int(d)
+    return list(reversed(strides))
+
+
+def broadcast_plan(shape1, shape2, out_shape) -> tuple[list[int], list[int], list[int]]:
+    """Iteration space of a broadcasting binary op: (dims, stride1, stride2),
+    with size-1 dimensions dropped and mergeable neighbours merged."""
+    rank = len(out_shape)
+    s1 = [1] * (rank - len(shape1)) + [int(d) for d in shape1]
+    s2 = [1] * (rank - len(shape2)) + [int(d) for d in shape2]
+    out = [int(d) for d in out_shape]
+    if len(s1) != rank or len(s2) != rank:
+        raise LoweringError(f"shapes {list(shape1)} and {list(shape2)} do not broadcast to "
+                            f"{list(out_shape)}")
+    n1, n2 = _row_major_strides(s1), _row_major_strides(s2)
+    dims, st1, st2 = [], [], []
+    for d in range(rank):
+        for s in (s1[d], s2[d]):
+            if s not in (1, out[d]):
+                raise LoweringError(f"shapes {list(shape1)} and {list(shape2)} do not broadcast "
+                                    f"to {list(out_shape)}")
+        if out[d] == 1:
+            continue
+        dims.append(out[d])
+        st1.append(0 if s1[d] == 1 else n1[d])
+        st2.append(0 if s2[d] == 1 else n2[d])
+    # merge dimension d into d+1 when both inputs walk them contiguously
+    i = len(dims) - 2
+    while i >= 0:
+        if st1[i] == st1[i + 1] * dims[i + 1] and st2[i] == st2[i + 1] * dims[i + 1]:
+            dims[i + 1] *= dims[i]
+            del dims[i], st1[i], st2[i]
+        i -= 1
+    if not dims:
+        dims, st1, st2 = [1], [1], [1]
+    if len(dims) > MAX_DIMS:
+        raise LoweringError(f"broadcast of {list(shape1)} and {list(shape2)} needs "
+                            f"{len(dims)} loop dimensions (the kernel iterates over {MAX_DIMS})")
+    return dims, st1, st2
+
+
+def _bcast_init(dims, st1, st2) -> str:
+    return (f"{{ .ndim = {len(dims)}, .dims = {_c_ints(dims, MAX_DIMS)}, "
+            f".stride1 = {_c_ints(st1, MAX_DIMS)}, .stride2 = {_c_ints(st2, MAX_DIMS)} }}")
+
+
+def _const_array(ctx: LoweringContext, op: Operator, t: Tensor, what: str) -> ConstArray:
+    ctype = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float"}[t.dtype]
+    return ConstArray(name=ctx.name(op, what), ctype=ctype,
+                      values=np.asarray(t.data).reshape(-1), align=4, is_weight=True)
+
+
+# ---------------------------------------------------------------------------
+# ADD / MUL
+
+def _binary_common(op: Operator, ctx: LoweringContext):
+    if len([i for i in op.inputs if i >= 0]) != 2 or len(op.outputs) != 1:
+        raise LoweringError(f"{op.describe()}: expects two inputs and one output")
+    a, b = _tensor(op, ctx, 0), _tensor(op, ctx, 1)
+    o = _tensor(op, ctx, 0, "out")
+    for t in (a, b, o):
+        _need_dtype(op, t, "int8")
+    _need_quant(op, a, b, o)
+    dims, st1, st2 = broadcast_plan(a.shape, b.shape, o.shape)
+    return a, b, o, dims, st1, st2
+
+
+def _binary_call(op, ctx, kernel, params_type, params, a, b, o, comment) -> KernelCall:
+    """A binary kernel call; a constant operand is baked in (the `_const`
+    variant of the kernel takes it from its params)."""
+    consts = [t for t in (a, b) if t.is_constant]
+    if len(consts) == 2:
+        raise LoweringError(f"{op.describe()}: both operands are constant (fold it away first)")
+    if consts:
+        c = consts[0]
+        arr = _const_array(ctx, op, c, "operand")
+        first = 1 if a.is_constant else 0
+        act_in = op.inputs[1] if first else op.inputs[0]
+        act_t = b if first else a
+        return KernelCall(
+            kernel=kernel + "_const", params_type=params_type.replace("_params", "_const_params"),
+            params={"op": "{ " + ", ".join(f".{k} = {v}" for k, v in params.items()) + " }",
+                    "constant": arr.name, "constant_first": str(first)},
+            inputs=[act_in], outputs=[op.outputs[0]], sources=[_SRC_ADD_MUL], constants=[arr],
+            in_place=tuple(act_t.shape) == tuple(o.shape), comment=comment)
+    return KernelCall(kernel=kernel, params_type=params_type, params=params,
+                      inputs=[op.inputs[0], op.inputs[1]], outputs=[op.outputs[0]],
+                      sources=[_SRC_ADD_MUL], in_place=tuple(a.shape) == tuple(o.shape),
+                      comment=comment)
+
+
+@lowers("ADD")
+def lower_add(op: Operator, ctx: LoweringContext) -> KernelCall:
+    a, b, o, dims, st1, st2 = _binary_common(op, ctx)
+    left_shift = 20
+    s1, s2, so = np.float32(a.scale), np.float32(b.scale), np.float32(o.scale)
+    twice_max = 2.0 * float(max(s1, s2))
+    m1, sh1 = _qm_smaller_than_one(float(s1) / twice_max, op.describe())
+    m2, sh2 = _qm_smaller_than_one(float(s2) / twice_max, op.describe())
+    mo, sho = _qm_smaller_than_one(twice_max / (float(1 << left_shift) * float(so)), op.describe())
+    lo, hi = _act_range(op.options.get("fused_activation_function", "NONE"), o)
+    params = {
+        "bc": _bcast_init(dims, st1, st2),
+        "input1_offset": str(-a.zero_point), "input2_offset": str(-b.zero_point),
+        "output_offset": str(o.zero_point), "left_shift": str(left_shift),
+        "input1_multiplier": str(m1), "input1_shift": str(sh1),
+        "input2_multiplier": str(m2), "input2_shift": str(sh2),
+        "output_multiplier": str(mo), "output_shift": str(sho),
+        "act_min": str(lo), "act_max": str(hi),
+    }
+    return _binary_call(op, ctx, "tg_add_s8", "tg_add_s8_params", params, a, b, o,
+                        f"ADD {list(a.shape)} + {list(b.shape)} -> {list(o.shape)}")
+
+
+@lowers("MUL")
+def lower_mul(op: Operator, ctx: LoweringContext) -> KernelCall:
+    a, b, o, dims, st1, st2 = _binary_common(op, ctx)
+    real = float(np.float32(a.scale)) * float(np.float32(b.scale)) / float(np.float32(o.scale))
+    m, s = tflm_quantize_multiplier(real)
+    lo, hi = _act_range(op.options.get("fused_activation_function", "NONE"), o)
+    params = {
+        "bc": _bcast_init(dims, st1, st2),
+        "input1_offset": str(-a.zero_point), "input2_offset": str(-b.zero_point),
+        "output_offset": str(o.zero_point),
+        "output_multiplier": str(m), "output_shift": str(s),
+        "act_min": str(lo), "act_max": str(hi),
+    }
+    return _binary_call(op, ctx, "tg_mul_s8", "tg_mul_s8_params", params, a, b, o,
+                        f"MUL {list(a.shape)} * {list(b.shape)} -> {list(o.shape)}")
+
+
+# ---------------------------------------------------------------------------
+# SOFTMAX
+
+SOFTMAX_DIFF_INTEGER_BITS = 5
+
+
+def softmax_params(input_scale: float, beta: float) -> tuple[int, int, int]:
+    """PreprocessSoftmaxScaling + CalculateInputRadius (double rounding)."""
+    real = min(float(beta) * float(np.float32(input_scale))
+               * float(1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)), float((1 << 31) - 1))
+    if not real > 1.0:
+        raise LoweringError(f"softmax: beta * input_scale = {beta * input_scale!r} is too small "
+                            "(TFLM rejects it)")
+    m, shift = tflm_quantize_multiplier(real)
+    diff_min = -_input_radius(SOFTMAX_DIFF_INTEGER_BITS, shift)
+    return m, shift, diff_min
+
+
+@lowers("SOFTMAX")
+def lower_softmax(op: Operator, ctx: LoweringContext) -> KernelCall:
+    x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
+    _need_dtype(op, x, "int8")
+    _need_dtype(op, y, "int8", "int16")
+    _need_quant(op, x, y)
+    if not x.shape:
+        raise LoweringError(f"{op.describe()}: softmax of a scalar")
+    if y.dtype == "int8":
+        if y.zero_point != -128 or np.float32(y.scale) != np.float32(1.0 / 256):
+            raise LoweringError(f"{op.describe()}: int8 softmax output must have scale 1/256 and "
+                                f"zero point -128 (has {y.scale}, {y.zero_point})")
+        kernel = "tg_softmax_s8"
+    else:
+        if y.zero_point != -32768 or abs(float(y.scale) - 1.0 / 65536) > 0.001 / 65536:
+            raise LoweringError(f"{op.describe()}: int16 softmax output must have scale 1/65536 "
+                                f"and zero point -32768")
+        kernel = "tg_softmax_s8_s16"
+    beta = float(op.options.get("beta", 1.0))
+    m, shift, diff_min = softmax_params(x.scale, beta)
+    depth = int(x.shape[-1])
+    outer = _prod(x.shape[:-1])
+    return KernelCall(
+        kernel=kernel, params_type="tg_softmax_s8_params",
+        params={"outer": str(outer), "depth": str(depth), "input_multiplier": str(m),
+                "input_left_shift": str(shift), "diff_min": str(diff_min)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_SOFTMAX],
+        in_place=(y.dtype == "int8"),
+        comment=f"SOFTMAX {list(x.shape)} beta={beta}")
+
+
+# ---------------------------------------------------------------------------
+# LOGISTIC / TANH
+
+SIGMOID_INPUT_INTEGER_BITS = 4
+
+
+def sigmoid_params(input_scale: float) -> tuple[int, int, int]:
+    """TFLM's int8 LOGISTIC/TANH Prepare: frexp of scale * 2^27 (no
+    renormalisation of a rounded-up significand), and the saturation radius."""
+    real = float(np.float32(input_scale)) * float(1 << (31 - SIGMOID_INPUT_INTEGER_BITS))
+    q, shift = math.frexp(real)
+    mult = int(round_half_away(q * (1 << 31)))
+    if mult >= (1 << 31):
+        raise LoweringError(f"input scale {input_scale!r} gives an unrepresentable multiplier")
+    radius = _input_radius(SIGMOID_INPUT_INTEGER_BITS, shift, 31)
+    return mult, shift, radius
+
+
+def _sigmoid_like(op: Operator, ctx: LoweringContext, kernel: str) -> KernelCall:
+    x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
+    _need_dtype(op, x, "int8")
+    _need_dtype(op, y, "int8")
+    _need_quant(op, x, y)
+    if op.opcode == "LOGISTIC" and y.zero_point != -128:
+        raise LoweringError(f"{op.describe()}: int8 LOGISTIC output zero point must be -128")
+    m, shift, radius = sigmoid_params(x.scale)
+    return KernelCall(
+        kernel=kernel, params_type="tg_sigmoid_s8_params",
+        params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
+                "input_range_radius": str(radius), "input_multiplier": str(m),
+                "input_left_shift": str(shift)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_ACT], in_place=True,
+        comment=f"{op.opcode} {list(x.shape)}")
+
+
+@lowers("LOGISTIC")
+def lower_logistic(op: Operator, ctx: LoweringContext) -> KernelCall:
+    return _sigmoid_like(op, ctx, "tg_logistic_s8")
+
+
+@lowers("TANH")
+def lower_tanh(op: Operator, ctx: LoweringContext) -> KernelCall:
+    return _sigmoid_like(op, ctx, "tg_tanh_s8")
+
+
+# ---------------------------------------------------------------------------
+# MEAN / SUM
+
+def _resolve_axes(op: Operator, ctx: LoweringContext, rank: int) -> list[int]:
+    axis_t = _tensor(op, ctx, 1)
+    if not axis_t.is_constant:
+        raise LoweringError(f"{op.describe()}: the axis tensor must be constant")
+    axes = []
+    for a in np.asarray(axis_t.data).reshape(-1).tolist():
+        a = int(a)
+        cur = a + rank if a < 0 else a
+        if not 0 <= cur < rank:
+            raise LoweringError(f"{op.describe()}: axis {a} is out of range for rank {rank}")
+        if cur not in axes:
+            axes.append(cur)
+    return axes
+
+
+def reduce_plan(shape, axes) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(kept dims, their input strides, reduced dims, their input strides),
+    merging neighbours that are walked contiguously."""
+    strides = _row_major_strides(shape)
+
+    def merged(ds):
+        dims = [int(shape[d]) for d in ds if int(shape[d]) != 1]
+        sts = [strides[d] for d in ds if int(shape[d]) != 1]
+        i = len(dims) - 2
+        while i >= 0:
+            if sts[i] == sts[i + 1] * dims[i + 1]:
+                dims[i + 1] *= dims[i]
+                del dims[i], sts[i]
+            i -= 1
+        return (dims, sts) if dims else ([1], [0])
+    kept = [d for d in range(len(shape)) if d not in axes]
+    kd, ks = merged(kept)
+    rd, rs = merged(sorted(axes))
+    if len(kd) > MAX_DIMS or len(rd) > MAX_DIMS:
+        raise LoweringError(f"reduction of {list(shape)} over {axes} needs too many loop dims")
+    return kd, ks, rd, rs
+
+
+def _lower_reduce(op: Operator, ctx: LoweringContext, compute_sum: bool) -> KernelCall:
+    x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
+    _need_dtype(op, x, "int8")
+    _need_dtype(op, y, "int8")
+    _need_quant(op, x, y)
+    axes = _resolve_axes(op, ctx, len(x.shape))
+    count = _prod([x.shape[a] for a in axes])
+    if count == 0 or x.num_elements == 0:
+        raise LoweringError(f"{op.describe()}: empty reduction")
+    kd, ks, rd, rs = reduce_plan(x.shape, axes)
+    if _prod(kd) != y.num_elements:
+        raise LoweringError(f"{op.describe()}: output shape {list(y.shape)} does not match "
+                            f"reducing {list(x.shape)} over {axes}")
+    in_scale, out_scale = np.float32(x.scale), np.float32(y.scale)
+    m, s = tflm_quantize_multiplier(float(in_scale) / float(out_scale))
+    # The TFLM interpreter runs QuantizedMeanOrSum for int8 MEAN even when the
+    # input and output quantization are equal (checked against tflite_micro),
+    # folding 1/count into the multiplier:
+    if not compute_sum:
+        shift = min(count.bit_length() - 1, 32, 31 + s)
+        m = (m << shift) // count
+        s = s - shift
+    return KernelCall(
+        kernel="tg_reduce_sum_s8", params_type="tg_reduce_s8_params",
+        params={"out_ndim": str(len(kd)), "out_dims": _c_ints(kd, MAX_DIMS),
+                "out_stride": _c_ints(ks, MAX_DIMS), "red_ndim": str(len(rd)),
+                "red_dims": _c_ints(rd, MAX_DIMS), "red_stride": _c_ints(rs, MAX_DIMS),
+                "count": str(count), "input_zero_point": str(x.zero_point),
+                "output_zero_point": str(y.zero_point), "multiplier": str(m), "shift": str(s)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_MEAN],
+        comment=f"{op.opcode} {list(x.shape)} axes={axes} -> {list(y.shape)}")
+
+
+@lowers("MEAN")
+def lower_mean(op: Operator, ctx: LoweringContext) -> KernelCall:
+    return _lower_reduce(op, ctx, compute_sum=False)
+
+
+@lowers("SUM")
+def lower_sum(op: Operator, ctx: LoweringContext) -> KernelCall:
+    return _lower_reduce(op, ctx, compute_sum=True)
+
+
+# ---------------------------------------------------------------------------
+# CONCATENATION
+
+@lowers("CONCATENATION")
+def lower_concatenation(op: Operator, ctx: LoweringContext) -> KernelCall:
+    ins = [i for i in op.inputs if i >= 0]
+    y = _tensor(op, ctx, 0, "out")
+    if not 1 <= len(ins) <= MAX_CONCAT_INPUTS:
+        raise LoweringError(f"{op.describe()}: {len(ins)} inputs (the kernel takes 1 to "
+                            f"{MAX_CONCAT_INPUTS})")
+    if op.options.get("fused_activation_function", "NONE") != "NONE":
+        raise LoweringError(f"{op.describe()}: a fused activation on CONCATENATION")
+    rank = len(y.shape)
+    axis = int(op.options.get("axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < max(rank, 1):
+        raise LoweringError(f"{op.describe()}: axis {axis} out of range")
+    outer = _prod(y.shape[:axis])
+    sizes = []
+    for i in ins:
+        t = ctx.model.tensors[i]
+        if t.dtype != y.dtype:
+            raise LoweringError(f"{op.describe()}: input '{t.name}' is {t.dtype}, output {y.dtype}")
+        if t.is_constant:
+            raise LoweringError(f"{op.describe()}: constant inputs are not supported")
+        if t.dtype == "int8" and (t.quant is None or y.quant is None
+                                  or np.float32(t.scale) != np.float32(y.scale)
+                                  or t.zero_point != y.zero_point):
+            # TFLM's int8 CONCATENATION is a byte copy and refuses inputs
+            # whose quantization differs from the output's.
+            raise LoweringError(f"{op.describe()}: int8 input '{t.name}' is quantized "
+                                "differently from the output (TFLM does not requantize "
+                                "CONCATENATION inputs)")
+        if len(t.shape) != rank or any(int(t.shape[d]) != int(y.shape[d])
+                                       for d in range(rank) if d != axis):
+            raise LoweringError(f"{op.describe()}: input shape {list(t.shape)} does not fit "
+                                f"output {list(y.shape)} on axis {axis}")
+        sizes.append(_prod(t.shape[axis:]) * t.itemsize)
+    if sum(sizes) * outer != y.nbytes:
+        raise LoweringError(f"{op.describe()}: input sizes do not add up to the output")
+    return KernelCall(
+        kernel="tg_concatenation", params_type="tg_concat_params",
+        params={"num_inputs": str(len(ins)), "outer": str(outer),
+                "copy_size": _c_ints(sizes, MAX_CONCAT_INPUTS)},
+        inputs=ins, outputs=[op.outputs[0]], sources=[_SRC_CONCAT_PAD],
+        comment=f"CONCATENATION axis={axis} -> {list(y.shape)}")
+
+
+# ---------------------------------------------------------------------------
+# PAD / PADV2
+
+def pad_plan(in_shape, before, after) -> tuple[list[int], list[int], list[int]]:
+    """(in_dims, out_dims, before), with unpadded trailing dims folded into
+    the dimension before them so the kernel copies long rows."""
+    ind = [int(d) for d in in_shape] or [1]
+    bef = [int(b) for b in before] or [0]
+    aft = [int(a) for a in after] or [0]
+    outd = [i + b + a for i, b, a in zip(ind, bef, aft)]
+    while len(ind) > 1 and bef[-1] == 0 and aft[-1] == 0:
+        n = ind[-1]
+        ind = ind[:-2] + [ind[-2] * n]
+        outd = outd[:-2] + [outd[-2] * n]
+        bef = bef[:-2] + [bef[-2] * n]
+        aft = aft[:-2] + [aft[-2] * n]
+    # leading dims without padding merge too
+    while len(ind) > 1 and bef[0] == 0 and aft[0] == 0 and bef[1] == 0 and aft[1] == 0:
+        ind = [ind[0] * ind[1]] + ind[2:]
+        outd = [outd[0] * outd[1]] + outd[2:]
+        bef = [0] + bef[2:]
+        aft = [0] + aft[2:]
+    if len(ind) > MAX_DIMS:
+        raise LoweringError(f"PAD of rank {len(ind)} (the kernel handles {MAX_DIMS})")
+    return ind, outd, bef
+
+
+@lowers("PAD", "PADV2")
+def lower_pad(op: Operator, ctx: LoweringContext) -> KernelCall:
+    x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
+    _need_dtype(op, x, "int8")
+    _need_dtype(op, y, "int8")
+    pads_t = _tensor(op, ctx, 1)
+    if not pads_t.is_constant:
+        raise LoweringError(f"{op.describe()}: paddings must be constant")
+    pads = np.asarray(pads_t.data).astype(np.int64).reshape(-1, 2)
+    rank = len(x.shape)
+    if pads.shape[0] != rank:
+        raise LoweringError(f"{op.describe()}: {pads.shape[0]} padding pairs for rank {rank}")
+    if (pads < 0).any():
+        raise LoweringError(f"{op.describe()}: negative padding")
+    for d in range(rank):
+        if int(x.shape[d]) + int(pads[d, 0]) + int(pads[d, 1]) != int(y.shape[d]):
+            raise LoweringError(f"{op.describe()}: output shape {list(y.shape)} does not match")
+    real_inputs = [i for i in op.inputs if i >= 0]
+    if len(real_inputs) == 3:
+        cv = ctx.model.tensors[op.inputs[2]]
+        if not cv.is_constant or cv.num_elements != 1:
+            raise LoweringError(f"{op.describe()}: the pad value must be a constant scalar")
+        pad_value = int(np.asarray(cv.data).reshape(-1)[0])
+    else:
+        _need_quant(op, y)
+        pad_value = y.zero_point
+    ind, outd, bef = pad_plan(x.shape, pads[:, 0], pads[:, 1])
+    return KernelCall(
+        kernel="tg_pad_s8", params_type="tg_pad_s8_params",
+        params={"ndim": str(len(ind)), "in_dims": _c_ints(ind, MAX_DIMS),
+                "out_dims": _c_ints(outd, MAX_DIMS), "before": _c_ints(bef, MAX_DIMS),
+                "pad_value": str(pad_value)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_CONCAT_PAD],
+        comment=f"{op.opcode} {list(x.shape)} -> {list(y.shape)}")
+
+
+# ---------------------------------------------------------------------------
+# QUANTIZE / DEQUANTIZE
+
+_SUFFIX = {"int8": "s8", "int16": "s16"}
+
+
+@lowers("QUANTIZE")
+def lower_quantize(op: Operator, ctx: LoweringContext) -> KernelCall:
+    x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
+    _need_dtype(op, y, "int8", "int16")
+    _need_quant(op, y)
+    if x.dtype == "float32":
+        qmin, qmax = _QRANGE[y.dtype]
+        return KernelCall(
+            kernel=f"tg_quantize_f32_{_SUFFIX[y.dtype]}", params_type="tg_quantize_f32_params",
+            params={"size": str(x.num_elements), "scale": _c_float(y.scale),
+                    "zero_point": str(y.zero_point), "qmin": str(qmin), "qmax": str(qmax)},
+            inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_QUANT],
+            comment=f"QUANTIZE float32 -> {y.dtype}")
+    _need_dtype(op, x, "int8", "int16")
+    _need_quant(op, x)
+    m, s = tflm_quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
+    return KernelCall(
+        kernel=f"tg_requantize_{_SUFFIX[x.dtype]}_{_SUFFIX[y.dtype]}",
+        params_type="tg_requantize_params",
+        params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
+                "output_zero_point": str(y.zero_point), "multiplier": str(m), "shift": str(s)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_QUANT],
+        in_place=(x.dtype == y.dtype),
+        comment=f"QUANTIZE {x.dtype} -> {y.dtype} (requantize)")
+
+
+@lowers("DEQUANTIZE")
+def lower_dequantize(op: Operator, ctx: LoweringContext) -> KernelCall:
+    x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
+    _need_dtype(op, x, "int8", "int16")
+    _need_dtype(op, y, "float32")
+    _need_quant(op, x)
+    return KernelCall(
+        kernel=f"tg_dequantize_{_SUFFIX[x.dtype]}_f32", params_type="tg_dequantize_params",
+        params={"size": str(x.num_elements), "scale": _c_float(x.scale),
+                "zero_point": str(x.zero_point)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_QUANT],
+        comment=f"DEQUANTIZE {x.dtype} -> float32")
