@@ -11,6 +11,27 @@ A lowering function turns one IR operator into a KernelCall; the aot backend
 prints the params struct, the constant arrays and the call in order.  Decisions
 (multipliers, shifts, padding offsets, layouts) are made here in Python, so the
 template only prints them.
+
+Call convention, as the aot backend (tinygen/codegen/aot.py) prints it:
+  * every tensor in `inputs`/`outputs` is passed as a pointer whose C type
+    follows the tensor's dtype (`const int8_t *` for an int8 input, `float *`
+    for a float32 output, ...).  An activation points into the static arena;
+    a *constant* tensor listed in `inputs` is baked into flash by the backend
+    (`tg_const_t<index>`) and passed the same way;
+  * when `scratch_bytes > 0`, one more argument follows the outputs:
+    `void *scratch`, 16-byte aligned, valid only during the call;
+  * `sources` names files under firmware_templates/aot/kernels; the backend
+    copies them (and the headers they include, transitively) and model.c
+    includes every listed header and every header a listed .c includes.
+
+Interface notes (backward compatible additions, newest last):
+  * KernelCall.view: the output is the first input's bytes unchanged
+    (RESHAPE/SQUEEZE/EXPAND_DIMS).  The planner gives both one buffer and
+    the backend emits no call when it could.
+  * quantize_multiplier no longer clamps shifts above 30 (that clamp exists
+    only in TFLite's single-rounding build; TFLM uses double rounding) and
+    raises LoweringError for multipliers >= 2^30 instead.
+  * activation_range_int8 computes in float32 like TFLite's Quantize().
 """
 
 from __future__ import annotations
@@ -50,6 +71,7 @@ class KernelCall:
     scratch_bytes: int = 0       # kernel scratch placed in the arena by the planner
     in_place: bool = False       # output may share the first input's buffer
     comment: str = ""
+    view: bool = False           # output == first input's bytes (reshape-like): share the buffer
 
 
 class LoweringContext:
@@ -101,9 +123,15 @@ def _load_all() -> None:
 
 def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     """Q31 fixed-point multiplier and power-of-two shift, as TFLite's
-    QuantizeMultiplier computes them (frexp, round half away from zero)."""
+    QuantizeMultiplier computes them (frexp, round half away from zero), in
+    the default double-rounding build that TFLM uses.
+
+    real_multiplier ~= multiplier * 2^(shift - 31); multipliers below 2^-31
+    flush to (0, 0) as in TFLite."""
     if real_multiplier == 0.0:
         return 0, 0
+    if not math.isfinite(real_multiplier) or real_multiplier < 0:
+        raise LoweringError(f"invalid requantization multiplier {real_multiplier!r}")
     mantissa, shift = math.frexp(real_multiplier)
     q = int(round_half_away(mantissa * (1 << 31)))
     if q == (1 << 31):
@@ -112,8 +140,8 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     if shift < -31:
         return 0, 0
     if shift > 30:
-        shift = 30
-        q = (1 << 31) - 1
+        raise LoweringError(f"requantization multiplier {real_multiplier!r} is too large "
+                            "(scales are inconsistent)")
     return q, shift
 
 
@@ -127,9 +155,12 @@ ACTIVATION_RANGES = {"NONE", "RELU", "RELU6", "RELU_N1_TO_1"}
 def activation_range_int8(activation: str, scale: float, zero_point: int,
                           qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
     """Clamp range for a fused activation on a quantized output (TFLite's
-    CalculateActivationRangeQuantized)."""
+    CalculateActivationRangeQuantized: round(f / scale) in float32)."""
     def q(v: float) -> int:
-        return zero_point + int(round_half_away(v / scale))
+        tmp = np.float32(v) / np.float32(scale)
+        if not np.isfinite(tmp) or abs(float(tmp)) >= 2.0 ** 31:
+            raise LoweringError(f"output scale {scale!r} cannot represent {v}")
+        return int(zero_point) + int(round_half_away(float(tmp)))
     if activation == "NONE":
         return qmin, qmax
     if activation == "RELU":

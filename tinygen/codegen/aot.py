@@ -1,0 +1,304 @@
+"""The `aot` backend: tinygen's own ahead-of-time runtime.
+
+For one model it writes plain C99 that calls tinygen's kernels in order with
+every shape, quantization constant and buffer offset resolved here, the
+constants baked in as const arrays (flash) and all activations in one static
+arena planned from tensor lifetimes.  No interpreter, no malloc.
+
+    generate_aot(model, out_dir, board="host", runtime_name="aot") -> AotResult
+
+out_dir receives a flat set of files: model.c, model.h, tg_kernels.h and the
+kernel sources the model uses (only those).  model.c implements
+firmware_templates/common/tg_model_api.h, which the build stage copies next
+to it (pass copy_api_header=True to have it copied here too).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from ..analyze.memory_plan import MemoryPlan, check_plan, plan_memory
+from ..ir import Model
+from ..paths import TEMPLATES_DIR
+from .aot_lowering import (ConstArray, KernelCall, LoweringContext, LoweringError,
+                           c_array_literal, lower)
+
+KERNELS_DIR = TEMPLATES_DIR / "aot" / "kernels"
+AOT_TEMPLATES_DIR = TEMPLATES_DIR / "aot"
+API_HEADER = TEMPLATES_DIR / "common" / "tg_model_api.h"
+
+# TFLite dtype -> (C element type, tg_model_api.h TG_DTYPE_* code or None)
+C_TYPES = {
+    "int8": ("int8_t", 9), "uint8": ("uint8_t", 3), "int16": ("int16_t", 7),
+    "int32": ("int32_t", 2), "float32": ("float", 0), "int64": ("int64_t", None),
+    "bool": ("uint8_t", None), "float16": ("uint16_t", None), "uint16": ("uint16_t", None),
+    "uint32": ("uint32_t", None), "float64": ("double", None),
+}
+MAX_DIMS = 6
+ARENA_ALIGN = 16
+
+
+@dataclass
+class AotResult:
+    out_dir: Path
+    files: list[Path]                    # every file written into out_dir
+    arena_bytes: int                     # static activation arena (tg_arena)
+    weights_bytes: int                   # constant arrays that are model weights
+    tables_bytes: int                    # other constant arrays (multipliers, shifts, tables)
+    calls: list[KernelCall]              # one per operator, in execution order
+    plan: MemoryPlan
+    kernel_files: list[str] = field(default_factory=list)   # kernel sources copied
+    skipped_ops: list[int] = field(default_factory=list)    # views resolved by the planner
+
+    @property
+    def constant_bytes(self) -> int:
+        return self.weights_bytes + self.tables_bytes
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(AOT_TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True)
+
+
+def _c_float(x: float) -> str:
+    """A float literal that parses back to exactly this float32."""
+    v = float(np.float32(x))
+    if not np.isfinite(v):
+        raise LoweringError(f"non-finite quantization scale {x!r}")
+    text = repr(v)
+    if "e" not in text and "." not in text:
+        text += ".0"
+    return text + "f"
+
+
+def _ctype(dtype: str, what: str) -> str:
+    if dtype not in C_TYPES:
+        raise LoweringError(f"{what} has type {dtype}, which the aot runtime cannot hold")
+    return C_TYPES[dtype][0]
+
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+
+
+def _includes(path: Path) -> list[str]:
+    return _INCLUDE.findall(path.read_text())
+
+
+def _kernel_files(calls: list[KernelCall]) -> tuple[list[str], list[str]]:
+    """(files to copy, headers model.c includes) for the kernels used."""
+    listed: list[str] = []
+    for call in calls:
+        for src in call.sources:
+            if src not in listed:
+                listed.append(src)
+    headers: list[str] = []
+    for src in listed:
+        path = KERNELS_DIR / src
+        if not path.is_file():
+            raise LoweringError(f"kernel source {src} is missing from {KERNELS_DIR}")
+        if src.endswith(".h"):
+            cands = [src]
+        else:
+            cands = [h for h in _includes(path) if (KERNELS_DIR / h).is_file()]
+            sibling = src[:-2] + ".h"
+            if (KERNELS_DIR / sibling).is_file() and sibling not in cands:
+                cands.append(sibling)
+        for h in cands:
+            if h != "tg_kernels.h" and h not in headers:
+                headers.append(h)
+    # transitive closure of local includes
+    files = ["tg_kernels.h"]
+    todo = list(listed) + headers
+    while todo:
+        f = todo.pop(0)
+        if f in files:
+            continue
+        files.append(f)
+        for inc in _includes(KERNELS_DIR / f):
+            if (KERNELS_DIR / inc).is_file() and inc not in files:
+                todo.append(inc)
+    return files, headers
+
+
+def lower_model(model: Model, prefix: str = "op") -> list[KernelCall]:
+    """One KernelCall per operator; LoweringError names the operator and its position."""
+    if model.num_subgraphs > 1:
+        used = {op.opcode for op in model.operators}
+        if used & {"CALL", "IF", "WHILE", "CALL_ONCE"}:
+            raise LoweringError("models with control flow (several subgraphs) are not supported "
+                                "by the aot runtime")
+    ctx = LoweringContext(model, prefix=prefix)
+    calls = []
+    for op in model.operators:
+        try:
+            call = lower(op, ctx)
+        except LoweringError as exc:
+            msg = str(exc)
+            if f"#{op.index}" not in msg:
+                msg = f"{op.describe()}: {msg}"
+            raise LoweringError(msg) from None
+        calls.append(call)
+    return calls
+
+
+def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name: str = "aot",
+                 copy_api_header: bool = False, alignment: int = ARENA_ALIGN) -> AotResult:
+    """Write the aot sources for `model` into out_dir; see the module docstring."""
+    out_dir = Path(out_dir)
+    tensors = model.tensors
+    for role, idxs in (("input", model.inputs), ("output", model.outputs)):
+        for i in idxs:
+            t = tensors[i]
+            if t.dtype not in C_TYPES or C_TYPES[t.dtype][1] is None:
+                raise LoweringError(f"model {role} '{t.name}' has type {t.dtype}, which the "
+                                    "model API does not carry")
+            if len(t.shape) > MAX_DIMS:
+                raise LoweringError(f"model {role} '{t.name}' has more than {MAX_DIMS} dimensions")
+    for i in model.inputs:
+        if tensors[i].is_constant:
+            raise LoweringError(f"model input '{tensors[i].name}' is a constant")
+
+    calls = lower_model(model)
+    plan = plan_memory(model, calls, alignment=alignment)
+    check_plan(plan)
+
+    # ---- constants -------------------------------------------------------
+    constants: list[dict] = []
+    names: set[str] = set()
+    weights_bytes = 0
+    tables_bytes = 0
+
+    def add_const(c: ConstArray) -> None:
+        nonlocal weights_bytes, tables_bytes
+        if c.name in names:
+            raise LoweringError(f"two constant arrays are named {c.name}")
+        names.add(c.name)
+        values = np.asarray(c.values).reshape(-1)
+        nbytes = values.size * np.dtype(values.dtype).itemsize if values.size else 0
+        if c.is_weight:
+            weights_bytes += nbytes
+        else:
+            tables_bytes += nbytes
+        constants.append({
+            "name": c.name, "ctype": c.ctype, "align": max(int(c.align), ARENA_ALIGN),
+            "count": max(values.size, 1),
+            "literal": c_array_literal(values) if values.size else "0",
+        })
+
+    const_tensor_names: dict[int, str] = {}
+
+    def const_tensor(t: int) -> str:
+        if t not in const_tensor_names:
+            tt = tensors[t]
+            name = f"tg_const_t{t}"
+            add_const(ConstArray(name, _ctype(tt.dtype, f"constant '{tt.name}'"),
+                                 np.asarray(tt.data).reshape(-1), align=ARENA_ALIGN))
+            const_tensor_names[t] = name
+        return const_tensor_names[t]
+
+    # ---- calls -------------------------------------------------------------
+    params_blocks: list[dict] = []
+    steps: list[dict] = []
+    skipped: list[int] = []
+    for op, call in zip(model.operators, calls):
+        for c in call.constants:
+            add_const(c)
+        detail = call.comment or ""
+        if detail.startswith(op.opcode):
+            detail = detail[len(op.opcode):].strip()
+        comment = f"#{op.index} {op.opcode}" + (f" {detail}" if detail else "")
+        comment = comment.replace("*/", "* /")
+        out0 = call.outputs[0] if call.outputs else None
+        if call.view and out0 is not None and out0 in plan.views:
+            skipped.append(op.index)
+            steps.append({"comment": comment + " (shares its input's buffer: no code)",
+                          "code": None})
+            continue
+        pname = f"op{op.index}_params"
+        params_blocks.append({"type": call.params_type, "name": pname,
+                              "fields": list(call.params.items())})
+        args = [f"&{pname}"]
+        for t in call.inputs:
+            tt = tensors[t]
+            if tt.is_constant:
+                args.append(const_tensor(t))
+            else:
+                args.append(f"TG_ACT({_ctype(tt.dtype, tt.name)}, {plan.offsets[t]})")
+        for t in call.outputs:
+            tt = tensors[t]
+            if tt.is_constant:
+                raise LoweringError(f"{op.describe()} writes the constant tensor '{tt.name}'")
+            args.append(f"TG_ACT({_ctype(tt.dtype, tt.name)}, {plan.offsets[t]})")
+        if call.scratch_bytes > 0:
+            args.append(f"(void *)(tg_arena + {plan.scratch_offsets[op.index]})")
+        steps.append({"comment": comment, "code": f"{call.kernel}({', '.join(args)});"})
+
+    # ---- model API tables --------------------------------------------------
+    def info_row(i: int) -> dict:
+        t = tensors[i]
+        dims = [int(d) for d in t.shape] + [0] * (MAX_DIMS - len(t.shape))
+        return {"dtype": C_TYPES[t.dtype][1], "rank": len(t.shape),
+                "dims": ", ".join(str(d) for d in dims), "bytes": t.nbytes,
+                "scale": _c_float(t.scale) if t.quant else "0.0f",
+                "zero_point": t.zero_point if t.quant else 0, "name": t.name}
+
+    def pointer(i: int) -> str:
+        t = tensors[i]
+        if t.is_constant:
+            return f"(const uint8_t *){const_tensor(i)}"
+        return f"(tg_arena + {plan.offsets[i]})"
+
+    outputs_ptr = [pointer(i) for i in model.outputs]
+    inputs_ptr = [f"(uint8_t *)(tg_arena + {plan.offsets[i]})" for i in model.inputs]
+
+    variables = []
+    for t in plan.offsets:
+        tt = tensors[t]
+        if tt.is_variable:
+            fill = tt.zero_point if tt.dtype in ("int8", "int16") and tt.quant else 0
+            variables.append({"offset": plan.offsets[t], "bytes": tt.nbytes,
+                              "fill": fill & 0xFF})
+
+    files, headers = _kernel_files(calls)
+    sig = model.signature
+    context = {
+        "description": model.description.replace("*/", "* /")[:200],
+        "signature_hex": sig,
+        "signature_bytes": ", ".join(f"0x{sig[i:i + 2]}" for i in range(0, 64, 2)),
+        "runtime": runtime_name, "board": board,
+        "arena_bytes": plan.arena_bytes, "arena_decl_bytes": max(plan.arena_bytes, alignment),
+        "alignment": alignment,
+        "headers": headers, "constants": constants, "params": params_blocks, "steps": steps,
+        "inputs": [info_row(i) for i in model.inputs],
+        "outputs": [info_row(i) for i in model.outputs],
+        "inputs_ptr": inputs_ptr, "outputs_ptr": outputs_ptr, "variables": variables,
+        "weights_bytes": weights_bytes, "tables_bytes": tables_bytes,
+        "plan_summary": plan.summary(), "num_ops": len(model.operators),
+    }
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    env = _env()
+    for template, name in (("model.c.j2", "model.c"), ("model.h.j2", "model.h")):
+        path = out_dir / name
+        path.write_text(env.get_template(template).render(**context))
+        written.append(path)
+    for f in files:
+        dst = out_dir / f
+        shutil.copyfile(KERNELS_DIR / f, dst)
+        written.append(dst)
+    if copy_api_header:
+        dst = out_dir / API_HEADER.name
+        shutil.copyfile(API_HEADER, dst)
+        written.append(dst)
+    return AotResult(out_dir=out_dir, files=written, arena_bytes=plan.arena_bytes,
+                     weights_bytes=weights_bytes, tables_bytes=tables_bytes, calls=calls,
+                     plan=plan, kernel_files=files, skipped_ops=skipped)

@@ -1,0 +1,277 @@
+"""Lowerings of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (int8).
+
+The quantization constants are computed here exactly as TFLM's Prepare
+functions compute them (PopulateConvolutionQuantizationParams for the
+convolutions and per-channel FC, GetQuantizedConvolutionMultipler for
+per-tensor FC), so the kernels only have to loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir import Operator, Tensor
+from ..aot_lowering import (ConstArray, KernelCall, LoweringContext, LoweringError,
+                            activation_range_int8, lowers, quantize_multiplier)
+
+# ---------------------------------------------------------------------------
+# helpers shared with the pooling lowerings
+
+
+def out_size(padding: str, in_size: int, filter_size: int, stride: int, dilation: int = 1) -> int:
+    """TFLite's ComputeOutSize."""
+    effective = (filter_size - 1) * dilation + 1
+    if stride == 0:
+        return 0
+    if padding == "SAME":
+        return (in_size + stride - 1) // stride
+    if padding == "VALID":
+        return (in_size + stride - effective) // stride
+    return 0
+
+
+def padding_before(stride: int, dilation: int, in_size: int, filter_size: int,
+                   out: int) -> int:
+    """TFLite's ComputePaddingWithOffset (the leading half of the total padding)."""
+    effective = (filter_size - 1) * dilation + 1
+    total = (out - 1) * stride + effective - in_size
+    return max(total, 0) // 2
+
+
+def dims4(shape) -> str:
+    n, h, w, c = (int(d) for d in shape)
+    return f"{{{n}, {h}, {w}, {c}}}"
+
+
+def tensor(op: Operator, ctx: LoweringContext, pos: int, what: str,
+           optional: bool = False) -> Tensor | None:
+    if pos >= len(op.inputs) or op.inputs[pos] < 0:
+        if optional:
+            return None
+        raise LoweringError(f"{op.describe()}: the {what} input is missing")
+    return ctx.model.tensors[op.inputs[pos]]
+
+
+def require(cond: bool, op: Operator, why: str) -> None:
+    if not cond:
+        raise LoweringError(f"{op.describe()}: {why}")
+
+
+def require_int8_activation(op: Operator, t: Tensor, what: str) -> None:
+    require(t.dtype == "int8", op, f"the {what} is {t.dtype}; the aot kernel handles int8 only")
+    require(t.quant is not None, op, f"the {what} has no quantization parameters")
+    require(not t.is_constant, op, f"the {what} is a constant; expected an activation")
+
+
+def const_weights(op: Operator, t: Tensor, what: str) -> np.ndarray:
+    require(t.is_constant, op, f"the {what} is not a constant (run-time weights are not supported)")
+    require(t.quant is not None, op, f"the {what} has no quantization parameters")
+    require(t.dtype == "int8", op, f"the {what} is {t.dtype}; only int8 weights are supported")
+    return t.data
+
+
+def const_bias(op: Operator, t: Tensor | None, channels: int) -> np.ndarray | None:
+    if t is None:
+        return None
+    require(t.is_constant, op, "the bias is not a constant")
+    require(t.dtype == "int32", op, f"the bias is {t.dtype}; int8 layers need int32 bias")
+    require(t.num_elements == channels, op,
+            f"the bias has {t.num_elements} values for {channels} output channels")
+    return t.data.reshape(-1)
+
+
+def per_channel_multipliers(op: Operator, inp: Tensor, filt: Tensor, out: Tensor,
+                            channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """PopulateConvolutionQuantizationParams: one (multiplier, shift) per output
+    channel from double(input_scale) * double(filter_scale[c]) / double(output_scale)."""
+    scales = filt.quant.scale
+    if len(scales) not in (1, channels):
+        raise LoweringError(f"{op.describe()}: the filter has {len(scales)} scales "
+                            f"for {channels} output channels")
+    in_scale = float(np.float32(inp.scale))
+    out_scale = float(np.float32(out.scale))
+    mult = np.zeros(channels, np.int32)
+    shift = np.zeros(channels, np.int32)
+    for c in range(channels):
+        fs = float(np.float32(scales[c] if len(scales) > 1 else scales[0]))
+        m, s = quantize_multiplier(in_scale * fs / out_scale)
+        mult[c], shift[c] = m, s
+    return mult, shift
+
+
+def conv_window(op: Operator, in_shape, filter_h: int, filter_w: int, out_shape):
+    """Strides, dilations and leading padding; checks the output shape."""
+    opts = op.options
+    padding = opts.get("padding", "SAME")
+    require(padding in ("SAME", "VALID"), op, f"padding {padding} is not supported")
+    sh, sw = int(opts.get("stride_h", 1)), int(opts.get("stride_w", 1))
+    dh, dw = int(opts.get("dilation_h_factor", 1)), int(opts.get("dilation_w_factor", 1))
+    require(sh >= 1 and sw >= 1, op, f"strides must be positive (got {sh}x{sw})")
+    require(dh >= 1 and dw >= 1, op, f"dilations must be positive (got {dh}x{dw})")
+    oh = out_size(padding, in_shape[1], filter_h, sh, dh)
+    ow = out_size(padding, in_shape[2], filter_w, sw, dw)
+    require((oh, ow) == (out_shape[1], out_shape[2]), op,
+            f"output is {out_shape[1]}x{out_shape[2]} but {padding} padding gives {oh}x{ow}")
+    ph = padding_before(sh, dh, in_shape[1], filter_h, oh)
+    pw = padding_before(sw, dw, in_shape[2], filter_w, ow)
+    return dict(stride_h=sh, stride_w=sw, dilation_h=dh, dilation_w=dw, pad_h=ph, pad_w=pw)
+
+
+def quant_constants(ctx: LoweringContext, op: Operator, filt_values: np.ndarray,
+                    bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray):
+    consts = [ConstArray(ctx.name(op, "filter"), "int8_t", filt_values.reshape(-1), align=16)]
+    if bias is not None:
+        consts.append(ConstArray(ctx.name(op, "bias"), "int32_t",
+                                 bias.astype(np.int32), align=16))
+    consts.append(ConstArray(ctx.name(op, "mult"), "int32_t", mult, align=16, is_weight=False))
+    consts.append(ConstArray(ctx.name(op, "shift"), "int32_t", shift, align=16, is_weight=False))
+    fields = {
+        "filter": ctx.name(op, "filter"),
+        "bias": ctx.name(op, "bias") if bias is not None else "NULL",
+        "multiplier": ctx.name(op, "mult"),
+        "shift": ctx.name(op, "shift"),
+    }
+    return consts, fields
+
+
+# ---------------------------------------------------------------------------
+
+
+@lowers("CONV_2D")
+def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
+    inp = tensor(op, ctx, 0, "input")
+    filt = tensor(op, ctx, 1, "filter")
+    bias_t = tensor(op, ctx, 2, "bias", optional=True)
+    out = ctx.model.tensors[op.outputs[0]]
+    require_int8_activation(op, inp, "input")
+    require_int8_activation(op, out, "output")
+    w = const_weights(op, filt, "filter")
+    require(len(inp.shape) == 4 and len(filt.shape) == 4 and len(out.shape) == 4, op,
+            "input, filter and output must be 4-D")
+    oc, fh, fw, fc = (int(d) for d in filt.shape)
+    n, ih, iw, ic = (int(d) for d in inp.shape)
+    require(out.shape[0] == n and out.shape[3] == oc, op,
+            f"output shape {list(out.shape)} does not match input {list(inp.shape)} "
+            f"and filter {list(filt.shape)}")
+    require(fc > 0 and ic % fc == 0, op, f"input depth {ic} is not a multiple of filter depth {fc}")
+    groups = ic // fc
+    require(oc % groups == 0, op, f"{oc} filters do not split into {groups} groups")
+    if filt.quant.per_channel:
+        require(filt.quant.axis == 0, op, "per-channel filter scales must be along dimension 0")
+    bias = const_bias(op, bias_t, oc)
+    win = conv_window(op, inp.shape, fh, fw, out.shape)
+    act = op.options.get("fused_activation_function", "NONE")
+    act_min, act_max = activation_range_int8(act, out.scale, out.zero_point)
+    mult, shift = per_channel_multipliers(op, inp, filt, out, oc)
+    consts, fields = quant_constants(ctx, op, w, bias, mult, shift)
+    params = {
+        "in": dims4(inp.shape), "out": dims4(out.shape),
+        "filter_h": str(fh), "filter_w": str(fw), "filter_c": str(fc),
+        **{k: str(v) for k, v in win.items()},
+        "input_offset": str(-inp.zero_point), "output_offset": str(out.zero_point),
+        "act_min": str(act_min), "act_max": str(act_max),
+        **fields,
+    }
+    return KernelCall(
+        kernel="tg_conv2d_s8", params_type="tg_conv2d_params", params=params,
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]],
+        sources=["tg_conv2d.c", "tg_conv2d.h"], constants=consts,
+        comment=(f"CONV_2D {fh}x{fw} {ic}->{oc} stride {win['stride_h']}x{win['stride_w']} "
+                 f"dilation {win['dilation_h']}x{win['dilation_w']} "
+                 f"{op.options.get('padding')} {act}"))
+
+
+@lowers("DEPTHWISE_CONV_2D")
+def lower_depthwise_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
+    inp = tensor(op, ctx, 0, "input")
+    filt = tensor(op, ctx, 1, "filter")
+    bias_t = tensor(op, ctx, 2, "bias", optional=True)
+    out = ctx.model.tensors[op.outputs[0]]
+    require_int8_activation(op, inp, "input")
+    require_int8_activation(op, out, "output")
+    w = const_weights(op, filt, "filter")
+    require(len(inp.shape) == 4 and len(filt.shape) == 4 and len(out.shape) == 4, op,
+            "input, filter and output must be 4-D")
+    one, fh, fw, oc = (int(d) for d in filt.shape)
+    n, ih, iw, ic = (int(d) for d in inp.shape)
+    require(one == 1, op, f"the filter's first dimension is {one}, expected 1")
+    require(out.shape[0] == n and out.shape[3] == oc, op,
+            f"output shape {list(out.shape)} does not match input {list(inp.shape)} "
+            f"and filter {list(filt.shape)}")
+    require(ic > 0 and oc % ic == 0, op, f"{oc} output channels for {ic} input channels")
+    dm = int(op.options.get("depth_multiplier", 0) or 0)
+    require(dm * ic == oc, op,
+            f"depth_multiplier {dm} x {ic} input channels != {oc} output channels")
+    if filt.quant.per_channel:
+        require(filt.quant.axis == 3, op, "per-channel filter scales must be along dimension 3")
+    bias = const_bias(op, bias_t, oc)
+    win = conv_window(op, inp.shape, fh, fw, out.shape)
+    act = op.options.get("fused_activation_function", "NONE")
+    act_min, act_max = activation_range_int8(act, out.scale, out.zero_point)
+    mult, shift = per_channel_multipliers(op, inp, filt, out, oc)
+    consts, fields = quant_constants(ctx, op, w, bias, mult, shift)
+    params = {
+        "in": dims4(inp.shape), "out": dims4(out.shape),
+        "filter_h": str(fh), "filter_w": str(fw), "depth_multiplier": str(dm),
+        **{k: str(v) for k, v in win.items()},
+        "input_offset": str(-inp.zero_point), "output_offset": str(out.zero_point),
+        "act_min": str(act_min), "act_max": str(act_max),
+        **fields,
+    }
+    return KernelCall(
+        kernel="tg_depthwise_conv2d_s8", params_type="tg_depthwise_conv2d_params",
+        params=params, inputs=[op.inputs[0]], outputs=[op.outputs[0]],
+        sources=["tg_depthwise_conv2d.c", "tg_depthwise_conv2d.h"], constants=consts,
+        comment=(f"DEPTHWISE_CONV_2D {fh}x{fw} {ic}x{dm} stride "
+                 f"{win['stride_h']}x{win['stride_w']} dilation "
+                 f"{win['dilation_h']}x{win['dilation_w']} {op.options.get('padding')} {act}"))
+
+
+@lowers("FULLY_CONNECTED")
+def lower_fully_connected(op: Operator, ctx: LoweringContext) -> KernelCall:
+    inp = tensor(op, ctx, 0, "input")
+    filt = tensor(op, ctx, 1, "weights")
+    bias_t = tensor(op, ctx, 2, "bias", optional=True)
+    out = ctx.model.tensors[op.outputs[0]]
+    require_int8_activation(op, inp, "input")
+    require_int8_activation(op, out, "output")
+    w = const_weights(op, filt, "weights")
+    require(len(filt.shape) == 2, op, f"weights of shape {list(filt.shape)}; expected 2-D")
+    require(op.options.get("weights_format", 0) in (0, "DEFAULT"), op,
+            "shuffled weights are not supported")
+    units, depth = (int(d) for d in filt.shape)
+    require(len(out.shape) >= 1 and out.shape[-1] == units, op,
+            f"output shape {list(out.shape)} does not end in {units} units")
+    require(depth > 0 and inp.num_elements % depth == 0, op,
+            f"input of {inp.num_elements} values is not a multiple of depth {depth}")
+    batches = out.num_elements // units
+    require(batches * depth == inp.num_elements, op,
+            f"output {list(out.shape)} and input {list(inp.shape)} disagree on the batch")
+    bias = const_bias(op, bias_t, units)
+    act = op.options.get("fused_activation_function", "NONE")
+    act_min, act_max = activation_range_int8(act, out.scale, out.zero_point)
+    per_channel = filt.quant.per_channel
+    if per_channel:
+        require(filt.quant.axis == 0, op, "per-channel weight scales must be along dimension 0")
+        mult, shift = per_channel_multipliers(op, inp, filt, out, units)
+        filter_offset = 0   # per-channel weights are symmetric; TFLM ignores the zero point
+    else:
+        # GetQuantizedConvolutionMultipler: the scale product is taken in float.
+        product = float(np.float32(inp.scale) * np.float32(filt.scale))
+        m, s = quantize_multiplier(product / float(np.float32(out.scale)))
+        mult, shift = np.array([m], np.int32), np.array([s], np.int32)
+        filter_offset = -filt.zero_point
+    consts, fields = quant_constants(ctx, op, w, bias, mult, shift)
+    params = {
+        "batches": str(batches), "accum_depth": str(depth), "out_depth": str(units),
+        "input_offset": str(-inp.zero_point), "filter_offset": str(filter_offset),
+        "output_offset": str(out.zero_point),
+        "act_min": str(act_min), "act_max": str(act_max),
+        "per_channel": "1" if per_channel else "0",
+        **fields,
+    }
+    return KernelCall(
+        kernel="tg_fully_connected_s8", params_type="tg_fully_connected_params",
+        params=params, inputs=[op.inputs[0]], outputs=[op.outputs[0]],
+        sources=["tg_fully_connected.c", "tg_fully_connected.h"], constants=consts,
+        comment=f"FULLY_CONNECTED {batches}x{depth} -> {units} {act}")
