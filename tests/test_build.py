@@ -1,0 +1,92 @@
+"""build: PlatformIO projects for real boards (rendered and checked as far as offline allows)."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+from tinygen.ir import parse_tflite
+
+# Written out by hand from TFLM's MicroMutableOpResolver, independently of tinygen's table.
+EXPECTED_METHOD = {
+    "CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "MAX_POOL_2D": "AddMaxPool2D", "RESHAPE": "AddReshape",
+    "FULLY_CONNECTED": "AddFullyConnected", "SOFTMAX": "AddSoftmax",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "TFLite_Detection_PostProcess": "AddDetectionPostprocess",
+    "CONCATENATION": "AddConcatenation", "LOGISTIC": "AddLogistic", "DEQUANTIZE": "AddDequantize",
+    "QUANTIZE": "AddQuantize", "ADD": "AddAdd", "MUL": "AddMul", "TANH": "AddTanh",
+    "STRIDED_SLICE": "AddStridedSlice", "PACK": "AddPack",
+}
+
+
+def resolver_calls(glue: str):
+    n = int(re.search(r"MicroMutableOpResolver<(\d+)>", glue).group(1))
+    calls = re.findall(r"resolver->(Add\w+)\(\)", glue)
+    return n, calls
+
+
+def check_project(out, tflite_ir, board):
+    glue = (out / "src" / "tg_model_tflm.cc").read_text()
+    n, calls = resolver_calls(glue)
+    expected = [EXPECTED_METHOD[name] for name in tflite_ir.op_names()]
+    assert calls == expected and n == len(expected)
+    assert "ErrorReporter" not in glue and "AllOpsResolver" not in glue
+    assert "tflite::InitializeTarget()" in glue
+    manifest = json.loads((out / "tinygen.json").read_text())
+    assert manifest["board"] == board and manifest["runtime"] == "tflm"
+    arena = int(re.search(r"kArenaBytes = (\d+);", glue).group(1))
+    measured = int(re.search(r"recording allocator: (\d+) bytes", glue).group(1))
+    assert arena >= measured
+    data_c = (out / "src" / "model_data.c").read_text()
+    assert "aligned(16)" in data_c
+    assert f"= {len(tflite_ir.tflite)};" in data_c
+    assert (out / "model.tflite").read_bytes() == tflite_ir.tflite
+    ini = (out / "platformio.ini").read_text()
+    assert f"board = {board}" in ini
+    cfg = subprocess.run([sys.executable, "-m", "platformio", "project", "config", "-d", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    return glue, manifest
+
+
+def test_build_esp32cam(cnn_h5, cnn_calib, tmp_path):
+    out = tmp_path / "esp32cam"
+    r = run_cli("build", "--board", "esp32cam", cnn_h5, "--calib", cnn_calib, "-o", out)
+    assert r.returncode == 0, r.stderr
+    ir = parse_tflite((out / "model.tflite").read_bytes())
+    check_project(out, ir, "esp32cam")
+    comp = (out / "src" / "idf_component.yml").read_text()
+    assert "espressif/esp-tflite-micro" in comp
+    assert "framework = espidf" in (out / "platformio.ini").read_text()
+    assert "app_main" in (out / "src" / "tg_hal_espidf.c").read_text()
+    assert re.search(r"runtime code: .*\n\s+weights: +[\d,]+ B\n\s+arena: +[\d,]+ B", r.stdout)
+    assert "ready for `pio run`" in r.stdout
+
+
+def test_build_nucleo_with_tflm_tree(cnn_tflite, tmp_path):
+    tree = tmp_path / "tflm_tree"
+    (tree / "tensorflow" / "lite" / "micro").mkdir(parents=True)
+    (tree / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text("// stub\n")
+    (tree / "third_party" / "flatbuffers" / "include").mkdir(parents=True)
+    out = tmp_path / "nucleo"
+    r = run_cli("build", "--board", "nucleo_f446re", cnn_tflite, "--runtime", "tflm",
+                "--tflm-source", tree, "-o", out)
+    assert r.returncode == 0, r.stderr
+    ir = parse_tflite(cnn_tflite.read_bytes())
+    check_project(out, ir, "nucleo_f446re")
+    lib = out / "lib" / "tflite-micro"
+    assert (lib / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").exists()
+    assert "third_party/flatbuffers/include" in (lib / "library.json").read_text()
+    assert "framework = arduino" in (out / "platformio.ini").read_text()
+
+
+def test_rebuild_replaces_previous_project(cnn_tflite, tmp_path):
+    out = tmp_path / "p"
+    for _ in range(2):
+        r = run_cli("build", "--board", "esp32dev", cnn_tflite, "-o", out)
+        assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
