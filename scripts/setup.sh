@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install everything tinygen needs on Debian bookworm (as root) with only the
+# Debian and PyPI package registries reachable.  Safe to run again: steps that
+# are already done are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
+              qemu-system-arm clang libclang-rt-14-dev)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis" >/dev/null 2>&1; then
+  echo "setup: installing tinygen and its Python dependencies (TensorFlow is ~2 GB: a few minutes)"
+  "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+fi
+# PlatformIO offline: the tool-scons and toolchain packages tinygen provisions itself.
+"$PY" -c "from tinygen.build import pio_offline; pio_offline.provision()" 2>/dev/null || true
+echo "setup: done"
