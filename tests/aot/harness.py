@@ -221,12 +221,16 @@ def _bit_equal(ref: np.ndarray, ours: np.ndarray) -> tuple[bool, float]:
 
 def compare(tflite: bytes, workdir: Path, n_inputs: int = 3, seed: int = 0,
             inputs: Sequence[Sequence[np.ndarray]] | None = None, opt: str = "-O1",
-            sanitize: bool = False) -> Comparison:
+            sanitize: bool = False, reference: bytes | None = None,
+            cc: str = "gcc") -> Comparison:
+    """reference: run this .tflite on TFLM instead of `tflite` (an equivalent
+    model TFLM can run, e.g. with an explicit zero bias where TFLM crashes on
+    an omitted one)."""
     model = parse_tflite(tflite)
-    binary = build_host(model, workdir, opt=opt, sanitize=sanitize)
+    binary = build_host(model, workdir, opt=opt, sanitize=sanitize, cc=cc)
     batches = list(inputs) if inputs is not None else \
         random_inputs(model, np.random.default_rng(seed), n_inputs)
-    ref = run_tflm(tflite, batches)
+    ref = run_tflm(reference or tflite, batches)
     ours = run_host(binary, batches)
     cmp = Comparison(binary=binary, n_inputs=len(batches))
     for k, (r_row, o_row) in enumerate(zip(ref, ours)):
@@ -245,10 +249,11 @@ def compare(tflite: bytes, workdir: Path, n_inputs: int = 3, seed: int = 0,
 
 
 def assert_bit_exact(tflite: bytes, workdir: Path, n_inputs: int = 3, seed: int = 0,
-                     inputs=None, opt: str = "-O1", sanitize: bool = False) -> Comparison:
+                     inputs=None, opt: str = "-O1", sanitize: bool = False,
+                     reference: bytes | None = None, cc: str = "gcc") -> Comparison:
     """generate_aot + host build + run; 0 LSB difference from TFLM or AssertionError."""
     cmp = compare(tflite, workdir, n_inputs=n_inputs, seed=seed, inputs=inputs, opt=opt,
-                  sanitize=sanitize)
+                  sanitize=sanitize, reference=reference, cc=cc)
     if cmp.mismatches:
         raise AssertionError("aot differs from TFLM:\n" + "\n".join(cmp.mismatches[:6]))
     return cmp
@@ -277,3 +282,58 @@ def compile_cortex_m4(src_dir: Path, cc: str = "arm-none-eabi-gcc",
                 total += int(parts[1])
         sizes[c_file.name] = total
     return sizes
+
+
+def tflm_arena_usage(tflite: bytes, arena_size: int | None = None) -> dict[str, int]:
+    """TFLM's own arena figures for a model ('total', 'head' = planned
+    activations, 'tail' = persistent interpreter data), read from
+    print_allocations() (which prints from C, so the fd is redirected)."""
+    import re
+    from tflite_micro.python.tflite_micro import runtime
+    model = parse_tflite(tflite)
+    interp = runtime.Interpreter.from_bytes(bytes(tflite),
+                                            arena_size=arena_size or tflm_arena_size(model))
+    for i, idx in enumerate(model.inputs):
+        t = model.tensors[idx]
+        interp.set_input(np.zeros(t.shape, t.np_dtype), i)
+    interp.invoke()
+    with tempfile.TemporaryFile() as tmp:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            interp.print_allocations()
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    out = {}
+    for key in ("total", "head", "tail"):
+        m = re.search(rf"Arena allocation {key} (\d+) bytes", text)
+        if m:
+            out[key] = int(m.group(1))
+    return out
+
+
+def link_cortex_m4(src_dir: Path, workdir: Path, cc: str = "arm-none-eabi-gcc") -> dict[str, int]:
+    """Link the generated sources with a stub main for Cortex-M4F (newlib nosys,
+    --gc-sections); returns the ELF's text/data/bss sizes in bytes."""
+    src_dir, workdir = Path(src_dir), Path(workdir)
+    if not (src_dir / "tg_model_api.h").exists():
+        shutil.copyfile(REPO / "firmware_templates" / "common" / "tg_model_api.h",
+                        src_dir / "tg_model_api.h")
+    main = workdir / "tg_m4_main.c"
+    main.write_text('#include "tg_model_api.h"\n'
+                    "int main(void) {\n"
+                    "  if (tg_model_init() != 0) return 1;\n"
+                    "  return tg_model_run() + (int)tg_model_output(0)[0];\n"
+                    "}\n")
+    elf = workdir / "model_m4.elf"
+    _run([cc, *ARM_CFLAGS, "-I", str(src_dir), str(main), *map(str, sorted(src_dir.glob("*.c"))),
+          "--specs=nosys.specs", "--specs=nano.specs", "-Wl,--gc-sections", "-o", str(elf)])
+    res = _run(["arm-none-eabi-size", str(elf)])
+    text, data, bss = (int(v) for v in res.stdout.splitlines()[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss}

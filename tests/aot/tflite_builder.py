@@ -207,11 +207,16 @@ def output_scale_for(in_scale: float, w_scales: np.ndarray, taps: int, spread: f
 
 
 def bias_for(rng: np.random.Generator, in_scale: float, w_scales: np.ndarray, channels: int,
-             with_bias: bool, big: bool = False):
+             with_bias: bool | str, big: bool = False):
+    """(values, scales) of an int32 bias, or None.  with_bias="zero" gives an
+    all-zero bias without drawing from rng, so the same seed builds the same
+    model as with_bias=False except for the (neutral) bias tensor."""
     if not with_bias:
         return None
     # bias scale = input scale * weight scale (what the converter writes)
     scales = (np.float32(in_scale) * np.broadcast_to(w_scales, (channels,))).astype(np.float32)
+    if with_bias == "zero":
+        return np.zeros(channels, np.int32), scales
     lim = 1 << 20 if big else 1 << 14
     values = rng.integers(-lim, lim, channels).astype(np.int32)
     return values, scales

@@ -395,6 +395,8 @@ def simulate_plan(plan: MemoryPlan) -> None:
 
     for t in plan.graph_inputs:
         write(t, new_token())
+    for t in plan.graph_inputs:         # the host fills every input buffer independently
+        read(t, "after the host wrote all inputs")
     # variable tensors and tensors read before being written hold their value from the start
     for k, op in enumerate(plan.graph_ops):
         for t in op.inputs:

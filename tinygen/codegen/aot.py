@@ -267,7 +267,9 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
             variables.append({"offset": plan.offsets[t], "bytes": tt.nbytes,
                               "fill": fill & 0xFF})
 
-    files, headers = _kernel_files(calls)
+    skipped_set = set(skipped)
+    used_calls = [c for op, c in zip(model.operators, calls) if op.index not in skipped_set]
+    files, headers = _kernel_files(used_calls)
     sig = model.signature
     context = {
         "description": model.description.replace("*/", "* /")[:200],
