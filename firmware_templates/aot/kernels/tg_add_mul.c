@@ -68,18 +68,3 @@ void tg_mul_s8(const tg_mul_s8_params *p, const int8_t *in1, const int8_t *in2, 
 #undef TG_MUL_ELEM
 }
 
-void tg_add_s8_const(const tg_add_s8_const_params *p, const int8_t *in, int8_t *out) {
-  if (p->constant_first) {
-    tg_add_s8(&p->op, p->constant, in, out);
-  } else {
-    tg_add_s8(&p->op, in, p->constant, out);
-  }
-}
-
-void tg_mul_s8_const(const tg_mul_s8_const_params *p, const int8_t *in, int8_t *out) {
-  if (p->constant_first) {
-    tg_mul_s8(&p->op, p->constant, in, out);
-  } else {
-    tg_mul_s8(&p->op, in, p->constant, out);
-  }
-}

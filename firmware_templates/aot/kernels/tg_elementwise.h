@@ -59,23 +59,6 @@ typedef struct {
 
 void tg_mul_s8(const tg_mul_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 
-/* ADD / MUL with one constant operand baked into flash: `in` is the other
- * (activation) operand; constant_first says which side the constant is on. */
-typedef struct {
-  tg_add_s8_params op;
-  const int8_t *constant;
-  int32_t constant_first;
-} tg_add_s8_const_params;
-
-typedef struct {
-  tg_mul_s8_params op;
-  const int8_t *constant;
-  int32_t constant_first;
-} tg_mul_s8_const_params;
-
-void tg_add_s8_const(const tg_add_s8_const_params *p, const int8_t *in, int8_t *out);
-void tg_mul_s8_const(const tg_mul_s8_const_params *p, const int8_t *in, int8_t *out);
-
 /* ---- SOFTMAX over the innermost dimension (gemmlowp exp, Q5.26 input) --- */
 typedef struct {
   int32_t outer;            /* number of rows */

@@ -15,7 +15,6 @@ import numpy as np
 
 from ...ir import Operator, Tensor
 from ..aot_lowering import (
-    ConstArray,
     KernelCall,
     LoweringContext,
     LoweringError,
@@ -187,12 +186,6 @@ def _bcast_init(dims, st1, st2) -> str:
             f".stride1 = {_c_ints(st1, MAX_DIMS)}, .stride2 = {_c_ints(st2, MAX_DIMS)} }}")
 
 
-def _const_array(ctx: LoweringContext, op: Operator, t: Tensor, what: str) -> ConstArray:
-    ctype = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float"}[t.dtype]
-    return ConstArray(name=ctx.name(op, what), ctype=ctype,
-                      values=np.asarray(t.data).reshape(-1), align=4, is_weight=True)
-
-
 # ---------------------------------------------------------------------------
 # ADD / MUL
 
@@ -209,26 +202,14 @@ def _binary_common(op: Operator, ctx: LoweringContext):
 
 
 def _binary_call(op, ctx, kernel, params_type, params, a, b, o, comment) -> KernelCall:
-    """A binary kernel call; a constant operand is baked in (the `_const`
-    variant of the kernel takes it from its params)."""
-    consts = [t for t in (a, b) if t.is_constant]
-    if len(consts) == 2:
+    """A binary kernel call.  A constant operand stays in `inputs`: the
+    backend bakes it into flash and passes it like an activation."""
+    if a.is_constant and b.is_constant:
         raise LoweringError(f"{op.describe()}: both operands are constant (fold it away first)")
-    if consts:
-        c = consts[0]
-        arr = _const_array(ctx, op, c, "operand")
-        first = 1 if a.is_constant else 0
-        act_in = op.inputs[1] if first else op.inputs[0]
-        act_t = b if first else a
-        return KernelCall(
-            kernel=kernel + "_const", params_type=params_type.replace("_params", "_const_params"),
-            params={"op": "{ " + ", ".join(f".{k} = {v}" for k, v in params.items()) + " }",
-                    "constant": arr.name, "constant_first": str(first)},
-            inputs=[act_in], outputs=[op.outputs[0]], sources=[_SRC_ADD_MUL], constants=[arr],
-            in_place=tuple(act_t.shape) == tuple(o.shape), comment=comment)
     return KernelCall(kernel=kernel, params_type=params_type, params=params,
                       inputs=[op.inputs[0], op.inputs[1]], outputs=[op.outputs[0]],
-                      sources=[_SRC_ADD_MUL], in_place=tuple(a.shape) == tuple(o.shape),
+                      sources=[_SRC_ADD_MUL],
+                      in_place=not a.is_constant and tuple(a.shape) == tuple(o.shape),
                       comment=comment)
 
 
@@ -473,8 +454,6 @@ def lower_concatenation(op: Operator, ctx: LoweringContext) -> KernelCall:
         t = ctx.model.tensors[i]
         if t.dtype != y.dtype:
             raise LoweringError(f"{op.describe()}: input '{t.name}' is {t.dtype}, output {y.dtype}")
-        if t.is_constant:
-            raise LoweringError(f"{op.describe()}: constant inputs are not supported")
         if t.dtype == "int8" and (t.quant is None or y.quant is None
                                   or np.float32(t.scale) != np.float32(y.scale)
                                   or t.zero_point != y.zero_point):
