@@ -24,6 +24,7 @@ schema = tb.schema
 # option tables of operators the shared builder does not list
 tb.OPTION_TABLES.setdefault("SUM", "ReducerOptions")
 tb.OPTION_TABLES.setdefault("PADV2", "PadV2Options")
+tb.OPTION_TABLES.setdefault("LEAKY_RELU", "LeakyReluOptions")
 
 ACTIVATIONS = ["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]
 

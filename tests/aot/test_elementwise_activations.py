@@ -55,7 +55,7 @@ def test_typical_scales_exhaustive(opcode):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("opcode", ["LOGISTIC", "TANH"])
-@slow(600)
+@slow(300)
 @given(scale=scales(-5, 1.5), zp=zero_points, seed=seeds)
 def test_activation_sweep(opcode, scale, zp, seed):
     _run(opcode, scale, zp, seed, 1)

@@ -95,14 +95,14 @@ def test_add_same_scales_and_extreme_scales():
 
 
 @pytest.mark.slow
-@slow(1500)
+@slow(500)
 @given(st.data())
 def test_add_sweep(data):
     _run_binary(data, "ADD", max_rank=5)
 
 
 @pytest.mark.slow
-@slow(1500)
+@slow(500)
 @given(st.data())
 def test_mul_sweep(data):
     _run_binary(data, "MUL", max_rank=4)

@@ -20,8 +20,8 @@ from tinygen.codegen.aot import generate_aot
 from tinygen.ir import parse_tflite
 
 KERNELS = REPO / "firmware_templates" / "aot" / "kernels"
-SOURCES = ["tg_add_mul.c", "tg_softmax.c", "tg_activations.c", "tg_mean.c", "tg_concat_pad.c",
-           "tg_quantize.c"]
+SOURCES = ["tg_add_mul.c", "tg_softmax.c", "tg_activations.c", "tg_relu.c", "tg_mean.c",
+           "tg_concat_pad.c", "tg_quantize.c"]
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc is not installed")
@@ -37,8 +37,8 @@ def test_kernel_compiles_for_cortex_m4(src, tmp_path):
 
 
 def chain_model():
-    """float -> QUANTIZE -> ADD(const) -> LOGISTIC -> MUL -> PAD -> MEAN -> SOFTMAX
-    -> DEQUANTIZE, plus TANH and CONCATENATION branches."""
+    """float -> QUANTIZE -> ADD(const) -> HARD_SWISH -> LOGISTIC -> MUL -> PAD -> MEAN
+    -> SOFTMAX -> DEQUANTIZE, plus TANH and CONCATENATION branches."""
     rng = np.random.default_rng(7)
     b = GraphBuilder()
     x = b.activation((1, 6, 5, 8), "float32")
@@ -48,8 +48,10 @@ def chain_model():
                    zero_point=4)
     a = b.activation((1, 6, 5, 8), scale=0.06, zero_point=2)
     b.op("ADD", [q, c], [a], options("AddOptions", fusedActivationFunction=ACT["NONE"]))
+    h = b.activation((1, 6, 5, 8), scale=0.05, zero_point=-20)
+    b.op("HARD_SWISH", [a], [h])
     s = b.activation((1, 6, 5, 8), scale=1 / 256, zero_point=-128)
-    b.op("LOGISTIC", [a], [s])
+    b.op("LOGISTIC", [h], [s])
     t = b.activation((1, 6, 5, 8), scale=1 / 128, zero_point=0)
     b.op("TANH", [a], [t])
     m = b.activation((1, 6, 5, 8), scale=0.004, zero_point=-20)

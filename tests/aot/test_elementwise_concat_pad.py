@@ -103,7 +103,7 @@ def test_pad_matches_tflm(case, seed):
 
 
 @pytest.mark.slow
-@slow(800)
+@slow(300)
 @given(concat_case(), pad_case(), seeds)
 def test_concat_pad_sweep(ccase, pcase, seed):
     in_shapes, axis, q, dtype = ccase

@@ -79,7 +79,7 @@ def test_global_average_pooling(keep_dims):
 
 
 @pytest.mark.slow
-@slow(1000)
+@slow(400)
 @given(reduce_case(), seeds, patterns)
 def test_mean_sweep(case, seed, pat):
     _run("MEAN", case, seed, pat)

@@ -82,7 +82,7 @@ def test_dequantize_matches_tflm(shape, in_dtype, scale, data, seed):
 
 
 @pytest.mark.slow
-@slow(600)
+@slow(300)
 @given(shapes(1, 2, 1, 64), scales(-6, 2), st.integers(-128, 127), seeds)
 def test_quantize_dequantize_sweep(shape, scale, zp, seed):
     check(unary_model("QUANTIZE", shape, "float32", None, "int8", (scale, zp)),

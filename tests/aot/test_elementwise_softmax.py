@@ -57,7 +57,7 @@ def test_softmax_keyword_spotting_shape():
 
 
 @pytest.mark.slow
-@slow(1500)
+@slow(500)
 @given(softmax_case(), seeds, patterns)
 def test_softmax_sweep(case, seed, pat):
     _run(case, seed, pat)

@@ -7,8 +7,8 @@
  * what the TFLM interpreter computes with its reference kernels for the same
  * operator (gemmlowp fixed point, TFLite's double-rounding requantization).
  *
- * Sources: tg_add_mul.c, tg_softmax.c, tg_activations.c, tg_mean.c,
- * tg_concat_pad.c, tg_quantize.c (each can be linked on its own).
+ * Sources: tg_add_mul.c, tg_softmax.c, tg_activations.c, tg_relu.c,
+ * tg_mean.c, tg_concat_pad.c, tg_quantize.c (each can be linked on its own).
  */
 #ifndef TG_ELEMENTWISE_H
 #define TG_ELEMENTWISE_H
@@ -83,6 +83,45 @@ typedef struct {
 
 void tg_logistic_s8(const tg_sigmoid_s8_params *p, const int8_t *in, int8_t *out);
 void tg_tanh_s8(const tg_sigmoid_s8_params *p, const int8_t *in, int8_t *out);
+
+/* ---- RELU / RELU6 / LEAKY_RELU / HARD_SWISH (tg_relu.c) ----------------- */
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier, shift;   /* input scale / output scale */
+  int32_t act_min, act_max;
+} tg_relu_s8_params;
+
+/* RELU: requantize, clamp at the output zero point (TFLM ReluQuantized). */
+void tg_relu_s8(const tg_relu_s8_params *p, const int8_t *in, int8_t *out);
+
+typedef struct {
+  int32_t size;
+  int32_t lo, hi;
+} tg_clamp_s8_params;
+
+/* RELU6: clamp in the input's quantization (TFLM Relu6Quantized does not
+ * requantize). */
+void tg_clamp_s8(const tg_clamp_s8_params *p, const int8_t *in, int8_t *out);
+
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier_identity, shift_identity;   /* x >= 0 */
+  int32_t multiplier_alpha, shift_alpha;         /* x < 0 (may be negative) */
+} tg_leaky_relu_s8_params;
+
+void tg_leaky_relu_s8(const tg_leaky_relu_s8_params *p, const int8_t *in, int8_t *out);
+
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point, output_zero_point;
+  int32_t output_multiplier_fixedpoint_int16, output_multiplier_exponent;
+  int32_t reluish_multiplier_fixedpoint_int16, reluish_multiplier_exponent;
+} tg_hard_swish_s8_params;
+
+/* HARD_SWISH in 16-bit fixed point (TFLM reference_ops::HardSwish). */
+void tg_hard_swish_s8(const tg_hard_swish_s8_params *p, const int8_t *in, int8_t *out);
 
 /* ---- MEAN / SUM over any set of axes ------------------------------------ */
 /* out = clamp(requantize(sum(q) - zp_in * count, multiplier, shift) + zp_out);

@@ -584,3 +584,94 @@ def lower_dequantize(op: Operator, ctx: LoweringContext) -> KernelCall:
                 "zero_point": str(x.zero_point)},
         inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_QUANT],
         comment=f"DEQUANTIZE {x.dtype} -> float32")
+
+
+# ---------------------------------------------------------------------------
+# RELU / RELU6 / LEAKY_RELU / HARD_SWISH
+
+_SRC_RELU = "tg_relu.c"
+
+
+def _unary_int8(op: Operator, ctx: LoweringContext) -> tuple[Tensor, Tensor]:
+    x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
+    _need_dtype(op, x, "int8")
+    _need_dtype(op, y, "int8")
+    _need_quant(op, x, y)
+    return x, y
+
+
+def _f32_round(v) -> int:
+    return int(round_half_away(float(v)))
+
+
+@lowers("RELU")
+def lower_relu(op: Operator, ctx: LoweringContext) -> KernelCall:
+    x, y = _unary_int8(op, ctx)
+    m, s = tflm_quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
+    act_min = max(-128, y.zero_point + _f32_round(np.float32(0.0) / np.float32(y.scale)))
+    return KernelCall(
+        kernel="tg_relu_s8", params_type="tg_relu_s8_params",
+        params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
+                "output_zero_point": str(y.zero_point), "multiplier": str(m), "shift": str(s),
+                "act_min": str(act_min), "act_max": "127"},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_RELU], in_place=True,
+        comment=f"RELU {list(x.shape)}")
+
+
+@lowers("RELU6")
+def lower_relu6(op: Operator, ctx: LoweringContext) -> KernelCall:
+    x, y = _unary_int8(op, ctx)
+    # TFLM clamps in the input's quantization and ignores the output's
+    six = _f32_round(np.float32(6.0) / np.float32(x.scale)) + x.zero_point
+    six = min(127, max(-128, six))
+    return KernelCall(
+        kernel="tg_clamp_s8", params_type="tg_clamp_s8_params",
+        params={"size": str(x.num_elements), "lo": str(x.zero_point), "hi": str(six)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_RELU], in_place=True,
+        comment=f"RELU6 {list(x.shape)}")
+
+
+@lowers("LEAKY_RELU")
+def lower_leaky_relu(op: Operator, ctx: LoweringContext) -> KernelCall:
+    x, y = _unary_int8(op, ctx)
+    alpha = np.float32(op.options.get("alpha", 0.0))
+    sx, sy = np.float32(x.scale), np.float32(y.scale)
+    ma, sa = tflm_quantize_multiplier(float(np.float32(np.float32(sx * alpha) / sy)))
+    mi, si = tflm_quantize_multiplier(float(np.float32(sx / sy)))
+    return KernelCall(
+        kernel="tg_leaky_relu_s8", params_type="tg_leaky_relu_s8_params",
+        params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
+                "output_zero_point": str(y.zero_point),
+                "multiplier_identity": str(mi), "shift_identity": str(si),
+                "multiplier_alpha": str(ma), "shift_alpha": str(sa)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_RELU], in_place=True,
+        comment=f"LEAKY_RELU alpha={float(alpha)} {list(x.shape)}")
+
+
+def _downscale_to_int16(m: int) -> int:
+    """tflite::DownScaleInt32ToInt16Multiplier."""
+    if m >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (m + (1 << 15)) >> 16
+
+
+@lowers("HARD_SWISH")
+def lower_hard_swish(op: Operator, ctx: LoweringContext) -> KernelCall:
+    x, y = _unary_int8(op, ctx)
+    hires = np.float32(1.0 / 128.0) * np.float32(x.scale)
+    reluish_scale = np.float32(3.0) / np.float32(32768.0)
+    om, oe = tflm_quantize_multiplier(float(np.float32(hires / np.float32(y.scale))))
+    if oe > 0:
+        raise LoweringError(f"{op.describe()}: output scale too small for the input scale "
+                            "(TFLM rejects it)")
+    rm, re_ = tflm_quantize_multiplier(float(np.float32(hires / reluish_scale)))
+    return KernelCall(
+        kernel="tg_hard_swish_s8", params_type="tg_hard_swish_s8_params",
+        params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
+                "output_zero_point": str(y.zero_point),
+                "output_multiplier_fixedpoint_int16": str(_downscale_to_int16(om)),
+                "output_multiplier_exponent": str(oe),
+                "reluish_multiplier_fixedpoint_int16": str(_downscale_to_int16(rm)),
+                "reluish_multiplier_exponent": str(re_)},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_RELU], in_place=True,
+        comment=f"HARD_SWISH {list(x.shape)}")
