@@ -337,3 +337,180 @@ def link_cortex_m4(src_dir: Path, workdir: Path, cc: str = "arm-none-eabi-gcc") 
     res = _run(["arm-none-eabi-size", str(elf)])
     text, data, bss = (int(v) for v in res.stdout.splitlines()[1].split()[:3])
     return {"text": text, "data": data, "bss": bss}
+
+
+# ---------------------------------------------------------------------------
+# the same generated code on an emulated Cortex-M4F (QEMU mps2-an386)
+
+M4_STARTUP_C = r"""/* Minimal Cortex-M4F start-up for QEMU mps2-an386 with semihosting (tests only). */
+#include <stdint.h>
+extern uint32_t __bss_start__, __bss_end__, _estack;
+extern int main(void);
+extern void initialise_monitor_handles(void);
+extern void exit(int);
+void Reset_Handler(void);
+void _init(void);
+void _fini(void);
+void _init(void) {}
+void _fini(void) {}
+static void Default_Handler(void) { for (;;) {} }
+__attribute__((section(".isr_vector"), used))
+void (*const tg_vectors[16])(void) = {
+  (void (*)(void))(uintptr_t)(&_estack), Reset_Handler, Default_Handler, Default_Handler,
+  Default_Handler, Default_Handler, Default_Handler, 0, 0, 0, 0,
+  Default_Handler, Default_Handler, 0, Default_Handler, Default_Handler,
+};
+void Reset_Handler(void) {
+  uint32_t *p;
+  *(volatile uint32_t *)0xE000ED88u |= (0xFu << 20);   /* enable the FPU */
+  __asm volatile("dsb\n isb");
+  for (p = &__bss_start__; p < &__bss_end__; ++p) *p = 0;
+  initialise_monitor_handles();
+  exit(main());
+}
+"""
+
+M4_LINKER = """MEMORY {
+  FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M
+  RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = 4M
+}
+ENTRY(Reset_Handler)
+SECTIONS {
+  .text : { KEEP(*(.isr_vector)) *(.text*) *(.rodata*) KEEP(*(.init)) KEEP(*(.fini)) . = ALIGN(4); } > FLASH
+  .ARM.exidx : { *(.ARM.exidx*) } > FLASH
+  .data : { . = ALIGN(4); *(.data*) . = ALIGN(4); } > RAM
+  .bss (NOLOAD) : { . = ALIGN(4); __bss_start__ = .; *(.bss*) *(COMMON) . = ALIGN(4); __bss_end__ = .; } > RAM
+  . = ALIGN(8);
+  end = .; _end = .; __end__ = .;
+  _estack = ORIGIN(RAM) + LENGTH(RAM);
+}
+"""
+
+M4_MAIN_C = r"""/* tinygen aot QEMU test driver: tg_in.bin -> model -> tg_out.bin (semihosting). */
+#include <stdint.h>
+#include <stdio.h>
+#include "tg_model_api.h"
+
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+
+int main(void) {
+  FILE *in = fopen("tg_in.bin", "rb");
+  FILE *out = fopen("tg_out.bin", "wb");
+  FILE *ticks = fopen("tg_ticks.bin", "wb");
+  int i;
+  if (in == NULL || out == NULL || ticks == NULL) return 10;
+  if (tg_model_init() != 0) return 2;
+  SYST_RVR = 0xFFFFFFu;
+  SYST_CVR = 0u;
+  SYST_CSR = 5u;                      /* enabled, processor clock, no interrupt */
+  for (;;) {
+    uint32_t t0, t1;
+    for (i = 0; i < tg_model_info.num_inputs; ++i) {
+      size_t want = tg_model_info.inputs[i].bytes;
+      size_t got = fread(tg_model_input(i), 1, want, in);
+      if (got == 0 && i == 0) { fclose(out); fclose(in); fclose(ticks); return 0; }
+      if (got != want) return 3;
+    }
+    t0 = SYST_CVR;
+    if (tg_model_run() != 0) return 4;
+    t1 = SYST_CVR;
+    t0 = (t0 - t1) & 0xFFFFFFu;        /* SysTick counts down (24 bits) */
+    if (fwrite(&t0, sizeof t0, 1, ticks) != 1) return 6;
+    for (i = 0; i < tg_model_info.num_outputs; ++i) {
+      size_t want = tg_model_info.outputs[i].bytes;
+      if (fwrite(tg_model_output(i), 1, want, out) != want) return 5;
+    }
+  }
+}
+"""
+
+
+def qemu_available() -> bool:
+    return shutil.which("qemu-system-arm") is not None and \
+        shutil.which("arm-none-eabi-gcc") is not None
+
+
+def build_m4(model: Model | bytes, workdir: Path, opt: str = "-O2") -> HostBinary:
+    """generate_aot + an ELF for QEMU's mps2-an386 (Cortex-M4F, hard float,
+    newlib semihosting for file I/O)."""
+    if isinstance(model, (bytes, bytearray)):
+        model = parse_tflite(bytes(model))
+    workdir = Path(workdir)
+    src_dir = workdir / "aot"
+    if src_dir.exists():
+        shutil.rmtree(src_dir)
+    result = generate_aot(model, src_dir, board="mps2-an386", copy_api_header=True)
+    (workdir / "startup.c").write_text(M4_STARTUP_C)
+    (workdir / "m4.ld").write_text(M4_LINKER)
+    (workdir / "main.c").write_text(M4_MAIN_C)
+    flags = [f for f in ARM_CFLAGS if f != "-Os"] + [opt]
+    elf = workdir / "model_m4.elf"
+    _run(["arm-none-eabi-gcc", *flags, "-I", str(src_dir), str(workdir / "startup.c"),
+          str(workdir / "main.c"), *map(str, sorted(src_dir.glob("*.c"))),
+          "-nostartfiles", "--specs=rdimon.specs", "-T", str(workdir / "m4.ld"),
+          "-Wl,--gc-sections", "-o", str(elf)])
+    return HostBinary(exe=elf, result=result, model=model)
+
+
+def run_m4(binary: HostBinary, batches: Sequence[Sequence[np.ndarray]],
+           timeout: float = 300, icount: bool = False,
+           ticks_out: list | None = None) -> list[list[np.ndarray]]:
+    """Run the ELF under QEMU.  With icount=True QEMU executes one guest
+    instruction per virtual ns; the SysTick ticks of each tg_model_run() are
+    appended to ticks_out (x40 = guest instructions on mps2: an instruction
+    count, not real cycles)."""
+    model = binary.model
+    workdir = binary.exe.parent
+    ins = [model.tensors[i] for i in model.inputs]
+    outs = [model.tensors[i] for i in model.outputs]
+    payload = bytearray()
+    for inputs in batches:
+        for t, arr in zip(ins, inputs):
+            payload += np.ascontiguousarray(arr, dtype=t.np_dtype).tobytes()
+    (workdir / "tg_in.bin").write_bytes(bytes(payload))
+    out_file = workdir / "tg_out.bin"
+    if out_file.exists():
+        out_file.unlink()
+    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting",
+           "-monitor", "none", "-serial", "none", "-kernel", str(binary.exe)]
+    if icount:
+        cmd += ["-icount", "shift=0"]
+    res = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout)
+    if res.returncode != 0:
+        raise AssertionError(f"QEMU run failed ({res.returncode}): "
+                             f"{res.stdout.decode(errors='replace')}"
+                             f"{res.stderr.decode(errors='replace')}")
+    data = out_file.read_bytes()
+    per = sum(t.nbytes for t in outs)
+    assert len(data) == per * len(batches), (len(data), per, len(batches))
+    if ticks_out is not None:
+        ticks_out.extend(np.frombuffer((workdir / "tg_ticks.bin").read_bytes(), "<u4").tolist())
+    results, off = [], 0
+    for _ in batches:
+        row = []
+        for t in outs:
+            row.append(np.frombuffer(data[off:off + t.nbytes], dtype=t.np_dtype)
+                       .reshape(t.shape).copy())
+            off += t.nbytes
+        results.append(row)
+    return results
+
+
+def assert_bit_exact_m4(tflite: bytes, workdir: Path, n_inputs: int = 3, seed: int = 0,
+                        inputs=None, reference: bytes | None = None) -> HostBinary:
+    """As assert_bit_exact, but the generated code runs on an emulated Cortex-M4F."""
+    model = parse_tflite(tflite)
+    binary = build_m4(model, workdir)
+    batches = list(inputs) if inputs is not None else \
+        random_inputs(model, np.random.default_rng(seed), n_inputs)
+    ref = run_tflm(reference or tflite, batches)
+    ours = run_m4(binary, batches)
+    for k, (r_row, o_row) in enumerate(zip(ref, ours)):
+        for j, (r, o) in enumerate(zip(r_row, o_row)):
+            same, diff = _bit_equal(r, o)
+            if not same:
+                raise AssertionError(f"Cortex-M4 aot differs from TFLM: input set {k}, "
+                                     f"output {j}, max |delta| {diff:g}")
+    return binary

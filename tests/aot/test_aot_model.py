@@ -8,7 +8,6 @@ same sources must compile for Cortex-M4F with -Wall -Wextra -Werror.
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -16,70 +15,20 @@ import pytest
 
 from harness import (assert_bit_exact, compile_cortex_m4, link_cortex_m4, random_inputs,
                      tflm_arena_usage)
+from keras_models import keras_cnn, keras_dscnn, keras_mixed
 from tinygen.codegen.aot import generate_aot
 from tinygen.ir import parse_tflite
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def convert_keras(model, input_shape, seed=0, n_calib=24) -> bytes:
-    import tensorflow as tf
-    spec = tf.TensorSpec((1, *input_shape), tf.float32)
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    rng = np.random.default_rng(seed)
-
-    def representative():
-        for _ in range(n_calib):
-            yield [(rng.random((1, *input_shape), dtype=np.float32) * 2 - 1)]
-
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
 
 
 @pytest.fixture(scope="session")
-def keras_cnn_tflite(tmp_path_factory) -> bytes:
-    """Conv2D, DepthwiseConv2D (stride 2, RELU6), VALID conv, both pools,
-    Flatten (RESHAPE) and two Dense layers: only the kernels of conv.py,
-    pooling.py and reshape.py."""
-    import tensorflow as tf
-    keras = tf.keras
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((16, 16, 3), batch_size=1)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
-    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6")(x)
-    x = keras.layers.Conv2D(12, 3, padding="valid")(x)
-    x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.AveragePooling2D(2, padding="same")(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(16, activation="relu")(x)
-    out = keras.layers.Dense(10)(x)
-    tfl = convert_keras(keras.Model(inp, out), (16, 16, 3))
-    (tmp_path_factory.mktemp("keras") / "cnn.tflite").write_bytes(tfl)
-    return tfl
+def keras_cnn_tflite() -> bytes:
+    return keras_cnn()
 
 
 @pytest.fixture(scope="session")
 def keras_mixed_tflite() -> bytes:
-    """A residual block with the element-wise family too (ADD, MEAN via global
-    average pooling, SOFTMAX), dilation and a depth multiplier."""
-    import tensorflow as tf
-    keras = tf.keras
-    keras.utils.set_random_seed(5)
-    inp = keras.Input((12, 12, 4), batch_size=1)
-    a = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
-    b = keras.layers.Conv2D(8, 3, padding="same", dilation_rate=2)(a)
-    c = keras.layers.Add()([a, b])
-    d = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="valid",
-                                     activation="relu")(c)
-    e = keras.layers.GlobalAveragePooling2D()(d)
-    f = keras.layers.Dense(6)(e)
-    out = keras.layers.Softmax()(f)
-    return convert_keras(keras.Model(inp, out), (12, 12, 4), seed=1)
+    return keras_mixed()
 
 
 def _ops(tfl: bytes) -> list[str]:
@@ -142,4 +91,13 @@ def test_keras_mixed_bit_exact(keras_mixed_tflite, tmp_path):
     assert {"ADD", "MEAN", "SOFTMAX", "DEPTHWISE_CONV_2D"} <= set(ops), ops
     cmp = assert_bit_exact(tfl, tmp_path, n_inputs=12)
     compile_cortex_m4(cmp.binary.result.out_dir)
+    assert cmp.arena_bytes <= tflm_arena_usage(tfl)["head"]
+
+
+@pytest.mark.slow
+def test_keras_dscnn_bit_exact(tmp_path):
+    """The MLPerf Tiny KWS network shape: bit-exact, and never more activation
+    RAM than TFLM's planner."""
+    tfl = keras_dscnn()
+    cmp = assert_bit_exact(tfl, tmp_path, n_inputs=8, opt="-O2")
     assert cmp.arena_bytes <= tflm_arena_usage(tfl)["head"]
