@@ -1,5 +1,5 @@
-"""ADD and MUL (int8, broadcasting, fused activations, constant operands):
-the aot kernels against the TFLM interpreter, 0 LSB."""
+"""ADD, SUB and MUL (int8, broadcasting, fused activations, constant
+operands): the aot kernels against the TFLM interpreter, 0 LSB."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import numpy as np
+
+import tflite_builder as tb
 from ew_models import ACTIVATIONS, check, fast, int8_data, options, patterns, scales, \
     seeds, shapes, slow, zero_points
 from tflite_builder import ACT, GraphBuilder
+
+tb.OPTION_TABLES.setdefault("SUB", "SubOptions")
+_OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions"}
 
 
 @st.composite
@@ -42,8 +48,7 @@ def binary_model(opcode, a_shape, b_shape, out_shape, qa, qb, qo, activation, co
     else:
         tbb = b.activation(b_shape, scale=qb[0], zero_point=qb[1])
     to = b.activation(out_shape, scale=qo[0], zero_point=qo[1])
-    opt = options("AddOptions" if opcode == "ADD" else "MulOptions",
-                  fusedActivationFunction=ACT[activation])
+    opt = options(_OPTIONS[opcode], fusedActivationFunction=ACT[activation])
     b.op(opcode, [ta, tbb], [to], opt)
     ins = [t for t, c in ((ta, const_a), (tbb, const_b)) if c is None]
     return b.build(inputs=ins, outputs=[to])
@@ -56,7 +61,7 @@ def _run_binary(data, opcode, max_rank):
     # output scale around the natural range of the result; wide factor so
     # some examples saturate and some squeeze into few codes
     factor = data.draw(st.sampled_from([0.05, 0.3, 1.0, 1.0, 2.0, 10.0]))
-    if opcode == "ADD":
+    if opcode in ("ADD", "SUB"):
         so = (sa + sb) * factor
     else:
         so = sa * sb * 128.0 * factor
@@ -78,11 +83,34 @@ def test_add_matches_tflm(data):
     _run_binary(data, "ADD", max_rank=5)
 
 
+@fast(40)
+@given(st.data())
+def test_sub_matches_tflm(data):
+    _run_binary(data, "SUB", max_rank=4)
+
+
 @fast(80)
 @given(st.data())
 def test_mul_matches_tflm(data):
     # TFLM's MUL broadcasts over at most 4 dimensions
     _run_binary(data, "MUL", max_rank=4)
+
+
+@pytest.mark.parametrize("opcode", ["ADD", "SUB", "MUL"])
+def test_every_input_pair(opcode):
+    """All 65536 (a, b) code pairs, for a few random quantizations: catches
+    any rounding of the rescale multipliers that differs from TFLM's."""
+    a = np.repeat(np.arange(-128, 128), 256).astype(np.int8).reshape(1, 65536)
+    b = np.tile(np.arange(-128, 128), 256).astype(np.int8).reshape(1, 65536)
+    rng = np.random.default_rng({"ADD": 1, "SUB": 2, "MUL": 3}[opcode])
+    for _ in range(4):
+        sa, sb = (float(np.float32(10 ** rng.uniform(-3, 0))) for _ in range(2))
+        so = (sa + sb) * rng.uniform(0.3, 2.0) if opcode != "MUL" else \
+            sa * sb * 128 * rng.uniform(0.3, 2.0)
+        za, zb, zo = (int(z) for z in rng.integers(-128, 128, size=3))
+        model = binary_model(opcode, (1, 65536), (1, 65536), (1, 65536), (sa, za), (sb, zb),
+                             (float(np.float32(so)), zo), "NONE")
+        check(model, [[a, b]])
 
 
 def test_add_same_scales_and_extreme_scales():

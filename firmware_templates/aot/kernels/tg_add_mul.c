@@ -1,6 +1,6 @@
-/* ADD and MUL of two int8 tensors with broadcasting and a fused activation
- * clamp, as TFLM's reference_integer_ops compute them (AddFunc with the
- * left_shift scheme, MulElementwise).  The iteration space comes from the
+/* ADD, SUB and MUL of two int8 tensors with broadcasting and a fused activation
+ * clamp, as TFLM's reference_integer_ops compute them (AddFunc/SubFunc with
+ * the left_shift scheme, MulElementwise).  The iteration space comes from the
  * lowering (tg_bcast); with equal shapes it is one flat loop, and the output
  * may then share the first input's buffer. */
 #include "tg_elementwise.h"
@@ -10,7 +10,8 @@ TG_INLINE int8_t tg_add_one(const tg_add_s8_params *p, int32_t a, int32_t b) {
   const int32_t x2 = tg_shift_left_wrap(p->input2_offset + b, (int)p->left_shift);
   const int32_t s1 = tg_requantize_smaller_than_one(x1, p->input1_multiplier, p->input1_shift);
   const int32_t s2 = tg_requantize_smaller_than_one(x2, p->input2_multiplier, p->input2_shift);
-  const int32_t sum = (int32_t)((uint32_t)s1 + (uint32_t)s2);
+  const int32_t sum = p->subtract ? (int32_t)((uint32_t)s1 - (uint32_t)s2)
+                                  : (int32_t)((uint32_t)s1 + (uint32_t)s2);
   const int32_t raw = tg_requantize_smaller_than_one(sum, p->output_multiplier, p->output_shift) +
                       p->output_offset;
   return (int8_t)tg_clamp_i32(raw, p->act_min, p->act_max);

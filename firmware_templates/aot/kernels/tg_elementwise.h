@@ -36,7 +36,7 @@ typedef struct {
   int32_t stride2[TG_EW_MAX_DIMS];
 } tg_bcast;
 
-/* ---- ADD (TFLM reference_integer_ops::AddFunc, left_shift = 20) -------- */
+/* ---- ADD / SUB (TFLM AddFunc / SubFunc, left_shift = 20) --------------- */
 typedef struct {
   tg_bcast bc;
   int32_t input1_offset, input2_offset, output_offset; /* -zp1, -zp2, zp_out */
@@ -45,9 +45,12 @@ typedef struct {
   int32_t input2_multiplier, input2_shift;
   int32_t output_multiplier, output_shift;
   int32_t act_min, act_max;
+  int32_t subtract;  /* 1 for SUB: in1 - in2 */
 } tg_add_s8_params;
 
 void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+/* SUB is tg_add_s8 with subtract = 1 (same rescaling, difference of the
+ * rescaled inputs). */
 
 /* ---- MUL (TFLM reference_integer_ops::MulElementwise) ------------------ */
 typedef struct {

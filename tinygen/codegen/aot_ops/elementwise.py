@@ -213,15 +213,20 @@ def _binary_call(op, ctx, kernel, params_type, params, a, b, o, comment) -> Kern
                       comment=comment)
 
 
-@lowers("ADD")
+@lowers("ADD", "SUB")
 def lower_add(op: Operator, ctx: LoweringContext) -> KernelCall:
     a, b, o, dims, st1, st2 = _binary_common(op, ctx)
     left_shift = 20
     s1, s2, so = np.float32(a.scale), np.float32(b.scale), np.float32(o.scale)
+    # Double-precision ratios, as the installed TFLM computes them for ADD and
+    # SUB (exhaustively checked: single precision, as some TFLM versions of
+    # sub_common.cc write it, differs by 1 LSB on some scales).
     twice_max = 2.0 * float(max(s1, s2))
-    m1, sh1 = _qm_smaller_than_one(float(s1) / twice_max, op.describe())
-    m2, sh2 = _qm_smaller_than_one(float(s2) / twice_max, op.describe())
-    mo, sho = _qm_smaller_than_one(twice_max / (float(1 << left_shift) * float(so)), op.describe())
+    r1, r2 = float(s1) / twice_max, float(s2) / twice_max
+    ro = twice_max / (float(1 << left_shift) * float(so))
+    m1, sh1 = _qm_smaller_than_one(r1, op.describe())
+    m2, sh2 = _qm_smaller_than_one(r2, op.describe())
+    mo, sho = _qm_smaller_than_one(ro, op.describe())
     lo, hi = _act_range(op.options.get("fused_activation_function", "NONE"), o)
     params = {
         "bc": _bcast_init(dims, st1, st2),
@@ -231,9 +236,11 @@ def lower_add(op: Operator, ctx: LoweringContext) -> KernelCall:
         "input2_multiplier": str(m2), "input2_shift": str(sh2),
         "output_multiplier": str(mo), "output_shift": str(sho),
         "act_min": str(lo), "act_max": str(hi),
+        "subtract": "1" if op.opcode == "SUB" else "0",
     }
+    sign = "-" if op.opcode == "SUB" else "+"
     return _binary_call(op, ctx, "tg_add_s8", "tg_add_s8_params", params, a, b, o,
-                        f"ADD {list(a.shape)} + {list(b.shape)} -> {list(o.shape)}")
+                        f"{op.opcode} {list(a.shape)} {sign} {list(b.shape)} -> {list(o.shape)}")
 
 
 @lowers("MUL")
