@@ -70,6 +70,8 @@ def test_options_validation_and_signature():
     assert OPTS.num_outputs == 10
     with pytest.raises(sp.SSDError, match="max_classes_per_detection"):
         sp.DetectionOptions(num_classes=3, max_classes_per_detection=2)
+    with pytest.raises(sp.SSDError, match="detections_per_class"):
+        sp.DetectionOptions(num_classes=3, detections_per_class=20)
     with pytest.raises(sp.SSDError, match="iou"):
         sp.DetectionOptions(num_classes=3, nms_iou_threshold=0.0)
 
@@ -171,7 +173,7 @@ def test_int8_detector_runs_on_tflm(detector, images):
 
 def test_float_detector_matches_reference_exactly_regular_nms(tf, detector, images):
     opts = sp.DetectionOptions(num_classes=C - 1, max_detections=8, nms_score_threshold=0.3,
-                               use_regular_nms=True, detections_per_class=20)
+                               use_regular_nms=True)
     anchors = _anchors()
     conv = sp.tflite_converter(detector, anchors, opts)
     from tinygen import tfenv

@@ -91,7 +91,7 @@ class DetectionOptions:
     num_classes: int                      # real classes, background excluded
     max_detections: int = 10
     max_classes_per_detection: int = 1    # must be 1: see __post_init__
-    detections_per_class: int = 100       # regular NMS only
+    detections_per_class: int = 100       # regular NMS only; fixed (see __post_init__)
     nms_score_threshold: float = 0.5
     nms_iou_threshold: float = 0.5
     y_scale: float = 10.0
@@ -110,8 +110,11 @@ class DetectionOptions:
             # per box and writes past the outputs for values > 1 (memory corruption).
             raise SSDError("max_classes_per_detection must be 1 (TFLM's kernel writes out of "
                            "bounds for larger values)")
-        if self.detections_per_class < 1:
-            raise SSDError("detections_per_class must be at least 1")
+        if self.detections_per_class != 100:
+            # the converter writes only the ten other attributes into the custom
+            # options; the kernel then uses its default of 100
+            raise SSDError("detections_per_class must be 100 (the converter does not pass it "
+                           "on; TFLM's kernel then uses 100)")
         if not 0.0 < self.nms_iou_threshold <= 1.0:
             raise SSDError("nms_iou_threshold must be in (0, 1] (TFLM checks it)")
         if min(self.y_scale, self.x_scale, self.h_scale, self.w_scale) <= 0:
