@@ -90,3 +90,41 @@ def test_rebuild_replaces_previous_project(cnn_tflite, tmp_path):
         r = run_cli("build", "--board", "esp32dev", cnn_tflite, "-o", out)
         assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_build_lstm_model_resolver(keras, tmp_path):
+    keras.utils.set_random_seed(2)
+    m = keras.Sequential([keras.Input((20, 3)), keras.layers.LSTM(8), keras.layers.Dense(3)])
+    path = tmp_path / "lstm.h5"
+    m.save(path)
+    calib = tmp_path / "c.npy"
+    import numpy as np
+    np.save(calib, np.random.default_rng(0).random((16, 20, 3), dtype=np.float32))
+    out = tmp_path / "esp"
+    r = run_cli("build", "--board", "esp32cam", path, "--calib", calib, "-o", out)
+    assert r.returncode == 0, r.stderr
+    ir = parse_tflite((out / "model.tflite").read_bytes())
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ir.op_names()
+    glue, _ = check_project(out, ir, "esp32cam")
+    assert "AddUnidirectionalSequenceLSTM" in glue
+
+
+def test_build_ssd_model_resolver(tmp_path):
+    """An SSD-style detector ending in the TFLite_Detection_PostProcess custom op."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import test_ssd_postprocess as t
+    from tinygen import ssd_postprocess as sp
+    from tinygen import tfenv
+    tfenv.tf()
+    det = t.detector.__wrapped__(None)
+    imgs = t.images.__wrapped__()
+    data = sp.convert_int8(det, t._anchors(), t.OPTS, lambda: ([x] for x in imgs))
+    model = tmp_path / "ssd.tflite"
+    model.write_bytes(data)
+    out = tmp_path / "nucleo"
+    r = run_cli("build", "--board", "nucleo_h743zi", "--runtime", "tflm", model, "-o", out)
+    assert r.returncode == 0, r.stderr
+    ir = parse_tflite(data)
+    assert "TFLite_Detection_PostProcess" in ir.op_names()
+    glue, _ = check_project(out, ir, "nucleo_h743zi")
+    assert "AddDetectionPostprocess" in glue

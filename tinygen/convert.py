@@ -155,8 +155,12 @@ def convert(source: SourceModel, calib: Path | None = None,
 
     note(f"converting to int8 with {len(samples)} calibration samples")
     concrete = fn.get_concrete_function()
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    conv.experimental_enable_resource_variables = False
+    if source.kind == "keras":
+        from . import keras_compat
+        # The route that keeps fused LSTMs and freezes Keras 3 variables.
+        conv = keras_compat.tflite_converter(float_model, concrete_function=concrete)
+    else:
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -181,11 +185,8 @@ def _traceable(source: SourceModel, tf):
     if source.kind == "keras":
         model = source.keras_model
         model_for_conversion = model
-        try:
-            from . import keras_compat
-        except ImportError:
-            keras_compat = None
-        if keras_compat is not None and keras_compat.needs_legacy_conversion(model):
+        from . import keras_compat
+        if keras_compat.needs_legacy_conversion(model):
             try:
                 model_for_conversion = keras_compat.to_tf_keras(model)
             except keras_compat.TranslationError as exc:
@@ -248,8 +249,11 @@ def parse_checked(tflite: bytes, what: str) -> Model:
 
 def check_full_int8(ir: Model, what: str) -> None:
     """Refuse float or mixed models: firmware needs int8 inputs, outputs and ops."""
+    # Post-processing custom ops (SSD's TFLite_Detection_PostProcess) produce float
+    # boxes and scores by design; their outputs are model outputs, not compute.
+    custom_outputs = {i for op in ir.operators if op.is_custom for i in op.outputs}
     for t in ir.input_tensors() + ir.output_tensors():
-        if t.dtype != "int8":
+        if t.dtype != "int8" and t.index not in custom_outputs:
             role = "input" if t.index in ir.inputs else "output"
             raise TinygenError(
                 f"{what} is not a full-int8 model: {role} '{t.name}' is {t.dtype}; "
