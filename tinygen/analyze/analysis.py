@@ -50,15 +50,18 @@ def unsupported_message(model: Model, runtime: str, ops: list[OpReport]) -> str 
 
 
 def aot_plan_summary(model: Model) -> tuple[int, int, int] | None:
-    """(arena bytes, weights bytes, kernels) from the aot backend's planner, or None."""
+    """(arena bytes, weights bytes, distinct kernels) of the aot runtime, or None
+    when it cannot lower the model (reported separately as unsupported)."""
+    from ..codegen.aot import lower_model
+    from ..codegen.aot_lowering import LoweringError
+    from .memory_plan import plan_memory
     try:
-        from ..codegen.aot import plan_model
-    except ImportError:
+        calls = lower_model(model)
+    except LoweringError:
         return None
-    try:
-        return plan_model(model)
-    except Exception:  # the aot runtime cannot lower this model: reported as unsupported
-        return None
+    plan = plan_memory(model, calls)
+    weights = sum(c.values.nbytes for call in calls for c in call.constants if c.is_weight)
+    return plan.arena_bytes, weights, len({c.kernel for c in calls})
 
 
 def analyze(model: Model, board: Board | None = None,
