@@ -101,7 +101,8 @@ class HostBinary:
 
 
 def build_host(model: Model | bytes, workdir: Path, opt: str = "-O1", sanitize: bool = False,
-               cc: str = "gcc", extra_flags: Sequence[str] = ()) -> HostBinary:
+               cc: str = "gcc", extra_flags: Sequence[str] = (),
+               memory_first: bool = True) -> HostBinary:
     """generate_aot + compile a host executable that maps stdin inputs to stdout outputs."""
     if isinstance(model, (bytes, bytearray)):
         model = parse_tflite(bytes(model))
@@ -109,7 +110,8 @@ def build_host(model: Model | bytes, workdir: Path, opt: str = "-O1", sanitize: 
     src_dir = workdir / "aot"
     if src_dir.exists():
         shutil.rmtree(src_dir)
-    result = generate_aot(model, src_dir, board="host", copy_api_header=True)
+    result = generate_aot(model, src_dir, board="host", copy_api_header=True,
+                          memory_first=memory_first)
     main = workdir / "tg_host_main.c"
     main.write_text(MAIN_C)
     flags = [*HOST_CFLAGS, opt, *(SANITIZE if sanitize else ()), *extra_flags]
@@ -222,12 +224,13 @@ def _bit_equal(ref: np.ndarray, ours: np.ndarray) -> tuple[bool, float]:
 def compare(tflite: bytes, workdir: Path, n_inputs: int = 3, seed: int = 0,
             inputs: Sequence[Sequence[np.ndarray]] | None = None, opt: str = "-O1",
             sanitize: bool = False, reference: bytes | None = None,
-            cc: str = "gcc") -> Comparison:
+            cc: str = "gcc", memory_first: bool = True) -> Comparison:
     """reference: run this .tflite on TFLM instead of `tflite` (an equivalent
     model TFLM can run, e.g. with an explicit zero bias where TFLM crashes on
     an omitted one)."""
     model = parse_tflite(tflite)
-    binary = build_host(model, workdir, opt=opt, sanitize=sanitize, cc=cc)
+    binary = build_host(model, workdir, opt=opt, sanitize=sanitize, cc=cc,
+                        memory_first=memory_first)
     batches = list(inputs) if inputs is not None else \
         random_inputs(model, np.random.default_rng(seed), n_inputs)
     ref = run_tflm(reference or tflite, batches)
@@ -250,10 +253,12 @@ def compare(tflite: bytes, workdir: Path, n_inputs: int = 3, seed: int = 0,
 
 def assert_bit_exact(tflite: bytes, workdir: Path, n_inputs: int = 3, seed: int = 0,
                      inputs=None, opt: str = "-O1", sanitize: bool = False,
-                     reference: bytes | None = None, cc: str = "gcc") -> Comparison:
-    """generate_aot + host build + run; 0 LSB difference from TFLM or AssertionError."""
+                     reference: bytes | None = None, cc: str = "gcc",
+                     memory_first: bool = True) -> Comparison:
+    """generate_aot + host build + run; 0 LSB difference from TFLM or AssertionError.
+    memory_first=False keeps kernels that use scratch memory (faster variants)."""
     cmp = compare(tflite, workdir, n_inputs=n_inputs, seed=seed, inputs=inputs, opt=opt,
-                  sanitize=sanitize, reference=reference, cc=cc)
+                  sanitize=sanitize, reference=reference, cc=cc, memory_first=memory_first)
     if cmp.mismatches:
         raise AssertionError("aot differs from TFLM:\n" + "\n".join(cmp.mismatches[:6]))
     return cmp
@@ -395,6 +400,19 @@ M4_MAIN_C = r"""/* tinygen aot QEMU test driver: tg_in.bin -> model -> tg_out.bi
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
+#ifdef TG_PROFILE_OPS
+static uint32_t tg_op_ticks[1024];
+static uint32_t tg_op_start;
+void tg_profile_op(int op_index, int phase);
+void tg_profile_op(int op_index, int phase) {
+  if (phase == 0) {
+    tg_op_start = SYST_CVR;
+  } else if (op_index >= 0 && op_index < 1024) {
+    tg_op_ticks[op_index] += (tg_op_start - SYST_CVR) & 0xFFFFFFu;
+  }
+}
+#endif
+
 int main(void) {
   FILE *in = fopen("tg_in.bin", "rb");
   FILE *out = fopen("tg_out.bin", "wb");
@@ -410,7 +428,14 @@ int main(void) {
     for (i = 0; i < tg_model_info.num_inputs; ++i) {
       size_t want = tg_model_info.inputs[i].bytes;
       size_t got = fread(tg_model_input(i), 1, want, in);
-      if (got == 0 && i == 0) { fclose(out); fclose(in); fclose(ticks); return 0; }
+      if (got == 0 && i == 0) {
+#ifdef TG_PROFILE_OPS
+        FILE *ops = fopen("tg_op_ticks.bin", "wb");
+        if (ops == NULL || fwrite(tg_op_ticks, sizeof tg_op_ticks, 1, ops) != 1) return 7;
+        fclose(ops);
+#endif
+        fclose(out); fclose(in); fclose(ticks); return 0;
+      }
       if (got != want) return 3;
     }
     t0 = SYST_CVR;
@@ -432,7 +457,8 @@ def qemu_available() -> bool:
         shutil.which("arm-none-eabi-gcc") is not None
 
 
-def build_m4(model: Model | bytes, workdir: Path, opt: str = "-O2") -> HostBinary:
+def build_m4(model: Model | bytes, workdir: Path, opt: str = "-O2",
+             profile_ops: bool = False, memory_first: bool = True) -> HostBinary:
     """generate_aot + an ELF for QEMU's mps2-an386 (Cortex-M4F, hard float,
     newlib semihosting for file I/O)."""
     if isinstance(model, (bytes, bytearray)):
@@ -441,11 +467,14 @@ def build_m4(model: Model | bytes, workdir: Path, opt: str = "-O2") -> HostBinar
     src_dir = workdir / "aot"
     if src_dir.exists():
         shutil.rmtree(src_dir)
-    result = generate_aot(model, src_dir, board="mps2-an386", copy_api_header=True)
+    result = generate_aot(model, src_dir, board="mps2-an386", copy_api_header=True,
+                          memory_first=memory_first)
     (workdir / "startup.c").write_text(M4_STARTUP_C)
     (workdir / "m4.ld").write_text(M4_LINKER)
     (workdir / "main.c").write_text(M4_MAIN_C)
     flags = [f for f in ARM_CFLAGS if f != "-Os"] + [opt]
+    if profile_ops:
+        flags.append("-DTG_PROFILE_OPS")
     elf = workdir / "model_m4.elf"
     _run(["arm-none-eabi-gcc", *flags, "-I", str(src_dir), str(workdir / "startup.c"),
           str(workdir / "main.c"), *map(str, sorted(src_dir.glob("*.c"))),
@@ -456,7 +485,8 @@ def build_m4(model: Model | bytes, workdir: Path, opt: str = "-O2") -> HostBinar
 
 def run_m4(binary: HostBinary, batches: Sequence[Sequence[np.ndarray]],
            timeout: float = 300, icount: bool = False,
-           ticks_out: list | None = None) -> list[list[np.ndarray]]:
+           ticks_out: list | None = None,
+           op_ticks_out: list | None = None) -> list[list[np.ndarray]]:
     """Run the ELF under QEMU.  With icount=True QEMU executes one guest
     instruction per virtual ns; the SysTick ticks of each tg_model_run() are
     appended to ticks_out (x40 = guest instructions on mps2: an instruction
@@ -471,8 +501,9 @@ def run_m4(binary: HostBinary, batches: Sequence[Sequence[np.ndarray]],
             payload += np.ascontiguousarray(arr, dtype=t.np_dtype).tobytes()
     (workdir / "tg_in.bin").write_bytes(bytes(payload))
     out_file = workdir / "tg_out.bin"
-    if out_file.exists():
-        out_file.unlink()
+    for stale in (out_file, workdir / "tg_op_ticks.bin"):
+        if stale.exists():
+            stale.unlink()
     cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting",
            "-monitor", "none", "-serial", "none", "-kernel", str(binary.exe)]
     if icount:
@@ -487,6 +518,10 @@ def run_m4(binary: HostBinary, batches: Sequence[Sequence[np.ndarray]],
     assert len(data) == per * len(batches), (len(data), per, len(batches))
     if ticks_out is not None:
         ticks_out.extend(np.frombuffer((workdir / "tg_ticks.bin").read_bytes(), "<u4").tolist())
+    ops_file = workdir / "tg_op_ticks.bin"
+    if op_ticks_out is not None and ops_file.exists():
+        per_op = np.frombuffer(ops_file.read_bytes(), "<u4")[:len(model.operators)]
+        op_ticks_out.extend((per_op // max(len(batches), 1)).tolist())
     results, off = [], 0
     for _ in batches:
         row = []
@@ -499,10 +534,11 @@ def run_m4(binary: HostBinary, batches: Sequence[Sequence[np.ndarray]],
 
 
 def assert_bit_exact_m4(tflite: bytes, workdir: Path, n_inputs: int = 3, seed: int = 0,
-                        inputs=None, reference: bytes | None = None) -> HostBinary:
+                        inputs=None, reference: bytes | None = None,
+                        memory_first: bool = True) -> HostBinary:
     """As assert_bit_exact, but the generated code runs on an emulated Cortex-M4F."""
     model = parse_tflite(tflite)
-    binary = build_m4(model, workdir)
+    binary = build_m4(model, workdir, memory_first=memory_first)
     batches = list(inputs) if inputs is not None else \
         random_inputs(model, np.random.default_rng(seed), n_inputs)
     ref = run_tflm(reference or tflite, batches)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness import assert_bit_exact_m4, build_m4, qemu_available, random_inputs, run_m4
 from keras_models import keras_cnn, keras_mixed
@@ -21,15 +22,17 @@ from tflite_builder import conv2d_model, depthwise_model, fully_connected_model,
 
 pytestmark = pytest.mark.skipif(not qemu_available(), reason="qemu-system-arm not installed")
 
-M4 = settings(max_examples=8, deadline=None, derandomize=True,
+M4 = settings(max_examples=10, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 M4_SLOW = settings(max_examples=120, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-def _m4(tflite: bytes, seed: int, reference: bytes | None = None) -> None:
+def _m4(tflite: bytes, seed: int, reference: bytes | None = None,
+        memory_first: bool = True) -> None:
     with tempfile.TemporaryDirectory(prefix="tg_m4_") as d:
-        assert_bit_exact_m4(tflite, Path(d), n_inputs=3, seed=seed, reference=reference)
+        assert_bit_exact_m4(tflite, Path(d), n_inputs=3, seed=seed, reference=reference,
+                            memory_first=memory_first)
 
 
 def _dw(kw, seed):
@@ -40,10 +43,10 @@ def _dw(kw, seed):
 
 
 @M4
-@given(conv_cases())
-def test_conv2d_m4(case):
+@given(conv_cases(), st.booleans())
+def test_conv2d_m4(case, memory_first):
     kw, seed = case
-    _m4(conv2d_model(np.random.default_rng(seed), **kw), seed)
+    _m4(conv2d_model(np.random.default_rng(seed), **kw), seed, memory_first=memory_first)
 
 
 @M4
@@ -68,10 +71,10 @@ def test_pool2d_m4(case):
 
 @pytest.mark.slow
 @M4_SLOW
-@given(conv_cases(big=True))
-def test_conv2d_m4_sweep(case):
+@given(conv_cases(big=True), st.booleans())
+def test_conv2d_m4_sweep(case, memory_first):
     kw, seed = case
-    _m4(conv2d_model(np.random.default_rng(seed), **kw), seed)
+    _m4(conv2d_model(np.random.default_rng(seed), **kw), seed, memory_first=memory_first)
 
 
 @pytest.mark.slow
@@ -104,4 +107,5 @@ def test_build_m4_reports_sizes(tmp_path):
 
 
 def test_keras_mixed_m4(tmp_path):
-    assert_bit_exact_m4(keras_mixed(), tmp_path, n_inputs=4)
+    assert_bit_exact_m4(keras_mixed(), tmp_path / "lean", n_inputs=4)
+    assert_bit_exact_m4(keras_mixed(), tmp_path / "fast", n_inputs=4, memory_first=False)

@@ -35,9 +35,11 @@ zero_points = st.integers(-128, 127)
 spreads = st.sampled_from([0.05, 0.3, 1.0, 1.0, 3.0, 20.0])
 
 
-def check(tflite: bytes, n_inputs: int = 3, seed: int = 0, reference: bytes | None = None) -> None:
+def check(tflite: bytes, n_inputs: int = 3, seed: int = 0, reference: bytes | None = None,
+          memory_first: bool = True) -> None:
     with tempfile.TemporaryDirectory(prefix="tg_aot_") as d:
-        assert_bit_exact(tflite, Path(d), n_inputs=n_inputs, seed=seed, reference=reference)
+        assert_bit_exact(tflite, Path(d), n_inputs=n_inputs, seed=seed, reference=reference,
+                         memory_first=memory_first)
 
 
 def check_depthwise(kw: dict, seed: int) -> None:
@@ -75,19 +77,21 @@ def conv_cases(draw, big=False):
                 out_zp=draw(zero_points), spread=draw(spreads)), draw(st.integers(0, 2**31))
 
 
+# memory_first=True runs the scratch-free direct kernel (a one-op model's
+# scratch always grows the arena), False the gathered-window kernel
 @FAST
-@given(conv_cases())
-def test_conv2d_bit_exact(case):
+@given(conv_cases(), st.booleans())
+def test_conv2d_bit_exact(case, memory_first):
     kw, seed = case
-    check(conv2d_model(np.random.default_rng(seed), **kw), seed=seed)
+    check(conv2d_model(np.random.default_rng(seed), **kw), seed=seed, memory_first=memory_first)
 
 
 @pytest.mark.slow
 @SLOW
-@given(conv_cases(big=True))
-def test_conv2d_bit_exact_sweep(case):
+@given(conv_cases(big=True), st.booleans())
+def test_conv2d_bit_exact_sweep(case, memory_first):
     kw, seed = case
-    check(conv2d_model(np.random.default_rng(seed), **kw), seed=seed)
+    check(conv2d_model(np.random.default_rng(seed), **kw), seed=seed, memory_first=memory_first)
 
 
 # ---------------------------------------------------------------------------
@@ -236,7 +240,19 @@ def test_conv_extreme_inputs_and_large_bias(tmp_path):
     model = parse_tflite(tfl)
     x = model.tensors[model.inputs[0]]
     inputs = [[np.full(x.shape, v, np.int8)] for v in (-128, 127, 0)]
-    assert_bit_exact(tfl, tmp_path, inputs=inputs)
+    for memory_first in (True, False):
+        assert_bit_exact(tfl, tmp_path, inputs=inputs, memory_first=memory_first)
+
+
+def test_scratch_never_grows_the_arena_by_default(tmp_path):
+    tfl = conv2d_model(np.random.default_rng(2), h=6, w=6, cin=4, cout=4, kh=3, kw=3)
+    model = parse_tflite(tfl)
+    lean = generate_aot(model, tmp_path / "lean")
+    fast = generate_aot(model, tmp_path / "fast", memory_first=False)
+    assert lean.calls[0].kernel == "tg_conv2d_direct_s8" and lean.calls[0].scratch_bytes == 0
+    assert fast.calls[0].kernel == "tg_conv2d_s8" and fast.calls[0].scratch_bytes == 36
+    assert lean.arena_bytes < fast.arena_bytes
+    assert fast.plan.scratch_offsets[0] % 16 == 0
 
 
 @pytest.mark.parametrize("kind", ["conv", "dw", "fc", "pool"])
@@ -252,6 +268,7 @@ def test_sanitizers_clean(tmp_path, kind):
            "pool": lambda: pool_model(rng, "AVERAGE_POOL_2D", h=7, w=6, c=3, filter=(3, 3),
                                       stride=(2, 2), padding="SAME")}[kind]()
     assert_bit_exact(tfl, tmp_path, sanitize=True, n_inputs=4)
+    assert_bit_exact(tfl, tmp_path, sanitize=True, n_inputs=4, memory_first=False)
 
 
 # ---------------------------------------------------------------------------
@@ -318,15 +335,18 @@ def test_squeeze_after_pool(tmp_path):
 # errors
 
 def test_unsupported_op_names_op_and_position(tmp_path):
+    from tinygen.codegen.aot_lowering import supported_opcodes
+    opcode = next(c for c in ("LOCAL_RESPONSE_NORMALIZATION", "L2_NORMALIZATION", "FLOOR", "EXP")
+                  if c not in supported_opcodes())
     b = GraphBuilder("unsupported")
     x = b.activation((1, 8), scale=0.1, zero_point=0)
     w = b.constant(np.ones((8, 8), np.int8), "int8", scale=0.1)
     y = b.activation((1, 8), scale=0.1, zero_point=0)
     b.op("FULLY_CONNECTED", [x, w, -1], [y], fc_options())
     z = b.activation((1, 8), scale=0.1, zero_point=0)
-    b.op("HARD_SWISH", [y], [z])
+    b.op(opcode, [y], [z])
     model = parse_tflite(b.build([x], [z]))
-    with pytest.raises(LoweringError, match=r"HARD_SWISH.*#1"):
+    with pytest.raises(LoweringError, match=rf"{opcode}.*#1"):
         generate_aot(model, tmp_path / "out")
     assert not (tmp_path / "out" / "model.c").exists()
 

@@ -149,9 +149,41 @@ def lower_model(model: Model, prefix: str = "op") -> list[KernelCall]:
     return calls
 
 
+def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memory_first: bool
+                    ) -> tuple[list[KernelCall], MemoryPlan]:
+    """Kernels with scratch memory are faster; where a call offers a scratch-free
+    fallback and its scratch would make the arena larger, use the fallback
+    (unless memory_first is False)."""
+    plan = plan_memory(model, calls, alignment=alignment)
+    optional = [i for i, c in enumerate(calls) if c.scratch_bytes > 0 and c.fallback is not None]
+    if not memory_first or not optional:
+        return calls, plan
+    lean_calls = [c.fallback if i in optional else c for i, c in enumerate(calls)]
+    lean = plan_memory(model, lean_calls, alignment=alignment)
+    if lean.arena_bytes >= plan.arena_bytes:
+        return calls, plan
+    # drop scratch where it costs RAM, largest first, while that helps
+    for i in sorted(optional, key=lambda i: -calls[i].scratch_bytes):
+        trial = list(calls)
+        trial[i] = calls[i].fallback
+        p = plan_memory(model, trial, alignment=alignment, search_budget=16)
+        if p.arena_bytes < plan.arena_bytes:
+            calls, plan = trial, p
+        if plan.arena_bytes <= lean.arena_bytes:
+            break
+    if plan.arena_bytes > lean.arena_bytes:
+        return lean_calls, lean
+    return calls, plan
+
+
 def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name: str = "aot",
-                 copy_api_header: bool = False, alignment: int = ARENA_ALIGN) -> AotResult:
-    """Write the aot sources for `model` into out_dir; see the module docstring."""
+                 copy_api_header: bool = False, alignment: int = ARENA_ALIGN,
+                 memory_first: bool = True) -> AotResult:
+    """Write the aot sources for `model` into out_dir; see the module docstring.
+
+    memory_first: never let a kernel's optional scratch buffer grow the arena
+    (the kernel then runs its scratch-free variant); False keeps every faster
+    kernel even when it costs RAM."""
     out_dir = Path(out_dir)
     tensors = model.tensors
     for role, idxs in (("input", model.inputs), ("output", model.outputs)):
@@ -167,7 +199,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
             raise LoweringError(f"model input '{tensors[i].name}' is a constant")
 
     calls = lower_model(model)
-    plan = plan_memory(model, calls, alignment=alignment)
+    calls, plan = _choose_scratch(model, calls, alignment, memory_first)
     check_plan(plan)
 
     # ---- constants -------------------------------------------------------
@@ -220,7 +252,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         if call.view and out0 is not None and out0 in plan.views:
             skipped.append(op.index)
             steps.append({"comment": comment + " (shares its input's buffer: no code)",
-                          "code": None})
+                          "code": None, "index": op.index})
             continue
         pname = f"op{op.index}_params"
         params_blocks.append({"type": call.params_type, "name": pname,
@@ -239,7 +271,8 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
             args.append(f"TG_ACT({_ctype(tt.dtype, tt.name)}, {plan.offsets[t]})")
         if call.scratch_bytes > 0:
             args.append(f"(void *)(tg_arena + {plan.scratch_offsets[op.index]})")
-        steps.append({"comment": comment, "code": f"{call.kernel}({', '.join(args)});"})
+        steps.append({"comment": comment, "code": f"{call.kernel}({', '.join(args)});",
+                      "index": op.index})
 
     # ---- model API tables --------------------------------------------------
     def info_row(i: int) -> dict:

@@ -32,6 +32,9 @@ Interface notes (backward compatible additions, newest last):
     only in TFLite's single-rounding build; TFLM uses double rounding) and
     raises LoweringError for multipliers >= 2^30 instead.
   * activation_range_int8 computes in float32 like TFLite's Quantize().
+  * KernelCall.fallback: an equivalent call that needs no scratch memory.  The
+    backend uses it instead when the primary call's scratch would make the
+    arena larger (RAM first; speed when it is free).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class KernelCall:
     in_place: bool = False       # output may share the first input's buffer
     comment: str = ""
     view: bool = False           # output == first input's bytes (reshape-like): share the buffer
+    fallback: "KernelCall | None" = None  # same result without scratch; used if scratch grows the arena
 
 
 class LoweringContext:

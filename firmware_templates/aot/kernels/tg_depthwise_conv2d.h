@@ -21,6 +21,7 @@ typedef struct {
   int32_t act_min, act_max;
   const int8_t *filter;
   const int32_t *bias;         /* out.c entries, or NULL */
+  const int32_t *kbias;        /* out.c entries: bias + input_offset * sum(filter[.., oc]) */
   const int32_t *multiplier;   /* out.c entries */
   const int32_t *shift;
 } tg_depthwise_conv2d_params;

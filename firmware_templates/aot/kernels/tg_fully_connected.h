@@ -19,6 +19,7 @@ typedef struct {
   int32_t per_channel;         /* 1: multiplier/shift have out_depth entries; 0: one */
   const int8_t *filter;
   const int32_t *bias;         /* out_depth entries, or NULL */
+  const int32_t *kbias;        /* out_depth entries: bias + input_offset * sum(w[o]) */
   const int32_t *multiplier;
   const int32_t *shift;
 } tg_fully_connected_params;

@@ -16,6 +16,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,17 +55,19 @@ TG_INLINE int32_t tg_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
 }
 
 /* gemmlowp SaturatingRoundingDoublingHighMul: the high 32 bits of 2*a*b,
- * rounded to nearest (ties away from zero), saturating INT32_MIN*INT32_MIN. */
+ * rounded to nearest, saturating INT32_MIN*INT32_MIN.
+ *
+ * gemmlowp computes (a*b + nudge) / 2^31 with a truncating division and
+ * nudge = 2^30 for a*b >= 0, 1 - 2^30 otherwise.  For every 64-bit product that
+ * equals floor((a*b + 2^30) / 2^31) (for negative v = a*b + 1 - 2^30,
+ * trunc(v / 2^31) = ceil(v / 2^31) = floor((v + 2^31 - 1) / 2^31)), which is
+ * one add and one arithmetic shift (tests/aot/test_fixedpoint.py checks it
+ * against the gemmlowp formula). */
 TG_INLINE int32_t tg_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
   if (a == b && a == INT32_MIN) {
     return INT32_MAX;
   }
-  {
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    /* Division truncates toward zero, as in gemmlowp (not a shift). */
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
-  }
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away
@@ -125,6 +131,84 @@ TG_INLINE void tg_copy_bytes(void *dst, const void *src, size_t n) {
   while (n--) {
     *d++ = *s++;
   }
+}
+
+/* ---- int8 dot products ---------------------------------------------------
+ * Accumulated in int32 (wrapping like the reference kernels' accumulators).
+ * On cores with the DSP extension (Cortex-M4/M7/M33) four products take two
+ * SMLADs; integer sums are exact in any order, so the result is the same. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && (defined(__GNUC__) || defined(__clang__))
+#define TG_HAVE_DSP 1
+TG_INLINE uint32_t tg_load_u32(const int8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4); /* one unaligned LDR on ARMv7E-M */
+  return v;
+}
+/* bytes 0 and 2 sign-extended to two halfwords */
+TG_INLINE int32_t tg_sxtb16(uint32_t x) {
+  return __sxtb16((int32_t)x);
+}
+/* bytes 1 and 3 sign-extended to two halfwords */
+TG_INLINE int32_t tg_sxtb16_ror8(uint32_t x) {
+  int32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+#endif
+
+TG_INLINE int32_t tg_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
+  int32_t acc = 0;
+#ifdef TG_HAVE_DSP
+  while (n >= 4) {
+    const uint32_t wa = tg_load_u32(a), wb = tg_load_u32(b);
+    acc = __smlad(tg_sxtb16(wa), tg_sxtb16(wb), acc);
+    acc = __smlad(tg_sxtb16_ror8(wa), tg_sxtb16_ror8(wb), acc);
+    a += 4;
+    b += 4;
+    n -= 4;
+  }
+#endif
+  while (n-- > 0) {
+    acc += (int32_t)*a++ * (int32_t)*b++;
+  }
+  return acc;
+}
+
+/* Two dot products sharing one vector: *acc0 += x.w0, *acc1 += x.w1. */
+TG_INLINE void tg_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n,
+                          int32_t *acc0, int32_t *acc1) {
+  int32_t s0 = *acc0, s1 = *acc1;
+#ifdef TG_HAVE_DSP
+  while (n >= 4) {
+    const uint32_t wx = tg_load_u32(x);
+    const int32_t xe = tg_sxtb16(wx), xo = tg_sxtb16_ror8(wx);
+    const uint32_t a = tg_load_u32(w0), b = tg_load_u32(w1);
+    s0 = __smlad(xe, tg_sxtb16(a), s0);
+    s0 = __smlad(xo, tg_sxtb16_ror8(a), s0);
+    s1 = __smlad(xe, tg_sxtb16(b), s1);
+    s1 = __smlad(xo, tg_sxtb16_ror8(b), s1);
+    x += 4;
+    w0 += 4;
+    w1 += 4;
+    n -= 4;
+  }
+#endif
+  while (n-- > 0) {
+    const int32_t v = *x++;
+    s0 += v * (int32_t)*w0++;
+    s1 += v * (int32_t)*w1++;
+  }
+  *acc0 = s0;
+  *acc1 = s1;
+}
+
+/* Sum of an int8 vector. */
+TG_INLINE int32_t tg_sum_s8(const int8_t *a, int32_t n) {
+  int32_t acc = 0;
+  while (n-- > 0) {
+    acc += *a++;
+  }
+  return acc;
 }
 
 #ifdef __cplusplus

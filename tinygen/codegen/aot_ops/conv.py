@@ -8,6 +8,8 @@ per-tensor FC), so the kernels only have to loop.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ...ir import Operator, Tensor
@@ -117,17 +119,36 @@ def conv_window(op: Operator, in_shape, filter_h: int, filter_w: int, out_shape)
     return dict(stride_h=sh, stride_w=sw, dilation_h=dh, dilation_w=dw, pad_h=ph, pad_w=pw)
 
 
+def wrap_int32(values: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap to int32 (the kernels' accumulators wrap the same way)."""
+    v = np.asarray(values, dtype=np.int64)
+    return (((v + (1 << 31)) % (1 << 32)) - (1 << 31)).astype(np.int32)
+
+
+def folded_bias(bias: np.ndarray | None, input_offset: int, filter_sums: np.ndarray) -> np.ndarray:
+    """bias + input_offset * sum(weights of the channel): lets a kernel multiply
+    raw int8 inputs for windows that lie wholly inside the input (exact, since
+    integer sums do not depend on their order)."""
+    b = np.zeros(len(filter_sums), np.int64) if bias is None else bias.astype(np.int64)
+    return wrap_int32(b + int(input_offset) * filter_sums.astype(np.int64))
+
+
 def quant_constants(ctx: LoweringContext, op: Operator, filt_values: np.ndarray,
-                    bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray):
+                    bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
+                    kbias: np.ndarray | None = None):
     consts = [ConstArray(ctx.name(op, "filter"), "int8_t", filt_values.reshape(-1), align=16)]
     if bias is not None:
         consts.append(ConstArray(ctx.name(op, "bias"), "int32_t",
                                  bias.astype(np.int32), align=16))
+    if kbias is not None:
+        consts.append(ConstArray(ctx.name(op, "kbias"), "int32_t", kbias, align=16,
+                                 is_weight=False))
     consts.append(ConstArray(ctx.name(op, "mult"), "int32_t", mult, align=16, is_weight=False))
     consts.append(ConstArray(ctx.name(op, "shift"), "int32_t", shift, align=16, is_weight=False))
     fields = {
         "filter": ctx.name(op, "filter"),
         "bias": ctx.name(op, "bias") if bias is not None else "NULL",
+        "kbias": ctx.name(op, "kbias") if kbias is not None else "NULL",
         "multiplier": ctx.name(op, "mult"),
         "shift": ctx.name(op, "shift"),
     }
@@ -163,7 +184,8 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
     act = op.options.get("fused_activation_function", "NONE")
     act_min, act_max = activation_range_int8(act, out.scale, out.zero_point)
     mult, shift = per_channel_multipliers(op, inp, filt, out, oc)
-    consts, fields = quant_constants(ctx, op, w, bias, mult, shift)
+    kbias = folded_bias(bias, -inp.zero_point, w.astype(np.int64).sum(axis=(1, 2, 3)))
+    consts, fields = quant_constants(ctx, op, w, bias, mult, shift, kbias)
     params = {
         "in": dims4(inp.shape), "out": dims4(out.shape),
         "filter_h": str(fh), "filter_w": str(fw), "filter_c": str(fc),
@@ -172,13 +194,20 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
         "act_min": str(act_min), "act_max": str(act_max),
         **fields,
     }
-    return KernelCall(
-        kernel="tg_conv2d_s8", params_type="tg_conv2d_params", params=params,
+    pointwise = fh == 1 and fw == 1 and groups == 1 and win["pad_h"] == 0 and win["pad_w"] == 0
+    call = KernelCall(
+        kernel="tg_conv2d_1x1_s8" if pointwise else "tg_conv2d_s8",
+        params_type="tg_conv2d_params", params=params,
         inputs=[op.inputs[0]], outputs=[op.outputs[0]],
         sources=["tg_conv2d.c", "tg_conv2d.h"], constants=consts,
+        # the gathered window of one output pixel (see tg_conv2d.c)
+        scratch_bytes=0 if pointwise else fh * fw * fc,
         comment=(f"CONV_2D {fh}x{fw} {ic}->{oc} stride {win['stride_h']}x{win['stride_w']} "
                  f"dilation {win['dilation_h']}x{win['dilation_w']} "
                  f"{op.options.get('padding')} {act}"))
+    if not pointwise:
+        call.fallback = dataclasses.replace(call, kernel="tg_conv2d_direct_s8", scratch_bytes=0)
+    return call
 
 
 @lowers("DEPTHWISE_CONV_2D")
@@ -209,7 +238,8 @@ def lower_depthwise_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
     act = op.options.get("fused_activation_function", "NONE")
     act_min, act_max = activation_range_int8(act, out.scale, out.zero_point)
     mult, shift = per_channel_multipliers(op, inp, filt, out, oc)
-    consts, fields = quant_constants(ctx, op, w, bias, mult, shift)
+    kbias = folded_bias(bias, -inp.zero_point, w.astype(np.int64).sum(axis=(0, 1, 2)))
+    consts, fields = quant_constants(ctx, op, w, bias, mult, shift, kbias)
     params = {
         "in": dims4(inp.shape), "out": dims4(out.shape),
         "filter_h": str(fh), "filter_w": str(fw), "depth_multiplier": str(dm),
@@ -261,7 +291,9 @@ def lower_fully_connected(op: Operator, ctx: LoweringContext) -> KernelCall:
         m, s = quantize_multiplier(product / float(np.float32(out.scale)))
         mult, shift = np.array([m], np.int32), np.array([s], np.int32)
         filter_offset = -filt.zero_point
-    consts, fields = quant_constants(ctx, op, w, bias, mult, shift)
+    kbias = folded_bias(bias, -inp.zero_point, w.astype(np.int64).sum(axis=1)) \
+        if filter_offset == 0 else None
+    consts, fields = quant_constants(ctx, op, w, bias, mult, shift, kbias)
     params = {
         "batches": str(batches), "accum_depth": str(depth), "out_depth": str(units),
         "input_offset": str(-inp.zero_point), "filter_offset": str(filter_offset),
