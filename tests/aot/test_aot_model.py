@@ -66,6 +66,14 @@ def test_keras_cnn_files_and_result(keras_cnn_tflite, tmp_path):
     assert "malloc" not in src
     assert len(res.calls) == 8 and res.plan.arena_bytes == res.arena_bytes
     assert res.weights_bytes > 0 and res.tables_bytes > 0
+    assert res.weight_symbols and res.table_symbols
+    for name in res.weight_symbols + res.table_symbols:
+        assert f"static const int8_t {name}[" in src or f"static const int32_t {name}[" in src
+    # what generate_aot decided is what plan_aot reports (for the analyze stage)
+    from tinygen.codegen.aot import plan_aot
+    calls, plan = plan_aot(parse_tflite(keras_cnn_tflite))
+    assert plan.arena_bytes == res.arena_bytes
+    assert [c.kernel for c in calls] == [c.kernel for c in res.calls]
 
 
 def test_keras_cnn_compiles_for_cortex_m4(keras_cnn_tflite, tmp_path):

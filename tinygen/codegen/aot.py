@@ -55,6 +55,8 @@ class AotResult:
     plan: MemoryPlan
     kernel_files: list[str] = field(default_factory=list)   # kernel sources copied
     skipped_ops: list[int] = field(default_factory=list)    # views resolved by the planner
+    weight_symbols: list[str] = field(default_factory=list)  # C names of the weight arrays
+    table_symbols: list[str] = field(default_factory=list)   # C names of the other const arrays
 
     @property
     def constant_bytes(self) -> int:
@@ -149,6 +151,14 @@ def lower_model(model: Model, prefix: str = "op") -> list[KernelCall]:
     return calls
 
 
+def plan_aot(model: Model, memory_first: bool = True, alignment: int = ARENA_ALIGN
+             ) -> tuple[list[KernelCall], MemoryPlan]:
+    """The kernel calls and arena plan generate_aot would use (no files written);
+    raises LoweringError like generate_aot."""
+    calls = lower_model(model)
+    return _choose_scratch(model, calls, alignment, memory_first)
+
+
 def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memory_first: bool
                     ) -> tuple[list[KernelCall], MemoryPlan]:
     """Kernels with scratch memory are faster; where a call offers a scratch-free
@@ -198,13 +208,14 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         if tensors[i].is_constant:
             raise LoweringError(f"model input '{tensors[i].name}' is a constant")
 
-    calls = lower_model(model)
-    calls, plan = _choose_scratch(model, calls, alignment, memory_first)
+    calls, plan = plan_aot(model, memory_first, alignment)
     check_plan(plan)
 
     # ---- constants -------------------------------------------------------
     constants: list[dict] = []
     names: set[str] = set()
+    weight_symbols: list[str] = []
+    table_symbols: list[str] = []
     weights_bytes = 0
     tables_bytes = 0
 
@@ -217,8 +228,10 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         nbytes = values.size * np.dtype(values.dtype).itemsize if values.size else 0
         if c.is_weight:
             weights_bytes += nbytes
+            weight_symbols.append(c.name)
         else:
             tables_bytes += nbytes
+            table_symbols.append(c.name)
         constants.append({
             "name": c.name, "ctype": c.ctype, "align": max(int(c.align), ARENA_ALIGN),
             "count": max(values.size, 1),
@@ -336,4 +349,5 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         written.append(dst)
     return AotResult(out_dir=out_dir, files=written, arena_bytes=plan.arena_bytes,
                      weights_bytes=weights_bytes, tables_bytes=tables_bytes, calls=calls,
-                     plan=plan, kernel_files=files, skipped_ops=skipped)
+                     plan=plan, kernel_files=files, skipped_ops=skipped,
+                     weight_symbols=weight_symbols, table_symbols=table_symbols)
