@@ -309,7 +309,9 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     for t in plan.offsets:
         tt = tensors[t]
         if tt.is_variable:
-            fill = tt.zero_point if tt.dtype in ("int8", "int16") and tt.quant else 0
+            # TFLM's ResetVariableTensors: memset to the zero point for INT8
+            # tensors, to 0 for every other type (an int16 cell state too).
+            fill = tt.zero_point if tt.dtype == "int8" and tt.quant else 0
             variables.append({"offset": plan.offsets[t], "bytes": tt.nbytes,
                               "fill": fill & 0xFF})
 

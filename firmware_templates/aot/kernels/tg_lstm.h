@@ -1,0 +1,62 @@
+/* UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations and weights, int16 cell
+ * state, int32 biases: the integer LSTM of the TFLM interpreter, result for
+ * result.  docs/aot-lstm.md explains the arithmetic; the constants are
+ * computed by tinygen/codegen/aot_ops/lstm.py.
+ *
+ * The hidden state (int8) and the cell state (int16) are variable tensors:
+ * they keep their values from one tg_model_run() to the next and
+ * tg_model_reset() puts them back to the hidden zero point / 0.
+ */
+#ifndef TG_LSTM_H
+#define TG_LSTM_H
+
+#include "tg_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Gate order everywhere: input, forget, cell, output (TFLite's tensor order). */
+#define TG_LSTM_GATES 4
+
+typedef struct {
+  int32_t batches;
+  int32_t time_steps;
+  int32_t input_size;
+  int32_t units;
+  int32_t time_major;          /* 1: input [time][batch][in]; 0: [batch][time][in] */
+  /* Weights of the four gates back to back: w_in [4][units][input_size],
+   * w_rec [4][units][units] (symmetric int8, zero point 0). */
+  const int8_t *w_in;
+  const int8_t *w_rec;
+  /* Folded accumulator starts, [4][units] each:
+   *   kbias_in  = bias - input_zero_point  * sum_d w_in[g][u][d]
+   *   kbias_rec =      - hidden_zero_point * sum_d w_rec[g][u][d] */
+  const int32_t *kbias_in;
+  const int32_t *kbias_rec;
+  /* Gate pre-activations are int16 with scale 2^-12. */
+  int32_t in_mult[TG_LSTM_GATES], in_shift[TG_LSTM_GATES];
+  int32_t rec_mult[TG_LSTM_GATES], rec_shift[TG_LSTM_GATES];
+  /* forget gate (2^-15) x cell (s_c) -> cell */
+  int32_t forget_mult, forget_shift;
+  /* input gate (2^-15) x cell gate (2^-15) -> cell */
+  int32_t input_mult, input_shift;
+  /* tanh(cell) (2^-15) x output gate (2^-15) -> hidden (int8, hidden_zp) */
+  int32_t hidden_mult, hidden_shift, hidden_zp;
+  /* tanh of the cell state: t = (c * tanh_mult + round) >> tanh_shift */
+  int32_t tanh_mult, tanh_shift;
+  int32_t use_cell_clip;       /* cell_clip > 0 in the model */
+  int32_t cell_clip;           /* quantized clip value (int16 range) */
+} tg_lstm_params;
+
+/* input: the sequence; hidden [batches][units] and cell [batches][units] are
+ * read and updated in place; output [.. as input ..][units] receives the
+ * hidden state of every step. */
+void tg_lstm_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, int16_t *cell,
+                int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TG_LSTM_H */
