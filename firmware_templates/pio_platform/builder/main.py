@@ -1,0 +1,161 @@
+# tinygen-qemu: PlatformIO builder for the emulated Cortex-M boards.
+#
+# Compiles the project's src/ and lib/ (PlatformIO core does that through
+# BuildProgram) plus this platform's board support (bsp/), links with the
+# board's linker script from ldscripts/ and produces firmware.elf and
+# firmware.bin.  Nothing is uploaded: `tinygen flash` starts QEMU instead.
+
+import os
+
+from SCons.Script import (  # pylint: disable=import-error
+    COMMAND_LINE_TARGETS,
+    AlwaysBuild,
+    Builder,
+    Default,
+    DefaultEnvironment,
+)
+
+env = DefaultEnvironment()
+platform = env.PioPlatform()
+board = env.BoardConfig()
+
+PLATFORM_DIR = os.path.realpath(platform.get_dir())
+BSP_DIR = os.path.join(PLATFORM_DIR, "bsp")
+# tg_hal.h lives next to this platform in tinygen's firmware_templates/.
+COMMON_DIR = os.path.realpath(os.path.join(PLATFORM_DIR, "..", "common"))
+if not os.path.isfile(os.path.join(COMMON_DIR, "tg_hal.h")):
+    env.Exit(
+        "tinygen-qemu: %s/tg_hal.h not found; install the platform with "
+        "`platform = symlink://<tinygen>/firmware_templates/pio_platform`"
+        % COMMON_DIR
+    )
+
+BSP = board.get("build.tinygen_bsp")  # "stm32f405" or "mps2"
+MACHINE_FLAGS = ["-mthumb", "-mcpu=%s" % board.get("build.cpu")]
+if board.get("build.fpu", ""):
+    MACHINE_FLAGS += [
+        "-mfpu=%s" % board.get("build.fpu"),
+        "-mfloat-abi=%s" % board.get("build.float_abi", "hard"),
+    ]
+else:
+    MACHINE_FLAGS += ["-mfloat-abi=soft"]
+
+env.Replace(
+    AR="arm-none-eabi-gcc-ar",
+    AS="arm-none-eabi-as",
+    CC="arm-none-eabi-gcc",
+    CXX="arm-none-eabi-g++",
+    GDB="arm-none-eabi-gdb",
+    OBJCOPY="arm-none-eabi-objcopy",
+    RANLIB="arm-none-eabi-gcc-ranlib",
+    SIZETOOL="arm-none-eabi-size",
+    LINK="$CXX",  # the TFLM glue is C++; g++ adds libstdc++ when needed
+    ARFLAGS=["rc"],
+    PROGNAME="firmware",
+    PROGSUFFIX=".elf",
+    # Used by PlatformIO's "checkprogsize" against upload.maximum_*size.
+    SIZECHECKCMD="$SIZETOOL -A -d $SOURCES",
+    SIZEPROGREGEXP=r"^(?:\.isr_vector|\.text|\.rodata|\.ARM\.extab|\.ARM\.exidx"
+    r"|\.preinit_array|\.init_array|\.fini_array|\.data)\s+(\d+).*",
+    SIZEDATAREGEXP=r"^(?:\.data|\.bss|\.stack)\s+(\d+).*",
+    SIZEPRINTCMD="$SIZETOOL -B -d $SOURCES",
+)
+
+env.Append(
+    ASFLAGS=MACHINE_FLAGS,
+    ASPPFLAGS=["-x", "assembler-with-cpp"],
+    CCFLAGS=MACHINE_FLAGS
+    + [
+        "-O2",
+        "-g",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-Wall",
+    ],
+    CFLAGS=["-std=gnu11"],
+    CXXFLAGS=[
+        "-std=gnu++17",
+        "-fno-exceptions",
+        "-fno-rtti",
+        "-fno-threadsafe-statics",
+    ],
+    CPPDEFINES=[
+        ("F_CPU", "$BOARD_F_CPU"),
+        ("TG_QEMU_BOARD", 1),
+        "TG_QEMU_BSP_%s" % BSP.upper(),
+    ],
+    CPPPATH=[os.path.join(BSP_DIR, "include")],
+    LINKFLAGS=MACHINE_FLAGS
+    + [
+        "-O2",
+        "--specs=nano.specs",
+        "--specs=nosys.specs",
+        "-Wl,--gc-sections",
+        "-Wl,-Map,${BUILD_DIR}/${PROGNAME}.map",
+    ],
+    LIBS=["m"],
+)
+
+# The board support is compiled with its own strict flags and without the
+# project's build_flags, and linked as objects (not an archive) so that the
+# vector table is always kept.
+bsp_env = env.Clone()
+bsp_env.Append(
+    CCFLAGS=["-Wextra", "-Werror"],
+    CPPPATH=[os.path.join(BSP_DIR, "src"), COMMON_DIR],
+)
+BSP_SOURCES = ["startup.c", "hal.c", "board_%s.c" % BSP]
+env.Append(
+    PIOBUILDFILES=[
+        bsp_env.Object(
+            os.path.join("$BUILD_DIR", "tinygen_bsp", os.path.splitext(name)[0]),
+            os.path.join(BSP_DIR, "src", name),
+        )
+        for name in BSP_SOURCES
+    ]
+)
+
+env.Append(
+    BUILDERS=dict(
+        ElfToBin=Builder(
+            action=env.VerboseAction(
+                "$OBJCOPY -O binary $SOURCES $TARGET", "Building $TARGET"
+            ),
+            suffix=".bin",
+        )
+    )
+)
+
+if "nobuild" in COMMAND_LINE_TARGETS:
+    target_elf = os.path.join("$BUILD_DIR", "${PROGNAME}.elf")
+    target_bin = os.path.join("$BUILD_DIR", "${PROGNAME}.bin")
+else:
+    target_elf = env.BuildProgram()
+    target_bin = env.ElfToBin(os.path.join("$BUILD_DIR", "${PROGNAME}"), target_elf)
+
+AlwaysBuild(env.Alias("nobuild", target_bin))
+target_buildprog = env.Alias("buildprog", target_bin, target_bin)
+
+# PlatformIO core swaps "size" for "checkprogsize", which prints the Flash and
+# RAM usage against the board's upload.maximum_size / maximum_ram_size.
+target_size = env.Alias(
+    "size", target_elf, env.VerboseAction("$SIZEPRINTCMD", "Calculating size $SOURCE")
+)
+AlwaysBuild(target_size)
+
+
+def _upload(target, source, env):  # pylint: disable=unused-argument
+    print(
+        "Emulated board %s (QEMU machine %s): nothing to upload; "
+        "`tinygen flash` starts qemu-system-arm with %s"
+        % (
+            env.subst("$BOARD"),
+            board.get("build.qemu_machine"),
+            env.subst("$BUILD_DIR/${PROGNAME}.elf"),
+        )
+    )
+
+
+AlwaysBuild(env.Alias("upload", target_bin, env.VerboseAction(_upload, "")))
+
+Default([target_buildprog, target_size])

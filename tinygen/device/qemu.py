@@ -1,0 +1,256 @@
+"""Running firmware of the emulated boards in qemu-system-arm.
+
+    with QemuProcess("netduinoplus2", elf) as qemu:
+        port = serial.serial_for_url(qemu.url, timeout=1)   # socket://127.0.0.1:PORT
+
+QEMU is started with ``-icount shift=0`` (every guest instruction is 1 ns of
+virtual time, which makes the boards' counters exact instruction counts) and
+its first UART served on a free loopback TCP port with ``server=on,wait=on``:
+the guest does not start until the first client connects, so nothing it
+sends is lost.  Only one client is served at a time, and bytes the guest
+sends while no client is connected are dropped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import TinygenError
+
+QEMU_BINARY = "qemu-system-arm"
+_READY_MARKER = b"QEMU waiting for connection on:"
+_PORT_IN_USE = (b"Address already in use", b"Failed to bind socket")
+_PORT_ATTEMPTS = 5
+_OUTPUT_LIMIT = 64 * 1024
+
+_live: "weakref.WeakSet[QemuProcess]" = weakref.WeakSet()
+
+
+class QemuError(TinygenError):
+    """QEMU could not be started, or stopped unexpectedly."""
+
+
+def machine_for_board(board: str) -> str:
+    """QEMU machine of a tinygen-qemu PlatformIO board id (boards/*.json)."""
+    from ..build.pio_offline import PLATFORM_DIR
+    path = PLATFORM_DIR / "boards" / f"{board}.json"
+    try:
+        return json.loads(path.read_text())["build"]["qemu_machine"]
+    except (OSError, KeyError, ValueError):
+        raise QemuError(f"{board!r} is not a tinygen-qemu board (no {path})") from None
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class QemuProcess:
+    """One qemu-system-arm running one ELF, its UART on ``self.url``.
+
+    ``machine`` is a QEMU machine name (``netduinoplus2``, ``mps2-an386``,
+    ``mps2-an500``) or a tinygen-qemu board id (``qemu-stm32f405`` ...).
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    QEMU's own output (stdout and stderr) is kept in :attr:`output` for error
+    messages.  With ``die_with_parent`` (Linux) QEMU gets SIGTERM when the
+    thread that started it ends, so a killed test run leaves no QEMU behind;
+    start it from a thread that outlives it.
+    """
+
+    def __init__(self, machine: str, elf: str | os.PathLike, *,
+                 qemu: str = QEMU_BINARY, icount_shift: int | None = 0,
+                 extra_args: Sequence[str] = (), start_timeout: float = 10.0,
+                 stop_timeout: float = 5.0, die_with_parent: bool = True):
+        if machine.startswith("qemu-"):
+            machine = machine_for_board(machine)
+        self.machine = machine
+        self.elf = Path(elf).resolve()
+        self.qemu = qemu
+        self.icount_shift = icount_shift
+        self.extra_args = list(extra_args)
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.die_with_parent = die_with_parent and sys.platform.startswith("linux")
+        self.port: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._output = bytearray()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_board(cls, board: str, elf: str | os.PathLike, **kwargs) -> "QemuProcess":
+        return cls(machine_for_board(board), elf, **kwargs)
+
+    # -- properties --------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """pyserial URL of the guest's UART: ``socket://127.0.0.1:PORT``."""
+        if self.port is None:
+            raise QemuError("QEMU has not been started")
+        return f"socket://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    @property
+    def output(self) -> str:
+        """Everything QEMU printed (stdout and stderr), at most the last 64 KiB."""
+        with self._lock:
+            return self._output.decode(errors="replace")
+
+    def command(self, port: int) -> list[str]:
+        cmd = [self.qemu, "-M", self.machine, "-nographic", "-monitor", "none"]
+        if self.icount_shift is not None:
+            cmd += ["-icount", f"shift={self.icount_shift}"]
+        cmd += ["-kernel", str(self.elf),
+                "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
+        return cmd + self.extra_args
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> str:
+        """Start QEMU and wait until its UART port listens; returns :attr:`url`."""
+        if self.running():
+            return self.url
+        if shutil.which(self.qemu) is None:
+            raise QemuError(f"{self.qemu} not found; install the Debian package qemu-system-arm")
+        if not self.elf.is_file():
+            raise QemuError(f"firmware {self.elf} does not exist")
+        for _attempt in range(_PORT_ATTEMPTS):
+            port = free_loopback_port()
+            if self._launch(port):
+                self.port = port
+                _live.add(self)
+                return self.url
+        raise QemuError(f"QEMU could not bind a loopback port after {_PORT_ATTEMPTS} attempts:\n"
+                        f"{self.output.strip()}")
+
+    def _launch(self, port: int) -> bool:
+        """Start QEMU on ``port``; False if the port was taken meanwhile."""
+        self._output.clear()
+        cmd = self.command(port)
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None)
+        ready = threading.Event()
+        self._reader = threading.Thread(target=self._read_output, args=(self._proc, ready),
+                                        name=f"qemu-{self.machine}-output", daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not ready.wait(0.02):
+            if self._proc.poll() is not None:
+                self._reap()
+                out = self.output.encode()
+                if any(marker in out for marker in _PORT_IN_USE):
+                    return False
+                raise QemuError(f"QEMU ({' '.join(cmd)}) exited with status "
+                                f"{self._proc.returncode}:\n{self.output.strip()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise QemuError(f"QEMU did not open its serial port within "
+                                f"{self.start_timeout:.0f} s ({' '.join(cmd)}):\n"
+                                f"{self.output.strip()}")
+        return True
+
+    def _read_output(self, proc: subprocess.Popen, ready: threading.Event) -> None:
+        fd = proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            with self._lock:
+                self._output += chunk
+                if len(self._output) > _OUTPUT_LIMIT:
+                    del self._output[:-_OUTPUT_LIMIT]
+                if _READY_MARKER in self._output:
+                    ready.set()
+
+    def check(self) -> None:
+        """Raise :class:`QemuError` if QEMU is no longer running."""
+        if self._proc is None:
+            raise QemuError("QEMU has not been started")
+        if self._proc.poll() is not None:
+            self._reap()
+            raise QemuError(f"QEMU ({self.machine}) exited with status "
+                            f"{self._proc.returncode}:\n{self.output.strip()}")
+
+    def stop(self) -> int | None:
+        """Terminate QEMU (SIGTERM, then SIGKILL after ``stop_timeout``) and
+        reap it; returns its exit status.  Safe to call more than once."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(self.stop_timeout)
+        self._reap()
+        _live.discard(self)
+        return proc.returncode
+
+    def _reap(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(self.stop_timeout)
+        if self._reader is not None:
+            self._reader.join(self.stop_timeout)
+        if proc is not None and proc.stdout is not None and proc.returncode is not None:
+            proc.stdout.close()
+
+    def __enter__(self) -> "QemuProcess":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running() else "stopped"
+        return f"<QemuProcess {self.machine} {self.elf.name} port={self.port} {state}>"
+
+
+@atexit.register
+def _stop_all() -> None:
+    for qemu in list(_live):
+        with contextlib.suppress(Exception):
+            qemu.stop()
