@@ -1,0 +1,1 @@
+"""Talking to boards: serial protocol client, flashing and emulators."""
