@@ -1,0 +1,64 @@
+"""`tinygen flash`: put a built project on its board.
+
+Real boards go through PlatformIO's upload target (esptool, stlink, mbed);
+emulated boards are "flashed" by starting QEMU with the firmware, its UART on a
+free loopback port that any pyserial client (tinygen verify --port) can open.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..boards import get_board
+from ..errors import TinygenError
+
+
+def _project(out: Path) -> dict:
+    manifest = out / "tinygen.json"
+    if not manifest.exists():
+        raise TinygenError(f"{out} is not a tinygen project (no tinygen.json); run `tinygen build` first")
+    return json.loads(manifest.read_text())
+
+
+def find_elf(out: Path) -> Path:
+    elfs = sorted(out.glob(".pio/build/*/firmware.elf"))
+    if not elfs:
+        raise TinygenError(f"{out} has no built firmware (.pio/build/*/firmware.elf); "
+                           "run `tinygen build` for this board first")
+    return elfs[0]
+
+
+def flash(args, con) -> int:
+    out = Path(args.output)
+    manifest = _project(out)
+    board = get_board(args.board or manifest["board"])
+    if board.id != manifest["board"]:
+        raise TinygenError(f"{out} was built for {manifest['board']}, not {board.id}")
+    if board.emulated:
+        from .qemu import QemuProcess
+        elf = find_elf(out)
+        with QemuProcess(board.qemu_machine, elf) as qemu:
+            con.out(f"{board.id}: QEMU {board.qemu_machine} running {elf}")
+            con.out(f"serial port: {qemu.url}   (e.g. tinygen verify --board {board.id} "
+                    f"--port {qemu.url} MODEL)")
+            con.out("press Ctrl-C to stop")
+            try:
+                while qemu.running():
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                con.out("stopping QEMU")
+            return 0
+    cmd = [sys.executable, "-m", "platformio", "run", "-d", str(out), "-t", "upload"]
+    if args.port:
+        cmd += ["--upload-port", args.port]
+    con.progress(" ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = (proc.stdout + proc.stderr).strip().splitlines()
+        raise TinygenError(f"upload to {board.id} failed: {lines[-1] if lines else 'no output'}")
+    con.out(f"flashed {board.id} from {out}")
+    return 0
