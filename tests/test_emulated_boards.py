@@ -100,7 +100,8 @@ def echo_firmware(pio_core, tmp_path_factory):
         if board not in built:
             project = tmp_path_factory.mktemp(f"echo-{board}")
             (project / "src").mkdir()
-            shutil.copy(ECHO_SRC / "main.c", project / "src")
+            for source in ECHO_SRC.iterdir():
+                shutil.copy(source, project / "src")
             shutil.copy(TG_HAL_H, project / "src")
             (project / "platformio.ini").write_text("\n".join(
                 [f"[env:{board}]", *pio_offline.platformio_ini_lines(board, pio_core),
@@ -146,7 +147,7 @@ def test_echo_and_counter(board, echo_firmware):
     with QemuProcess(board, elf) as qemu:
         port = _connect(qemu)
         try:
-            payload = bytes(b for b in range(256) if b not in b"txmwfkz") * 4
+            payload = bytes(b for b in range(256) if b not in b"txmwfkcz") * 4
             port.write(payload)
             assert port.read(len(payload)) == bytes((b + 1) & 0xFF for b in payload)
 
@@ -169,6 +170,7 @@ def test_echo_and_counter(board, echo_firmware):
 
             (value,) = _ask(port, b"f", "F")
             assert value == 1414 + 1732  # hard-float sqrtf and double sqrt
+            assert _ask(port, b"c", "C") == [42]  # C++ constructor ran
             used, size = _ask(port, b"k", "K")
             assert 0 < used < size
 

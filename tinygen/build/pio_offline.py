@@ -281,14 +281,16 @@ def run_build(project_dir: str | os.PathLike, env_name: str | None = None, *,
               timeout: float = _DEFAULT_TIMEOUT_S, jobs: int | None = None,
               verbose: bool = False) -> Path:
     """Run ``pio run -d project_dir -e env_name`` offline and return the
-    absolute path of the firmware ELF.
+    path of the firmware ELF (``project_dir/.pio/build/ENV/firmware.elf``,
+    relative if ``project_dir`` is).
 
     ``env_name`` defaults to the project's ``default_envs`` or its only
     environment.  The core dir is provisioned first.  Raises
     :class:`PioBuildError` (with the tail of the build log) when PlatformIO
     fails or takes longer than ``timeout`` seconds.
     """
-    project = Path(project_dir).resolve()
+    given = Path(project_dir)
+    project = given.resolve()
     if not (project / "platformio.ini").is_file():
         raise PioBuildError(f"{project} has no platformio.ini")
     env_name = env_name or _single_env(project)
@@ -317,7 +319,7 @@ def run_build(project_dir: str | os.PathLike, env_name: str | None = None, *,
         raise PioBuildError(
             f"`pio run` for {env_name} in {project} failed (exit {proc.returncode}):\n{tail}",
             tail, proc.returncode)
-    elf = _build_dir(project) / env_name / "firmware.elf"
+    elf = _build_dir(given) / env_name / "firmware.elf"
     if not elf.is_file():
         tail = _tail(log)
         raise PioBuildError(f"`pio run` succeeded but {elf} is missing:\n{tail}", tail)

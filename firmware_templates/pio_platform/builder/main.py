@@ -156,6 +156,10 @@ def _upload(target, source, env):  # pylint: disable=unused-argument
     )
 
 
-AlwaysBuild(env.Alias("upload", target_bin, env.VerboseAction(_upload, "")))
+AlwaysBuild(
+    env.Alias(
+        "upload", target_bin, env.VerboseAction(_upload, "Nothing to upload (emulated board)")
+    )
+)
 
 Default([target_buildprog, target_size])

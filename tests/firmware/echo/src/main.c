@@ -11,6 +11,7 @@
  *   'w'  "W <byte> <ms>\n"       tg_hal_uart_read(100) on an idle line
  *   'f'  "F <value>\n"           a float and a double computation (FPU on)
  *   'k'  "K <used> <size>\n"     stack high-water mark and stack size
+ *   'c'  "C <value>\n"           42 from a C++ global constructed at startup
  *   'z'  executes an undefined instruction: the board support reports
  *        the fault ("*** tinygen fault: ...") and halts
  */
@@ -23,6 +24,8 @@
 #endif
 
 #define LOOP_ROUNDS 10000u
+
+uint32_t cxx_check_value(void); /* cxx_check.cpp */
 
 static void put_text(const char *text)
 {
@@ -114,6 +117,10 @@ int main(void)
 #else
             put_text("K -1 -1\n");
 #endif
+        } else if (c == 'c') {
+            put_text("C ");
+            put_number((int64_t)cxx_check_value());
+            put_text("\n");
         } else if (c == 'z') {
             __builtin_trap();
         } else {
