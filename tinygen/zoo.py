@@ -1,0 +1,141 @@
+"""Reference architectures: the four MLPerf Tiny models, built in Keras.
+
+Layer for layer as the MLPerf Tiny training scripts define them (keyword
+spotting DS-CNN, visual wake words MobileNetV1 0.25, image classification
+ResNet-8, anomaly detection FC autoencoder), with random weights: the
+benchmark and the end-to-end tests need their shapes and op mix, not their
+accuracy.  `width` scales the channel counts down for quick tests.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def _keras():
+    from . import tfenv
+    return tfenv.keras()
+
+
+def ds_cnn_kws(width: float = 1.0):
+    keras = _keras()
+    L = keras.layers
+    ch = max(4, int(64 * width))
+    inp = keras.Input((49, 10, 1), name="mfcc")
+    x = L.Conv2D(ch, (10, 4), strides=(2, 2), padding="same", use_bias=False)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("relu")(x)
+    for _ in range(4):
+        x = L.DepthwiseConv2D((3, 3), padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.Activation("relu")(x)
+        x = L.Conv2D(ch, (1, 1), padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.Activation("relu")(x)
+    x = L.AveragePooling2D(pool_size=(25, 5))(x)
+    x = L.Flatten()(x)
+    out = L.Dense(12, activation="softmax")(x)
+    return keras.Model(inp, out, name="ds_cnn_kws")
+
+
+def mobilenet_v1_vww(width: float = 1.0):
+    """MobileNetV1 with alpha 0.25 on 96x96x3, two classes."""
+    keras = _keras()
+    L = keras.layers
+
+    def ch(c):
+        return max(4, int(c * 0.25 * width))
+
+    inp = keras.Input((96, 96, 3), name="image")
+    x = L.Conv2D(ch(32), 3, strides=2, padding="same", use_bias=False)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    for filters, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+                            (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2),
+                            (1024, 1)]:
+        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU()(x)
+        x = L.Conv2D(ch(filters), 1, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU()(x)
+    x = L.AveragePooling2D(pool_size=x.shape[1:3])(x)
+    x = L.Flatten()(x)
+    out = L.Dense(2, activation="softmax")(x)
+    return keras.Model(inp, out, name="mobilenet_v1_vww")
+
+
+def resnet8_cifar(width: float = 1.0):
+    keras = _keras()
+    L = keras.layers
+
+    def ch(c):
+        return max(4, int(c * width))
+
+    inp = keras.Input((32, 32, 3), name="image")
+    x = L.Conv2D(ch(16), 3, padding="same")(inp)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("relu")(x)
+    for filters, stride in [(16, 1), (32, 2), (64, 2)]:
+        y = L.Conv2D(ch(filters), 3, strides=stride, padding="same")(x)
+        y = L.BatchNormalization()(y)
+        y = L.Activation("relu")(y)
+        y = L.Conv2D(ch(filters), 3, padding="same")(y)
+        y = L.BatchNormalization()(y)
+        if stride != 1:
+            x = L.Conv2D(ch(filters), 1, strides=stride, padding="same")(x)
+        x = L.Add()([x, y])
+        x = L.Activation("relu")(x)
+    x = L.AveragePooling2D(pool_size=x.shape[1:3])(x)
+    x = L.Flatten()(x)
+    out = L.Dense(10, activation="softmax")(x)
+    return keras.Model(inp, out, name="resnet8_cifar")
+
+
+def fc_autoencoder_ad(width: float = 1.0):
+    keras = _keras()
+    L = keras.layers
+    units = max(8, int(128 * width))
+    inp = keras.Input((640,), name="features")
+    x = inp
+    for n in [units] * 4 + [8] + [units] * 4:
+        x = L.Dense(n)(x)
+        x = L.BatchNormalization()(x)
+        x = L.Activation("relu")(x)
+    out = L.Dense(640)(x)
+    return keras.Model(inp, out, name="fc_autoencoder_ad")
+
+
+MLPERF_TINY: dict[str, Callable] = {
+    "ds_cnn_kws": ds_cnn_kws,
+    "mobilenet_v1_vww": mobilenet_v1_vww,
+    "resnet8_cifar": resnet8_cifar,
+    "fc_autoencoder_ad": fc_autoencoder_ad,
+}
+
+
+def randomize_batchnorm(model, seed: int = 0) -> None:
+    """Give BatchNormalization layers non-trivial statistics, as training would."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.__class__.__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
+                               rng.normal(0, 0.1, beta.shape).astype(np.float32),
+                               rng.normal(0, 0.1, mean.shape).astype(np.float32),
+                               rng.uniform(0.5, 1.5, var.shape).astype(np.float32)])
+
+
+def build(name: str, width: float = 1.0, seed: int = 0):
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    model = MLPERF_TINY[name](width)
+    randomize_batchnorm(model, seed)
+    return model
+
+
+def calibration_data(model, n: int = 32, seed: int = 0) -> np.ndarray:
+    shape = tuple(model.inputs[0].shape[1:])
+    return np.random.default_rng(seed).uniform(-1, 1, (n,) + shape).astype(np.float32)
