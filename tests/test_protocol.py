@@ -580,6 +580,13 @@ def test_silence_gives_device_timeout_after_bounded_wait():
     assert len(port.writes) == 3
 
 
+def test_text_the_device_prints_is_shown_on_timeout():
+    dev, port, client = scripted(timeout=0.05, retries=1)
+    dev.override = lambda req: b"" if len(dev.requests) > 1 else b"\r\n*** tinygen fault: HardFault pc=0x00001234\r\n"
+    with pytest.raises(DeviceTimeout, match=r"printed '\*\*\* tinygen fault: HardFault pc=0x00001234'$"):
+        client.info()
+
+
 def test_wrong_session_in_reply_means_reset():
     dev, port, client = scripted()
     client.info()
@@ -1132,6 +1139,60 @@ def test_damaged_uploads_never_reach_the_model(driver_exe, seed, flips):
     for frame in results:
         out0 = np.frombuffer(frame.payload, np.int8, IN0_BYTES, 16)
         np.testing.assert_array_equal(out0, x0.reshape(-1)[::-1])
+
+
+# -- on emulated Cortex-M boards --------------------------------------------------
+
+BSP = ROOT / "firmware_templates" / "pio_platform"
+QEMU_BOARDS = {  # QEMU machine: board support file, linker script
+    "mps2-an386": ("board_mps2.c", "qemu-mps2.ld"),
+    "netduinoplus2": ("board_stm32f405.c", "qemu-stm32f405.ld"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("machine", sorted(QEMU_BOARDS))
+def test_protocol_on_an_emulated_board(machine, tmp_path):
+    """The same device code, built for Cortex-M4 with the QEMU board support,
+    run in qemu-system-arm: handshake, exact outputs, exact instruction
+    counts, RESET_STATE, and a reset in the middle of an inference."""
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
+    from tinygen.device.qemu import QemuProcess
+
+    board_c, ldscript = QEMU_BOARDS[machine]
+    elf = tmp_path / "fw.elf"
+    sources = [BSP / "bsp" / "src" / name for name in ("startup.c", "hal.c", board_c)]
+    sources += [COMMON / "tg_protocol.c", COMMON / "tg_main.c", HOST / "fake_model.c", HOST / "tg_host_arm.c"]
+    cmd = ["arm-none-eabi-gcc", "-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-O2",
+           "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections",
+           "-DTG_QEMU_BOARD=1", "-DFAKE_H=32", "-DFAKE_W=32",
+           f"-I{BSP / 'bsp' / 'include'}", f"-I{BSP / 'bsp' / 'src'}", f"-I{COMMON}", f"-I{HOST}",
+           *map(str, sources), "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
+           f"-L{BSP / 'ldscripts'}", f"-T{BSP / 'ldscripts' / ldscript}", "-lm", "-o", str(elf)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x0, x1 = make_inputs(21, shape=(1, 32, 32, 3))
+    with QemuProcess(machine, elf) as qemu:
+        client = DeviceClient.open(qemu.url, timeout=5.0)
+        info = client.info()
+        assert (info.board, info.counter_unit, info.inputs[0].shape) == ("host", "instructions", (1, 32, 32, 3))
+        counters = []
+        for n in (1, 2):
+            result = client.infer([x0, x1])
+            for got, want in zip(result.outputs, fake_expected(x0, x1, n, n)):
+                np.testing.assert_array_equal(got, want)
+            counters.append(result.counter)
+        assert counters[0] == counters[1] > 1000  # -icount: the same work, the same count
+        client.reset_state()
+        assert client.infer([x0, x1]).outputs[1][0, 1:3].tolist() == [1, 3]
+        boom = x1.copy()
+        boom[0, 0] = 4242.0
+        with pytest.raises(DeviceReset):
+            client.infer([x0, boom])
+        client.info()
+        assert client.infer([x0, x1]).outputs[1][0, 1:3].tolist() == [1, 1]
+        client.close()
 
 
 # -- portability and size -----------------------------------------------------

@@ -642,18 +642,19 @@ static void hal_write(void *user, const uint8_t *data, size_t len) {
 
 void tg_protocol_run(void) {
   static tg_proto_t proto;
-  uint32_t last_rx = 0;
+  uint32_t quiet = 0; /* consecutive empty polls while inside a frame */
   tg_proto_init(&proto, hal_write, 0);
   tg_proto_start(&proto);
   for (;;) {
+    /* No clock reads per byte: on emulated boards each costs an exit. */
     int c = tg_hal_uart_read(POLL_MS);
     if (c >= 0) {
       uint8_t b = (uint8_t)c;
       tg_proto_feed(&proto, &b, 1);
-      last_rx = tg_hal_millis();
-    } else if (tg_proto_in_frame(&proto) &&
-               (uint32_t)(tg_hal_millis() - last_rx) >= TG_PROTO_RX_TIMEOUT_MS) {
+      quiet = 0;
+    } else if (tg_proto_in_frame(&proto) && ++quiet * POLL_MS >= TG_PROTO_RX_TIMEOUT_MS) {
       tg_proto_rx_timeout(&proto);
+      quiet = 0;
     }
   }
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 import secrets
 import struct
 import time
@@ -128,7 +129,12 @@ class ProtocolError(TinygenError):
 
 
 class FrameError(ProtocolError):
-    """Bytes between two delimiters that are not a valid frame."""
+    """Bytes between two delimiters that are not a valid frame; ``data``
+    holds them when a FrameReader found them."""
+
+    def __init__(self, message: str, data: bytes = b""):
+        super().__init__(message)
+        self.data = data
 
 
 class DeviceTimeout(ProtocolError):
@@ -289,6 +295,11 @@ class FrameReader:
         self._buf = bytearray()
         self._discarding = False
 
+    @property
+    def pending(self) -> bytes:
+        """Bytes received since the last delimiter."""
+        return bytes(self._buf)
+
     def reset(self) -> None:
         self._buf.clear()
         self._discarding = False
@@ -315,6 +326,7 @@ class FrameReader:
                     try:
                         out.append(decode_frame(self._buf))
                     except FrameError as exc:
+                        exc.data = bytes(self._buf)
                         out.append(exc)
                     self._buf.clear()
             start = end + 1
@@ -481,6 +493,7 @@ class DeviceClient:
         self._session: int | None = None
         self._info: DeviceInfo | None = None
         self._reset_seen = False
+        self._noise = b""  # the last bytes received that were not a frame
 
     # -- opening and closing ------------------------------------------------
 
@@ -636,7 +649,7 @@ class DeviceClient:
         while self._items:
             item = self._items.popleft()
             if isinstance(item, FrameError):
-                self.stats.bad_frames += 1
+                self._bad_frame(item)
             elif item.type == MSG_BOOT:
                 self._note_boot(item)
                 if self._session is not None:
@@ -663,14 +676,32 @@ class DeviceClient:
                 self.stats.retransmissions += 1
             self._write(wire)
             try:
-                return self._await(ftype, seq, token, handshake, time.monotonic() + wait)
+                reply = self._await(ftype, seq, token, handshake, time.monotonic() + wait)
+                self._noise = b""
+                return reply
             except _Retry as why:
                 problem = str(why)
+        printed = self._device_text()
         if problem == "no reply":
+            if printed:
+                raise DeviceTimeout(f"no reply to {name} after {self.retries + 1} attempts of {wait:.3g} s; "
+                                    f"the device printed {printed!r}")
             raise DeviceTimeout(f"no reply to {name} after {self.retries + 1} attempts of {wait:.3g} s: "
                                 "is the board running tinygen firmware on this port and baud rate?")
         raise ProtocolError(f"{name} failed {self.retries + 1} times ({problem}): "
-                            "the serial link is unreliable; check the cable and baud rate")
+                            "the serial link is unreliable; check the cable and baud rate"
+                            + (f"; the device printed {printed!r}" if printed else ""))
+
+    def _bad_frame(self, error: FrameError) -> None:
+        self.stats.bad_frames += 1
+        self._noise = (self._noise + error.data)[-512:]
+
+    def _device_text(self) -> str:
+        """Text the device printed instead of frames (a fault report, a boot
+        ROM banner): its runs of 4+ printable characters, the last 200."""
+        raw = (self._noise + self._reader.pending).decode("latin-1")
+        runs = re.findall(r"[ -~]{4,}", raw)
+        return " ".join(run.strip() for run in runs)[-200:]
 
     def _await(self, ftype: int, seq: int, token: int, handshake: bool, deadline: float) -> Frame:
         name = COMMAND_NAMES[ftype]
@@ -679,7 +710,7 @@ class DeviceClient:
                 item = self._items.popleft()
                 if isinstance(item, FrameError):
                     # Most likely our reply, damaged: ask again now.
-                    self.stats.bad_frames += 1
+                    self._bad_frame(item)
                     raise _Retry(f"corrupted reply: {item}")
                 if item.type == MSG_BOOT:
                     self._note_boot(item)
