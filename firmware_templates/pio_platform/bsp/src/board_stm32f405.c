@@ -9,8 +9,8 @@
  * instruction advances virtual time by exactly 1 ns, so one TIM2 tick is
  * one guest instruction: the counter is exact with no conversion.
  * (SysTick, by comparison, runs at 168 MHz from the core clock, 5.95
- * instructions per tick, or 21 MHz from the external reference; it is used
- * only as a 1 ms wake-up source.)
+ * instructions per tick, or 21 MHz from the external reference; it serves
+ * only to end the WFI of a timed-out tg_hal_uart_read().)
  */
 #include "tg_board.h"
 #include "tg_hal.h"
@@ -38,7 +38,6 @@
 #define TIM_CR1_CEN (1u << 0)
 #define TIM_EGR_UG (1u << 0)
 #define USART1_IRQ 37u
-#define SYSTICK_PER_MS 168000u /* core clock 168 MHz */
 
 #define SYST_CSR REG32(0xE000E010u)
 #define SYST_RVR REG32(0xE000E014u)
@@ -46,6 +45,7 @@
 #define SYST_CSR_ENABLE (1u << 0)
 #define SYST_CSR_TICKINT (1u << 1)
 #define SYST_CSR_CPUCLK (1u << 2)
+#define SYST_MAX_RELOAD 0x00FFFFFFu
 #define SCB_ICSR REG32(0xE000ED04u)
 #define SCB_ICSR_PENDSTCLR (1u << 25)
 #define NVIC_ISER(n) REG32(0xE000E100u + 4u * (n))
@@ -89,16 +89,26 @@ void tg_board_timer_init(void)
     TIM2_ARR = 0xFFFFFFFFu;
     TIM2_EGR = TIM_EGR_UG; /* load PSC, CNT = 0 */
     TIM2_CR1 = TIM_CR1_CEN;
-    SYST_RVR = SYSTICK_PER_MS - 1u;
-    SYST_CVR = 0u;
-    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
     s_last = 0u;
     s_high = 0u;
     s_running = 1u;
 }
 
+void tg_board_arm_wakeup(uint64_t ticks)
+{
+    /* TIM2 ticks are ns; SysTick counts the 168 MHz core clock. */
+    const uint64_t max_ns = (uint64_t)SYST_MAX_RELOAD * 1000u / 168u;
+    const uint32_t reload =
+        ticks >= max_ns ? SYST_MAX_RELOAD : (uint32_t)(ticks * 168u / 1000u);
+    SYST_CSR = 0u;
+    SYST_RVR = reload > 1u ? reload - 1u : 1u;
+    SYST_CVR = 0u;
+    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
+}
+
 void tg_board_clear_wakeups(void)
 {
+    SYST_CSR = 0u; /* a short period would otherwise keep QEMU busy */
     SCB_ICSR = SCB_ICSR_PENDSTCLR;
     NVIC_ICPR(USART1_IRQ / 32u) = 1u << (USART1_IRQ % 32u);
 }

@@ -40,10 +40,12 @@ int tg_hal_uart_read(uint32_t timeout_ms)
         if (byte >= 0) {
             return byte;
         }
-        if (tg_board_time() >= deadline) {
+        const uint64_t now = tg_board_time();
+        if (now >= deadline) {
             return -1;
         }
-        /* Sleep until the next byte or SysTick (1 ms).  Busy polling would
+        tg_board_arm_wakeup(deadline - now);
+        /* Sleep until the next byte or the deadline.  Busy polling would
          * be slow: under -icount every device access costs QEMU a
          * retranslation, so a polling loop runs at ~17 M instructions/s
          * and virtual time crawls (a 100 ms timeout took 6 s). */
