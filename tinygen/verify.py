@@ -252,7 +252,10 @@ def run_verify(args, con) -> int:
                            f"(e.g. --port {board.serial_port or '/dev/ttyUSB0'})")
 
     project_dir: Path | None = None
-    if board.emulated:
+    # With --port, talk to a device that is already running (a flashed board, or a
+    # QEMU started by `tinygen flash`); without, an emulated board is built and started.
+    own_qemu = board.emulated and not ports
+    if own_qemu:
         out = Path(args.output) if args.output else default_out_dir(Path(args.model), board)
         result = build(args.model, board.id, runtime=runtime, calib=args.calib, out_dir=out,
                        progress=con.progress)
@@ -272,7 +275,7 @@ def run_verify(args, con) -> int:
 
     from .device.protocol import DeviceClient
     reports = []
-    if board.emulated:
+    if own_qemu:
         from .device.qemu import QemuProcess
         con.progress(f"starting QEMU ({board.qemu_machine}) with {elf.name}")
         with QemuProcess(board.qemu_machine, elf) as qemu:
