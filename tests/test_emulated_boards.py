@@ -82,6 +82,17 @@ def test_qemu_errors_are_clear(tmp_path):
         QemuProcess("qemu-nonexistent", tmp_path / "x.elf")
 
 
+@have_tools
+def test_qemu_failure_reports_its_output(tmp_path):
+    elf = tmp_path / "empty.elf"
+    elf.write_bytes(b"")
+    qemu = QemuProcess("no-such-machine", elf)
+    with pytest.raises(QemuError, match="exited with status 1") as info:
+        qemu.start()
+    assert "no-such-machine" in str(info.value)  # QEMU's own message
+    assert not qemu.running()
+
+
 # ---------------------------------------------------------------------------
 # Build with PlatformIO, run in QEMU (slow)
 
