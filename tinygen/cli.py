@@ -73,7 +73,8 @@ def cmd_convert(args, con: Console) -> int:
     from .load import load_model
     src = load_model(args.model)
     out = Path(args.output) if args.output else Path(src.path.with_suffix(".int8.tflite").name)
-    result = convert(src, Path(args.calib) if args.calib else None, progress=con.progress)
+    result = convert(src, Path(args.calib) if args.calib else None, progress=con.progress,
+                     detection=args.detection)
     _write_atomic(out, result.tflite)
     con.out(f"wrote {out} ({len(result.tflite):,} bytes, {len(result.ir.operators)} ops: "
             f"{', '.join(result.ir.op_names())})")
@@ -100,18 +101,19 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise TinygenError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _load_ir_any(model: str, calib: str | None, con: Console):
+def _load_ir_any(model: str, calib: str | None, con: Console, detection: str | None = None):
     from .convert import convert
     from .load import load_model
     src = load_model(model)
-    return convert(src, Path(calib) if calib else None, progress=con.progress)
+    return convert(src, Path(calib) if calib else None, progress=con.progress,
+                   detection=detection)
 
 
 def cmd_inspect(args, con: Console) -> int:
     from .analyze.analysis import analyze
     from .boards import get_board
     board = get_board(args.board) if args.board else None
-    conv = _load_ir_any(args.model, args.calib, con)
+    conv = _load_ir_any(args.model, args.calib, con, args.detection)
     ir = conv.ir
     con.progress("measuring the TFLM arena with the recording allocator")
     a = analyze(ir, board)
@@ -168,7 +170,7 @@ def cmd_build(args, con: Console) -> int:
     board = _default_board(args)
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
-              progress=con.progress)
+              progress=con.progress, detection=args.detection)
     print_build_summary(r, con)
     return 0
 
@@ -217,6 +219,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tinygen {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress messages")
+    _add = sub.add_parser
+
+    def add_parser(*a, **kw):
+        return _add(*a, parents=[common], **kw)
+    sub.add_parser = add_parser
 
     def model_arg(sp):
         sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")
@@ -225,6 +235,9 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument("--calib", metavar="FILE",
                         help="calibration inputs (.npy with shape [N, *input_shape], or .npz with "
                              "one array per input); without it synthetic data is used, loudly")
+        sp.add_argument("--detection", metavar="JSON",
+                        help="SSD detectors: anchors and TFLite_Detection_PostProcess options "
+                             "to append to the model's box/class outputs (see docs/ssd.md)")
 
     sp = sub.add_parser("boards", help="list the boards tinygen knows",
                         description="List the boards in boards/: real boards (built with their "

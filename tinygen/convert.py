@@ -127,7 +127,11 @@ def synthetic_samples(input_shapes, input_dtypes=None, n=SYNTHETIC_SAMPLES, seed
 
 
 def convert(source: SourceModel, calib: Path | None = None,
-            progress: Callable[[str], None] | None = None) -> ConversionResult:
+            progress: Callable[[str], None] | None = None,
+            detection: Path | None = None) -> ConversionResult:
+    """Quantize to full int8.  `detection` names a JSON file describing SSD
+    post-processing (anchors and TFLite_Detection_PostProcess options) to
+    append to a detector's raw box/class outputs; see load_detection_spec."""
     note = progress or (lambda _msg: None)
     if source.kind == "tflite":
         ir = parse_checked(source.tflite, str(source.path))
@@ -136,6 +140,8 @@ def convert(source: SourceModel, calib: Path | None = None,
 
     from . import tfenv
     tf = tfenv.tf()
+    if detection is not None:
+        return _convert_detector(source, calib, Path(detection), note, tf)
     fn, input_shapes, input_names, float_model = _traceable(source, tf)
 
     samples = load_samples(calib, input_shapes)
@@ -178,6 +184,96 @@ def convert(source: SourceModel, calib: Path | None = None,
     report = quantization_report(ir, fn, samples[:MAX_REPORT_SAMPLES], source.name, calib_name)
     report.warnings[:0] = warnings
     return ConversionResult(tflite=tflite, ir=ir, report=report, source=source.kind)
+
+
+def load_detection_spec(path: Path):
+    """A JSON file: {"anchors": "anchors.npy", "num_classes": 3, ...DetectionOptions fields}.
+    The anchors path is relative to the JSON file."""
+    from . import ssd_postprocess as sp
+    if not path.exists():
+        raise TinygenError(f"detection post-processing file {path} does not exist")
+    try:
+        spec = json.loads(path.read_text())
+        anchors_file = path.parent / spec.pop("anchors")
+        outputs = tuple(spec.pop("outputs", (0, 1)))
+        anchors = np.load(anchors_file).astype(np.float32)
+        opts = sp.DetectionOptions(**spec)
+    except (json.JSONDecodeError, KeyError, TypeError, OSError, ValueError) as exc:
+        raise TinygenError(f"detection post-processing file {path}: {exc}") from None
+    return anchors, opts, outputs
+
+
+def _convert_detector(source: SourceModel, calib: Path | None, spec_path: Path, note, tf):
+    """An SSD-style Keras detector + TFLite_Detection_PostProcess, int8 except the op."""
+    from . import ssd_postprocess as sp
+    from . import tfenv
+    if source.kind != "keras":
+        raise TinygenError("--detection needs the Keras detector (.h5/.keras), not "
+                           f"a {source.kind}")
+    anchors, opts, outputs = load_detection_spec(spec_path)
+    model = source.keras_model
+    shapes = [(1,) + tuple(int(d) for d in t.shape[1:]) for t in model.inputs]
+    samples = load_samples(calib, shapes)
+    warnings = []
+    if samples is None:
+        warnings.append("no calibration data given (--calib): quantized with synthetic random "
+                        "inputs; int8 accuracy will likely be poor. Pass real samples as .npy")
+        samples = synthetic_samples(shapes)
+    note(f"converting the detector to int8 with {len(samples)} calibration samples")
+    try:
+        conv = sp.tflite_converter(model, anchors, opts, outputs)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x.astype(np.float32) for x in s] for s in samples)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.float32
+        with tfenv.quiet():
+            tflite = sp.finalize(conv.convert(), opts)
+    except sp.SSDError as exc:
+        raise TinygenError(f"detection post-processing: {exc}") from None
+    except Exception as exc:  # converter errors
+        raise TinygenError(f"the TFLite converter failed: {_converter_reason(exc)}") from None
+    ir = parse_checked(tflite, source.name)
+    check_full_int8(ir, source.name)
+    note("measuring detection agreement float vs int8")
+    report = _detection_report(ir, model, anchors, opts, outputs, samples[:MAX_REPORT_SAMPLES],
+                               source.name, Path(calib).name if calib else "synthetic")
+    report.warnings[:0] = warnings
+    return ConversionResult(tflite=tflite, ir=ir, report=report, source="keras")
+
+
+def _detection_report(ir, model, anchors, opts, outputs, samples, name, calib_name):
+    """Float Keras heads + NumPy post-processing vs the int8 model on TFLM: compared
+    on the first min(count) detections (rows past count are undefined)."""
+    from . import ssd_postprocess as sp
+    from .reference import TflmReference
+    ref = TflmReference(ir.tflite)
+    tin = ir.input_tensors()[0]
+    box_err, same_class, same_count = [], [], []
+    for (x,) in samples:
+        heads = model(x, training=False)
+        heads = heads if isinstance(heads, (list, tuple)) else [heads]
+        fb, fc, fs, fn = sp.reference_postprocess(np.asarray(heads[outputs[0]]),
+                                                  np.asarray(heads[outputs[1]]), anchors, opts)
+        qb, qc, qs, qn = ref.run([quantize(x, tin)])
+        n = int(min(np.asarray(fn).reshape(-1)[0], np.asarray(qn).reshape(-1)[0]))
+        same_count.append(int(np.asarray(fn).reshape(-1)[0]) == int(np.asarray(qn).reshape(-1)[0]))
+        if n:
+            box_err.append(np.abs(np.asarray(fb).reshape(-1, 4)[:n]
+                                  - np.asarray(qb).reshape(-1, 4)[:n]).max())
+            same_class.append(float(np.mean(np.asarray(fc).reshape(-1)[:n]
+                                            == np.asarray(qc).reshape(-1)[:n])))
+    report = QuantizationReport(model=name, samples=len(samples), calibration=calib_name,
+                                synthetic_calibration=calib_name == "synthetic")
+    report.outputs.append(OutputQuality(
+        name="detections", cosine=float("nan"),
+        max_abs_error=float(max(box_err)) if box_err else 0.0,
+        mean_abs_error=float(np.mean(box_err)) if box_err else 0.0,
+        top1_agreement=float(np.mean(same_class)) if same_class else None))
+    report.warnings.append(f"detection count equal on {np.mean(same_count):.0%} of samples; "
+                           "max_abs_error is the largest box-corner difference of matched rows, "
+                           "top1_agreement the class agreement")
+    return report
 
 
 def _traceable(source: SourceModel, tf):

@@ -36,6 +36,7 @@ class OutputMetrics:
     mae: float
     top1_agreement: float | None
     passed: bool
+    max_abs_diff: float = 0.0      # in output units (dequantized)
 
 
 @dataclass
@@ -58,29 +59,66 @@ class VerifyReport:
         return asdict(self)
 
 
+def detection_row_mask(ir: Model, ref_outs: list[list[np.ndarray]]):
+    """For SSD models: per vector, how many leading rows of each output are defined.
+
+    TFLite_Detection_PostProcess leaves rows at or past num_detections undefined
+    (fast NMS does not write them), so only the first `count` rows are compared.
+    """
+    post = [op for op in ir.operators if op.opcode == "TFLite_Detection_PostProcess"]
+    if not post or len(post[0].outputs) != 4:
+        return None
+    outs = post[0].outputs
+    if any(o not in ir.outputs for o in outs):
+        return None
+    count_pos = ir.outputs.index(outs[3])
+    rows = [int(np.asarray(v[count_pos]).reshape(-1)[0]) for v in ref_outs]
+    return {ir.outputs.index(o): rows for o in outs[:3]}
+
+
 def compare_outputs(ir: Model, device_outs: list[list[np.ndarray]],
                     ref_outs: list[list[np.ndarray]], tolerance: int) -> list[OutputMetrics]:
+    """Per output metrics.  Quantized outputs are compared in LSB; float outputs
+    (SSD post-processing) bit for bit, their max |delta| reported in output units."""
+    masks = detection_row_mask(ir, ref_outs) or {}
     metrics = []
     for k, t in enumerate(ir.output_tensors()):
-        dev = np.stack([np.asarray(v[k]).reshape(t.shape) for v in device_outs]).astype(np.int64)
-        ref = np.stack([np.asarray(v[k]).reshape(t.shape) for v in ref_outs]).astype(np.int64)
-        diff = np.abs(dev - ref)
-        dq_dev = dequantize(dev, t) if t.quant else dev.astype(np.float64)
-        dq_ref = dequantize(ref, t) if t.quant else ref.astype(np.float64)
+        dev = np.stack([np.asarray(v[k]).reshape(t.shape) for v in device_outs])
+        ref = np.stack([np.asarray(v[k]).reshape(t.shape) for v in ref_outs])
+        if k in masks:
+            for j, rows in enumerate(masks[k]):
+                dev[j, :, rows:] = 0
+                ref[j, :, rows:] = 0
+        is_float = t.dtype.startswith("float")
+        if is_float:
+            same = dev.view(np.uint32 if dev.dtype == np.float32 else np.uint64) == \
+                ref.view(np.uint32 if ref.dtype == np.float32 else np.uint64)
+            dq_dev, dq_ref = dev.astype(np.float64), ref.astype(np.float64)
+            max_lsb = 0 if same.all() else 1
+            passed = bool(same.all()) if tolerance == 0 else bool(
+                np.allclose(dq_dev, dq_ref, rtol=1e-5, atol=1e-6))
+        else:
+            d64, r64 = dev.astype(np.int64), ref.astype(np.int64)
+            same = d64 == r64
+            max_lsb = int(np.abs(d64 - r64).max()) if d64.size else 0
+            dq_dev = dequantize(d64, t) if t.quant else d64.astype(np.float64)
+            dq_ref = dequantize(r64, t) if t.quant else r64.astype(np.float64)
+            passed = max_lsb <= tolerance
         err = dq_dev - dq_ref
         ref_norm = float(np.linalg.norm(dq_ref))
         rel = float(np.linalg.norm(err) / ref_norm) if ref_norm else float(np.linalg.norm(err))
         top1 = None
-        if is_classifier_shape(t.shape):
+        if is_classifier_shape(t.shape) and not is_float:
             top1 = float(np.mean(np.argmax(dev.reshape(len(dev), -1), 1)
                                  == np.argmax(ref.reshape(len(ref), -1), 1)))
-        max_lsb = int(diff.max()) if diff.size else 0
         metrics.append(OutputMetrics(
             index=k, name=t.name, shape=list(t.shape),
-            exact_match_pct=float(100.0 * np.mean(diff == 0)) if diff.size else 100.0,
+            exact_match_pct=float(100.0 * np.mean(same)) if same.size else 100.0,
             max_abs_diff_lsb=max_lsb, rel_l2=rel, cosine=cosine(dq_dev, dq_ref),
-            rmse=float(np.sqrt(np.mean(err ** 2))), mae=float(np.mean(np.abs(err))),
-            top1_agreement=top1, passed=max_lsb <= tolerance))
+            rmse=float(np.sqrt(np.mean(err ** 2))) if err.size else 0.0,
+            mae=float(np.mean(np.abs(err))) if err.size else 0.0,
+            top1_agreement=top1, passed=passed,
+            max_abs_diff=float(np.abs(err).max()) if err.size else 0.0))
     return metrics
 
 
@@ -258,7 +296,7 @@ def run_verify(args, con) -> int:
     if own_qemu:
         out = Path(args.output) if args.output else default_out_dir(Path(args.model), board)
         result = build(args.model, board.id, runtime=runtime, calib=args.calib, out_dir=out,
-                       progress=con.progress)
+                       progress=con.progress, detection=args.detection)
         ir = result.conversion.ir
         project_dir = result.out_dir
         elf = result.elf
@@ -266,7 +304,7 @@ def run_verify(args, con) -> int:
         from .convert import convert
         from .load import load_model
         ir = convert(load_model(args.model), Path(args.calib) if args.calib else None,
-                     progress=con.progress).ir
+                     progress=con.progress, detection=args.detection).ir
         if args.output and (Path(args.output) / "tinygen.json").exists():
             project_dir = Path(args.output)
 

@@ -79,7 +79,8 @@ def choose_runtime(board: Board, runtime: str | None) -> str:
 def build(model_path: str | Path, board_id: str, runtime: str | None = None,
           calib: str | Path | None = None, out_dir: str | Path | None = None,
           tflm_source: str | Path | None = None, compile_firmware: bool = True,
-          progress: Callable[[str], None] | None = None) -> BuildResult:
+          progress: Callable[[str], None] | None = None,
+          detection: str | Path | None = None) -> BuildResult:
     note = progress or (lambda _m: None)
     board = get_board(board_id)
     runtime = choose_runtime(board, runtime)
@@ -95,7 +96,8 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
 
     note(f"loading {model_path}")
     source = load_model(model_path)
-    conversion = convert(source, Path(calib) if calib else None, progress=note)
+    conversion = convert(source, Path(calib) if calib else None, progress=note,
+                         detection=Path(detection) if detection else None)
     ir = conversion.ir
     note("analyzing: op support, arena, fit")
     analysis = analyze(ir, board)
