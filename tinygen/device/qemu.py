@@ -13,7 +13,6 @@ sends while no client is connected are dropped.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import json
@@ -37,8 +36,6 @@ _PORT_IN_USE = (b"Address already in use", b"Failed to bind socket")
 _PORT_ATTEMPTS = 5
 _OUTPUT_LIMIT = 64 * 1024
 
-_live: "weakref.WeakSet[QemuProcess]" = weakref.WeakSet()
-
 
 class QemuError(TinygenError):
     """QEMU could not be started, or stopped unexpectedly."""
@@ -61,6 +58,39 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
+def _terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; always reaps."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout)
+
+
+def _read_output(proc: subprocess.Popen, buffer: bytearray, lock: threading.Lock,
+                 ready: threading.Event) -> None:
+    """Collect QEMU's output until EOF (a plain function: a thread holding a
+    bound method would keep the QemuProcess alive)."""
+    fd = proc.stdout.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        with lock:
+            buffer += chunk
+            if len(buffer) > _OUTPUT_LIMIT:
+                del buffer[:-_OUTPUT_LIMIT]
+            if _READY_MARKER in buffer:
+                ready.set()
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -73,9 +103,10 @@ class QemuProcess:
     ``mps2-an500``) or a tinygen-qemu board id (``qemu-stm32f405`` ...).
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     QEMU's own output (stdout and stderr) is kept in :attr:`output` for error
-    messages.  With ``die_with_parent`` (Linux) QEMU gets SIGTERM when the
-    thread that started it ends, so a killed test run leaves no QEMU behind;
-    start it from a thread that outlives it.
+    messages.  QEMU is also stopped when this object is garbage-collected
+    or the interpreter exits, and with ``die_with_parent`` (Linux) it gets
+    SIGTERM when the thread that started it ends, so a killed test run leaves
+    no QEMU behind; start it from a thread that outlives it.
     """
 
     def __init__(self, machine: str, elf: str | os.PathLike, *,
@@ -94,6 +125,7 @@ class QemuProcess:
         self.die_with_parent = die_with_parent and sys.platform.startswith("linux")
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None
+        self._finalizer: weakref.finalize | None = None
         self._reader: threading.Thread | None = None
         self._output = bytearray()
         self._lock = threading.Lock()
@@ -150,7 +182,6 @@ class QemuProcess:
             port = free_loopback_port()
             if self._launch(port):
                 self.port = port
-                _live.add(self)
                 return self.url
         raise QemuError(f"QEMU could not bind a loopback port after {_PORT_ATTEMPTS} attempts:\n"
                         f"{self.output.strip()}")
@@ -163,8 +194,11 @@ class QemuProcess:
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent if self.die_with_parent else None)
+        # Stops QEMU on stop(), garbage collection or interpreter exit.
+        self._finalizer = weakref.finalize(self, _terminate, self._proc, self.stop_timeout)
         ready = threading.Event()
-        self._reader = threading.Thread(target=self._read_output, args=(self._proc, ready),
+        self._reader = threading.Thread(target=_read_output,
+                                        args=(self._proc, self._output, self._lock, ready),
                                         name=f"qemu-{self.machine}-output", daemon=True)
         self._reader.start()
         deadline = time.monotonic() + self.start_timeout
@@ -183,22 +217,6 @@ class QemuProcess:
                                 f"{self.output.strip()}")
         return True
 
-    def _read_output(self, proc: subprocess.Popen, ready: threading.Event) -> None:
-        fd = proc.stdout.fileno()
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            with self._lock:
-                self._output += chunk
-                if len(self._output) > _OUTPUT_LIMIT:
-                    del self._output[:-_OUTPUT_LIMIT]
-                if _READY_MARKER in self._output:
-                    ready.set()
-
     def check(self) -> None:
         """Raise :class:`QemuError` if QEMU is no longer running."""
         if self._proc is None:
@@ -214,17 +232,9 @@ class QemuProcess:
         proc = self._proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                proc.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(self.stop_timeout)
+        if self._finalizer is not None:
+            self._finalizer()  # runs _terminate once
         self._reap()
-        _live.discard(self)
         return proc.returncode
 
     def _reap(self) -> None:
@@ -248,9 +258,3 @@ class QemuProcess:
         state = "running" if self.running() else "stopped"
         return f"<QemuProcess {self.machine} {self.elf.name} port={self.port} {state}>"
 
-
-@atexit.register
-def _stop_all() -> None:
-    for qemu in list(_live):
-        with contextlib.suppress(Exception):
-            qemu.stop()
