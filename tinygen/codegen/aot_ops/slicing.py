@@ -205,8 +205,8 @@ def lower_strided_slice(op: Operator, ctx: LoweringContext) -> KernelCall:
     x, y = _io(op, ctx, 0), _io(op, ctx, 0, out=True)
     _check_copy(op, x, [y])
     rank = len(x.shape)
-    if not 1 <= rank <= 5:
-        raise _fail(op, f"input of rank {rank} (TFLM slices tensors of rank 1 to 5)")
+    if not 1 <= rank <= 4:
+        raise _fail(op, f"input of rank {rank} (TFLM's STRIDED_SLICE takes rank 1 to 4)")
     begin = _const_ints(op, _io(op, ctx, 1), "begin")
     end = _const_ints(op, _io(op, ctx, 2), "end")
     strides = _const_ints(op, _io(op, ctx, 3), "strides")
