@@ -97,13 +97,20 @@ static int model_info_ok(void) {
   return 1;
 }
 
-/* Number of tensors INFO describes: none when the description is unusable. */
+/* Number of tensors INFO describes: none unless tg_proto_start found the
+ * description usable.  Everything else that touches the model needs
+ * model_status == 0. */
+static int info_checked(const tg_proto_t *p) {
+  return p->model_status != TG_PROTO_STATUS_BAD_MODEL_INFO &&
+         p->model_status != TG_PROTO_STATUS_NOT_STARTED;
+}
+
 static unsigned info_inputs(const tg_proto_t *p) {
-  return p->model_status == TG_PROTO_STATUS_BAD_MODEL_INFO ? 0u : tg_model_info.num_inputs;
+  return info_checked(p) ? tg_model_info.num_inputs : 0u;
 }
 
 static unsigned info_outputs(const tg_proto_t *p) {
-  return p->model_status == TG_PROTO_STATUS_BAD_MODEL_INFO ? 0u : tg_model_info.num_outputs;
+  return info_checked(p) ? tg_model_info.num_outputs : 0u;
 }
 
 static uint8_t bounded_strlen(const char *s) {
@@ -620,6 +627,7 @@ void tg_proto_init(tg_proto_t *p, tg_proto_write_fn write, void *user) {
   memset(p, 0, sizeof *p);
   p->write = write;
   p->write_user = user;
+  p->model_status = TG_PROTO_STATUS_NOT_STARTED;
   rx_reset(p);
 }
 

@@ -73,6 +73,7 @@ extern "C" {
 /* Model status codes of the protocol itself (the model's own are > -1000). */
 #define TG_PROTO_STATUS_BAD_MODEL_INFO (-1001) /* too many inputs, rank > 6 */
 #define TG_PROTO_STATUS_NULL_BUFFER (-1002)    /* tg_model_input/output NULL */
+#define TG_PROTO_STATUS_NOT_STARTED (-1003)    /* tg_proto_start not called */
 
 /* Bytes of a frame before COBS: header, payload, CRC-32. */
 #define TG_PROTO_HEADER_BYTES 12u

@@ -83,6 +83,7 @@ ERROR_NAMES = {
 # Model status codes the device firmware itself produces (tg_protocol.h).
 STATUS_BAD_MODEL_INFO = -1001
 STATUS_NULL_BUFFER = -1002
+STATUS_NOT_STARTED = -1003
 
 COUNTER_UNITS = {0: "cycles", 1: "instructions"}
 
@@ -178,6 +179,8 @@ def _device_error_message(code: int, detail: int, command: int) -> str:
             why = "the generated model description is unusable (too many inputs or rank > 6)"
         elif status == STATUS_NULL_BUFFER:
             why = "the model returned no buffer for a tensor"
+        elif status == STATUS_NOT_STARTED:
+            why = "the firmware never started the model (tg_proto_start not called)"
         else:
             why = f"the model returned status {status}"
         return f"device model error during {cmd}: {why}; check the firmware build (arena size, op support)"
@@ -555,8 +558,9 @@ class DeviceClient:
                                        reply_bytes=self.chunk_size + 4 * len(info.outputs))
                 break
             except DeviceError as exc:
-                # Input lost on the device: only a corrupted frame that
-                # slipped through can do it; send the input once more.
+                # A damaged chunk whose index byte was hit wrote into (and
+                # so lowered the mark of) an input already sent: send all
+                # of the input once more.
                 if exc.code != ERR_INPUT_INCOMPLETE or attempt:
                     raise
         assert frame is not None
