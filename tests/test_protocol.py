@@ -926,7 +926,6 @@ def test_noisy_link_never_yields_a_wrong_result(make_device):
         assert since_reset == since_boot > last_run  # each inference ran at most once
         last_run = since_boot
     assert client.port.damaged > 0 and client.stats.retransmissions > 0
-    print(ok, failed, client.port.damaged, client.stats)
     assert ok >= 30, (ok, failed, client.stats)
 
 
