@@ -99,3 +99,32 @@ def test_signature_mismatch_is_refused(tmp_path):
     assert r.returncode != 0
     assert "different model" in r.stderr and "Traceback" not in r.stderr
     assert "PASS" not in r.stdout and "FAIL" not in r.stdout
+
+
+def test_flash_emulated_then_verify_over_its_port(tmp_path):
+    """`tinygen flash` starts QEMU and prints a pyserial URL; verify --port uses it."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    out = tmp_path / "p"
+    r = run_cli("build", QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "-o", out)
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "tinygen", "flash", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for _ in range(20):
+            line = proc.stdout.readline()
+            m = re.search(r"serial port: (socket://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, proc.stderr.read() if proc.poll() is not None else "no URL printed"
+        r = run_cli("verify", "--board", "qemu-stm32f405", "--port", url, out / "model.tflite",
+                    "--samples", 3)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "PASS: bit-exact" in r.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
