@@ -91,9 +91,22 @@ def _read_output(proc: subprocess.Popen, buffer: bytearray, lock: threading.Lock
                 ready.set()
 
 
+def _libc_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Looked up here, not in the child: dlopen after fork in a threaded parent
+# can deadlock.
+_PRCTL = _libc_prctl() if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class QemuProcess:
@@ -122,7 +135,7 @@ class QemuProcess:
         self.extra_args = list(extra_args)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        self.die_with_parent = die_with_parent and sys.platform.startswith("linux")
+        self.die_with_parent = die_with_parent and _PRCTL is not None
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None
         self._finalizer: weakref.finalize | None = None
