@@ -1,0 +1,222 @@
+"""tinygen benchmark: the aot runtime on the MLPerf Tiny architectures and the examples.
+
+    python3 bench/run.py [--boards qemu-cortex-m4,qemu-cortex-m7] [--models ...] [--quick]
+
+For every model and emulated board it builds the aot firmware, runs it in QEMU
+(-icount shift=0) and reads the guest instructions of the second of two
+inferences over the serial protocol, exactly as the TFLM baseline in
+docs/benchmarks.md was measured.  It also reads flash and RAM from the linked
+ELF, compares the aot activation RAM with TFLM's arena (recording allocator),
+and times the aot C code against the tflite_micro interpreter on the host in
+one run.  Every run also checks the outputs against tflite_micro (0 LSB).
+
+Writes bench/results.json and docs/benchmarks.md; prints the Markdown table.
+Figures are deterministic (instruction counts, bytes) except the host time
+ratio, which is measured in one run on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tinygen.boards import get_board  # noqa: E402
+from tinygen.build.elf_size import measure_elf  # noqa: E402
+from tinygen.build.project import build  # noqa: E402
+from tinygen.device.protocol import DeviceClient  # noqa: E402
+from tinygen.device.qemu import QemuProcess  # noqa: E402
+from tinygen.ir import parse_tflite  # noqa: E402
+from tinygen.reference import TflmReference  # noqa: E402
+
+# TFLM measured on qemu-cortex-m4 (mps2-an386, -icount shift=0), second of two
+# inferences, cortex-m4+fp -O2, MLPerf Tiny reference int8 models (issue #5).
+TFLM_BASELINE = {
+    "ds_cnn_kws": {"ref": 43.1e6, "cmsis": 7.70e6, "arena": 22820, "code": 77.7 * 1024},
+    "mobilenet_v1_vww": {"ref": 100.5e6, "cmsis": 24.1e6, "arena": 100708, "code": 81.4 * 1024},
+    "resnet8_cifar": {"ref": 107.5e6, "cmsis": 29.9e6, "arena": 54996, "code": 78.8 * 1024},
+    "fc_autoencoder_ad": {"ref": 1.95e6, "cmsis": 0.583e6, "arena": 2580, "code": 46.9 * 1024},
+}
+
+EXAMPLES = {
+    "quickstart": ("examples/quickstart/model.h5", "examples/quickstart/calib.npy", None),
+    "kws_cnn": ("examples/kws_cnn/model.h5", "examples/kws_cnn/calib.npy", None),
+    "lstm_anomaly": ("examples/lstm_anomaly/model.h5", "examples/lstm_anomaly/calib.npy", None),
+    "mobilenet_ssd": ("examples/mobilenet_ssd/model.keras", "examples/mobilenet_ssd/calib.npy",
+                      "examples/mobilenet_ssd/ssd.json"),
+}
+
+HOST_DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "tg_model_api.h"
+int main(int argc, char **argv) {
+  int runs = argc > 1 ? atoi(argv[1]) : 100;
+  if (tg_model_init() != 0) return 2;
+  for (int i = 0; i < tg_model_info.num_inputs; i++) {
+    uint8_t *in = tg_model_input(i);
+    for (uint32_t b = 0; b < tg_model_info.inputs[i].bytes; b++) in[b] = (uint8_t)(b * 37u + 11u);
+  }
+  tg_model_run();
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int r = 0; r < runs; r++) { tg_model_reset(); tg_model_run(); }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  printf("%.1f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / runs);
+  return 0;
+}
+"""
+
+
+def make_model(name: str, work: Path) -> tuple[Path, Path, str | None]:
+    if name in EXAMPLES:
+        model, calib, det = EXAMPLES[name]
+        return ROOT / model, ROOT / calib, (str(ROOT / det) if det else None)
+    from tinygen import zoo
+    m = zoo.build(name)
+    path = work / f"{name}.keras"
+    m.save(path)
+    calib = work / f"{name}_calib.npy"
+    np.save(calib, zoo.calibration_data(m, 32))
+    return path, calib, None
+
+
+def host_time_ratio(project: Path, tflite: bytes, runs: int) -> dict:
+    """aot C (gcc -O2, host) vs the tflite_micro interpreter's invoke(), same machine, one run."""
+    src = project / "src"
+    with tempfile.TemporaryDirectory() as d:
+        drv = Path(d) / "driver.c"
+        drv.write_text(HOST_DRIVER)
+        exe = Path(d) / "bench"
+        sources = [str(p) for p in src.glob("*.c")
+                   if p.name not in ("tg_main.c", "tg_protocol.c")]
+        proc = subprocess.run(["gcc", "-O2", "-std=gnu99", "-I", str(src), str(drv), *sources,
+                               "-o", str(exe), "-lm"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"host build of the aot code failed:\n{proc.stderr[-2000:]}")
+        aot_ns = float(subprocess.run([str(exe), str(runs)], check=True, capture_output=True,
+                                      text=True).stdout)
+    ref = TflmReference(tflite)
+    ir = parse_tflite(tflite)
+    x = [np.zeros(t.shape, t.np_dtype) for t in ir.input_tensors()]
+    ref.run(x)
+    interp = ref._interp
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        interp.invoke()
+    tflm_ns = (time.perf_counter() - t0) / runs * 1e9
+    return {"aot_ns": aot_ns, "tflm_ns": tflm_ns, "ratio": aot_ns / tflm_ns}
+
+
+def run_one(name: str, board_id: str, work: Path, host_runs: int) -> dict:
+    model, calib, det = make_model(name, work)
+    if not model.exists():
+        return {"model": name, "board": board_id, "skipped": f"{model} not found"}
+    out = work / f"{name}-{board_id}"
+    t0 = time.monotonic()
+    res = build(model, board_id, runtime="aot", calib=calib, out_dir=out, detection=det)
+    ir = res.conversion.ir
+    board = get_board(board_id)
+    rng = np.random.default_rng(0)
+    vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ir.input_tensors()]
+    with QemuProcess(board.qemu_machine, res.elf) as q, DeviceClient.open(q.url) as dev:
+        dev.info()
+        first = dev.infer(vec)
+        second = dev.infer(vec)
+    ref = TflmReference(ir.tflite)
+    expect = ref.run(vec)
+    exact = all(np.array_equal(np.asarray(a).reshape(-1), np.asarray(b).reshape(-1))
+                for a, b in zip(second.outputs, expect))
+    tflm_arena = ref.arena_usage().total
+    sizes = measure_elf(res.elf, res.weight_symbols)
+    plan_arena = res.arena_bytes
+    row = {
+        "model": name, "board": board_id, "bit_exact": bool(exact),
+        "instructions": int(second.counter), "instructions_first": int(first.counter),
+        "flash_code": sizes.code, "flash_weights": sizes.weights,
+        "ram_activations": plan_arena, "ram_total": sizes.ram,
+        "tflm_arena": tflm_arena, "activation_ratio_vs_tflm": plan_arena / tflm_arena,
+        "build_and_run_s": round(time.monotonic() - t0, 1),
+    }
+    if name in TFLM_BASELINE and board_id == "qemu-cortex-m4":
+        b = TFLM_BASELINE[name]
+        row["vs_tflm_cmsis_instructions"] = row["instructions"] / b["cmsis"]
+        row["vs_tflm_ref_instructions"] = row["instructions"] / b["ref"]
+        row["vs_tflm_code"] = row["flash_code"] / b["code"]
+        row["vs_tflm_baseline_arena"] = plan_arena / b["arena"]
+    if host_runs and board_id == "qemu-cortex-m4":
+        row["host"] = host_time_ratio(out, ir.tflite, host_runs)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| model | board | instructions | vs TFLM+CMSIS-NN | code flash | vs TFLM code | "
+            "weights | activation RAM | vs TFLM arena | RAM total | host time aot/TFLM | bit-exact |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['model']} | {r['board']} | skipped: {r['skipped']} |" + " |" * 9)
+            continue
+
+        def ratio(key):
+            return f"{r[key]:.2f}x" if key in r else "-"
+        host = f"{r['host']['ratio']:.2f}" if "host" in r else "-"
+        lines.append(
+            f"| {r['model']} | {r['board']} | {r['instructions']:,} | "
+            f"{ratio('vs_tflm_cmsis_instructions')} | {r['flash_code']:,} B | "
+            f"{ratio('vs_tflm_code')} | {r['flash_weights']:,} B | {r['ram_activations']:,} B | "
+            f"{r['activation_ratio_vs_tflm']:.2f}x | {r['ram_total']:,} B | {host} | "
+            f"{'yes' if r['bit_exact'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--boards", default="qemu-cortex-m4,qemu-cortex-m7")
+    ap.add_argument("--models", default=",".join(list(TFLM_BASELINE) + list(EXAMPLES)))
+    ap.add_argument("--host-runs", type=int, default=50,
+                    help="inferences timed on the host per side (0: skip)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = ap.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tinygen-bench-") as d:
+        work = Path(d)
+        for name in args.models.split(","):
+            for board in args.boards.split(","):
+                print(f"bench: {name} on {board}", file=sys.stderr, flush=True)
+                rows.append(run_one(name, board, work, args.host_runs))
+    table = markdown(rows)
+    print(table)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(rows, indent=2))
+    doc = Path(args.doc)
+    doc.write_text(
+        "# Benchmarks\n\nMade by `python3 bench/run.py` (raw figures: bench/results.json).\n\n"
+        "Instructions: guest instructions of the second of two inferences on QEMU with "
+        "`-icount shift=0`, read over the serial protocol. TFLM+CMSIS-NN baseline: the figures "
+        "in issue #5 for the MLPerf Tiny reference models on qemu-cortex-m4 (7.70 M, 24.1 M, "
+        "29.9 M, 0.583 M instructions; arena 22,820 / 100,708 / 54,996 / 2,580 B; code 77.7 / "
+        "81.4 / 78.8 / 46.9 KB). tinygen's models are the same architectures built in Keras "
+        "with random weights (tinygen/zoo.py). Code flash is the firmware's flash minus the "
+        "weight arrays, protocol and startup included. Activation RAM is the aot arena "
+        "(activations and kernel scratch); `vs TFLM arena` divides it by TFLM's arena for the "
+        "same .tflite measured with the recording allocator (64-bit host build). Host time: aot "
+        "C at -O2 vs tflite_micro invoke(), one run on a shared machine.\n\n"
+        + table + "\n")
+    return 0 if all(r.get("bit_exact", True) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
