@@ -86,13 +86,10 @@ TG_INLINE int32_t tg_lstm_sat16(int32_t v) {
   return tg_clamp_i32(v, INT16_MIN, INT16_MAX);
 }
 
-/* One gate's pre-activation: both matmuls requantized to Q3.12 separately,
- * clamped to int16, then added with saturation. */
-TG_INLINE int32_t tg_lstm_pre(const tg_lstm_params *p, int g, int32_t acc_in,
-                              int32_t acc_rec) {
-  const int32_t a = tg_lstm_sat16(tg_requantize(acc_in, p->in_mult[g], p->in_shift[g]));
-  const int32_t b = tg_lstm_sat16(tg_requantize(acc_rec, p->rec_mult[g], p->rec_shift[g]));
-  return tg_lstm_sat16(a + b);
+/* requantize and saturate to int16 (kept out of line: called 11 times per
+ * unit, inlining it everywhere only makes the code bigger) */
+static int32_t tg_lstm_rq16(int32_t acc, int32_t mult, int32_t shift) {
+  return tg_lstm_sat16(tg_requantize(acc, mult, shift));
 }
 
 static void tg_lstm_row(const tg_lstm_params *p, const int8_t *x, int8_t *h, int16_t *c,
@@ -101,38 +98,37 @@ static void tg_lstm_row(const tg_lstm_params *p, const int8_t *x, int8_t *h, int
   const int32_t gate_in = units * n_in, gate_rec = units * units;
   int32_t u;
   for (u = 0; u < units; ++u) {
-    int32_t ai[TG_LSTM_GATES], ar[TG_LSTM_GATES];
+    int32_t acc_in[TG_LSTM_GATES], acc_rec[TG_LSTM_GATES], act[TG_LSTM_GATES];
+    int32_t c_new, t;
     int g;
-    int32_t ig, fg, cg, og, c_new, t;
+    for (g = 0; g < TG_LSTM_GATES; g += 2) {
+      const int8_t *wi = p->w_in + g * gate_in + u * n_in;
+      const int8_t *wr = p->w_rec + g * gate_rec + u * units;
+      acc_in[g] = p->kbias_in[g * units + u];
+      acc_in[g + 1] = p->kbias_in[(g + 1) * units + u];
+      acc_rec[g] = p->kbias_rec[g * units + u];
+      acc_rec[g + 1] = p->kbias_rec[(g + 1) * units + u];
+      tg_dot2_s8(x, wi, wi + gate_in, n_in, &acc_in[g], &acc_in[g + 1]);
+      tg_dot2_s8(h, wr, wr + gate_rec, units, &acc_rec[g], &acc_rec[g + 1]);
+    }
+    /* pre-activation: both matmuls requantized to Q3.12 and clamped on their
+     * own, then added with saturation; i, f, o take the sigmoid, g the tanh */
     for (g = 0; g < TG_LSTM_GATES; ++g) {
-      ai[g] = p->kbias_in[g * units + u];
-      ar[g] = p->kbias_rec[g * units + u];
+      const int32_t pre = tg_lstm_sat16(tg_lstm_rq16(acc_in[g], p->in_mult[g], p->in_shift[g]) +
+                                        tg_lstm_rq16(acc_rec[g], p->rec_mult[g],
+                                                     p->rec_shift[g]));
+      act[g] = g == 2 ? tg_lstm_tanh(pre, 3, 0) : tg_lstm_sigmoid(pre);
     }
-    {
-      const int8_t *w = p->w_in + u * n_in;
-      tg_dot2_s8(x, w, w + gate_in, n_in, &ai[0], &ai[1]);
-      tg_dot2_s8(x, w + 2 * gate_in, w + 3 * gate_in, n_in, &ai[2], &ai[3]);
-    }
-    {
-      const int8_t *w = p->w_rec + u * units;
-      tg_dot2_s8(h, w, w + gate_rec, units, &ar[0], &ar[1]);
-      tg_dot2_s8(h, w + 2 * gate_rec, w + 3 * gate_rec, units, &ar[2], &ar[3]);
-    }
-    ig = tg_lstm_sigmoid(tg_lstm_pre(p, 0, ai[0], ar[0]));
-    fg = tg_lstm_sigmoid(tg_lstm_pre(p, 1, ai[1], ar[1]));
-    cg = tg_lstm_tanh(tg_lstm_pre(p, 2, ai[2], ar[2]), 3, 0);
-    og = tg_lstm_sigmoid(tg_lstm_pre(p, 3, ai[3], ar[3]));
 
-    c_new = tg_lstm_sat16(
-        tg_lstm_sat16(tg_requantize(fg * (int32_t)c[u], p->forget_mult, p->forget_shift)) +
-        tg_lstm_sat16(tg_requantize(ig * cg, p->input_mult, p->input_shift)));
+    c_new = tg_lstm_sat16(tg_lstm_rq16(act[1] * (int32_t)c[u], p->forget_mult, p->forget_shift) +
+                          tg_lstm_rq16(act[0] * act[2], p->input_mult, p->input_shift));
     if (p->use_cell_clip) {
       c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
     }
     c[u] = (int16_t)c_new;
 
     t = tg_lstm_tanh(c_new, p->tanh_mult, p->tanh_shift);
-    y[u] = tg_sat_i8(p->hidden_zp + tg_requantize(t * og, p->hidden_mult, p->hidden_shift));
+    y[u] = tg_sat_i8(p->hidden_zp + tg_requantize(t * act[3], p->hidden_mult, p->hidden_shift));
   }
   tg_copy_bytes(h, y, (size_t)units);
 }
