@@ -32,6 +32,7 @@
 
 #define FLAG_MODEL_READY 0x01u
 #define FLAG_BIG_ENDIAN 0x02u
+#define FLAG_PROFILE 0x04u
 #define RESULT_INLINE 0x01u
 
 /* ------------------------------------------------------------------ */
@@ -83,6 +84,31 @@ uint32_t tg_proto_crc32(uint32_t crc, const uint8_t *data, size_t len) {
 }
 
 /* ------------------------------------------------------------------ */
+/* optional per-operator profile (TG_PROFILE_OPS, aot runtime) */
+
+#ifdef TG_PROFILE_OPS
+#ifndef TG_PROFILE_MAX_OPS
+#define TG_PROFILE_MAX_OPS 256u
+#endif
+#define PROFILE_ARGS_BYTES 8u  /* READ_PROFILE: first, count */
+/* Counter delta of every operator in the last inference, by operator index
+ * (0 for operators that run no code).  The aot model.c calls tg_profile_op
+ * before (phase 0) and after (phase 1) each operator. */
+static uint32_t tg_profile_counts[TG_PROFILE_MAX_OPS];
+static uint64_t tg_profile_t0;
+void tg_profile_op(int op_index, int phase);
+void tg_profile_op(int op_index, int phase) {
+  uint64_t now = tg_hal_counter(), d;
+  if (phase == 0) {
+    tg_profile_t0 = now;
+  } else if (op_index >= 0 && (unsigned)op_index < TG_PROFILE_MAX_OPS) {
+    d = now - tg_profile_t0;
+    tg_profile_counts[op_index] = d > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)d;
+  }
+}
+#endif
+
+/* ------------------------------------------------------------------ */
 /* model description checks */
 
 static int model_info_ok(void) {
@@ -125,6 +151,9 @@ static uint8_t device_flags(const tg_proto_t *p) {
   uint8_t flags = 0;
   if (p->model_status == 0) flags |= FLAG_MODEL_READY;
   if (*(const uint8_t *)&one == 0) flags |= FLAG_BIG_ENDIAN;
+#ifdef TG_PROFILE_OPS
+  flags |= FLAG_PROFILE;
+#endif
   return flags;
 }
 
@@ -334,6 +363,30 @@ static void send_output(tg_proto_t *p, uint16_t seq) {
   tx_end(p);
 }
 
+#ifdef TG_PROFILE_OPS
+/* READ_PROFILE reply: slots u32, first u32, then up to count u32 values. */
+static void send_profile(tg_proto_t *p, uint16_t seq) {
+  uint32_t first = get32(p->args), n = get32(p->args + 4), i;
+  uint8_t h[ACK_BYTES], v[4];
+  if (!p->outputs_valid) {
+    send_error(p, seq, TG_ERR_NO_OUTPUT, TG_CMD_READ_PROFILE, 0);
+    return;
+  }
+  if (first > TG_PROFILE_MAX_OPS) first = TG_PROFILE_MAX_OPS;
+  if (n > TG_PROFILE_MAX_OPS - first) n = TG_PROFILE_MAX_OPS - first;
+  if (n > TG_PROTO_MAX_CHUNK / 4u) n = TG_PROTO_MAX_CHUNK / 4u;
+  put32(h, TG_PROFILE_MAX_OPS);
+  put32(h + 4, first);
+  tx_begin(p, TG_REPLY_FLAG | TG_CMD_READ_PROFILE, seq, ACK_BYTES + 4u * n);
+  tx_bytes(p, h, sizeof h);
+  for (i = 0; i < n; i++) {
+    put32(v, tg_profile_counts[first + i]);
+    tx_bytes(p, v, sizeof v);
+  }
+  tx_end(p);
+}
+#endif
+
 /* ------------------------------------------------------------------ */
 /* request handling */
 
@@ -460,6 +513,9 @@ static void handle_invoke(tg_proto_t *p, uint16_t seq) {
     }
   }
   p->outputs_valid = 0;
+#ifdef TG_PROFILE_OPS
+  memset(tg_profile_counts, 0, sizeof tg_profile_counts);
+#endif
   c0 = tg_hal_counter();
   p->last_invoke_status = tg_model_run();
   c1 = tg_hal_counter();
@@ -519,6 +575,17 @@ static void dispatch(tg_proto_t *p) {
       }
       return;
     }
+#ifdef TG_PROFILE_OPS
+    case TG_CMD_READ_PROFILE:
+      if (!session_ok(p)) {
+        send_error(p, seq, TG_ERR_SESSION, type, p->session);
+      } else if (p->rx_len != PROFILE_ARGS_BYTES) {
+        send_error(p, seq, TG_ERR_BAD_LENGTH, type, PROFILE_ARGS_BYTES);
+      } else {
+        send_profile(p, seq);
+      }
+      return;
+#endif
     default:
       send_error(p, seq, TG_ERR_UNKNOWN_COMMAND, type, type);
       return;

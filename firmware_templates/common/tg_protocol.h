@@ -49,6 +49,10 @@ extern "C" {
 #define TG_CMD_INVOKE 0x03u
 #define TG_CMD_RESET_STATE 0x04u
 #define TG_CMD_READ_OUTPUT 0x05u
+/* Optional: only firmware built with TG_PROFILE_OPS (tinygen build --profile,
+ * aot runtime) knows it; INFO flags bit 2 says so.  Others answer
+ * UNKNOWN_COMMAND. */
+#define TG_CMD_READ_PROFILE 0x06u
 /* Replies from the device: success = 0x80 | request type, plus: */
 #define TG_REPLY_FLAG 0x80u
 #define TG_MSG_BOOT 0xF0u  /* unsolicited, sent once after every boot */

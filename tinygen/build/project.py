@@ -49,6 +49,8 @@ class BuildResult:
     pio_message: str = ""
     resolver: list[str] = field(default_factory=list)
     weight_symbols: list[str] = field(default_factory=list)
+    profile: bool = False                  # firmware times every operator (READ_PROFILE)
+    memory_plan: dict | None = None        # aot arena plan (see plan_manifest)
 
     def manifest(self) -> dict:
         return {
@@ -59,7 +61,24 @@ class BuildResult:
             "code_estimate": self.code_estimate, "resolver": self.resolver,
             "weight_symbols": self.weight_symbols,
             "inputs": self.analysis.inputs, "outputs": self.analysis.outputs,
+            "profile": self.profile, "memory_plan": self.memory_plan,
         }
+
+
+def plan_manifest(plan, ir) -> dict:
+    """The aot arena plan as JSON: one record per arena buffer with its offset,
+    size and lifetime in operator indices (-1: before the run, n_ops: after)."""
+    names = {t.index: t.name for t in ir.tensors}
+    return {
+        "arena_bytes": plan.arena_bytes, "alignment": plan.alignment,
+        "strategy": plan.strategy, "lower_bound_bytes": plan.lower_bound_bytes,
+        "greedy_bytes": plan.greedy_bytes, "naive_bytes": plan.naive_bytes,
+        "ops": [op.opcode for op in ir.operators],
+        "buffers": [{"key": b.key, "offset": b.offset, "size": b.size, "first": b.first,
+                     "last": b.last, "scratch_op": b.scratch_op,
+                     "tensors": [names.get(t, str(t)) for t in b.tensors]}
+                    for b in plan.buffers],
+    }
 
 
 def default_out_dir(model_path: Path, board: Board) -> Path:
@@ -80,10 +99,12 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
           calib: str | Path | None = None, out_dir: str | Path | None = None,
           tflm_source: str | Path | None = None, compile_firmware: bool = True,
           progress: Callable[[str], None] | None = None,
-          detection: str | Path | None = None) -> BuildResult:
+          detection: str | Path | None = None, profile: bool = False) -> BuildResult:
     note = progress or (lambda _m: None)
     board = get_board(board_id)
     runtime = choose_runtime(board, runtime)
+    if profile and runtime != "aot":
+        raise TinygenError("--profile (per-operator timing) needs the aot runtime")
     model_path = Path(model_path)
     out = Path(out_dir) if out_dir else default_out_dir(model_path, board)
     _check_destination(out)
@@ -107,7 +128,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
                                     dir=out.parent))
     try:
         result = _render(staging, board, runtime, source.name, conversion, analysis, fit,
-                         tflm_source, note)
+                         tflm_source, note, profile)
         if compile_firmware and board.emulated:
             note(f"compiling firmware for {board.id} with PlatformIO (offline platform)")
             _compile_emulated(staging, result)
@@ -167,7 +188,7 @@ def _copy_common(src: Path, names: list[str]) -> None:
 
 def _render(root: Path, board: Board, runtime: str, model_name: str,
             conversion: ConversionResult, analysis: Analysis, fit: dict,
-            tflm_source: Path | None, note) -> BuildResult:
+            tflm_source: Path | None, note, profile: bool = False) -> BuildResult:
     ir = conversion.ir
     src = root / "src"
     src.mkdir(parents=True)
@@ -200,12 +221,16 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
         result.arena_bytes = aot.arena_bytes
         result.weights_bytes = aot.weights_bytes
         result.weight_symbols = list(getattr(aot, "weight_symbols", []))
+        result.memory_plan = plan_manifest(aot.plan, ir)
+        result.profile = profile
         result.code_estimate = fitmod.AOT_CODE_BASE + fitmod.AOT_CODE_PER_KERNEL * len(
             {c.kernel for c in aot.calls})
 
     ctx = dict(version=__version__, board=board, runtime=runtime, model_name=model_name,
                signature=ir.signature, arena_in_psram=in_psram, project_name=_c_name(model_name),
                emulated_lines=[], build_flags=_build_flags(board, runtime))
+    if result.profile:
+        ctx["build_flags"] += ["-DTG_PROFILE_OPS", f"-DTG_PROFILE_MAX_OPS={max(1, len(ir.operators))}u"]
     if board.family == "qemu":
         from . import pio_offline
         ctx["emulated_lines"] = pio_offline.platformio_ini_lines(board.pio_board)

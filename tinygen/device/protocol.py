@@ -36,6 +36,7 @@ CMD_INPUT_CHUNK = 0x02
 CMD_INVOKE = 0x03
 CMD_RESET_STATE = 0x04
 CMD_READ_OUTPUT = 0x05
+CMD_READ_PROFILE = 0x06  # optional: firmware built with --profile (INFO flags bit 2)
 REPLY_FLAG = 0x80
 MSG_BOOT = 0xF0
 MSG_ERROR = 0xFF
@@ -46,6 +47,7 @@ COMMAND_NAMES = {
     CMD_INVOKE: "INVOKE",
     CMD_RESET_STATE: "RESET_STATE",
     CMD_READ_OUTPUT: "READ_OUTPUT",
+    CMD_READ_PROFILE: "READ_PROFILE",
 }
 
 ERR_UNKNOWN_COMMAND = 1
@@ -109,6 +111,7 @@ HEADER_BYTES = HEADER.size  # 12
 CRC_BYTES = CRC.size  # 4
 ARGS = struct.Struct("<B3xI")  # INPUT_CHUNK arguments and reply, READ_OUTPUT reply
 READ_ARGS = struct.Struct("<B3xII")
+PROFILE_ARGS = struct.Struct("<II")  # READ_PROFILE request: first, count; reply: slots, first
 INVOKE_ARGS = struct.Struct("<I")
 ERROR = struct.Struct("<BBxxI")
 BOOT = struct.Struct("<BBBxi")
@@ -363,6 +366,7 @@ class DeviceInfo:
     max_chunk: int
     model_status: int  # 0 when tg_model_init succeeded
     big_endian: bool = False
+    profile: bool = False  # built with per-operator timing (READ_PROFILE)
 
     @property
     def model_ready(self) -> bool:
@@ -450,6 +454,7 @@ def parse_info(payload: bytes) -> DeviceInfo:
         max_chunk=max_chunk,
         model_status=status,
         big_endian=big_endian,
+        profile=bool(flags & 4),
     )
 
 
@@ -572,6 +577,33 @@ class DeviceClient:
         frame = self._transact(CMD_RESET_STATE, b"")
         if frame.payload:
             raise ProtocolError("RESET_STATE reply carries unexpected data")
+
+    def read_profile(self) -> list[int]:
+        """Per-operator counter deltas of the last inference, indexed by
+        operator (0 for operators that run no code), in the INVOKE counter's
+        unit.  Only firmware built with ``--profile`` has them
+        (``info().profile``); others raise DeviceError UNKNOWN_COMMAND."""
+        info = self._current_info()
+        if not info.profile:
+            raise ProtocolError("the firmware was built without per-operator profiling "
+                                "(tinygen build --profile)")
+        values: list[int] = []
+        slots = None
+        while slots is None or len(values) < slots:
+            want = max(1, min(self.chunk_size, info.max_chunk or self.chunk_size) // 4)
+            frame = self._transact(CMD_READ_PROFILE, PROFILE_ARGS.pack(len(values), want),
+                                   reply_bytes=8 + 4 * want)
+            payload = frame.payload
+            if len(payload) < PROFILE_ARGS.size or (len(payload) - PROFILE_ARGS.size) % 4:
+                raise ProtocolError("READ_PROFILE reply has the wrong size")
+            got_slots, first = PROFILE_ARGS.unpack_from(payload)
+            n = (len(payload) - PROFILE_ARGS.size) // 4
+            if first != len(values) or (slots is not None and got_slots != slots) or \
+                    first + n > got_slots or (n == 0 and first < got_slots):
+                raise ProtocolError("READ_PROFILE reply does not match the request")
+            slots = got_slots
+            values.extend(struct.unpack_from(f"<{n}I", payload, PROFILE_ARGS.size))
+        return values
 
     def wait_boot(self, timeout: float) -> BootInfo:
         """Wait for the BOOT frame a device sends when it starts (after a
