@@ -542,3 +542,16 @@ def test_autoencoder_on_cortex_m4_qemu(whole_models, tmp_path):
     from harness import assert_bit_exact_m4
     assert_bit_exact_m4(whole_models["lstm_autoencoder"], tmp_path, n_inputs=5, seed=3)
     assert_bit_exact_m4(whole_models["stacked_lstm"], tmp_path / "s", n_inputs=5, seed=4)
+
+
+@pytest.mark.skipif(not (__import__("harness").qemu_available()), reason="no QEMU")
+@settings(max_examples=4, **FAST)
+@given(lstm_cases(max_units=12))
+def test_lstm_on_cortex_m4_qemu(case):
+    """Single-operator LSTMs (odd sizes, batches, time-major) on the emulated
+    Cortex-M4F, whose dot products take the SMLAD path: 4 invocations with
+    the state carried."""
+    from harness import assert_bit_exact_m4
+    kw, seed = case
+    with tempfile.TemporaryDirectory(prefix="tg_lstm_m4_") as d:
+        assert_bit_exact_m4(lstm_model(seed, **kw), Path(d), n_inputs=4, seed=seed)
