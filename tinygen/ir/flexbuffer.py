@@ -67,10 +67,6 @@ TYPE_NAMES = {
     BLOB: "blob", BOOL: "bool", VECTOR_BOOL: "bool vector",
 }
 
-_INLINE = (NULL, INT, UINT, FLOAT, BOOL)
-_OFFSET = (KEY, STRING, INDIRECT_INT, INDIRECT_UINT, INDIRECT_FLOAT, MAP, VECTOR,
-           VECTOR_INT, VECTOR_UINT, VECTOR_FLOAT, VECTOR_KEY, VECTOR_STRING_DEPRECATED,
-           *range(VECTOR_INT2, VECTOR_FLOAT4 + 1), BLOB, VECTOR_BOOL)
 _UINT_FMT = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
 _INT_FMT = {1: "<b", 2: "<h", 4: "<i", 8: "<q"}
 _FLOAT_FMT = {4: "<f", 8: "<d"}
