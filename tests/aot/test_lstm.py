@@ -555,3 +555,21 @@ def test_lstm_on_cortex_m4_qemu(case):
     kw, seed = case
     with tempfile.TemporaryDirectory(prefix="tg_lstm_m4_") as d:
         assert_bit_exact_m4(lstm_model(seed, **kw), Path(d), n_inputs=4, seed=seed)
+
+
+def test_state_tensors_are_never_shared(whole_models, tmp_path):
+    """The planner keeps every LSTM state tensor alive over the whole run, and
+    the generated reset writes the hidden zero point / 0 over them."""
+    m = parse_tflite(whole_models["stacked_lstm"])
+    res = generate_aot(m, tmp_path / "aot")
+    states = [t for t in m.tensors if t.is_variable]
+    assert len(states) == 6          # three LSTMs, h and c each
+    n_ops = len(m.operators)
+    for buf in res.plan.buffers:
+        if any(m.tensors[t].is_variable for t in buf.tensors):
+            assert len(buf.tensors) == 1 and buf.first == -1 and buf.last == n_ops
+    model_c = (tmp_path / "aot" / "model.c").read_text()
+    reset = model_c[model_c.index("void tg_model_reset(void)"):model_c.index("int tg_model_init")]
+    for t in states:
+        fill = t.zero_point & 0xFF if t.dtype == "int8" else 0
+        assert f"tg_arena[{res.plan.offsets[t.index]}u + i] = (int8_t){fill};" in reset
