@@ -17,6 +17,8 @@ typical session:
   tinygen inspect model.h5 --calib calib.npy --board nucleo_f446re
   tinygen build --board esp32cam model.h5 --calib calib.npy -o esp32cam-kws
   tinygen verify --board esp32cam --port /dev/ttyUSB0 model.h5 --calib calib.npy
+  tinygen verify model.h5 --calib calib.npy --profile --html report.html   # plots, per-op times
+  tinygen verify --board esp32cam --port rfc2217://farm:7001 --port rfc2217://farm:7002 model.h5
 """
 
 
@@ -170,7 +172,7 @@ def cmd_build(args, con: Console) -> int:
     board = _default_board(args)
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
-              progress=con.progress, detection=args.detection)
+              progress=con.progress, detection=args.detection, profile=args.profile)
     print_build_summary(r, con)
     return 0
 
@@ -279,6 +281,9 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tflm-source", metavar="DIR",
                     help="TFLM source tree from create_tflm_tree.py, placed in lib/ (STM32 + tflm)")
     sp.add_argument("--no-compile", action="store_true", help="render the project only")
+    sp.add_argument("--profile", action="store_true",
+                    help="aot runtime: time every operator on the device (read back by "
+                         "`tinygen verify`; adds two counter reads per operator)")
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("flash", help="put a built project on its board (QEMU for emulated boards)",
@@ -299,7 +304,8 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--board", help="board id (default: qemu-stm32f405, emulated)")
     sp.add_argument("--port", action="append", metavar="URL",
                     help="serial port or pyserial URL of a flashed board (/dev/ttyUSB0, "
-                         "socket://host:port, rfc2217://host:port)")
+                         "socket://host:port, rfc2217://host:port); give it several times to "
+                         "verify several boards at once (one combined report)")
     calib_arg(sp)
     sp.add_argument("--runtime", choices=["aot", "tflm"])
     group = sp.add_mutually_exclusive_group()
@@ -308,8 +314,17 @@ def make_parser() -> argparse.ArgumentParser:
     group.add_argument("--data", metavar="FILE", help="input vectors (.npy/.npz, float or int8)")
     sp.add_argument("--tolerance", type=int, default=None, metavar="LSB",
                     help="max allowed |device - reference| in LSB (default 0 for aot, 1 for tflm)")
-    sp.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    sp.add_argument("--json", metavar="FILE",
+                    help="write the report as JSON; `--json -` prints it to stdout (the "
+                         "human-readable summary then goes to stderr)")
     sp.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    sp.add_argument("--html", metavar="FILE",
+                    help="write a self-contained HTML report with plots (error histograms, "
+                         "device vs reference, float vs int8 top-1, latency, memory plan, "
+                         "per-op times); see docs/reports.md")
+    sp.add_argument("--profile", action="store_true",
+                    help="build the firmware with per-operator timing (aot, emulated boards "
+                         "built here; flashed boards need `tinygen build --profile`)")
     sp.add_argument("-o", "--output", metavar="DIR", help="project directory (default tinygen-out/MODEL-BOARD)")
     sp.set_defaults(func=cmd_verify)
     return p

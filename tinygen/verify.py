@@ -3,15 +3,23 @@
 The host never gives a verdict on a broken exchange: any protocol failure
 raises a ProtocolError (a TinygenError) before metrics are computed, so a
 report exists only when every vector came back in a valid reply.
+
+Several boards can be verified at once (``--port`` given more than once):
+one worker thread per port, the reference computed once, one combined
+report whose overall verdict needs every board to pass.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -59,6 +67,19 @@ class VerifyReport:
         return asdict(self)
 
 
+@dataclass
+class BoardRun:
+    """One board's part of a verification: its report and the raw data the
+    HTML report plots.  ``error`` is set (and ``report`` None) when the
+    exchange with this board failed: no verdict for it."""
+    label: str
+    report: VerifyReport | None = None
+    device_outs: list = field(default_factory=list)
+    counters: list[int] = field(default_factory=list)
+    profiles: list[list[int]] = field(default_factory=list)   # per vector, per op
+    error: str | None = None
+
+
 def detection_row_mask(ir: Model, ref_outs: list[list[np.ndarray]]):
     """For SSD models: per vector, how many leading rows of each output are defined.
 
@@ -76,12 +97,12 @@ def detection_row_mask(ir: Model, ref_outs: list[list[np.ndarray]]):
     return {ir.outputs.index(o): rows for o in outs[:3]}
 
 
-def compare_outputs(ir: Model, device_outs: list[list[np.ndarray]],
-                    ref_outs: list[list[np.ndarray]], tolerance: int) -> list[OutputMetrics]:
-    """Per output metrics.  Quantized outputs are compared in LSB; float outputs
-    (SSD post-processing) bit for bit, their max |delta| reported in output units."""
+def stacked_outputs(ir: Model, device_outs: list[list[np.ndarray]],
+                    ref_outs: list[list[np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per output: (device, reference) arrays of shape [vectors, *shape], with
+    undefined SSD detection rows zeroed in both."""
     masks = detection_row_mask(ir, ref_outs) or {}
-    metrics = []
+    pairs = []
     for k, t in enumerate(ir.output_tensors()):
         dev = np.stack([np.asarray(v[k]).reshape(t.shape) for v in device_outs])
         ref = np.stack([np.asarray(v[k]).reshape(t.shape) for v in ref_outs])
@@ -89,6 +110,17 @@ def compare_outputs(ir: Model, device_outs: list[list[np.ndarray]],
             for j, rows in enumerate(masks[k]):
                 dev[j, :, rows:] = 0
                 ref[j, :, rows:] = 0
+        pairs.append((dev, ref))
+    return pairs
+
+
+def compare_outputs(ir: Model, device_outs: list[list[np.ndarray]],
+                    ref_outs: list[list[np.ndarray]], tolerance: int) -> list[OutputMetrics]:
+    """Per output metrics.  Quantized outputs are compared in LSB; float outputs
+    (SSD post-processing) bit for bit, their max |delta| reported in output units."""
+    metrics = []
+    for k, (t, (dev, ref)) in enumerate(zip(ir.output_tensors(),
+                                            stacked_outputs(ir, device_outs, ref_outs))):
         is_float = t.dtype.startswith("float")
         if is_float:
             same = dev.view(np.uint32 if dev.dtype == np.float32 else np.uint64) == \
@@ -125,25 +157,44 @@ def compare_outputs(ir: Model, device_outs: list[list[np.ndarray]],
 def make_vectors(ir: Model, samples: int | None, data: str | None, calib: str | None,
                  seed: int = 1234) -> list[list[np.ndarray]]:
     """int8 input vectors: from --data, else from --calib, else random."""
+    return make_vector_set(ir, samples, data, calib, seed)[0]
+
+
+def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str | None,
+                    seed: int = 1234) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """(int8 vectors, the same vectors in float): the float ones are the
+    samples as given when they were float, else the int8 ones dequantized."""
     ins = ir.input_tensors()
     n = samples if samples is not None else DEFAULT_SAMPLES
     if n <= 0:
         raise TinygenError("--samples must be at least 1")
     source = data or calib
+    vectors, floats = [], []
     if source:
         loaded = load_samples(Path(source), [t.shape for t in ins],
                               what="data" if data else "calibration")
-        vectors = []
         for s in loaded[: (None if data and samples is None else n)]:
-            vec = []
+            vec, fvec = [], []
             for x, t in zip(s, ins):
                 x = np.asarray(x)
-                vec.append(x.astype(np.int8).reshape(t.shape) if x.dtype == np.int8
-                           else quantize(x, t))
+                if x.dtype == np.int8:
+                    q = x.astype(np.int8).reshape(t.shape)
+                    fvec.append(dequantize(q, t).astype(np.float32) if t.quant
+                                else q.astype(np.float32))
+                else:
+                    q = quantize(x, t)
+                    fvec.append(np.asarray(x, np.float32).reshape(t.shape))
+                vec.append(q)
             vectors.append(vec)
-        return vectors
+            floats.append(fvec)
+        return vectors, floats
     rng = np.random.default_rng(seed)
-    return [[rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ins] for _ in range(n)]
+    for _ in range(n):
+        vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ins]
+        vectors.append(vec)
+        floats.append([dequantize(q, t).astype(np.float32) if t.quant else q.astype(np.float32)
+                       for q, t in zip(vec, ins)])
+    return vectors, floats
 
 
 def check_device_matches(info, ir: Model, board: Board, runtime: str) -> None:
@@ -158,9 +209,17 @@ def check_device_matches(info, ir: Model, board: Board, runtime: str) -> None:
         raise TinygenError("the device reports a different number of inputs/outputs than the model")
 
 
-def run_vectors(client, ir: Model, vectors, progress=None) -> tuple[list, list[int]]:
-    from .device.protocol import InferenceResult  # noqa: F401  (type only)
-    stateful = any(op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in ir.operators)
+def is_stateful(ir: Model) -> bool:
+    return any(op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in ir.operators)
+
+
+def run_vectors(client, ir: Model, vectors, progress=None, on_vector=None,
+                profiles: list | None = None) -> tuple[list, list[int]]:
+    """Every vector on the device.  ``on_vector(i)`` is called after each;
+    ``profiles``, when given and the firmware was built with --profile,
+    receives each vector's per-operator counters."""
+    stateful = is_stateful(ir)
+    profiled = profiles is not None and getattr(client.info(), "profile", False)
     outs, counters = [], []
     for i, vec in enumerate(vectors):
         if stateful:
@@ -168,7 +227,11 @@ def run_vectors(client, ir: Model, vectors, progress=None) -> tuple[list, list[i
         res = client.infer(vec)
         outs.append(res.outputs)
         counters.append(int(res.counter))
-        if progress and (i + 1) % max(1, len(vectors) // 10) == 0:
+        if profiled:
+            profiles.append(client.read_profile())
+        if on_vector is not None:
+            on_vector(i)
+        elif progress and (i + 1) % max(1, len(vectors) // 10) == 0:
             progress(f"device: {i + 1}/{len(vectors)} vectors")
     return outs, counters
 
@@ -176,12 +239,34 @@ def run_vectors(client, ir: Model, vectors, progress=None) -> tuple[list, list[i
 def run_reference(ir: Model, vectors) -> list:
     from .reference import TflmReference
     ref = TflmReference(ir.tflite)
-    stateful = any(op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in ir.operators)
+    stateful = is_stateful(ir)
     outs = []
     for vec in vectors:
         if stateful:
             ref.reset()
         outs.append(ref.run(vec))
+    return outs
+
+
+def run_float_model(model_path: str | Path, ir: Model, float_vectors) -> list | None:
+    """The float Keras/SavedModel outputs for the same inputs (quantization
+    drift); None for a .tflite source."""
+    from .load import load_model
+    src = load_model(model_path)
+    if src.kind == "tflite":
+        return None
+    from . import tfenv
+    from .convert import _traceable
+    tf = tfenv.tf()
+    fn, shapes, _names, _model = _traceable(src, tf)
+    outs = []
+    with tfenv.quiet():
+        for vec in float_vectors:
+            f = fn(*[np.asarray(x, np.float32).reshape(s) for x, s in zip(vec, shapes)])
+            f = f if isinstance(f, (list, tuple)) else [f]
+            outs.append([np.asarray(v) for v in f])
+    if outs and len(outs[0]) != len(ir.outputs):
+        return None
     return outs
 
 
@@ -212,19 +297,45 @@ def latency_figures(counters: list[int], unit: str) -> dict:
             "mean": float(c.mean()), "per_vector": [int(v) for v in c]}
 
 
-def write_junit(report: VerifyReport, path: Path) -> None:
-    suite = ET.Element("testsuite", name=f"tinygen.verify.{report.board}",
-                       tests=str(len(report.outputs)),
-                       failures=str(sum(not o.passed for o in report.outputs)),
-                       time=f"{report.duration_s:.3f}")
-    for o in report.outputs:
-        case = ET.SubElement(suite, "testcase", classname=f"{report.board}.{report.runtime}",
-                             name=f"output{o.index}:{o.name}")
-        if not o.passed:
-            f = ET.SubElement(case, "failure", message=f"max |delta| {o.max_abs_diff_lsb} LSB > "
-                                                      f"tolerance {report.tolerance_lsb}")
-            f.text = json.dumps(asdict(o))
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+def profile_figures(ir: Model, profiles: list[list[int]]) -> list[dict]:
+    """Per operator: mean/min/max counter over the vectors and share of the sum."""
+    if not profiles:
+        return []
+    p = np.asarray([row[: len(ir.operators)] for row in profiles], dtype=np.float64)
+    means = p.mean(axis=0)
+    total = float(means.sum()) or 1.0
+    return [{"index": i, "op": op.opcode, "mean": float(means[i]), "min": int(p[:, i].min()),
+             "max": int(p[:, i].max()), "share": float(means[i] / total)}
+            for i, op in enumerate(ir.operators) if i < p.shape[1]]
+
+
+def write_junit(reports: VerifyReport | list[VerifyReport], path: Path) -> None:
+    """One testsuite per board (in a testsuites element when there are several)."""
+    if isinstance(reports, VerifyReport):
+        reports = [reports]
+    suites = []
+    for report in reports:
+        suite = ET.Element("testsuite", name=f"tinygen.verify.{report.board}",
+                           tests=str(len(report.outputs)),
+                           failures=str(sum(not o.passed for o in report.outputs)),
+                           time=f"{report.duration_s:.3f}")
+        if len(reports) > 1:
+            suite.set("hostname", report.port)
+        for o in report.outputs:
+            case = ET.SubElement(suite, "testcase", classname=f"{report.board}.{report.runtime}",
+                                 name=f"output{o.index}:{o.name}"
+                                 + (f"@{report.port}" if len(reports) > 1 else ""))
+            if not o.passed:
+                f = ET.SubElement(case, "failure",
+                                  message=f"max |delta| {o.max_abs_diff_lsb} LSB > "
+                                          f"tolerance {report.tolerance_lsb}")
+                f.text = json.dumps(asdict(o))
+        suites.append(suite)
+    root = suites[0]
+    if len(suites) > 1:
+        root = ET.Element("testsuites")
+        root.extend(suites)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
 def format_report(r: VerifyReport) -> str:
@@ -241,6 +352,11 @@ def format_report(r: VerifyReport) -> str:
         key = "instructions" if "instructions" in lat else "cycles"
         lines.append(f"  latency: {lat[key]:,} {key} per inference (min {lat['min']:,}, "
                      f"max {lat['max']:,})")
+        per_op = lat.get("per_op") or []
+        if per_op:
+            top = sorted(per_op, key=lambda o: -o["mean"])[:3]
+            lines.append("  slowest ops: " + ", ".join(
+                f"#{o['index']} {o['op']} {o['share']:.0%}" for o in top))
     m = r.memory
     if m.get("flash_code") is not None:
         lines.append(f"  flash: code {m['flash_code']:,} B + weights {m['flash_weights']:,} B; "
@@ -253,28 +369,221 @@ def format_report(r: VerifyReport) -> str:
 
 
 # ---------------------------------------------------------------------------
+# progress
 
 
-def verify_on_client(client, ir: Model, board: Board, runtime: str, vectors, tolerance: int,
-                     port: str, project_dir: Path | None, progress=None) -> VerifyReport:
+class VectorProgress:
+    """Progress of the device runs: a one-line bar redrawn in place when
+    ``stream`` is a terminal, else a line per 10 % per board; nothing when
+    quiet.  Thread-safe: workers call :meth:`advance` and :meth:`note`."""
+
+    WIDTH = 28
+
+    def __init__(self, total: int, labels: list[str], quiet: bool = False, stream=None,
+                 interval: float = 0.1):
+        self.stream = stream if stream is not None else sys.stderr
+        self.total = total
+        self.labels = labels
+        self.done = [0] * len(labels)
+        self.quiet = quiet
+        isatty = getattr(self.stream, "isatty", None)
+        self.bar = not quiet and bool(isatty and isatty())
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._t0 = time.monotonic()
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self._write("\r\x1b[2K")
+            self._drawn = False
+
+    def line(self) -> str:
+        total = self.total * len(self.labels)
+        done = sum(self.done)
+        frac = done / total if total else 1.0
+        filled = int(round(frac * self.WIDTH))
+        elapsed = time.monotonic() - self._t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        text = f"  [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} vectors"
+        if 0 < done < total and rate > 0:
+            text += f", {rate:.1f}/s, ~{(total - done) / rate:.0f} s left"
+        elif done == total:
+            text += f" in {elapsed:.1f} s"
+        if len(self.labels) > 1:
+            text += "  (" + ", ".join(f"{_short(lbl)} {d}" for lbl, d in
+                                      zip(self.labels, self.done)) + ")"
+        cols = shutil.get_terminal_size((100, 20)).columns
+        return text[: max(20, cols - 1)]
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_draw < self.interval:
+            return
+        self._last_draw = now
+        self._write("\r\x1b[2K" + self.line())
+        self._drawn = True
+
+    def note(self, message: str) -> None:
+        """A progress message (kept above the bar)."""
+        if self.quiet:
+            return
+        with self._lock:
+            self._clear()
+            self._write(f"  .. {message}\n")
+            if self.bar and sum(self.done):
+                self._draw(force=True)
+
+    def advance(self, board: int = 0) -> None:
+        if self.quiet:
+            return
+        with self._lock:
+            self.done[board] += 1
+            n = self.done[board]
+            if self.bar:
+                self._draw(force=n == self.total)
+            elif n == self.total or n % max(1, self.total // 10) == 0:
+                prefix = f"{self.labels[board]}: " if len(self.labels) > 1 else ""
+                self._write(f"  .. {prefix}device: {n}/{self.total} vectors\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self.bar and self._drawn:
+                self._write("\n")
+                self._drawn = False
+
+
+def _short(label: str) -> str:
+    return label.split("://", 1)[-1]
+
+
+# ---------------------------------------------------------------------------
+
+
+def run_board(client, ir: Model, board: Board, runtime: str, vectors, tolerance: int,
+              port: str, project_dir: Path | None, ref_outs: list | None = None,
+              progress: Callable[[str], None] | None = None,
+              on_vector: Callable[[int], None] | None = None) -> BoardRun:
+    """Verify on one connected device; the reference outputs are computed
+    here unless given (several boards share one computation)."""
     t0 = time.monotonic()
     info = client.info()
     check_device_matches(info, ir, board, runtime)
     if progress:
-        progress(f"device: {info.board}, runtime {info.runtime}, arena {info.arena_bytes:,} B, "
-                 f"protocol v{info.protocol_version}")
-    dev_outs, counters = run_vectors(client, ir, vectors, progress)
-    ref_outs = run_reference(ir, vectors)
+        progress(f"{port}: {info.board}, runtime {info.runtime}, arena {info.arena_bytes:,} B, "
+                 f"protocol v{info.protocol_version}"
+                 + (", per-op profiling" if getattr(info, "profile", False) else ""))
+    profiles: list[list[int]] = []
+    dev_outs, counters = run_vectors(client, ir, vectors, progress, on_vector, profiles)
+    if ref_outs is None:
+        ref_outs = run_reference(ir, vectors)
     metrics = compare_outputs(ir, dev_outs, ref_outs, tolerance)
     bit_exact = all(o.max_abs_diff_lsb == 0 for o in metrics)
-    return VerifyReport(
+    latency = latency_figures(counters, info.counter_unit)
+    if profiles:
+        latency["per_op"] = profile_figures(ir, profiles)
+    report = VerifyReport(
         passed=all(o.passed for o in metrics), bit_exact=bit_exact, board=board.id,
         runtime=info.runtime, port=port, model_signature=ir.signature, vectors=len(vectors),
-        tolerance_lsb=tolerance, outputs=metrics,
-        latency=latency_figures(counters, info.counter_unit), memory=memory_figures(project_dir),
+        tolerance_lsb=tolerance, outputs=metrics, latency=latency,
+        memory=memory_figures(project_dir),
         device={"board": info.board, "runtime": info.runtime, "arena_bytes": info.arena_bytes,
                 "protocol_version": info.protocol_version},
         duration_s=time.monotonic() - t0)
+    return BoardRun(label=port, report=report, device_outs=dev_outs, counters=counters,
+                    profiles=profiles)
+
+
+def verify_on_client(client, ir: Model, board: Board, runtime: str, vectors, tolerance: int,
+                     port: str, project_dir: Path | None, progress=None,
+                     ref_outs: list | None = None) -> VerifyReport:
+    return run_board(client, ir, board, runtime, vectors, tolerance, port, project_dir,
+                     ref_outs=ref_outs, progress=progress).report
+
+
+def verify_ports(urls: list[str], ir: Model, board: Board, runtime: str, vectors,
+                 tolerance: int, project_dir: Path | None, ref_outs: list,
+                 bar: VectorProgress, labels: list[str] | None = None) -> list[BoardRun]:
+    """Verify on every port at once, one worker thread each.  A board whose
+    exchange fails gets ``error`` set; the others still finish."""
+    from .device.protocol import DeviceClient
+    labels = labels or list(urls)
+    runs = [BoardRun(label=lbl) for lbl in labels]
+
+    def work(k: int) -> None:
+        try:
+            with DeviceClient.open(urls[k], board.baud) as client:
+                runs[k] = run_board(client, ir, board, runtime, vectors, tolerance, labels[k],
+                                    project_dir, ref_outs=ref_outs, progress=bar.note,
+                                    on_vector=lambda _i: bar.advance(k))
+        except TinygenError as exc:
+            runs[k].error = str(exc)
+        except Exception as exc:  # a bug, or an unexpected OS error: say where
+            runs[k].error = f"{type(exc).__name__}: {exc}"
+
+    if len(urls) == 1:
+        work(0)
+        return runs
+    threads = [threading.Thread(target=work, args=(k,), name=f"verify-{k}", daemon=True)
+               for k in range(len(urls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)
+    return runs
+
+
+def combined_payload(runs: list[BoardRun], float_check: dict | None = None) -> dict:
+    """The JSON report: one board's report as before; several boards as
+    ``{"passed", "bit_exact", "boards": [...]}`` (a failed exchange appears
+    as ``{"port", "error"}`` and makes the whole run not passed)."""
+    if len(runs) == 1 and runs[0].report is not None:
+        payload = runs[0].report.as_dict()
+    else:
+        ok = [r.report for r in runs if r.report is not None]
+        payload = {
+            "passed": len(ok) == len(runs) and all(r.passed for r in ok),
+            "bit_exact": len(ok) == len(runs) and all(r.bit_exact for r in ok),
+            "boards": [r.report.as_dict() if r.report is not None
+                       else {"port": r.label, "error": r.error, "passed": False}
+                       for r in runs]}
+        errors = [f"{r.label}: {r.error}" for r in runs if r.error]
+        if errors:
+            payload["errors"] = errors
+    if float_check:
+        payload["float_model"] = float_check
+    return payload
+
+
+def float_comparison(ir: Model, float_outs: list | None, ref_outs: list,
+                     runs: list[BoardRun]) -> dict | None:
+    """Top-1 of the float model vs the int8 reference vs each device, per
+    classifier output."""
+    if not float_outs:
+        return None
+    result = {}
+    for k, t in enumerate(ir.output_tensors()):
+        if not is_classifier_shape(t.shape) or t.dtype != "int8":
+            continue
+        f = np.stack([np.asarray(v[k]).reshape(-1) for v in float_outs])
+        r = np.stack([np.asarray(v[k]).reshape(-1) for v in ref_outs])
+        entry = {"float_vs_reference_top1": float(np.mean(f.argmax(1) == r.argmax(1))),
+                 "devices": {}}
+        for run in runs:
+            if run.report is None:
+                continue
+            d = np.stack([np.asarray(v[k]).reshape(-1) for v in run.device_outs])
+            entry["devices"][run.label] = {
+                "float_vs_device_top1": float(np.mean(f.argmax(1) == d.argmax(1))),
+                "reference_vs_device_top1": float(np.mean(r.argmax(1) == d.argmax(1)))}
+        result[t.name] = entry
+    return result or None
 
 
 def run_verify(args, con) -> int:
@@ -284,23 +593,31 @@ def run_verify(args, con) -> int:
     tolerance = args.tolerance if args.tolerance is not None else (0 if runtime == "aot" else 1)
     if tolerance < 0:
         raise TinygenError("--tolerance must be >= 0")
-    ports = args.port or []
+    ports = list(dict.fromkeys(args.port or []))
+    if len(ports) != len(args.port or []):
+        con.warn("the same --port was given more than once; it is verified once")
     if not board.emulated and not ports:
         raise TinygenError(f"{board.id} is a real board: give its serial port with --port "
                            f"(e.g. --port {board.serial_port or '/dev/ttyUSB0'})")
+    profile = bool(getattr(args, "profile", False))
+    json_to_stdout = getattr(args, "json", None) == "-"
 
     project_dir: Path | None = None
-    # With --port, talk to a device that is already running (a flashed board, or a
-    # QEMU started by `tinygen flash`); without, an emulated board is built and started.
+    # With --port, talk to devices that are already running (flashed boards, or
+    # QEMUs started by `tinygen flash`); without, an emulated board is built and started.
     own_qemu = board.emulated and not ports
+    elf = None
     if own_qemu:
         out = Path(args.output) if args.output else default_out_dir(Path(args.model), board)
         result = build(args.model, board.id, runtime=runtime, calib=args.calib, out_dir=out,
-                       progress=con.progress, detection=args.detection)
+                       progress=con.progress, detection=args.detection, profile=profile)
         ir = result.conversion.ir
         project_dir = result.out_dir
         elf = result.elf
     else:
+        if profile:
+            con.warn("--profile only changes how tinygen builds firmware; with --port the "
+                     "boards' firmware decides (build and flash it with `tinygen build --profile`)")
         from .convert import convert
         from .load import load_model
         ir = convert(load_model(args.model), Path(args.calib) if args.calib else None,
@@ -308,35 +625,92 @@ def run_verify(args, con) -> int:
         if args.output and (Path(args.output) / "tinygen.json").exists():
             project_dir = Path(args.output)
 
-    vectors = make_vectors(ir, args.samples, args.data, args.calib)
+    vectors, float_vectors = make_vector_set(ir, args.samples, args.data, args.calib)
     con.progress(f"{len(vectors)} input vectors")
+    con.progress("running the tflite_micro reference")
+    ref_outs = run_reference(ir, vectors)
 
-    from .device.protocol import DeviceClient
-    reports = []
-    if own_qemu:
-        from .device.qemu import QemuProcess
-        con.progress(f"starting QEMU ({board.qemu_machine}) with {elf.name}")
-        with QemuProcess(board.qemu_machine, elf) as qemu:
-            with DeviceClient.open(qemu.url) as client:
-                reports.append(verify_on_client(client, ir, board, runtime, vectors, tolerance,
-                                                "qemu:" + board.qemu_machine, project_dir,
-                                                con.progress))
-    else:
-        for url in ports:
-            with DeviceClient.open(url, board.baud) as client:
-                reports.append(verify_on_client(client, ir, board, runtime, vectors, tolerance,
-                                                url, project_dir, con.progress))
+    labels = ports or [f"qemu:{board.qemu_machine}"]
+    bar = VectorProgress(len(vectors), labels, quiet=con.quiet)
+    try:
+        if own_qemu:
+            from .device.qemu import QemuProcess
+            con.progress(f"starting QEMU ({board.qemu_machine}) with {elf.name}")
+            with QemuProcess(board.qemu_machine, elf) as qemu:
+                runs = verify_ports([qemu.url], ir, board, runtime, vectors, tolerance,
+                                    project_dir, ref_outs, bar, labels=labels)
+        else:
+            if len(ports) > 1:
+                con.progress(f"verifying on {len(ports)} boards at once")
+            runs = verify_ports(ports, ir, board, runtime, vectors, tolerance, project_dir,
+                                ref_outs, bar)
+    finally:
+        bar.close()
 
+    reports = [r.report for r in runs if r.report is not None]
+    failed = [r for r in runs if r.error]
+    if failed and len(runs) == 1:
+        raise TinygenError(failed[0].error)
+
+    float_outs = None
+    html = getattr(args, "html", None)
+    if html and not args.detection and not str(args.model).endswith(".tflite"):
+        con.progress("running the float model on the same inputs")
+        try:
+            float_outs = run_float_model(args.model, ir, float_vectors)
+        except TinygenError as exc:
+            con.warn(f"float model comparison skipped: {exc}")
+    float_check = float_comparison(ir, float_outs, ref_outs, runs)
+
+    human = sys.stderr if json_to_stdout else sys.stdout
     for r in reports:
-        con.out(format_report(r))
-    combined = reports[0] if len(reports) == 1 else None
-    payload = combined.as_dict() if combined else {
-        "passed": all(r.passed for r in reports), "bit_exact": all(r.bit_exact for r in reports),
-        "boards": [r.as_dict() for r in reports]}
-    if args.json:
+        if not (json_to_stdout and con.quiet):
+            print(format_report(r), file=human, flush=True)
+    for r in failed:
+        print(f"verify {board.id} over {r.label}: no verdict: {r.error}", file=sys.stderr,
+              flush=True)
+    if len(runs) > 1 and not (json_to_stdout and con.quiet):
+        passed = not failed and all(r.passed for r in reports)
+        exact = not failed and all(r.bit_exact for r in reports)
+        print(f"{'PASS' if passed else 'FAIL'}: {len(reports)} of {len(runs)} boards verified"
+              + (", all bit-exact" if exact else ""), file=human, flush=True)
+
+    payload = combined_payload(runs, float_check)
+    if json_to_stdout:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        sys.stdout.flush()
+    elif args.json:
         Path(args.json).write_text(json.dumps(payload, indent=2))
-    if args.junit:
-        write_junit(reports[0], Path(args.junit))
+    if args.junit and reports:
+        write_junit(reports, Path(args.junit))
+    if html:
+        from .report_html import write_html
+        con.progress(f"writing {html}")
+        plan = load_memory_plan(project_dir, ir, runtime)
+        write_html(Path(html), ir, runs, ref_outs, float_outs=float_outs, memory_plan=plan,
+                   model_name=Path(args.model).name, board=board, payload=payload)
+        if not (json_to_stdout and con.quiet):
+            print(f"report: {html}", file=human, flush=True)
+    if failed:
+        raise TinygenError(f"{len(failed)} of {len(runs)} boards could not be verified: "
+                           + "; ".join(f"{r.label}: {r.error}" for r in failed))
     if not all(r.passed for r in reports):
         raise VerificationFailed("device outputs differ from the reference beyond the tolerance")
     return 0
+
+
+def load_memory_plan(project_dir: Path | None, ir: Model, runtime: str) -> dict | None:
+    """The aot arena plan: from the project's manifest, else planned again."""
+    if project_dir is not None and (project_dir / "tinygen.json").exists():
+        plan = json.loads((project_dir / "tinygen.json").read_text()).get("memory_plan")
+        if plan:
+            return plan
+    if runtime != "aot":
+        return None
+    try:
+        from .build.project import plan_manifest
+        from .codegen.aot import plan_aot
+        _calls, plan = plan_aot(ir)
+        return plan_manifest(plan, ir)
+    except Exception:  # a model the aot planner cannot take: no picture
+        return None

@@ -1,0 +1,510 @@
+"""A self-contained HTML report of a verification (`tinygen verify --html`).
+
+One file, no external resources: the plots are PNGs made with matplotlib's
+Agg backend and embedded as base64 data URIs, the styles are inline.
+What it shows (docs/reports.md):
+
+* the verdict and the metrics table of every board;
+* per output: a histogram of device - reference in LSB, and reference vs
+  device values (scatter);
+* classifiers, when the float model is available: top-1 and score of the
+  float Keras model vs the int8 reference vs each device;
+* latency per vector (counter per inference, per board);
+* per-operator latency bars when the firmware was built with ``--profile``;
+* the aot memory plan: every arena buffer as a rectangle from its first to
+  its last use (operator index) and from its offset to offset + size.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .convert import dequantize, is_classifier_shape
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf"]
+KIND_COLORS = {"input": "#4c9be8", "output": "#f28e2b", "scratch": "#b0b0b0",
+               "activation": "#59a14f", "state": "#af7aa1"}
+MAX_SCATTER_POINTS = 20000
+MAX_TOP1_VECTORS = 60
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;background:#f6f7f9;color:#222}
+main{max-width:1100px;margin:0 auto;padding:18px 28px 40px;background:#fff;min-height:100vh}
+h1{font-size:22px;margin:6px 0 2px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:15px;margin:18px 0 6px}
+.sub{color:#666;font-size:13px;margin-bottom:10px}
+.badge{display:inline-block;padding:3px 10px;border-radius:12px;font-weight:600;font-size:14px;margin-right:8px}
+.pass{background:#dff5e1;color:#11612a;border:1px solid #9fd8a9}
+.fail{background:#fde2e1;color:#8d1b17;border:1px solid #f0a9a5}
+.info{background:#e8eefb;color:#1c3d7a;border:1px solid #b4c6ee}
+table{border-collapse:collapse;font-size:13px;margin:6px 0 10px}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}
+th{background:#f0f2f5} td.l,th.l{text-align:left}
+td.bad{background:#fde2e1} td.good{background:#eef9ef}
+img{max-width:100%;display:block;margin:6px 0 4px}
+.note{color:#555;font-size:12.5px;margin:2px 0 10px}
+code{background:#f0f2f5;padding:1px 4px;border-radius:3px;font-size:12.5px}
+"""
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:
+        from .errors import TinygenError
+        raise TinygenError("--html needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    _plt().close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def short_name(name: str, limit: int = 28) -> str:
+    """A readable tensor name: the first of TFLite's ';'-joined names, its last
+    two path parts."""
+    first = name.split(";")[0]
+    parts = [p for p in first.split("/") if p]
+    s = "/".join(parts[-2:]) if parts else first
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _fmt(n, digits=0) -> str:
+    if n is None:
+        return "-"
+    if isinstance(n, float) and digits:
+        return f"{n:,.{digits}f}"
+    return f"{int(round(n)):,}"
+
+
+def _counter_unit(runs) -> str:
+    for r in runs:
+        if r.report is not None:
+            return r.report.latency.get("unit", "cycles")
+    return "cycles"
+
+
+# ---------------------------------------------------------------------------
+# plots
+
+
+def plot_error_histogram(t, pairs_by_board: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+    plt = _plt()
+    is_float = t.dtype.startswith("float")
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    diffs = []
+    for label, dev, ref in pairs_by_board:
+        if is_float:
+            d = (dev.astype(np.float64) - ref.astype(np.float64)).reshape(-1)
+        else:
+            d = (dev.astype(np.int64) - ref.astype(np.int64)).reshape(-1)
+        diffs.append((label, d))
+    lo = min(int(np.floor(d.min())) for _, d in diffs) if diffs else 0
+    hi = max(int(np.ceil(d.max())) for _, d in diffs) if diffs else 0
+    if not is_float:
+        lo, hi = min(lo, -2), max(hi, 2)
+        edges = np.arange(lo - 0.5, hi + 1.5, 1.0) if hi - lo <= 60 else 60
+    else:
+        edges = 40
+    n = len(diffs)
+    for k, (label, d) in enumerate(diffs):
+        if not is_float and not isinstance(edges, int):
+            values, bins = np.histogram(d, bins=edges)
+            centers = (bins[:-1] + bins[1:]) / 2
+            width = 0.8 / n
+            ax.bar(centers - 0.4 + width * (k + 0.5), values, width=width,
+                   color=PALETTE[k % len(PALETTE)], label=_short_label(label))
+        else:
+            ax.hist(d, bins=edges, histtype="step", linewidth=1.5,
+                    color=PALETTE[k % len(PALETTE)], label=_short_label(label))
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_xlabel("device − reference" + ("" if is_float else " (LSB)"))
+    ax.set_ylabel("elements")
+    total = sum(d.size for _, d in diffs)
+    exact = sum(int(np.count_nonzero(d == 0)) for _, d in diffs)
+    ax.set_title(f"{short_name(t.name, 40)}: {exact:,} of {total:,} elements exact",
+                 fontsize=10)
+    if n > 1:
+        ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def plot_scatter(t, pairs_by_board: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 3.2))
+    lo, hi = np.inf, -np.inf
+    for k, (label, dev, ref) in enumerate(pairs_by_board):
+        x = ref.reshape(-1).astype(np.float64)
+        y = dev.reshape(-1).astype(np.float64)
+        if x.size > MAX_SCATTER_POINTS:
+            idx = np.random.default_rng(0).choice(x.size, MAX_SCATTER_POINTS, replace=False)
+            x, y = x[idx], y[idx]
+        if x.size:
+            lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
+        ax.scatter(x, y, s=8, alpha=0.45, color=PALETTE[k % len(PALETTE)],
+                   label=_short_label(label), edgecolors="none")
+    if np.isfinite(lo):
+        ax.plot([lo, hi], [lo, hi], color="#444", linewidth=0.8, linestyle="--", label="y = x")
+    unit = "" if t.dtype.startswith("float") else f" ({t.dtype})"
+    ax.set_xlabel("reference" + unit)
+    ax.set_ylabel("device" + unit)
+    ax.set_title("reference vs device", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_top1(t, float_out: np.ndarray, ref: np.ndarray, devs: list[tuple[str, np.ndarray]]) -> str:
+    """Per vector: the top-1 class of float / reference / devices, and the
+    score each gives to the reference's top-1 class."""
+    plt = _plt()
+    n = min(len(ref), MAX_TOP1_VECTORS)
+    f = float_out[:n].reshape(n, -1).astype(np.float64)
+    r = dequantize(ref[:n].reshape(n, -1), t)
+    x = np.arange(n)
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 5.2), sharex=True,
+                                 gridspec_kw={"height_ratios": [1, 1.2]})
+    a1.scatter(x, f.argmax(1), marker="o", s=70, facecolors="none", edgecolors="#333",
+               label="float (Keras)")
+    a1.scatter(x, r.argmax(1), marker="s", s=22, color="#f28e2b", label="int8 reference (TFLM)")
+    for k, (label, d) in enumerate(devs):
+        dq = dequantize(d[:n].reshape(n, -1), t)
+        a1.scatter(x, dq.argmax(1), marker="x", s=26, color=PALETTE[k % len(PALETTE)],
+                   label=f"device {_short_label(label)}")
+    a1.set_ylabel("top-1 class")
+    classes = f.shape[1]
+    a1.set_yticks(range(classes) if classes <= 20 else np.linspace(0, classes - 1, 10, dtype=int))
+    a1.set_ylim(-0.6, classes - 0.4)
+    a1.grid(alpha=0.3)
+    a1.legend(fontsize=8, ncol=3 + len(devs), loc="upper center", bbox_to_anchor=(0.5, 1.28))
+    top = r.argmax(1)
+    a2.plot(x, f[np.arange(n), top], "o-", color="#333", markersize=4, linewidth=1,
+            label="float")
+    a2.plot(x, r[np.arange(n), top], "s--", color="#f28e2b", markersize=3.5, linewidth=1,
+            label="int8 reference")
+    for k, (label, d) in enumerate(devs):
+        dq = dequantize(d[:n].reshape(n, -1), t)
+        a2.plot(x, dq[np.arange(n), top], "x", color=PALETTE[k % len(PALETTE)], markersize=6,
+                label=f"device {_short_label(label)}")
+    a2.set_ylabel("score of the reference's top-1")
+    a2.set_xlabel("vector")
+    a2.grid(alpha=0.3)
+    _integer_x(a2)
+    return _png(fig)
+
+
+def plot_latency(runs, unit: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 3.0))
+    for k, run in enumerate(runs):
+        if not run.counters:
+            continue
+        c = np.asarray(run.counters)
+        ax.plot(np.arange(len(c)), c, "os^vDP"[k % 6] + ("-" if k == 0 else "--"),
+                markersize=4.5 if k else 3.5, linewidth=1.2, fillstyle="full" if k == 0 else "none",
+                color=PALETTE[k % len(PALETTE)],
+                label=f"{_short_label(run.label)} (mean {c.mean():,.0f})")
+    ax.set_xlabel("vector")
+    ax.set_ylabel(unit + " per inference")
+    ax.grid(alpha=0.3)
+    _integer_x(ax)
+    spreads = [(max(r.counters) - min(r.counters), float(np.mean(r.counters)))
+                for r in runs if r.counters]
+    if spreads:
+        spread, mean = max(spreads)
+        ax.set_title(f"largest spread (max − min): {spread:,} {unit} = "
+                     f"{100 * spread / mean if mean else 0:.2f} % of the mean", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    ax.yaxis.set_major_formatter(_thousands())
+    return _png(fig)
+
+
+def _integer_x(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _thousands():
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda v, _p: f"{v:,.0f}")
+
+
+def plot_profile(per_board: list[tuple[str, list[dict]]], unit: str) -> str:
+    """Horizontal bars per operator (mean over vectors), one bar per board."""
+    plt = _plt()
+    rows = per_board[0][1]
+    nb = len(per_board)
+    h = max(2.2, (0.22 + 0.12 * nb) * len(rows) + 0.9)
+    fig, ax = plt.subplots(figsize=(10, min(h, 40)))
+    y = np.arange(len(rows))
+    span = max((o["mean"] for _, ops in per_board for o in ops), default=0) or 1
+    height = 0.8 / nb
+    for k, (label, ops) in enumerate(per_board):
+        means = np.asarray([o["mean"] for o in ops])
+        yk = y - 0.4 + height * (k + 0.5)
+        ax.barh(yk, means, height=height * 0.92, color=PALETTE[k % len(PALETTE)],
+                label=_short_label(label))
+        for yi, o in zip(yk, ops):
+            text = "no code (view)" if o["mean"] == 0 else f"{o['mean']:,.0f}  ({o['share']:.1%})"
+            ax.text(o["mean"] + span * 0.01, yi, text, va="center", fontsize=7.5)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"#{o['index']} {o['op']}" for o in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, span * 1.22)
+    ax.set_xlabel(f"{unit} per inference (mean over vectors)")
+    ax.set_title("per-operator latency", fontsize=10)
+    ax.xaxis.set_major_formatter(_thousands())
+    ax.grid(axis="x", alpha=0.3)
+    if nb > 1:
+        ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def buffer_kind(b: dict, n_ops: int) -> str:
+    if b.get("scratch_op") is not None:
+        return "scratch"
+    if b["first"] < 0 and b["last"] >= n_ops:
+        return "state"          # variable tensors (LSTM state) live through every run
+    if b["first"] < 0:
+        return "input"
+    if b["last"] >= n_ops:
+        return "output"
+    return "activation"
+
+
+def plot_memory_plan(plan: dict) -> str:
+    from matplotlib.patches import Patch, Rectangle
+    plt = _plt()
+    ops = plan.get("ops", [])
+    n = len(ops)
+    buffers = plan.get("buffers", [])
+    arena = max(int(plan.get("arena_bytes", 0)), 1)
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    min_h = arena * 0.008          # tiny buffers drawn at least this tall
+    for b in buffers:
+        first = max(b["first"], -1)
+        last = min(b["last"], n)
+        kind = buffer_kind(b, n)
+        x0, x1 = first - 0.42, last + 0.42
+        ax.add_patch(Rectangle((x0, b["offset"]), x1 - x0, max(b["size"], min_h),
+                               facecolor=KIND_COLORS[kind], edgecolor="#333", linewidth=0.6,
+                               alpha=0.85))
+        if b["size"] >= arena * 0.06 and (x1 - x0) >= 0.8:
+            label = (f"scratch #{b['scratch_op']}" if kind == "scratch"
+                     else short_name(b["tensors"][0], 22) if b.get("tensors") else b["key"])
+            label += f"\n{b['size']:,} B"
+            ax.text((x0 + x1) / 2, b["offset"] + b["size"] / 2, label, ha="center",
+                    va="center", fontsize=7, clip_on=True)
+    ax.axhline(arena, color="#d62728", linestyle="--", linewidth=1)
+    ax.text(n + 0.5, arena, f" arena {arena:,} B", va="bottom", ha="right", fontsize=8,
+            color="#d62728")
+    lb = plan.get("lower_bound_bytes")
+    if lb and lb < arena:
+        ax.axhline(lb, color="#777", linestyle=":", linewidth=1)
+        ax.text(-1.4, lb, f"lower bound {lb:,} B ", va="bottom", ha="left", fontsize=7.5,
+                color="#555")
+    ax.set_xlim(-1.6, n + 0.6)
+    ax.set_ylim(0, arena * 1.08)
+    ax.set_xticks(range(-1, n + 1))
+    labels = ["in"] + [f"#{i} {op}" for i, op in enumerate(ops)] + ["out"]
+    ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=7.5)
+    ax.set_ylabel("arena offset (bytes)")
+    ax.yaxis.set_major_formatter(_thousands())
+    ax.set_title("aot memory plan: each buffer from its first to its last use", fontsize=10)
+    ax.legend(handles=[Patch(facecolor=c, edgecolor="#333", label=k)
+                       for k, c in KIND_COLORS.items()
+                       if any(buffer_kind(b, n) == k for b in buffers)],
+              fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.25)
+    return _png(fig)
+
+
+def _short_label(label: str) -> str:
+    return label.split("://", 1)[-1]
+
+
+# ---------------------------------------------------------------------------
+# the page
+
+
+def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_name="model",
+                board=None, payload=None) -> str:
+    from .verify import stacked_outputs
+    ok_runs = [r for r in runs if r.report is not None]
+    reports = [r.report for r in ok_runs]
+    passed = bool(reports) and len(reports) == len(runs) and all(r.passed for r in reports)
+    exact = bool(reports) and len(reports) == len(runs) and all(r.bit_exact for r in reports)
+    unit = _counter_unit(runs)
+    first = reports[0] if reports else None
+    parts: list[str] = []
+    add = parts.append
+    board_id = board.id if board is not None else (first.board if first else "?")
+    add(f"<h1>tinygen verify: {_e(model_name)} on {_e(board_id)}</h1>")
+    sub = [f"model SHA-256 <code>{_e(ir.signature[:16])}…</code>"]
+    if first:
+        sub += [f"runtime {_e(first.runtime)}", f"{first.vectors} vectors",
+                f"tolerance {first.tolerance_lsb} LSB"]
+    sub.append(f"{len(runs)} board{'s' if len(runs) != 1 else ''}")
+    add(f'<div class="sub">{" · ".join(sub)}</div>')
+    add(f'<span class="badge {"pass" if passed else "fail"}">{"PASS" if passed else "FAIL"}</span>')
+    add(f'<span class="badge {"pass" if exact else "info"}">'
+        f'{"bit-exact" if exact else "not bit-exact"}</span>')
+
+    # -- summary per board
+    add("<h2>Agreement with the reference</h2>")
+    add('<p class="note">Reference: the tflite_micro interpreter (TFLM reference kernels) on the '
+        'same .tflite and the same int8 inputs. |Δ| in LSB of the output quantization.</p>')
+    add("<table><tr><th class='l'>board / port</th><th class='l'>output</th><th>exact</th>"
+        "<th>max |Δ| LSB</th><th>rel L2</th><th>cosine</th><th>RMSE</th><th>top-1</th>"
+        f"<th>{_e(unit)} (warm)</th><th>verdict</th></tr>")
+    for run in runs:
+        if run.report is None:
+            add(f"<tr><td class='l'>{_e(run.label)}</td><td class='l bad' colspan='9'>"
+                f"no verdict: {_e(run.error)}</td></tr>")
+            continue
+        r = run.report
+        key = "instructions" if "instructions" in r.latency else "cycles"
+        for k, o in enumerate(r.outputs):
+            cls = "good" if o.passed else "bad"
+            top1 = "-" if o.top1_agreement is None else f"{o.top1_agreement:.1%}"
+            lat = _fmt(r.latency.get(key)) if k == 0 else ""
+            verdict = ("PASS" if r.passed else "FAIL") if k == 0 else ""
+            add(f"<tr><td class='l'>{_e(run.label) if k == 0 else ''}</td>"
+                f"<td class='l'>{_e(short_name(o.name, 40))}</td>"
+                f"<td class='{cls}'>{o.exact_match_pct:.2f}%</td><td class='{cls}'>"
+                f"{o.max_abs_diff_lsb}</td><td>{o.rel_l2:.2e}</td><td>{o.cosine:.6f}</td>"
+                f"<td>{o.rmse:.2e}</td><td>{top1}</td><td>{lat}</td><td>{verdict}</td></tr>")
+    add("</table>")
+
+    # -- per output plots
+    if ok_runs:
+        outs = ir.output_tensors()
+        stacks = [(run.label, stacked_outputs(ir, run.device_outs, ref_outs)) for run in ok_runs]
+        for k, t in enumerate(outs):
+            add(f"<h3>output {k}: {_e(short_name(t.name, 60))} {list(t.shape)} {t.dtype}</h3>")
+            pairs = [(label, st[k][0], st[k][1]) for label, st in stacks]
+            add('<div style="display:flex;gap:10px;flex-wrap:wrap;align-items:flex-start">')
+            add(f"<div>{plot_error_histogram(t, pairs)}</div>")
+            add(f"<div>{plot_scatter(t, pairs)}</div>")
+            add("</div>")
+
+    # -- float vs int8 vs device
+    classifier_outputs = [(k, t) for k, t in enumerate(ir.output_tensors())
+                          if is_classifier_shape(t.shape) and t.dtype == "int8"]
+    if classifier_outputs:
+        add("<h2>Float model vs int8 reference vs device</h2>")
+        if not float_outs:
+            add('<p class="note">The float model is not available (a .tflite was given, or an '
+                'SSD detector): only the int8 reference and the devices are compared.</p>')
+        for k, t in classifier_outputs:
+            r = np.stack([np.asarray(v[k]).reshape(-1) for v in ref_outs])
+            devs = [(run.label, np.stack([np.asarray(v[k]).reshape(-1) for v in run.device_outs]))
+                    for run in ok_runs]
+            add(f"<h3>{_e(short_name(t.name, 60))}</h3>")
+            add("<table><tr><th class='l'>comparison</th><th>top-1 agreement</th></tr>")
+            if float_outs:
+                f = np.stack([np.asarray(v[k]).reshape(-1) for v in float_outs])
+                add(f"<tr><td class='l'>float (Keras) vs int8 reference</td>"
+                    f"<td>{np.mean(f.argmax(1) == r.argmax(1)):.1%}</td></tr>")
+                for label, d in devs:
+                    add(f"<tr><td class='l'>float (Keras) vs device {_e(label)}</td>"
+                        f"<td>{np.mean(f.argmax(1) == d.argmax(1)):.1%}</td></tr>")
+            for label, d in devs:
+                add(f"<tr><td class='l'>int8 reference vs device {_e(label)}</td>"
+                    f"<td>{np.mean(r.argmax(1) == d.argmax(1)):.1%}</td></tr>")
+            add("</table>")
+            if float_outs:
+                add(plot_top1(t, f, r, devs))
+                shown = min(len(r), MAX_TOP1_VECTORS)
+                add(f'<p class="note">Top: the top-1 class per vector (first {shown}). Bottom: '
+                    "the score each gives to the class the int8 reference picked (float: the "
+                    "Keras output; int8 and device: dequantized). The gap between float and "
+                    "int8 is quantization drift; int8 vs device should be none.</p>")
+
+    # -- latency
+    if ok_runs:
+        add("<h2>Latency</h2>")
+        add(plot_latency(ok_runs, unit))
+        note = ("guest instructions under QEMU -icount (not real cycles)"
+                if unit == "instructions" else "core clock cycles")
+        add(f'<p class="note">Counter delta of each inference: {note}. The warm figure in the '
+            "table is the second vector's, as MLPerf Tiny quotes it.</p>")
+        profiled = [(run.label, run.report.latency["per_op"]) for run in ok_runs
+                    if run.report.latency.get("per_op")]
+        if profiled:
+            add(plot_profile(profiled, unit))
+        if not any(run.report.latency.get("per_op") for run in ok_runs):
+            add('<p class="note">No per-operator times: build the firmware with '
+                "<code>--profile</code> (aot runtime) to get them.</p>")
+        else:
+            add('<p class="note">Per-operator times come from the firmware built with '
+                "<code>--profile</code>: two extra counter reads per operator, so their sum "
+                "is a little below the whole-inference figure measured around them.</p>")
+
+    # -- memory
+    add("<h2>Memory</h2>")
+    mem = first.memory if first else {}
+    if mem.get("flash_code") is not None:
+        add("<table><tr><th class='l'>what</th><th>bytes</th></tr>"
+            f"<tr><td class='l'>flash: code</td><td>{_fmt(mem['flash_code'])}</td></tr>"
+            f"<tr><td class='l'>flash: weights</td><td>{_fmt(mem['flash_weights'])}</td></tr>"
+            f"<tr><td class='l'>RAM: activations (arena)</td><td>{_fmt(mem['ram_activations'])}"
+            f"</td></tr><tr><td class='l'>RAM: total (ELF .data+.bss)</td>"
+            f"<td>{_fmt(mem['ram_total'])}</td></tr></table>")
+    if memory_plan:
+        add(plot_memory_plan(memory_plan))
+        add(f'<p class="note">Plan: arena {memory_plan["arena_bytes"]:,} B '
+            f'({_e(memory_plan.get("strategy", ""))}); lower bound '
+            f'{memory_plan.get("lower_bound_bytes", 0):,} B, TFLM-style greedy '
+            f'{memory_plan.get("greedy_bytes", 0):,} B, no reuse '
+            f'{memory_plan.get("naive_bytes", 0):,} B. "in" is before the first operator '
+            '(the host writes the inputs), "out" after the last (the host reads the outputs); '
+            "views (RESHAPE) share their input's buffer; buffers under 0.8 % of the arena are "
+            "drawn 0.8 % tall so that they stay visible.</p>")
+    else:
+        add('<p class="note">No static memory plan: the tflm runtime plans its arena at run '
+            "time.</p>")
+
+    if payload is not None:
+        add("<h2>JSON report</h2><details><summary>show</summary><pre style='font-size:11px'>"
+            f"{_e(json.dumps(payload, indent=1)[:200000])}</pre></details>")
+    body = "\n".join(parts)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>tinygen verify: {_e(model_name)}</title><style>{CSS}</style></head>"
+            f"<body><main>\n{body}\n</main></body></html>\n")
+
+
+def write_html(path: Path, ir, runs, ref_outs, **kwargs) -> None:
+    from .errors import TinygenError
+    text = render_html(ir, runs, ref_outs, **kwargs)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TinygenError(f"cannot write {path}: {exc.strerror}") from None
