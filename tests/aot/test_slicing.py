@@ -31,7 +31,8 @@ from tinygen.codegen.aot import generate_aot
 
 for _op, _table in (("STRIDED_SLICE", "StridedSliceOptions"), ("REVERSE_V2", "ReverseV2Options"),
                     ("BROADCAST_TO", "BroadcastToOptions"), ("UNPACK", "UnpackOptions"),
-                    ("SPLIT", "SplitOptions"), ("SPLIT_V", "SplitVOptions")):
+                    ("SPLIT", "SplitOptions"), ("SPLIT_V", "SplitVOptions"),
+                    ("PACK", "PackOptions")):
     tb.OPTION_TABLES.setdefault(_op, _table)
 
 DTYPES = ["int8", "int8", "int8", "int16", "int32", "float32"]
@@ -290,6 +291,27 @@ def test_split_v_matches_tflm(data):
     minus_one = data.draw(st.one_of(st.none(), st.integers(0, len(sizes) - 1)))
     _run(split_v_model(tuple(shape), axis, sizes, data.draw(st.sampled_from(DTYPES)),
                        minus_one), data.draw(st.integers(0, 2 ** 31)))
+
+
+def pack_model(shape, n, axis, dtype="int8"):
+    b = GraphBuilder("pack")
+    xs = [_activation(b, shape, dtype) for _ in range(n)]
+    ax = axis + len(shape) + 1 if axis < 0 else axis
+    out = list(shape[:ax]) + [n] + list(shape[ax:])
+    y = _activation(b, out, dtype)
+    b.op("PACK", xs, [y], options("PackOptions", valuesCount=n, axis=axis), version=2)
+    return b.build(xs, [y])
+
+
+@fast(30)
+@given(st.data())
+def test_pack_matches_tflm(data):
+    rank = data.draw(st.integers(1, 3))
+    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank)))
+    n = data.draw(st.integers(1, 12))
+    axis = data.draw(st.integers(-rank - 1, rank))
+    _run(pack_model(shape, n, axis, data.draw(st.sampled_from(DTYPES))),
+         data.draw(st.integers(0, 2 ** 31)))
 
 
 # ---------------------------------------------------------------------------

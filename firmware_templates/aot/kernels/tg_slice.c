@@ -1,4 +1,4 @@
-/* Strided gather and split (see tg_slice.h). */
+/* Strided gather, split and pack (see tg_slice.h). */
 #include <stdarg.h>
 
 #include "tg_slice.h"
@@ -49,6 +49,29 @@ void tg_split(const tg_split_params *p, const void *input, ...) {
                     in + (size_t)r * (size_t)p->row_bytes + (size_t)offset, (size_t)n);
     }
     offset += n;
+  }
+  va_end(ap);
+}
+
+void tg_pack(const tg_pack_params *p, ...) {
+  const int32_t n = p->num_inputs, part = p->part_bytes;
+  uint8_t *out;
+  int32_t k, r;
+  va_list ap;
+  /* the output pointer comes last: walk past the inputs to find it */
+  va_start(ap, p);
+  for (k = 0; k < n; ++k) {
+    (void)va_arg(ap, const void *);
+  }
+  out = (uint8_t *)va_arg(ap, void *);
+  va_end(ap);
+  va_start(ap, p);
+  for (k = 0; k < n; ++k) {
+    const uint8_t *in = (const uint8_t *)va_arg(ap, const void *);
+    for (r = 0; r < p->outer; ++r) {
+      tg_copy_bytes(out + ((size_t)r * (size_t)n + (size_t)k) * (size_t)part,
+                    in + (size_t)r * (size_t)part, (size_t)part);
+    }
   }
   va_end(ap);
 }

@@ -1,6 +1,7 @@
 /* Data-movement kernels of the aot runtime that pick elements of one tensor:
  * STRIDED_SLICE, SLICE-like selections, REVERSE_V2 and BROADCAST_TO (one
- * strided gather), UNPACK, SPLIT and SPLIT_V (a split into several outputs).
+ * strided gather), UNPACK, SPLIT and SPLIT_V (a split into several outputs)
+ * and PACK (several inputs interleaved into one output).
  *
  * They copy bytes and never requantize (TFLM's kernels do not either), so
  * they serve every element type; the lowerings in
@@ -44,6 +45,17 @@ typedef struct {
 
 /* Arguments after the input: num_outputs output pointers. */
 void tg_split(const tg_split_params *p, const void *input, ...);
+
+/* PACK: num_inputs inputs of [outer][part_bytes] each; the output is
+ * [outer][num_inputs][part_bytes]. */
+typedef struct {
+  int32_t num_inputs;
+  int32_t outer;
+  int32_t part_bytes;
+} tg_pack_params;
+
+/* Arguments after p: num_inputs input pointers, then the output pointer. */
+void tg_pack(const tg_pack_params *p, ...);
 
 #ifdef __cplusplus
 }

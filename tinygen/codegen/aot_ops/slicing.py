@@ -1,6 +1,6 @@
 """Lowerings of the operators that select, reorder or replicate elements
 without changing them: STRIDED_SLICE, REVERSE_V2, BROADCAST_TO (onto
-tg_gather) and UNPACK, SPLIT, SPLIT_V (onto tg_split), in
+tg_gather), UNPACK, SPLIT, SPLIT_V (onto tg_split) and PACK (tg_pack), in
 firmware_templates/aot/kernels/tg_slice.c.
 
 TFLM's kernels copy the bytes of these operators and never requantize, so
@@ -383,3 +383,32 @@ def lower_split_v(op: Operator, ctx: LoweringContext) -> KernelCall:
             raise _fail(op, f"size_splits {given} disagree with the output shapes {sizes}")
     return split_call(op, ctx, x, ys, axis, sizes,
                       f"SPLIT_V {list(x.shape)} axis {axis} into {sizes}")
+
+
+@lowers("PACK")
+def lower_pack(op: Operator, ctx: LoweringContext) -> KernelCall:
+    ins = list(op.inputs)
+    if not ins or any(i < 0 for i in ins) or len(op.outputs) != 1:
+        raise _fail(op, "expects one or more inputs and 1 output")
+    xs = [ctx.model.tensors[i] for i in ins]
+    y = _io(op, ctx, 0, out=True)
+    _check_copy(op, xs[0], [y] + xs[1:])
+    rank = len(xs[0].shape)
+    axis = int(op.options.get("axis", 0) or 0)
+    axis = axis + rank + 1 if axis < 0 else axis
+    if not 0 <= axis <= rank:
+        raise _fail(op, f"axis out of range for inputs of rank {rank}")
+    shape = [int(d) for d in xs[0].shape]
+    for x in xs:
+        if [int(d) for d in x.shape] != shape:
+            raise _fail(op, f"input '{x.name}' {list(x.shape)} differs from {shape}")
+    want = shape[:axis] + [len(xs)] + shape[axis:]
+    if [int(d) for d in y.shape] != want:
+        raise _fail(op, f"output {list(y.shape)}, expected {want}")
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    part = int(np.prod(shape[axis:], dtype=np.int64)) * xs[0].itemsize
+    return KernelCall(
+        kernel="tg_pack", params_type="tg_pack_params",
+        params={"num_inputs": str(len(xs)), "outer": str(outer), "part_bytes": str(part)},
+        inputs=ins, outputs=[op.outputs[0]], sources=list(_SOURCES),
+        comment=f"PACK {len(xs)} x {shape} axis {axis}")
