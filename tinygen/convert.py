@@ -90,6 +90,9 @@ def load_samples(path: Path | None, input_shapes: list[tuple[int, ...]],
         raise TinygenError(f"cannot read {what} file {path} (.npy or .npz expected): {exc}") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         keys = list(loaded.files)
+        named = [k for k in ("x", "inputs", "calib", "data") if k in keys]
+        if len(input_shapes) == 1 and len(keys) > 1 and named:
+            keys = named[:1]        # e.g. test.npz holding x (inputs) and y (labels)
         arrays = [loaded[k] for k in keys]
     else:
         arrays = [loaded]
