@@ -98,6 +98,55 @@ def test_combined_json_and_junit(tmp_path):
     assert [s.get("failures") for s in root] == ["0", "1"]
 
 
+class ProfilingDevice:
+    """A pyserial-like port answering INFO (flags: model ready, profile) and
+    READ_PROFILE for 10 operators, at most 3 values per reply."""
+
+    def __init__(self):
+        from tinygen.device.protocol import FrameReader
+        self.reader, self.rx, self.timeout, self.session = FrameReader(), bytearray(), 0, 0
+        self.values = [100 * (i + 1) for i in range(10)]
+        self.reads = []
+
+    def write(self, data):
+        import struct
+
+        from tinygen.device.protocol import Frame, encode_frame
+        for req in self.reader.feed(data):
+            assert isinstance(req, Frame)
+            if req.type == 0x01:
+                self.session = req.session
+                payload = struct.pack("<BBBBiII32sBBBB", 1, 0, 0x05, 1, 0, 64, 16384,
+                                      bytes(32), 1, 1, 1, 3) + b"bsim"
+                payload += 2 * (struct.pack("<BBxxIfi", 9, 2, 4, 0.5, 0) + struct.pack("<2i", 1, 4))
+                self.rx += encode_frame(0x81, req.seq, self.session, payload)
+            elif req.type == 0x06:
+                first, count = struct.unpack("<II", req.payload)
+                self.reads.append((first, count))
+                n = min(count, 3, 10 - first)
+                self.rx += encode_frame(0x86, req.seq, self.session, struct.pack(
+                    "<II", 10, first) + struct.pack(f"<{n}I", *self.values[first:first + n]))
+        return len(data)
+
+    def read(self, size=1):
+        out = bytes(self.rx[:size])
+        del self.rx[:size]
+        return out
+
+    def close(self):
+        pass
+
+
+def test_read_profile_collects_every_operator_in_chunks():
+    """The optional READ_PROFILE command (docs/protocol.md 4.4a), host side."""
+    from tinygen.device.protocol import DeviceClient
+    dev = ProfilingDevice()
+    client = DeviceClient(dev, timeout=0.5, baudrate=0)
+    assert client.info().profile
+    assert client.read_profile() == dev.values
+    assert [first for first, _ in dev.reads] == [0, 3, 6, 9]
+
+
 # ---------------------------------------------------------------------------
 # slow: QEMU
 

@@ -412,7 +412,8 @@ class VectorProgress:
         rate = done / elapsed if elapsed > 0 else 0.0
         text = f"  [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} vectors"
         if 0 < done < total and rate > 0:
-            text += f", {rate:.1f}/s, ~{(total - done) / rate:.0f} s left"
+            left = (total - done) / rate
+            text += f", {rate:.1f}/s, " + (f"~{left:.0f} s left" if left >= 1 else "<1 s left")
         elif done == total:
             text += f" in {elapsed:.1f} s"
         if len(self.labels) > 1:
