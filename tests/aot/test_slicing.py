@@ -117,7 +117,7 @@ def _slice_selects_output(shape, begin, end, strides, bm, em, sm) -> bool:
     return int(np.prod([c for _, c, _ in loops])) == int(np.prod(want)) and int(np.prod(want)) > 0
 
 
-@fast(80)
+@fast(60)
 @given(slice_case(), st.integers(0, 2 ** 31))
 def test_strided_slice_matches_tflm(case, seed):
     shape, begin, end, strides, bm, em, sm, dtype = case
@@ -258,7 +258,7 @@ def split_v_model(shape, axis, sizes, dtype="int8", minus_one=None):
     return b.build([x], ys)
 
 
-@fast(30)
+@fast(25)
 @given(st.data())
 def test_unpack_matches_tflm(data):
     rank = data.draw(st.integers(1, 4))
@@ -268,7 +268,7 @@ def test_unpack_matches_tflm(data):
          data.draw(st.integers(0, 2 ** 31)))
 
 
-@fast(30)
+@fast(25)
 @given(st.data())
 def test_split_matches_tflm(data):
     rank = data.draw(st.integers(1, 4))
@@ -280,7 +280,7 @@ def test_split_matches_tflm(data):
          data.draw(st.integers(0, 2 ** 31)))
 
 
-@fast(30)
+@fast(25)
 @given(st.data())
 def test_split_v_matches_tflm(data):
     rank = data.draw(st.integers(1, 4))
@@ -303,7 +303,7 @@ def pack_model(shape, n, axis, dtype="int8"):
     return b.build(xs, [y])
 
 
-@fast(30)
+@fast(25)
 @given(st.data())
 def test_pack_matches_tflm(data):
     rank = data.draw(st.integers(1, 3))
