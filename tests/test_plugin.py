@@ -137,3 +137,10 @@ def test_example_hil_suite_passes_on_qemu(tmp_path):
                    "-k", "latency", "examples/hil_tests/", cwd=ROOT, timeout=900)
     assert r.returncode == 1, r.stdout[-3000:]
     assert "1 failed" in r.stdout and "instructions per inference > 1,000" in r.stdout
+
+
+def test_documented_example_is_the_one_that_runs():
+    """docs/pytest-plugin.md shows the example suite verbatim."""
+    doc = (ROOT / "docs" / "pytest-plugin.md").read_text()
+    for name in ("test_quickstart_hil.py", "conftest.py"):
+        assert (ROOT / "examples" / "hil_tests" / name).read_text() in doc
