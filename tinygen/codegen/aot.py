@@ -5,12 +5,19 @@ every shape, quantization constant and buffer offset resolved here, the
 constants baked in as const arrays (flash) and all activations in one static
 arena planned from tensor lifetimes.  No interpreter, no malloc.
 
-    generate_aot(model, out_dir, board="host", runtime_name="aot") -> AotResult
+    generate_aot(model, out_dir, board="host", runtime_name="aot",
+                 copy_api_header=False, alignment=16, memory_first=True) -> AotResult
+    plan_aot(model, memory_first=True) -> (calls, plan)   # the same decisions, no files
 
 out_dir receives a flat set of files: model.c, model.h, tg_kernels.h and the
 kernel sources the model uses (only those).  model.c implements
 firmware_templates/common/tg_model_api.h, which the build stage copies next
 to it (pass copy_api_header=True to have it copied here too).
+
+Compiling model.c with -DTG_PROFILE_OPS makes it call
+`void tg_profile_op(int op_index, int phase)` (defined by the application)
+before (phase 0) and after (phase 1) every operator that runs code: per-layer
+timing without touching the generated file.
 """
 
 from __future__ import annotations
