@@ -220,7 +220,9 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
         aot = generate_aot(ir, src, board=board.id)
         result.arena_bytes = aot.arena_bytes
         result.weights_bytes = aot.weights_bytes
-        result.weight_symbols = list(getattr(aot, "weight_symbols", []))
+        # Model data = everything derived from the model's constants (weights, biases,
+        # per-channel multipliers/shifts), as TFLM's "text minus model" counts it.
+        result.weight_symbols = list(aot.weight_symbols) + list(aot.table_symbols)
         result.memory_plan = plan_manifest(aot.plan, ir)
         result.profile = profile
         result.code_estimate = fitmod.AOT_CODE_BASE + fitmod.AOT_CODE_PER_KERNEL * len(
