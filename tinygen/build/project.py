@@ -83,6 +83,9 @@ def plan_manifest(plan, ir) -> dict:
 
 def default_out_dir(model_path: Path, board: Board) -> Path:
     stem = model_path.stem if model_path.suffix else model_path.name
+    if stem in ("model", "saved_model") and model_path.resolve().parent.name:
+        # examples/kws_cnn/model.h5 -> kws_cnn-model: generic names would collide
+        stem = f"{model_path.resolve().parent.name}-{stem}"
     return Path("tinygen-out") / f"{stem}-{board.id}"
 
 
