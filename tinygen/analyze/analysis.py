@@ -52,16 +52,14 @@ def unsupported_message(model: Model, runtime: str, ops: list[OpReport]) -> str 
 def aot_plan_summary(model: Model) -> tuple[int, int, int] | None:
     """(arena bytes, weights bytes, distinct kernels) of the aot runtime, or None
     when it cannot lower the model (reported separately as unsupported)."""
-    from ..codegen.aot import lower_model
+    from ..codegen.aot import plan_aot
     from ..codegen.aot_lowering import LoweringError
-    from .memory_plan import plan_memory
     try:
-        calls = lower_model(model)
+        calls, plan = plan_aot(model)
     except LoweringError:
         return None
-    plan = plan_memory(model, calls)
-    weights = sum(c.values.nbytes for call in calls for c in call.constants if c.is_weight)
-    return plan.arena_bytes, weights, len({c.kernel for c in calls})
+    # The model's constant tensors are what goes to flash (plus small tables).
+    return plan.arena_bytes, model.constant_bytes(), len({c.kernel for c in calls})
 
 
 def analyze(model: Model, board: Board | None = None,
