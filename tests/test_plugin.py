@@ -138,6 +138,17 @@ def test_example_hil_suite_passes_on_qemu(tmp_path):
     assert r.returncode == 1, r.stdout[-3000:]
     assert "1 failed" in r.stdout and "instructions per inference > 1,000" in r.stdout
 
+    # a board that is already running (as a flashed one would be): --tinygen-port
+    from tinygen.device.qemu import QemuProcess
+    elf = next((tmp_path / "build").glob(".pio/build/*/firmware.elf"))
+    with QemuProcess("mps2-an386", elf) as qemu:
+        r = run_pytest(*common, "--tinygen-port", qemu.url, "--tinygen-build-dir", tmp_path / "b2",
+                       "-k", "bit_exact or runs_this_model", "examples/hil_tests/", cwd=ROOT,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "2 passed" in r.stdout and f"device {qemu.url}" in r.stdout
+    assert not list((tmp_path / "b2").glob(".pio/build/*/firmware.elf"))   # rendered only
+
 
 def test_documented_example_is_the_one_that_runs():
     """docs/pytest-plugin.md shows the example suite verbatim."""

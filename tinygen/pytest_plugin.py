@@ -228,8 +228,9 @@ def tinygen_board(tinygen_options):
 
 @pytest.fixture(scope="session")
 def tinygen_build(tinygen_board, tinygen_options, tmp_path_factory):
-    """The model built for the board (a tinygen.build.project.BuildResult; for
-    emulated boards with the firmware compiled); skips without --tinygen-model."""
+    """The model built for the board (a tinygen.build.project.BuildResult; the
+    firmware is compiled unless --tinygen-port names an already flashed
+    board); skips without --tinygen-model."""
     opts = tinygen_options
     if not opts.model:
         pytest.skip("no --tinygen-model given")
@@ -240,7 +241,9 @@ def tinygen_build(tinygen_board, tinygen_options, tmp_path_factory):
     out = Path(opts.build_dir) if opts.build_dir else \
         tmp_path_factory.mktemp("tinygen") / f"{stem}-{tinygen_board.id}"
     try:
-        return build(model, tinygen_board.id, runtime=opts.runtime, calib=opts.calib, out_dir=out)
+        # With --tinygen-port the board is flashed already: render, do not compile.
+        return build(model, tinygen_board.id, runtime=opts.runtime, calib=opts.calib, out_dir=out,
+                     compile_firmware=not opts.port)
     except TinygenError as exc:
         pytest.fail(f"tinygen build failed: {exc}", pytrace=False)
 

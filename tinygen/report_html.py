@@ -235,7 +235,7 @@ def plot_latency(runs, unit: str) -> str:
     if spreads:
         spread, mean = max(spreads)
         ax.set_title(f"largest spread (max − min): {spread:,} {unit} = "
-                     f"{100 * spread / mean if mean else 0:.2f} % of the mean", fontsize=10)
+                     f"{100 * spread / mean if mean else 0:.2g} % of the mean", fontsize=10)
     ax.legend(fontsize=8)
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     ax.yaxis.set_major_formatter(_thousands())
@@ -303,7 +303,7 @@ def plot_memory_plan(plan: dict) -> str:
     buffers = plan.get("buffers", [])
     arena = max(int(plan.get("arena_bytes", 0)), 1)
     fig, ax = plt.subplots(figsize=(10, 4.6))
-    min_h = arena * 0.008          # tiny buffers drawn at least this tall
+    min_h = arena * 0.015          # tiny buffers drawn at least this tall
     for b in buffers:
         first = max(b["first"], -1)
         last = min(b["last"], n)
@@ -482,8 +482,8 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
             f'{memory_plan.get("greedy_bytes", 0):,} B, no reuse '
             f'{memory_plan.get("naive_bytes", 0):,} B. "in" is before the first operator '
             '(the host writes the inputs), "out" after the last (the host reads the outputs); '
-            "views (RESHAPE) share their input's buffer; buffers under 0.8 % of the arena are "
-            "drawn 0.8 % tall so that they stay visible.</p>")
+            "views (RESHAPE) share their input's buffer; buffers under 1.5 % of the arena are "
+            "drawn 1.5 % tall so that they stay visible.</p>")
     else:
         add('<p class="note">No static memory plan: the tflm runtime plans its arena at run '
             "time.</p>")

@@ -78,6 +78,7 @@ class BoardRun:
     counters: list[int] = field(default_factory=list)
     profiles: list[list[int]] = field(default_factory=list)   # per vector, per op
     error: str | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 def detection_row_mask(ir: Model, ref_outs: list[list[np.ndarray]]):
@@ -523,9 +524,9 @@ def verify_ports(urls: list[str], ir: Model, board: Board, runtime: str, vectors
                                     project_dir, ref_outs=ref_outs, progress=bar.note,
                                     on_vector=lambda _i: bar.advance(k))
         except TinygenError as exc:
-            runs[k].error = str(exc)
+            runs[k].error, runs[k].exception = str(exc), exc
         except Exception as exc:  # a bug, or an unexpected OS error: say where
-            runs[k].error = f"{type(exc).__name__}: {exc}"
+            runs[k].error, runs[k].exception = f"{type(exc).__name__}: {exc}", exc
 
     if len(urls) == 1:
         work(0)
@@ -651,7 +652,7 @@ def run_verify(args, con) -> int:
     reports = [r.report for r in runs if r.report is not None]
     failed = [r for r in runs if r.error]
     if failed and len(runs) == 1:
-        raise TinygenError(failed[0].error)
+        raise failed[0].exception or TinygenError(failed[0].error)
 
     float_outs = None
     html = getattr(args, "html", None)
