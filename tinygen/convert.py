@@ -87,7 +87,8 @@ def load_samples(path: Path | None, input_shapes: list[tuple[int, ...]],
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise TinygenError(f"cannot read {what} file {path} (.npy or .npz expected): {exc}") from None
+        raise TinygenError(f"{what} file {path} is not a NumPy .npy/.npz file "
+                           f"({str(exc).split('.')[0]})") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         keys = list(loaded.files)
         named = [k for k in ("x", "inputs", "calib", "data") if k in keys]

@@ -588,6 +588,29 @@ def float_comparison(ir: Model, float_outs: list | None, ref_outs: list,
     return result or None
 
 
+def precheck_sample_files(args) -> None:
+    """Fail on an unreadable --data/--calib file before minutes of building, and on a
+    shape mismatch too when the model is a .tflite (its input shapes are known now)."""
+    for what, f in (("data", getattr(args, "data", None)), ("calibration", args.calib)):
+        if not f:
+            continue
+        if Path(args.model).suffix.lower() == ".tflite" and Path(args.model).exists():
+            from .load import load_ir
+            ir = load_ir(args.model)
+            load_samples(Path(f), [t.shape for t in ir.input_tensors()], what=what)
+            continue
+        if not Path(f).exists():
+            raise TinygenError(f"{what} file {f} does not exist")
+        try:
+            with np.load(f, allow_pickle=False):
+                pass
+        except AttributeError:
+            pass        # a .npy loads as a plain array (no context manager)
+        except (OSError, ValueError) as exc:
+            raise TinygenError(f"{what} file {f} is not a NumPy .npy/.npz file "
+                               f"({str(exc).split('.')[0]})") from None
+
+
 def run_verify(args, con) -> int:
     from .build.project import build, choose_runtime, default_out_dir
     board = get_board(args.board or DEFAULT_EMULATED_BOARD)
@@ -603,6 +626,7 @@ def run_verify(args, con) -> int:
                            f"(e.g. --port {board.serial_port or '/dev/ttyUSB0'})")
     profile = bool(getattr(args, "profile", False))
     json_to_stdout = getattr(args, "json", None) == "-"
+    precheck_sample_files(args)
 
     project_dir: Path | None = None
     # With --port, talk to devices that are already running (flashed boards, or
