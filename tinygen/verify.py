@@ -602,10 +602,9 @@ def precheck_sample_files(args) -> None:
         if not Path(f).exists():
             raise TinygenError(f"{what} file {f} does not exist")
         try:
-            with np.load(f, allow_pickle=False):
-                pass
-        except AttributeError:
-            pass        # a .npy loads as a plain array (no context manager)
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                loaded.close()
         except (OSError, ValueError) as exc:
             raise TinygenError(f"{what} file {f} is not a NumPy .npy/.npz file "
                                f"({str(exc).split('.')[0]})") from None
