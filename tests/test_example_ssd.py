@@ -15,10 +15,24 @@ import pytest
 from conftest import ROOT, run_cli
 
 EXAMPLE = ROOT / "examples" / "mobilenet_ssd"
-sys.path.insert(0, str(EXAMPLE))
 
-import make_data  # noqa: E402
-import ssd_utils as su  # noqa: E402
+
+def _load(name: str, file: str, alias: str | None = None):
+    """Import an example script under a unique name: other examples also have a
+    make_data.py and a train.py.  `alias` also registers it under the plain name
+    the example's own scripts import it by."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, EXAMPLE / file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    if alias:
+        sys.modules[alias] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+su = _load("ssd_example_utils", "ssd_utils.py", "ssd_utils")
+make_data = _load("ssd_example_make_data", "make_data.py", "make_data")
 
 
 # ---------------------------------------------------------------------------
@@ -252,7 +266,8 @@ def test_make_set_padding_and_ground_truth():
 
 @pytest.mark.slow
 def test_tiny_ssd_verifies_bit_exact_on_qemu(tmp_path):
-    import train
+    sys.modules["ssd_utils"], sys.modules["make_data"] = su, make_data
+    train = _load("ssd_example_train", "train.py")
     from tinygen.convert import convert, quantize
     from tinygen.load import load_model
     from tinygen.reference import TflmReference
