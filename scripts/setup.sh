@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
-              qemu-system-arm clang libclang-rt-14-dev espeak-ng)
+              qemu-system-arm clang libclang-rt-14-dev espeak-ng ser2net)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -19,7 +19,7 @@ if ((${#missing[@]})); then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis" >/dev/null 2>&1; then
+if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis, matplotlib, scipy, serial, jinja2" >/dev/null 2>&1; then
   echo "setup: installing tinygen and its Python dependencies (TensorFlow is ~2 GB: a few minutes)"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
 fi
