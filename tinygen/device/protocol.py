@@ -511,7 +511,11 @@ class DeviceClient:
         import serial
 
         try:
-            port = serial.serial_for_url(url, baudrate=baud, timeout=kwargs.get("poll_interval", 0.02))
+            # exclusive: a port another program holds is refused at once
+            # (both would otherwise read the same tty, each getting part of
+            # the other's bytes); URL transports ignore it.
+            port = serial.serial_for_url(url, baudrate=baud, timeout=kwargs.get("poll_interval", 0.02),
+                                         exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise ProtocolError(f"cannot open {url}: {exc}") from None
         if url.startswith("socket://"):
