@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import struct
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -49,7 +50,11 @@ class TflmReference:
             with _capture_fds():
                 self._interp = _runtime().Interpreter.from_bytes(
                     tflite, arena_size=arena_size or _arena_guess(tflite))
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, struct.error, IndexError, TypeError, OverflowError,
+                RecursionError, MemoryError) as exc:
+            # tflite_micro first unpacks the whole flatbuffer with the schema's
+            # generated Python code, which trusts its input: a damaged model
+            # raises whatever the bad offsets lead to.
             raise TinygenError(f"TFLM cannot load the model: {_first_line(exc)}") from None
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
