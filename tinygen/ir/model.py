@@ -7,6 +7,7 @@ objects, never the flatbuffer, so the file format is handled in one place.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -315,6 +316,16 @@ def _parse_tensor(index: int, t: Table, buffers: list[Table], buf: Buffer) -> Te
                 raise ModelFormatError(
                     f"tensor '{name}' has {len(scale)} per-channel scales that do not match "
                     f"dimension {axis} of shape {list(shape)}")
+            bad_scale = [s for s in scale if not (math.isfinite(s) and s >= 0)]
+            if bad_scale:
+                raise ModelFormatError(f"tensor '{name}' has an invalid quantization scale {bad_scale[0]}")
+            np_int = _NUMPY_DTYPES.get(dtype)
+            if np_int is not None and np.issubdtype(np_int, np.integer):
+                lo, hi = np.iinfo(np_int).min, np.iinfo(np_int).max
+                bad_zp = [z for z in zp if not lo <= z <= hi]
+                if bad_zp:
+                    raise ModelFormatError(
+                        f"tensor '{name}' has zero point {bad_zp[0]} outside the {dtype} range")
             quant = Quantization(np.asarray(scale, np.float32), np.asarray(zp, np.int64), axis)
 
     data = None
