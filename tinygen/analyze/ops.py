@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import TinygenError
 from ..ir import Model, Operator
 
 # Builtin operator -> MicroMutableOpResolver method, for the ops TFLM has kernels for.
@@ -121,6 +122,17 @@ def macs(model: Model, op: Operator) -> int:
     return 0
 
 
+def _checked_macs(model: Model, op: Operator) -> int:
+    """macs(), with a one-line error for an operator whose operands do not
+    have the ranks its kind implies (only a damaged model has those)."""
+    try:
+        return macs(model, op)
+    except (ValueError, IndexError):
+        shapes = [list(_shape(model, i)) if i < len(model.tensors) else "?" for i in op.inputs]
+        raise TinygenError(f"{op.describe()} has malformed operands (input shapes {shapes}); "
+                           "the model file is damaged") from None
+
+
 def op_reports(model: Model, runtimes=("tflm", "aot")) -> list[OpReport]:
     aot_ops = aot_supported_opcodes() if "aot" in runtimes else set()
     reports = []
@@ -134,7 +146,7 @@ def op_reports(model: Model, runtimes=("tflm", "aot")) -> list[OpReport]:
             tflm_method=tflm_method(op.opcode), supported=sup,
             params=sum(t.num_elements for t in consts),
             weights_bytes=sum(t.nbytes for t in consts),
-            macs=macs(model, op),
+            macs=_checked_macs(model, op),
             output_shape=_shape(model, op.outputs[0]) if op.outputs else ()))
     return reports
 
