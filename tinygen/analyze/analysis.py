@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sys
+import traceback
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -62,17 +67,66 @@ def aot_plan_summary(model: Model) -> tuple[int, int, int] | None:
     return plan.arena_bytes, model.constant_bytes(), len({c.kernel for c in calls})
 
 
+def _measure_tflm_arena(model: Model) -> tuple[int, int, int]:
+    from ..reference import TflmReference
+    ref = TflmReference(model.tflite)
+    ref.run(zero_inputs(model))
+    usage = ref.arena_usage()
+    return usage.total, usage.head, usage.tail
+
+
+def _isolated(fn):
+    """fn() in a forked child process, so that a crash of native code (the
+    TFLM interpreter is C++ and trusts the model: a damaged .tflite whose
+    shapes contradict each other makes it read out of bounds) is a one-line
+    error instead of the end of tinygen.  TinygenErrors come back as they
+    are; fn's result must be JSON-serialisable."""
+    if not hasattr(os, "fork"):
+        return fn()
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child: report, never return
+        try:
+            os.close(read_end)
+            try:
+                reply = {"value": fn()}
+            except TinygenError as exc:
+                reply = {"error": str(exc), "exit_code": exc.exit_code}
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the parent
+                reply = {"bug": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
+            with os.fdopen(write_end, "w") as f:
+                json.dump(reply, f)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        text = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status) or not text:
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        why = f"signal {signal.Signals(sig).name}" if sig else f"exit status {os.WEXITSTATUS(status)}"
+        raise TinygenError(f"the TFLM interpreter crashed on this model ({why}): the .tflite is "
+                           "malformed (tensor shapes or operator data that contradict each other)")
+    reply = json.loads(text)
+    if "error" in reply:
+        exc = TinygenError(reply["error"])
+        exc.exit_code = reply["exit_code"]
+        raise exc
+    if "bug" in reply:
+        raise RuntimeError(f"measuring the TFLM arena failed in the child process: {reply['bug']}")
+    return reply["value"]
+
+
 def analyze(model: Model, board: Board | None = None,
             runtimes: tuple[str, ...] = ("tflm", "aot")) -> Analysis:
-    from ..reference import TflmReference
     ops = op_reports(model, runtimes)
     unsupported = {rt: unsupported_message(model, rt, ops) for rt in runtimes}
     tflm_arena = {"total": 0, "head": 0, "tail": 0}
     if unsupported.get("tflm") is None:
-        ref = TflmReference(model.tflite)
-        ref.run(zero_inputs(model))
-        usage = ref.arena_usage()
-        tflm_arena = {"total": usage.total, "head": usage.head, "tail": usage.tail}
+        usage = _isolated(lambda: _measure_tflm_arena(model))
+        tflm_arena = {"total": usage[0], "head": usage[1], "tail": usage[2]}
     aot = aot_plan_summary(model) if "aot" in runtimes and unsupported.get("aot") is None else None
 
     def tinfo(t):
