@@ -81,3 +81,26 @@ def run_cli(*args, cwd=None, timeout=600):
     """Run the tinygen CLI as a user would; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "tinygen.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------
+# Extended property sweeps (hundreds of examples per op) are not run by default,
+# not even with the slow end-to-end tests: `pytest --sweeps` runs them.
+
+def pytest_addoption(parser):
+    parser.addoption("--sweeps", action="store_true", default=False,
+                     help="also run the extended hypothesis sweeps (tests named *_sweep)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sweep: extended property sweep; run with --sweeps")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--sweeps"):
+        return
+    skip = pytest.mark.skip(reason="extended sweep: run with --sweeps")
+    for item in items:
+        if "_sweep" in item.name:
+            item.add_marker(pytest.mark.sweep)
+            item.add_marker(skip)
