@@ -6,8 +6,18 @@ constants baked in as const arrays (flash) and all activations in one static
 arena planned from tensor lifetimes.  No interpreter, no malloc.
 
     generate_aot(model, out_dir, board="host", runtime_name="aot",
-                 copy_api_header=False, alignment=16, memory_first=True) -> AotResult
-    plan_aot(model, memory_first=True) -> (calls, plan)   # the same decisions, no files
+                 copy_api_header=False, alignment=16, memory_first=True,
+                 core=None) -> AotResult
+    plan_aot(model, memory_first=True, core=None) -> (calls, plan)   # same decisions, no files
+
+The target core picks the kernel family: on cores with the DSP extension
+(Cortex-M4/M7/M33/M55: `dsp_core()`) CONV_2D, DEPTHWISE_CONV_2D and
+FULLY_CONNECTED use the "dsp" kernels (tg_dsp.h: SIMD matrix
+multiplication, weights re-laid out here), everywhere else (ESP32, the host,
+Cortex-M0/M3) the portable C kernels.  `core` defaults to the core of
+`board` (a board id from boards/, or a QEMU machine name); the dsp kernels
+carry portable C equivalents of every intrinsic, so they also run -- and are
+tested bit-exactly -- on the host when core="cortex-m4f" is asked for.
 
 out_dir receives a flat set of files: model.c, model.h, tg_kernels.h and the
 kernel sources the model uses (only those).  model.c implements
@@ -49,6 +59,12 @@ C_TYPES = {
 }
 MAX_DIMS = 6
 ARENA_ALIGN = 16
+# memory_first: how much kernels' optional scratch may grow the arena over the
+# plan in which every such kernel runs its scratch-free variant (e.g. the dsp
+# convolutions' im2col columns, usually a few hundred bytes).  Never beyond
+# that scratch-free plan without output/input overlap, so memory_first never
+# needs more RAM than the planner did before overlaps existed.
+SCRATCH_GROWTH = 0.125
 
 
 @dataclass
@@ -137,7 +153,33 @@ def _kernel_files(calls: list[KernelCall]) -> tuple[list[str], list[str]]:
     return files, headers
 
 
-def lower_model(model: Model, prefix: str = "op") -> list[KernelCall]:
+# Cores whose instruction set has the DSP extension (SMLAD, SXTB16, ...).
+DSP_CORES = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55", "cortex-m85")
+# QEMU machines used directly (tests) rather than through a board id.
+MACHINE_CORES = {"mps2-an386": "cortex-m4f", "mps2-an500": "cortex-m7",
+                 "netduinoplus2": "cortex-m4f", "mps2-an385": "cortex-m3"}
+
+
+def board_core(board: str) -> str | None:
+    """The core of a board id or QEMU machine name; None for the host or an unknown name."""
+    if board in MACHINE_CORES:
+        return MACHINE_CORES[board]
+    from ..boards import all_boards
+    for b in all_boards():
+        if board in (b.id, b.pio_board) or (b.qemu_machine and board == b.qemu_machine):
+            return b.core
+    return None
+
+
+def dsp_core(core: str | None) -> bool:
+    """True for cores with the DSP extension ("cortex-m4f", "cortex-m7", ...)."""
+    if not core:
+        return False
+    c = core.lower()
+    return any(c == d or (c.startswith(d) and not c[len(d):].isdigit()) for d in DSP_CORES)
+
+
+def lower_model(model: Model, prefix: str = "op", core: str | None = None) -> list[KernelCall]:
     """One KernelCall per operator; LoweringError names the operator and its position."""
     if model.num_subgraphs > 1:
         used = {op.opcode for op in model.operators}
@@ -145,6 +187,8 @@ def lower_model(model: Model, prefix: str = "op") -> list[KernelCall]:
             raise LoweringError("models with control flow (several subgraphs) are not supported "
                                 "by the aot runtime")
     ctx = LoweringContext(model, prefix=prefix)
+    ctx.core = core             # read by lowerings through getattr (kernel family choice)
+    ctx.dsp = dsp_core(core)
     calls = []
     for op in model.operators:
         try:
@@ -158,49 +202,59 @@ def lower_model(model: Model, prefix: str = "op") -> list[KernelCall]:
     return calls
 
 
-def plan_aot(model: Model, memory_first: bool = True, alignment: int = ARENA_ALIGN
+def plan_aot(model: Model, memory_first: bool = True, alignment: int = ARENA_ALIGN,
+             core: str | None = None, scratch_growth: float = SCRATCH_GROWTH
              ) -> tuple[list[KernelCall], MemoryPlan]:
     """The kernel calls and arena plan generate_aot would use (no files written);
     raises LoweringError like generate_aot."""
-    calls = lower_model(model)
-    return _choose_scratch(model, calls, alignment, memory_first)
+    calls = lower_model(model, core=core)
+    return _choose_scratch(model, calls, alignment, memory_first, scratch_growth)
 
 
-def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memory_first: bool
-                    ) -> tuple[list[KernelCall], MemoryPlan]:
+def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memory_first: bool,
+                    growth: float = SCRATCH_GROWTH) -> tuple[list[KernelCall], MemoryPlan]:
     """Kernels with scratch memory are faster; where a call offers a scratch-free
-    fallback and its scratch would make the arena larger, use the fallback
-    (unless memory_first is False)."""
+    fallback and the scratch would make the arena larger than the budget (the
+    scratch-free plan plus `growth` of it, and at most that plan without
+    output/input overlaps), use fallbacks, largest scratch first, until it
+    fits (unless memory_first is False)."""
     plan = plan_memory(model, calls, alignment=alignment)
     optional = [i for i, c in enumerate(calls) if c.scratch_bytes > 0 and c.fallback is not None]
     if not memory_first or not optional:
         return calls, plan
     lean_calls = [c.fallback if i in optional else c for i, c in enumerate(calls)]
     lean = plan_memory(model, lean_calls, alignment=alignment)
-    if lean.arena_bytes >= plan.arena_bytes:
+    plain = plan_memory(model, lean_calls, alignment=alignment, search_budget=16, overlap=False)
+    budget = min(lean.arena_bytes + int(lean.arena_bytes * max(growth, 0.0)),
+                 max(plain.arena_bytes, lean.arena_bytes))
+    if plan.arena_bytes <= budget:
         return calls, plan
-    # drop scratch where it costs RAM, largest first, while that helps
     for i in sorted(optional, key=lambda i: -calls[i].scratch_bytes):
         trial = list(calls)
         trial[i] = calls[i].fallback
         p = plan_memory(model, trial, alignment=alignment, search_budget=16)
         if p.arena_bytes < plan.arena_bytes:
             calls, plan = trial, p
-        if plan.arena_bytes <= lean.arena_bytes:
+        if plan.arena_bytes <= budget:
             break
-    if plan.arena_bytes > lean.arena_bytes:
+    if plan.arena_bytes > budget or plan.arena_bytes >= lean.arena_bytes:
         return lean_calls, lean
     return calls, plan
 
 
 def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name: str = "aot",
                  copy_api_header: bool = False, alignment: int = ARENA_ALIGN,
-                 memory_first: bool = True) -> AotResult:
+                 memory_first: bool = True, core: str | None = None,
+                 scratch_growth: float = SCRATCH_GROWTH) -> AotResult:
     """Write the aot sources for `model` into out_dir; see the module docstring.
 
-    memory_first: never let a kernel's optional scratch buffer grow the arena
-    (the kernel then runs its scratch-free variant); False keeps every faster
-    kernel even when it costs RAM."""
+    core: the target core ("cortex-m4f", "xtensa-lx6", ...); default: the
+    core of `board` (None for "host": portable kernels).
+
+    memory_first: never let kernels' optional scratch buffers grow the arena
+    by more than scratch_growth (a fraction of the scratch-free plan's arena;
+    0: not at all) -- those kernels then run their scratch-free variants;
+    False keeps every faster kernel whatever it costs in RAM."""
     out_dir = Path(out_dir)
     tensors = model.tensors
     for role, idxs in (("input", model.inputs), ("output", model.outputs)):
@@ -215,7 +269,10 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         if tensors[i].is_constant:
             raise LoweringError(f"model input '{tensors[i].name}' is a constant")
 
-    calls, plan = plan_aot(model, memory_first, alignment)
+    if core is None:
+        core = board_core(board)
+    calls, plan = plan_aot(model, memory_first, alignment, core=core,
+                           scratch_growth=scratch_growth)
     check_plan(plan)
 
     # ---- constants -------------------------------------------------------

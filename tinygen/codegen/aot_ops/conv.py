@@ -156,6 +156,133 @@ def quant_constants(ctx: LoweringContext, op: Operator, filt_values: np.ndarray,
 
 
 # ---------------------------------------------------------------------------
+# "dsp" kernels (cores with the DSP extension): re-laid-out weights and
+# requantization records, see firmware_templates/aot/kernels/tg_dsp.h
+
+
+def dsp_enabled(ctx: LoweringContext) -> bool:
+    """The backend sets ctx.dsp when the target core has the DSP extension."""
+    return bool(getattr(ctx, "dsp", False))
+
+
+def acc_bounds(w_rows: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray:
+    """Largest |accumulator| per output channel over every possible input:
+    |bias| + sum|w| * max|x + input_offset| (padding taps add 0)."""
+    span = max(abs(-128 + int(input_offset)), abs(127 + int(input_offset)))
+    b = np.zeros(len(w_rows), np.int64) if bias is None else np.abs(bias.astype(np.int64))
+    return b + np.abs(w_rows.astype(np.int64)).sum(axis=1) * span
+
+
+def rq_records(bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
+               output_offset: int, bounds: np.ndarray) -> tuple[bool, np.ndarray]:
+    """(fast, records [channels][4]) for tg_rq_fast / tg_rq_exact.
+
+    fast: every channel shifts right (e = -shift >= 1), |acc| < 2^30 for every
+    input (so 2*acc does not overflow and smmulr(2*acc, m) is exactly
+    SaturatingRoundingDoublingHighMul) and |x| + round cannot overflow.
+    Fast records are {bias, multiplier, 2^(e-1) + output_offset * 2^e, e};
+    exact ones {bias, multiplier, shift, output_offset}."""
+    n = len(mult)
+    b = np.zeros(n, np.int64) if bias is None else bias.astype(np.int64)
+    e = -shift.astype(np.int64)
+    fast = bool(n > 0 and np.all(e >= 1) and np.all(mult > 0) and np.all(bounds < (1 << 30)))
+    if fast:
+        rnd = (np.int64(1) << (e - 1)) + int(output_offset) * (np.int64(1) << e)
+        worst = bounds + 2 + np.abs(rnd)
+        fast = bool(np.all(worst < (1 << 31)))
+    rec = np.zeros((n, 4), np.int64)
+    rec[:, 0] = b
+    rec[:, 1] = mult
+    if fast:
+        rec[:, 2] = rnd
+        rec[:, 3] = e
+    else:
+        rec[:, 2] = shift
+        rec[:, 3] = int(output_offset)
+    return fast, rec
+
+
+def rq_blocks(rec: np.ndarray, block: int) -> np.ndarray:
+    """Records regrouped per block of channels: [blocks][4 fields][block],
+    the last block padded with zero records (channels never stored)."""
+    n = len(rec)
+    nb = -(-n // block)
+    padded = np.zeros((nb * block, 4), np.int64)
+    padded[:n] = rec
+    return wrap_int32(padded.reshape(nb, block, 4).transpose(0, 2, 1).reshape(-1))
+
+
+def pack_words(b: np.ndarray) -> np.ndarray:
+    """int8 bytes (a multiple of 4) -> little-endian int32 words."""
+    return np.ascontiguousarray(b.astype(np.int8).reshape(-1)).view("<i4").astype(np.int32)
+
+
+def mm_weights(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """[out][k] int8 -> (words, groups4) in tg_mm_2x2's layout: per pair of
+    output channels and group of four k, one word of channel 2j then one of
+    2j+1; k and the channel count are padded with zero weights."""
+    n, k = rows.shape
+    g4 = max(1, -(-k // 4))
+    pairs = -(-n // 2)
+    w = np.zeros((pairs * 2, g4 * 4), np.int8)
+    w[:n, :k] = rows
+    w = w.reshape(pairs, 2, g4, 4).transpose(0, 2, 1, 3)
+    return pack_words(w), g4
+
+
+def raster_overlap(in_shape, out_shape, fh: int, fw: int, win: dict) -> int:
+    """How far (bytes, may be negative) after the start of its input a
+    raster-order kernel's output may start: every kernel of this family
+    computes output pixels in (batch, row, column) order and reads the inputs
+    of pixel q only before writing pixel q+1's outputs.  So writing pixel q
+    must not touch any input byte a pixel >= q still reads; the bound is
+    min over q of (first input byte read by pixels >= q) - (end of pixel q's
+    output).  Attach it to a KernelCall as `call.overlap` for the planner."""
+    n, ih, iw, ic = (int(d) for d in in_shape)
+    _, oh, ow, oc = (int(d) for d in out_shape)
+    big = np.iinfo(np.int64).max // 4
+
+    def first_valid(out_len, size, taps, stride, pad, dil):
+        origin = np.arange(out_len, dtype=np.int64) * stride - pad
+        pos = origin[:, None] + np.arange(taps, dtype=np.int64)[None, :] * dil
+        ok = (pos >= 0) & (pos < size)
+        return np.where(ok, pos, big).min(axis=1)
+
+    fy = first_valid(oh, ih, fh, win["stride_h"], win["pad_h"], win["dilation_h"])
+    fx = first_valid(ow, iw, fw, win["stride_w"], win["pad_w"], win["dilation_w"])
+    b = np.arange(n, dtype=np.int64)[:, None, None]
+    first = ((b * ih + fy[None, :, None]) * iw + fx[None, None, :]) * ic
+    first = np.where((fy[None, :, None] >= big) | (fx[None, None, :] >= big), big, first)
+    need = np.minimum.accumulate(first.reshape(-1)[::-1])[::-1]
+    ends = (np.arange(need.size, dtype=np.int64) + 1) * oc
+    ok = need < big
+    if not ok.any():
+        return n * ih * iw * ic           # reads nothing: anywhere after the input
+    return int((need[ok] - ends[ok]).min())
+
+
+def rows_overlap(batches: int, depth: int, units: int) -> int:
+    """raster_overlap for row-by-row kernels (FULLY_CONNECTED): output row b
+    is written after input row b was read for the last time."""
+    b = np.arange(batches, dtype=np.int64)
+    return int((b * depth - (b + 1) * units).min())
+
+
+def with_overlap(call: KernelCall, overlap: int) -> KernelCall:
+    """Mark a call (and its fallbacks) as a raster-order kernel for the planner."""
+    c = call
+    while c is not None:
+        c.overlap = overlap
+        c = c.fallback
+    return call
+
+
+def act_fields(act_min: int, act_max: int) -> dict[str, str]:
+    full = act_min <= -128 and act_max >= 127
+    return {"act_full": "1" if full else "0", "act_min": str(act_min), "act_max": str(act_max)}
+
+
+# ---------------------------------------------------------------------------
 
 
 @lowers("CONV_2D")
@@ -207,7 +334,44 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
                  f"{op.options.get('padding')} {act}"))
     if not pointwise:
         call.fallback = dataclasses.replace(call, kernel="tg_conv2d_direct_s8", scratch_bytes=0)
-    return call
+    if dsp_enabled(ctx) and groups == 1:
+        call = _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max, call)
+    return with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))
+
+
+def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
+                portable: KernelCall) -> KernelCall:
+    oc, fh, fw, c = (int(d) for d in w.shape)
+    rows = w.reshape(oc, -1)
+    words, g4 = mm_weights(rows)
+    fast, rec = rq_records(bias, mult, shift, out.zero_point,
+                           acc_bounds(rows, bias, -inp.zero_point))
+    direct_rows = win["dilation_w"] == 1 and (fh == 1 or (fw * c) % 4 == 0)
+    _, ih, iw, _ = (int(d) for d in inp.shape)
+    _, oh, ow, _ = (int(d) for d in out.shape)
+    all_inside = (win["pad_h"] == 0 and win["pad_w"] == 0
+                  and (oh - 1) * win["stride_h"] + (fh - 1) * win["dilation_h"] < ih
+                  and (ow - 1) * win["stride_w"] + (fw - 1) * win["dilation_w"] < iw)
+    scratch = 16 * g4 + (0 if direct_rows and all_inside else 4 * g4)
+    consts = [ConstArray(ctx.name(op, "filter"), "int32_t", words, align=16),
+              ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 2), align=16,
+                         is_weight=False)]
+    params = {
+        "in": dims4(inp.shape), "out": dims4(out.shape),
+        "filter_h": str(fh), "filter_w": str(fw),
+        **{k: str(v) for k, v in win.items()},
+        "input_offset": str(-inp.zero_point), "groups4": str(g4),
+        "direct_rows": "1" if direct_rows else "0", "fast": "1" if fast else "0",
+        **act_fields(act_min, act_max),
+        "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq"),
+    }
+    fallback = portable if portable.scratch_bytes == 0 else portable.fallback
+    return KernelCall(
+        kernel="tg_conv2d_dsp_s8", params_type="tg_conv2d_dsp_params", params=params,
+        inputs=list(portable.inputs), outputs=list(portable.outputs),
+        sources=["tg_conv2d_dsp.c", "tg_conv2d_dsp.h"], constants=consts,
+        scratch_bytes=scratch, comment=portable.comment + f" [dsp{' fast-rq' if fast else ''}]",
+        fallback=fallback)
 
 
 @lowers("DEPTHWISE_CONV_2D")
@@ -248,13 +412,48 @@ def lower_depthwise_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
         "act_min": str(act_min), "act_max": str(act_max),
         **fields,
     }
-    return KernelCall(
+    call = KernelCall(
         kernel="tg_depthwise_conv2d_s8", params_type="tg_depthwise_conv2d_params",
         params=params, inputs=[op.inputs[0]], outputs=[op.outputs[0]],
         sources=["tg_depthwise_conv2d.c", "tg_depthwise_conv2d.h"], constants=consts,
         comment=(f"DEPTHWISE_CONV_2D {fh}x{fw} {ic}x{dm} stride "
                  f"{win['stride_h']}x{win['stride_w']} dilation "
                  f"{win['dilation_h']}x{win['dilation_w']} {op.options.get('padding')} {act}"))
+    if dsp_enabled(ctx) and dm == 1:
+        call = _depthwise_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
+                              call)
+    return with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))
+
+
+def _depthwise_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
+                   portable: KernelCall) -> KernelCall:
+    _, fh, fw, c = (int(d) for d in w.shape)
+    taps = fh * fw
+    groups = -(-c // 4)
+    wt = np.zeros((taps, groups * 4), np.int64)
+    wt[:, :c] = w.reshape(taps, c)
+    wt = wt.reshape(taps, groups, 4).transpose(1, 0, 2)          # [g][tap][4 channels]
+    lanes = np.stack([wt[..., 0] & 0xFFFF | (wt[..., 2] & 0xFFFF) << 16,
+                      wt[..., 1] & 0xFFFF | (wt[..., 3] & 0xFFFF) << 16], axis=-1)
+    fast, rec = rq_records(bias, mult, shift, out.zero_point,
+                           acc_bounds(w.reshape(taps, c).T, bias, -inp.zero_point))
+    consts = [ConstArray(ctx.name(op, "filter"), "int32_t", wrap_int32(lanes.reshape(-1)),
+                         align=16),
+              ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 4), align=16,
+                         is_weight=False)]
+    params = {
+        "in": dims4(inp.shape), "out": dims4(out.shape),
+        "filter_h": str(fh), "filter_w": str(fw),
+        **{k: str(v) for k, v in win.items()},
+        "input_offset": str(-inp.zero_point), "fast": "1" if fast else "0",
+        **act_fields(act_min, act_max),
+        "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq"),
+    }
+    return KernelCall(
+        kernel="tg_depthwise_dsp_s8", params_type="tg_depthwise_dsp_params", params=params,
+        inputs=list(portable.inputs), outputs=list(portable.outputs),
+        sources=["tg_depthwise_dsp.c", "tg_depthwise_dsp.h"], constants=consts,
+        comment=portable.comment + f" [dsp{' fast-rq' if fast else ''}]")
 
 
 @lowers("FULLY_CONNECTED")
@@ -302,8 +501,32 @@ def lower_fully_connected(op: Operator, ctx: LoweringContext) -> KernelCall:
         "per_channel": "1" if per_channel else "0",
         **fields,
     }
-    return KernelCall(
+    call = KernelCall(
         kernel="tg_fully_connected_s8", params_type="tg_fully_connected_params",
         params=params, inputs=[op.inputs[0]], outputs=[op.outputs[0]],
         sources=["tg_fully_connected.c", "tg_fully_connected.h"], constants=consts,
         comment=f"FULLY_CONNECTED {batches}x{depth} -> {units} {act}")
+    if dsp_enabled(ctx) and filter_offset == 0:
+        if not per_channel:
+            mult = np.full(units, mult[0], np.int32)
+            shift = np.full(units, shift[0], np.int32)
+        fast, rec = rq_records(bias, mult, shift, out.zero_point,
+                               acc_bounds(w, bias, -inp.zero_point))
+        rec[:, 0] = kbias               # raw int8 inputs: the offset is folded in
+        g4 = -(-depth // 4)
+        quads = -(-units // 4)
+        wt = np.zeros((quads * 4, g4 * 4), np.int8)
+        wt[:units, :depth] = w
+        wt = wt.reshape(quads, 4, g4, 4).transpose(0, 2, 1, 3)   # [quad][group][row][4]
+        dsp_consts = [ConstArray(ctx.name(op, "filter"), "int32_t", pack_words(wt), align=16),
+                      ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 4), align=16,
+                                 is_weight=False)]
+        call = KernelCall(
+            kernel="tg_fully_connected_dsp_s8", params_type="tg_fully_connected_dsp_params",
+            params={"batches": str(batches), "depth": str(depth), "units": str(units),
+                    "fast": "1" if fast else "0", **act_fields(act_min, act_max),
+                    "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq")},
+            inputs=[op.inputs[0]], outputs=[op.outputs[0]],
+            sources=["tg_fully_connected_dsp.c", "tg_fully_connected_dsp.h"],
+            constants=dsp_consts, comment=call.comment + f" [dsp{' fast-rq' if fast else ''}]")
+    return with_overlap(call, rows_overlap(batches, depth, units))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ...ir import Operator
 from ..aot_lowering import KernelCall, LoweringContext, activation_range_int8, lowers
-from .conv import dims4, out_size, padding_before, require, require_int8_activation
+from .conv import (dims4, out_size, padding_before, raster_overlap, require,
+                   require_int8_activation, with_overlap)
 
 
 @lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")
@@ -45,9 +46,12 @@ def lower_pool2d(op: Operator, ctx: LoweringContext) -> KernelCall:
         "filter_h": str(fh), "filter_w": str(fw), "stride_h": str(sh), "stride_w": str(sw),
         "pad_h": str(ph), "pad_w": str(pw), "act_min": str(act_min), "act_max": str(act_max),
     }
-    return KernelCall(
+    call = KernelCall(
         kernel="tg_avg_pool2d_s8" if avg else "tg_max_pool2d_s8",
         params_type="tg_pool2d_params", params=params,
         inputs=[op.inputs[0]], outputs=[op.outputs[0]],
         sources=["tg_pooling.c", "tg_pooling.h"],
         comment=f"{op.opcode} {fh}x{fw} stride {sh}x{sw} {padding} {act}")
+    # pixels in raster order, each written after its window was read
+    win = dict(stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw, dilation_h=1, dilation_w=1)
+    return with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))

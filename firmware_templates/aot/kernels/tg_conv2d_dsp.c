@@ -1,0 +1,135 @@
+/* 2-D convolution, int8, DSP-extension kernel (TFLite CONV_2D, one group).
+ *
+ * Output pixels are taken two at a time (raster order).  The receptive field
+ * of each is expanded into a 16-bit column with the input offset added
+ * (SXTAB16), taps outside the image being 0; then every pair of output
+ * channels is one 2x2 block of tg_mm_2x2 (8 SMLAD per 16 multiply-
+ * accumulates), requantized per channel and clamped.  The accumulator is
+ * bias + sum(filter * (input + input_offset)) over the taps inside the image,
+ * exactly TFLite's reference sum.
+ *
+ * A window that lies wholly inside the image and whose filter rows are whole
+ * groups of four values (or a single row: 1x1 convolutions) is expanded
+ * straight from the input; any other window is first gathered into an int8
+ * buffer with the input zero point in the padding.
+ *
+ * Memory order: pixel q's outputs are written after its inputs were read and
+ * before pixel q+2's are read (the planner may overlap the output with the
+ * input accordingly; see tinygen/analyze/memory_plan.py).
+ */
+#include "tg_conv2d_dsp.h"
+
+static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *input, int32_t q,
+                               int8_t *win, int32_t *col) {
+  const int32_t in_h = p->in.h, in_w = p->in.w, c = p->in.c;
+  const int32_t out_hw = p->out.h * p->out.w;
+  const int32_t b = q / out_hw, r = q - b * out_hw;
+  const int32_t oy = r / p->out.w, ox = r - oy * p->out.w;
+  const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+  const int32_t fh = p->filter_h, fw = p->filter_w, dh = p->dilation_h, dw = p->dilation_w;
+  const int32_t row_bytes = fw * c;
+  const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
+  const int8_t *in_b = input + b * in_h * in_w * c;
+  int32_t ky, kx, i;
+  if (p->direct_rows && iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h &&
+      ix0 + fw - 1 < in_w) {
+    const int8_t *src = in_b + (iy0 * in_w + ix0) * c;
+    for (ky = 0; ky < fh; ++ky) {
+      /* row_bytes is a multiple of 4 (or this is the only row): whole groups */
+      tg_expand_s8(src, row_bytes, off2, col, 4);
+      src += dh * in_w * c;
+      col += row_bytes;
+    }
+    return;
+  }
+  {
+    const int8_t pad = (int8_t)(-p->input_offset);
+    int8_t *w = win;
+    for (ky = 0; ky < fh; ++ky) {
+      const int32_t iy = iy0 + ky * dh;
+      for (kx = 0; kx < fw; ++kx) {
+        const int32_t ix = ix0 + kx * dw;
+        if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
+          const int8_t *s = in_b + (iy * in_w + ix) * c;
+          for (i = 0; i < c; ++i) {
+            *w++ = s[i];
+          }
+        } else {
+          for (i = 0; i < c; ++i) {
+            *w++ = pad;
+          }
+        }
+      }
+    }
+    tg_expand_s8(win, fh * row_bytes, off2, col, 4);
+  }
+}
+
+/* Requantize a 2x2 block and store it; out0/out1 are the two pixels' rows. */
+TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *rq, int32_t a00,
+                                 int32_t a01, int32_t a10, int32_t a11, int8_t *out0,
+                                 int8_t *out1, int32_t both) {
+  if (p->fast) {
+    a00 = tg_rq_fast(a00, rq[2], rq[4], rq[6]);
+    a10 = tg_rq_fast(a10, rq[2], rq[4], rq[6]);
+    a01 = tg_rq_fast(a01, rq[3], rq[5], rq[7]);
+    a11 = tg_rq_fast(a11, rq[3], rq[5], rq[7]);
+  } else {
+    a00 = tg_rq_exact(a00, rq[2], rq[4], rq[6]);
+    a10 = tg_rq_exact(a10, rq[2], rq[4], rq[6]);
+    a01 = tg_rq_exact(a01, rq[3], rq[5], rq[7]);
+    a11 = tg_rq_exact(a11, rq[3], rq[5], rq[7]);
+  }
+  if (p->act_full) {
+    a00 = tg_ssat8(a00);
+    a10 = tg_ssat8(a10);
+    a01 = tg_ssat8(a01);
+    a11 = tg_ssat8(a11);
+  } else {
+    const int32_t lo = p->act_min, hi = p->act_max;
+    a00 = tg_clamp_i32(a00, lo, hi);
+    a10 = tg_clamp_i32(a10, lo, hi);
+    a01 = tg_clamp_i32(a01, lo, hi);
+    a11 = tg_clamp_i32(a11, lo, hi);
+  }
+  out0[0] = (int8_t)a00;
+  out1[0] = (int8_t)a10;
+  if (both) {
+    out0[1] = (int8_t)a01;
+    out1[1] = (int8_t)a11;
+  }
+}
+
+void tg_conv2d_dsp_s8(const tg_conv2d_dsp_params *p, const int8_t *input, int8_t *output,
+                      void *scratch) {
+  const int32_t n_px = p->out.n * p->out.h * p->out.w;
+  const int32_t oc = p->out.c, g4 = p->groups4;
+  const int32_t oc_even = oc & ~1;
+  int32_t *col = (int32_t *)scratch;
+  int8_t *win = (int8_t *)(col + 4 * g4);
+  int32_t q, j;
+  for (q = 0; q < n_px; q += 2) {
+    /* a last odd pixel is computed twice into the same bytes */
+    const int32_t q1 = q + 1 < n_px ? q + 1 : q;
+    int8_t *out0 = output + q * oc;
+    int8_t *out1 = output + q1 * oc;
+    const int32_t *w = p->filter;
+    const int32_t *rq = p->rq;
+    tg_conv_dsp_column(p, input, q, win, col);
+    tg_conv_dsp_column(p, input, q1, win, col + 2);
+    for (j = 0; j < oc_even; j += 2) {
+      int32_t a00 = rq[0], a01 = rq[1];
+      int32_t a10 = a00, a11 = a01;
+      tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
+      tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0 + j, out1 + j, 1);
+      w += 2 * g4;
+      rq += 8;
+    }
+    if (oc_even < oc) {
+      int32_t a00 = rq[0], a01 = rq[1];
+      int32_t a10 = a00, a11 = a01;
+      tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
+      tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0 + j, out1 + j, 0);
+    }
+  }
+}

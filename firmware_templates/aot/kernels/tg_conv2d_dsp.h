@@ -1,0 +1,40 @@
+/* 2-D convolution, int8, for cores with the DSP extension (TFLite CONV_2D,
+ * one group): im2col of two output pixels at a time into 16-bit columns,
+ * then a 2 output channels x 2 columns SMLAD matrix multiplication. */
+#ifndef TG_CONV2D_DSP_H
+#define TG_CONV2D_DSP_H
+
+#include "tg_dsp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  tg_dims4 in;                 /* input  [n][h][w][c], NHWC */
+  tg_dims4 out;                /* output [n][h][w][c] */
+  int32_t filter_h, filter_w;
+  int32_t stride_h, stride_w;
+  int32_t dilation_h, dilation_w;
+  int32_t pad_h, pad_w;
+  int32_t input_offset;        /* -input zero point */
+  int32_t groups4;             /* ceil(filter_h * filter_w * in.c / 4) */
+  int32_t direct_rows;         /* 1: a filter row is whole groups of 4 (or the only row) */
+  int32_t fast;                /* rq holds fast records (see tg_dsp.h) */
+  int32_t act_full, act_min, act_max;
+  const int32_t *filter;       /* [ceil(out.c / 2)][groups4][2]: a word of 4 int8
+                                  weights of channel 2j, then one of 2j+1 (zero-padded) */
+  const int32_t *rq;           /* [ceil(out.c / 2)][4 fields][2 channels]: bias, multiplier,
+                                  round or shift, e or output offset */
+} tg_conv2d_dsp_params;
+
+/* scratch: 16 * groups4 bytes (two columns), plus 4 * groups4 bytes for the
+ * int8 window unless every window can be expanded straight from the input. */
+void tg_conv2d_dsp_s8(const tg_conv2d_dsp_params *p, const int8_t *input, int8_t *output,
+                      void *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TG_CONV2D_DSP_H */

@@ -1,0 +1,141 @@
+/* Depthwise 2-D convolution, int8, depth multiplier 1, DSP-extension kernel.
+ *
+ * For each output pixel and group of four channels: per filter tap inside
+ * the image, one word of four inputs becomes two words of 16-bit lanes with
+ * the input offset added (SXTAB16, SXTAB16 ROR #8) and meets the tap's
+ * weights, stored pre-extended to the same lanes at build time, in four
+ * SMLABB/SMLATT.  Taps outside the image are skipped, so the accumulator is
+ * bias + sum(filter * (input + input_offset)) over the taps inside: TFLite's
+ * reference sum.  Then per-channel requantization, clamp, one 4-byte store.
+ * A last group of fewer than four channels reads and writes only its own
+ * bytes.
+ *
+ * Memory order: output pixels in raster order, each written after all of
+ * its inputs were read.
+ */
+#include "tg_depthwise_dsp.h"
+
+static void tg_dw_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size,
+                        int32_t *first, int32_t *last) {
+  int32_t lo = 0, hi = taps;
+  while (lo < taps && origin + lo * dilation < 0) {
+    ++lo;
+  }
+  while (hi > lo && origin + (hi - 1) * dilation >= size) {
+    --hi;
+  }
+  *first = lo;
+  *last = hi;
+}
+
+/* one tap: four channels */
+#define TG_DW_TAP(xw, wp)                                     \
+  do {                                                        \
+    const int32_t xe_ = tg_sxtab16(off2, (xw));               \
+    const int32_t xo_ = tg_sxtab16_ror8(off2, (xw));          \
+    int32_t w0_, w1_;                                         \
+    TG_LDRD(w0_, w1_, wp);                                    \
+    a0 = tg_smlabb(xe_, w0_, a0);                             \
+    a2 = tg_smlatt(xe_, w0_, a2);                             \
+    a1 = tg_smlabb(xo_, w1_, a1);                             \
+    a3 = tg_smlatt(xo_, w1_, a3);                             \
+  } while (0)
+
+static uint32_t tg_dw_load_part(const int8_t *x, int32_t n) {
+  uint32_t v = 0;
+  memcpy(&v, x, (size_t)n);
+  return v;
+}
+
+TG_INLINE void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, int32_t a0,
+                            int32_t a1, int32_t a2, int32_t a3, int8_t *out, int32_t n) {
+  uint32_t v;
+  if (p->fast) {
+    a0 = tg_rq_fast(a0, rq[4], rq[8], rq[12]);
+    a1 = tg_rq_fast(a1, rq[5], rq[9], rq[13]);
+    a2 = tg_rq_fast(a2, rq[6], rq[10], rq[14]);
+    a3 = tg_rq_fast(a3, rq[7], rq[11], rq[15]);
+  } else {
+    a0 = tg_rq_exact(a0, rq[4], rq[8], rq[12]);
+    a1 = tg_rq_exact(a1, rq[5], rq[9], rq[13]);
+    a2 = tg_rq_exact(a2, rq[6], rq[10], rq[14]);
+    a3 = tg_rq_exact(a3, rq[7], rq[11], rq[15]);
+  }
+  if (p->act_full) {
+    a0 = tg_ssat8(a0);
+    a1 = tg_ssat8(a1);
+    a2 = tg_ssat8(a2);
+    a3 = tg_ssat8(a3);
+  } else {
+    a0 = tg_clamp_i32(a0, p->act_min, p->act_max);
+    a1 = tg_clamp_i32(a1, p->act_min, p->act_max);
+    a2 = tg_clamp_i32(a2, p->act_min, p->act_max);
+    a3 = tg_clamp_i32(a3, p->act_min, p->act_max);
+  }
+  v = ((uint32_t)a0 & 0xFFu) | (((uint32_t)a1 & 0xFFu) << 8) | (((uint32_t)a2 & 0xFFu) << 16) |
+      ((uint32_t)a3 << 24);
+  if (n == 4) {
+    tg_store_u32(out, v);
+  } else {
+    memcpy(out, &v, (size_t)n);
+  }
+}
+
+void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
+                         int8_t *output) {
+  const int32_t in_h = p->in.h, in_w = p->in.w, c = p->in.c;
+  const int32_t out_h = p->out.h, out_w = p->out.w;
+  const int32_t fh = p->filter_h, fw = p->filter_w, dh = p->dilation_h, dw = p->dilation_w;
+  const int32_t taps = fh * fw;
+  const int32_t groups = (c + 3) >> 2;
+  const int32_t x_step = dw * c, row_step = dh * in_w * c;
+  const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
+  int32_t b, oy, ox, g, ky, kx;
+
+  for (b = 0; b < p->out.n; ++b) {
+    const int8_t *in_b = input + b * in_h * in_w * c;
+    int8_t *out_px = output + b * out_h * out_w * c;
+    for (oy = 0; oy < out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_h;
+      int32_t ky0, ky1;
+      tg_dw_range(iy0, dh, fh, in_h, &ky0, &ky1);
+      for (ox = 0; ox < out_w; ++ox, out_px += c) {
+        const int32_t ix0 = ox * p->stride_w - p->pad_w;
+        int32_t kx0, kx1;
+        const int8_t *x0;
+        const int32_t *wg = p->filter;
+        const int32_t *rq = p->rq;
+        tg_dw_range(ix0, dw, fw, in_w, &kx0, &kx1);
+        /* first tap inside the image (none: no tap is read) */
+        x0 = ky0 < ky1 && kx0 < kx1 ? in_b + ((iy0 + ky0 * dh) * in_w + ix0 + kx0 * dw) * c
+                                    : in_b;
+        for (g = 0; g < groups; ++g, wg += 2 * taps, rq += 16) {
+          const int32_t n = c - 4 * g < 4 ? c - 4 * g : 4;
+          int32_t a0 = rq[0], a1 = rq[1], a2 = rq[2], a3 = rq[3];
+          const int8_t *xr = x0 + 4 * g;
+          if (n == 4 && fw == 3 && kx0 == 0 && kx1 == 3) {
+            /* 3 taps per row, all inside */
+            for (ky = ky0; ky < ky1; ++ky, xr += row_step) {
+              const int32_t *wt = wg + ky * 6;
+              const uint32_t v0 = tg_load_u32(xr), v1 = tg_load_u32(xr + x_step),
+                             v2 = tg_load_u32(xr + 2 * x_step);
+              TG_DW_TAP(v0, wt);
+              TG_DW_TAP(v1, wt);
+              TG_DW_TAP(v2, wt);
+            }
+          } else {
+            for (ky = ky0; ky < ky1; ++ky, xr += row_step) {
+              const int32_t *wt = wg + (ky * fw + kx0) * 2;
+              const int8_t *x = xr;
+              for (kx = kx0; kx < kx1; ++kx, x += x_step) {
+                const uint32_t v = n == 4 ? tg_load_u32(x) : tg_dw_load_part(x, n);
+                TG_DW_TAP(v, wt);
+              }
+            }
+          }
+          tg_dw_store4(p, rq, a0, a1, a2, a3, out_px + 4 * g, n);
+        }
+      }
+    }
+  }
+}
