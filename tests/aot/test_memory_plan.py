@@ -160,9 +160,19 @@ def test_plan_memory_on_ir_model():
     from tinygen.ir import parse_tflite
     model = parse_tflite(conv2d_model(np.random.default_rng(0), h=6, w=6))
     calls = lower_model(model)
-    plan = plan_memory(model, calls)
+    plan = plan_memory(model, calls, overlap=False)
     check_plan(plan)
     simulate_plan(plan)
     x, y = model.inputs[0], model.outputs[0]
     assert plan.offsets[x] != plan.offsets[y]
     assert plan.arena_bytes >= model.tensors[x].nbytes + model.tensors[y].nbytes
+    # the convolution writes pixels in raster order: its output may start up to
+    # `overlap` bytes after its input (here: before it) and share the rest
+    bound = calls[0].overlap
+    assert bound < 0
+    plan = plan_memory(model, calls)
+    check_plan(plan)
+    simulate_plan(plan)
+    assert plan.overlaps == {y: (x, bound)}
+    assert plan.offsets[y] - plan.offsets[x] <= bound
+    assert plan.arena_bytes < model.tensors[x].nbytes + model.tensors[y].nbytes

@@ -11,6 +11,15 @@ one static arena, decided at build time from tensor lifetimes:
 * a `view` operator (RESHAPE and friends) shares its input's buffer, and an
   `in_place` operator may write its output over its first input when that
   input is read by nobody later;
+* an operator with an `overlap` bound s -- a kernel that computes output
+  pixels in raster order and reads no input byte after a later pixel's output
+  may have been written over it -- may put its output partly over its first
+  input when nobody reads that input later: the output may start at most s
+  bytes after the input's start (s < 0: before it), or wholly outside it.
+  This is TinyEngine's in-place idea, made exact per operator: lowerings
+  compute s from the geometry (tinygen/codegen/aot_ops/conv.py,
+  raster_overlap), the placer treats such a pair as allowed to share bytes
+  within that bound, and check_plan verifies it;
 * offsets and sizes are aligned (16 bytes by default).
 
 Placement is the dynamic-storage-allocation problem (NP-hard); we run a few
@@ -46,6 +55,8 @@ class GraphOp:
     scratch_bytes: int = 0
     in_place: bool = False       # output 0 may overwrite input 0 if input 0 dies here
     view: bool = False           # output 0 is input 0's bytes (no data movement)
+    overlap: int | None = None   # output 0 may start at most this many bytes after input
+                                 # 0's start (raster-order kernels), if input 0 dies here
 
 
 @dataclass
@@ -84,6 +95,10 @@ class MemoryPlan:
     tensor_bytes: dict[int, int] = field(default_factory=dict)
     views: dict[int, int] = field(default_factory=dict)       # view tensor -> its input
     in_place: dict[int, int] = field(default_factory=dict)    # output -> input it overwrote
+    overlaps: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # output -> (input it may partly overwrite, the op's overlap bound)
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (input buffer key, output buffer key) -> overlap bound (aligned down)
 
     def offset(self, tensor: int) -> int:
         return self.offsets[tensor]
@@ -149,8 +164,9 @@ def tensor_lifetimes(n_ops: int, ops: Sequence[GraphOp], inputs: Iterable[int],
 
 def plan_graph(tensor_bytes: dict[int, int], ops: Sequence[GraphOp], inputs: Sequence[int],
                outputs: Sequence[int], persistent: Sequence[int] = (), alignment: int = 16,
-               search_budget: int = 64, seed: int = 0) -> MemoryPlan:
-    """Plan an arena for a graph of activation tensors (sizes in bytes)."""
+               search_budget: int = 64, seed: int = 0, overlap: bool = True) -> MemoryPlan:
+    """Plan an arena for a graph of activation tensors (sizes in bytes);
+    overlap=False ignores the operators' overlap bounds."""
     n_ops = len(ops)
     life = tensor_lifetimes(n_ops, ops, inputs, outputs, persistent)
     persistent_set = set(persistent)
@@ -181,6 +197,20 @@ def plan_graph(tensor_bytes: dict[int, int], ops: Sequence[GraphOp], inputs: Seq
                 # every tensor in the input's buffer is dead after this op: overwrite it
                 groups.union(src, dst)
                 in_place[dst] = src
+    overlaps: dict[int, tuple[int, int]] = {}
+    for k, op in enumerate(ops):
+        if not overlap or op.overlap is None or not op.inputs or not op.outputs:
+            continue
+        src, dst = op.inputs[0], op.outputs[0]
+        if src == dst or src not in life or dst not in life or dst in in_place \
+                or dst in views or dst in persistent_set or src in persistent_set:
+            continue
+        root = groups.find(src)
+        if groups.find(dst) == root or group_last(root) > k:
+            continue                    # the input's bytes are read after this op
+        if any(groups.find(t) == root for t in op.inputs[1:]):
+            continue                    # another input of the op lives in those bytes
+        overlaps[dst] = (src, int(op.overlap))
 
     by_root: dict[int, list[int]] = {}
     for t in life:
@@ -198,8 +228,11 @@ def plan_graph(tensor_bytes: dict[int, int], ops: Sequence[GraphOp], inputs: Seq
             buffers.append(Buffer(key=f"scratch{k}", size=align_up(op.scratch_bytes, alignment),
                                   first=k, last=k, scratch_op=k))
     buffers.sort(key=lambda b: (b.first, b.key))
+    key_of = {t: b.key for b in buffers for t in b.tensors}
+    pairs = {(key_of[src], key_of[dst]): bound - bound % alignment      # floor: still allowed
+             for dst, (src, bound) in overlaps.items()}
 
-    offsets, arena, strategy = place(buffers, alignment, search_budget, seed)
+    offsets, arena, strategy = place(buffers, alignment, search_budget, seed, pairs)
     for b in buffers:
         b.offset = offsets[b.key]
     plan = MemoryPlan(
@@ -207,17 +240,20 @@ def plan_graph(tensor_bytes: dict[int, int], ops: Sequence[GraphOp], inputs: Seq
         offsets={t: b.offset for b in buffers for t in b.tensors},
         scratch_offsets={b.scratch_op: b.offset for b in buffers if b.scratch_op is not None},
         buffers=buffers, strategy=strategy,
-        lower_bound_bytes=lower_bound(buffers),
+        lower_bound_bytes=lower_bound(buffers, pairs),
         greedy_bytes=greedy_first_fit(buffers, alignment),
         naive_bytes=sum(b.size for b in buffers),
         graph_ops=list(ops), graph_inputs=list(inputs), graph_outputs=list(outputs),
-        tensor_bytes=dict(tensor_bytes), views=views, in_place=in_place)
+        tensor_bytes=dict(tensor_bytes), views=views, in_place=in_place,
+        overlaps=overlaps, pairs=pairs)
     return plan
 
 
-def plan_memory(model, calls=None, alignment: int = 16, search_budget: int = 64) -> MemoryPlan:
+def plan_memory(model, calls=None, alignment: int = 16, search_budget: int = 64,
+                overlap: bool = True) -> MemoryPlan:
     """Plan the arena of an IR model; `calls` (one KernelCall per operator, in
-    order) adds scratch buffers and the view / in-place permissions."""
+    order) adds scratch buffers and the view / in-place / overlap permissions
+    (overlap: a call's `overlap` attribute, set by raster-order lowerings)."""
     tensors = model.tensors
 
     def activation(t: int) -> bool:
@@ -235,48 +271,85 @@ def plan_memory(model, calls=None, alignment: int = 16, search_budget: int = 64)
             scratch_bytes=int(getattr(call, "scratch_bytes", 0) or 0),
             in_place=bool(getattr(call, "in_place", False)),
             view=bool(getattr(call, "view", False))
-            and bool(call.inputs) and activation(call.inputs[0])))
+            and bool(call.inputs) and activation(call.inputs[0]),
+            overlap=getattr(call, "overlap", None)))
     used = {t for op in ops for t in op.inputs + op.outputs} | set(model.inputs) | set(model.outputs)
     sizes = {t: tensors[t].nbytes for t in used if activation(t)}
     persistent = [t for t in sizes if tensors[t].is_variable]
     return plan_graph(sizes, ops, [t for t in model.inputs if activation(t)],
                       [t for t in model.outputs if activation(t)], persistent,
-                      alignment=alignment, search_budget=search_budget)
+                      alignment=alignment, search_budget=search_budget, overlap=overlap)
 
 
 # ---------------------------------------------------------------------------
 # placement
 
 
-def lower_bound(buffers: Sequence[Buffer]) -> int:
-    """Largest total size of buffers alive at one time."""
+def pair_shared_bytes(src: Buffer, dst: Buffer, bound: int) -> int:
+    """Most bytes an overlap pair can share: dst placed at src + bound or
+    lower, whichever overlaps most."""
+    best = 0
+    for shift in {bound, min(bound, max(0, src.size - dst.size))}:
+        lo, hi = max(0, shift), min(src.size, shift + dst.size)
+        best = max(best, hi - lo)
+    return best
+
+
+def lower_bound(buffers: Sequence[Buffer], pairs: dict | None = None) -> int:
+    """Largest total size of buffers alive at one time (less what overlap
+    pairs alive then can share)."""
     if not buffers:
         return 0
+    by_key = {b.key: b for b in buffers}
     times = sorted({b.first for b in buffers})
-    return max(sum(b.size for b in buffers if b.first <= t <= b.last) for t in times)
+    best = 0
+    for t in times:
+        total = sum(b.size for b in buffers if b.first <= t <= b.last)
+        for (a, d), bound in (pairs or {}).items():
+            sa, sd = by_key[a], by_key[d]
+            if sa.first <= t <= sa.last and sd.first <= t <= sd.last:
+                total -= pair_shared_bytes(sa, sd, bound)
+        best = max(best, total)
+    return best
 
 
-def _place_order(order: Sequence[Buffer], alignment: int, best_fit: bool) -> tuple[dict, int]:
-    placed: list[tuple[int, int, Buffer]] = []     # (offset, end, buffer)
+def _forbidden(p_off: int, p: Buffer, b: Buffer, pairs: dict) -> tuple[int, int]:
+    """Open interval of offsets at which b would clash with p placed at p_off."""
+    bound = pairs.get((p.key, b.key))
+    if bound is not None:               # p is b's input: b may start up to p + bound
+        return p_off + bound, p_off + p.size
+    bound = pairs.get((b.key, p.key))
+    if bound is not None:               # b is p's input: p may start up to b + bound
+        return p_off - b.size, p_off - bound
+    return p_off - b.size, p_off + p.size
+
+
+def _place_order(order: Sequence[Buffer], alignment: int, best_fit: bool,
+                 pairs: dict | None = None) -> tuple[dict, int]:
+    placed: list[tuple[int, Buffer]] = []     # (offset, buffer)
     offsets: dict[str, int] = {}
+    pairs = pairs or {}
     top = 0
     for b in order:
-        busy = sorted((o, e) for o, e, p in placed if p.overlaps_in_time(b))
+        bad = sorted(iv for iv in (_forbidden(o, p, b, pairs) for o, p in placed
+                                   if p.overlaps_in_time(b)) if iv[1] - iv[0] > 1)
+        # allowed offsets: [cursor, lo] between forbidden open intervals (lo, hi)
         best = None
         cursor = 0
-        for o, e in busy:
-            if o - cursor >= b.size:
-                gap = o - cursor
-                if not best_fit:
-                    best = (0, cursor)
-                    break
-                if best is None or gap < best[0]:
-                    best = (gap, cursor)
-            cursor = max(cursor, e)
-        offset = best[1] if best is not None else cursor
-        offset = align_up(offset, alignment)
+        for lo, hi in bad:
+            if lo >= cursor:
+                start = align_up(cursor, alignment)
+                if start <= lo:
+                    if not best_fit:
+                        best = (0, start)
+                        break
+                    gap = lo - start
+                    if best is None or gap < best[0]:
+                        best = (gap, start)
+            cursor = max(cursor, hi)
+        offset = best[1] if best is not None else align_up(cursor, alignment)
         offsets[b.key] = offset
-        placed.append((offset, offset + b.size, b))
+        placed.append((offset, b))
         top = max(top, offset + b.size)
     return offsets, top
 
@@ -288,16 +361,20 @@ def greedy_first_fit(buffers: Sequence[Buffer], alignment: int = 16) -> int:
 
 
 def place(buffers: Sequence[Buffer], alignment: int = 16, search_budget: int = 64,
-          seed: int = 0) -> tuple[dict[str, int], int, str]:
-    """Offsets for buffers; returns (offsets by key, arena bytes, strategy name)."""
+          seed: int = 0, pairs: dict | None = None) -> tuple[dict[str, int], int, str]:
+    """Offsets for buffers; returns (offsets by key, arena bytes, strategy name).
+    pairs: (input key, output key) -> overlap bound (see plan_graph)."""
     if not buffers:
         return {}, 0, "empty"
-    bound = lower_bound(buffers)
+    bound = lower_bound(buffers, pairs)
     orders = {
         "size": lambda b: (-b.size, b.first, b.key),
         "area": lambda b: (-b.size * (b.last - b.first + 1), -b.size, b.key),
         "lifetime": lambda b: (-(b.last - b.first), -b.size, b.key),
         "start": lambda b: (b.first, -b.size, b.key),
+        # last layer first: chains of overlap pairs (each output below its
+        # input) then stack up from offset 0; scratch buffers fill gaps after
+        "reverse": lambda b: (b.scratch_op is not None, -b.last, -b.first, -b.size, b.key),
         "conflicts": None,
     }
     conflicts = {b.key: sum(b.size for o in buffers if o is not b and o.overlaps_in_time(b))
@@ -306,7 +383,7 @@ def place(buffers: Sequence[Buffer], alignment: int = 16, search_budget: int = 6
     best: tuple[int, dict, str] | None = None
     for name, key in orders.items():
         for best_fit in (False, True):
-            offsets, top = _place_order(sorted(buffers, key=key), alignment, best_fit)
+            offsets, top = _place_order(sorted(buffers, key=key), alignment, best_fit, pairs)
             if best is None or top < best[0]:
                 best = (top, offsets, f"{name}/{'best' if best_fit else 'first'}-fit")
             if best[0] <= bound:
@@ -320,7 +397,7 @@ def place(buffers: Sequence[Buffer], alignment: int = 16, search_budget: int = 6
         for _ in range(max(1, len(order) // 4)):
             a, b = rng.randrange(len(order)), rng.randrange(len(order))
             order[a], order[b] = order[b], order[a]
-        offsets, top = _place_order(order, alignment, best_fit=bool(i & 1))
+        offsets, top = _place_order(order, alignment, bool(i & 1), pairs)
         if top < best[0]:
             best = (top, offsets, f"search#{i}")
             base = order
@@ -351,6 +428,10 @@ def check_plan(plan: MemoryPlan) -> None:
     for i, a in enumerate(bufs):
         for b in bufs[i + 1:]:
             if a.overlaps_in_time(b) and a.overlaps_in_memory(b):
+                src, dst = (a, b) if (a.key, b.key) in plan.pairs else (b, a)
+                bound = plan.pairs.get((src.key, dst.key))
+                if bound is not None and dst.offset - src.offset <= bound:
+                    continue            # an overlap pair within its kernel's bound
                 raise PlanError(
                     f"{a.key} [{a.offset}, {a.offset + a.size}) ops {a.first}..{a.last} and "
                     f"{b.key} [{b.offset}, {b.offset + b.size}) ops {b.first}..{b.last} "
@@ -418,7 +499,8 @@ def simulate_plan(plan: MemoryPlan) -> None:
                 read(t, f"view made by op {k}")
             else:
                 write(t, new_token())
-        in_place_regions = [region(t) for t in op.outputs if t in plan.in_place]
+        in_place_regions = [region(t) for t in op.outputs
+                            if t in plan.in_place or t in plan.overlaps]
         for t in op.inputs:
             r = region(t)
             dies_here = (not any(t in o.inputs for o in plan.graph_ops[k + 1:])
