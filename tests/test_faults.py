@@ -214,6 +214,8 @@ def campaign(name: str, client: DeviceClient, port: FaultyPort, make_inputs, pro
     """n inferences through a faulty port; every call under the watchdog."""
     out = Outcome(name)
     state: dict = {}
+    # resets counted when the last successful call started: a reset after
+    # that (even after its reply arrived) may have restarted the run counters
     epoch = port.log.resets
 
     def new_session() -> None:
@@ -234,6 +236,7 @@ def campaign(name: str, client: DeviceClient, port: FaultyPort, make_inputs, pro
             break
         inputs = make_inputs()
         faults_before = port.log.total() + port.log.resets
+        resets_at_start = port.log.resets
         start = time.monotonic()
         try:
             result = with_deadline(lambda: client.infer(inputs), deadline, on_hang)
@@ -252,8 +255,8 @@ def campaign(name: str, client: DeviceClient, port: FaultyPort, make_inputs, pro
             out.wrong += 1
         else:
             if port.log.resets != epoch:  # the device restarted: its run counters too
-                epoch = port.log.resets
                 state["last_run"] = 0
+            epoch = resets_at_start
             bad = problems_of(result, inputs, state)
             if bad:
                 out.wrong += 1
