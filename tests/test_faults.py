@@ -438,6 +438,52 @@ def test_reset_in_the_middle_of_an_upload_is_detected(device_exe, tmp_path):
         device.stop()
 
 
+def test_one_noise_burst_costs_one_retransmission(device_exe, tmp_path):
+    """A burst of noise with zero bytes in it arrives as several bad runs at
+    once; they are one damaged reply, not one per run: with retries=1 the
+    exchange still succeeds (before the fix each run used up a retry)."""
+    device = HostDevice(device_exe, tmp_path)
+
+    class NoisyOnce:
+        """Puts a burst of five zero-separated junk runs in front of the
+        first reply, in the same read."""
+
+        def __init__(self, inner):
+            self.inner, self.pending = inner, b""
+            self.armed = True
+
+        timeout = property(lambda self: self.inner.timeout,
+                           lambda self, v: setattr(self.inner, "timeout", v))
+
+        def write(self, data):
+            return self.inner.write(data)
+
+        def read(self, size=1):
+            data = self.inner.read(size)
+            if data and self.armed:
+                self.armed = False
+                more = self.inner.read(65536) if size == 1 else b""
+                self.pending = b"\x00\x05junk\x00\x09more junk\x00\x03xy\x00\x02\x00\x07garbage" + data + more
+            if self.pending:
+                data, self.pending = self.pending[:size], self.pending[size:]
+            return data
+
+        def close(self):
+            self.inner.close()
+
+    port = NoisyOnce(device.connect())
+    client = DeviceClient(port, timeout=1.0, retries=1, poll_interval=0.01, baudrate=0)
+    try:
+        client.info()
+        rng = np.random.default_rng(5)
+        inputs = fake_inputs(rng)
+        assert fake_problems(client.infer(inputs), inputs, {}) == []
+        assert client.stats.bad_frames >= 4 and client.stats.retransmissions == 1
+    finally:
+        port.close()
+        device.stop()
+
+
 # -- on the emulated boards (slow) ----------------------------------------------------
 
 

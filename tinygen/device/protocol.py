@@ -745,13 +745,19 @@ class DeviceClient:
 
     def _await(self, ftype: int, seq: int, token: int, handshake: bool, deadline: float) -> Frame:
         name = COMMAND_NAMES[ftype]
+        damaged = None
         while True:
             while self._items:
                 item = self._items.popleft()
                 if isinstance(item, FrameError):
-                    # Most likely our reply, damaged: ask again now.
+                    # Most likely our reply, damaged: ask again once everything
+                    # received so far has been looked at (one burst of noise
+                    # with zero bytes in it makes several bad runs, which
+                    # must not use up several retries; the good reply may
+                    # be among them).
                     self._bad_frame(item)
-                    raise _Retry(f"corrupted reply: {item}")
+                    damaged = damaged or item
+                    continue
                 if item.type == MSG_BOOT:
                     self._note_boot(item)
                     if handshake:
@@ -785,6 +791,8 @@ class DeviceClient:
                 if handshake and item.session != token:
                     raise ProtocolError(f"device did not take the session token in its {name} reply")
                 return item
+            if damaged is not None:
+                raise _Retry(f"corrupted reply: {damaged}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _Retry("no reply")
