@@ -37,9 +37,13 @@ from tinygen.device.protocol import DeviceClient  # noqa: E402
 from tinygen.device.qemu import QemuProcess  # noqa: E402
 from tinygen.ir import parse_tflite  # noqa: E402
 from tinygen.reference import TflmReference  # noqa: E402
+from tinygen.verify import stacked_outputs  # noqa: E402
 
 # TFLM measured on qemu-cortex-m4 (mps2-an386, -icount shift=0), second of two
 # inferences, cortex-m4+fp -O2, MLPerf Tiny reference int8 models (issue #5).
+# Targets (issue #5): instructions <= 0.8x the CMSIS-NN figure, activation RAM
+# <= 0.75x the arena, code <= 0.5x TFLM's code.
+TARGETS = {"instructions": 0.8, "arena": 0.75, "code": 0.5}
 TFLM_BASELINE = {
     "ds_cnn_kws": {"ref": 43.1e6, "cmsis": 7.70e6, "arena": 22820, "code": 77.7 * 1024},
     "mobilenet_v1_vww": {"ref": 100.5e6, "cmsis": 24.1e6, "arena": 100708, "code": 81.4 * 1024},
@@ -134,10 +138,14 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int) -> dict:
         dev.info()
         first = dev.infer(vec)
         second = dev.infer(vec)
+    # the reference runs the same two inferences (stateful models carry their
+    # state from the first into the second); SSD rows past num_detections are
+    # undefined in TFLM and not compared
     ref = TflmReference(ir.tflite)
-    expect = ref.run(vec)
-    exact = all(np.array_equal(np.asarray(a).reshape(-1), np.asarray(b).reshape(-1))
-                for a, b in zip(second.outputs, expect))
+    expect = [ref.run(vec), ref.run(vec)]
+    exact = all(np.array_equal(np.ascontiguousarray(d).view(np.uint8),
+                               np.ascontiguousarray(r).view(np.uint8))
+                for d, r in stacked_outputs(ir, [first.outputs, second.outputs], expect))
     tflm_arena = ref.arena_usage().total
     sizes = measure_elf(res.elf, res.weight_symbols)
     plan_arena = res.arena_bytes
@@ -158,6 +166,30 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int) -> dict:
     if host_runs and board_id == "qemu-cortex-m4":
         row["host"] = host_time_ratio(out, ir.tflite, host_runs)
     return row
+
+
+def targets_markdown(rows: list[dict]) -> str:
+    """Issue #5's done-criteria on qemu-cortex-m4, one line per MLPerf Tiny model."""
+    lines = ["| model | instructions | target | activation RAM | target | code | target | "
+             "bit-exact | met |", "|" + "---|" * 9]
+    for r in rows:
+        if r.get("board") != "qemu-cortex-m4" or r.get("model") not in TFLM_BASELINE \
+                or "skipped" in r:
+            continue
+        b = TFLM_BASELINE[r["model"]]
+        t_ins = TARGETS["instructions"] * b["cmsis"]
+        t_ram = TARGETS["arena"] * b["arena"]
+        t_code = TARGETS["code"] * b["code"]
+        met = (r["instructions"] <= t_ins and r["ram_activations"] <= t_ram
+               and r["flash_code"] <= t_code and r["bit_exact"])
+        lines.append(
+            f"| {r['model']} | {r['instructions'] / 1e6:.2f} M "
+            f"({r['instructions'] / b['cmsis']:.2f}x) | <= {t_ins / 1e6:.2f} M | "
+            f"{r['ram_activations']:,} B ({r['ram_activations'] / b['arena']:.2f}x) | "
+            f"<= {int(t_ram):,} B | {r['flash_code'] / 1024:.1f} KB "
+            f"({r['flash_code'] / b['code']:.2f}x) | <= {t_code / 1024:.1f} KB | "
+            f"{'yes' if r['bit_exact'] else 'NO'} | {'yes' if met else 'NO'} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def markdown(rows: list[dict]) -> str:
@@ -181,6 +213,81 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------
+# --ablation: what each technique of the dsp kernels and the planner is worth
+
+
+ABLATION_VARIANTS = [
+    ("portable C kernels", dict(core=None)),
+    ("dsp kernels, reference requantization", dict(core="cortex-m4f", fast_requant=False)),
+    ("dsp kernels", dict(core="cortex-m4f")),
+]
+
+
+def _family(kernel: str) -> str:
+    if "depthwise" in kernel:
+        return "depthwise"
+    if "conv2d" in kernel:
+        return "conv"
+    if "fully_connected" in kernel:
+        return "fc"
+    return "other"
+
+
+def ablation(models: list[str], work: Path) -> list[dict]:
+    """Each MLPerf model under each variant: guest instructions (second of two
+    inferences, per kernel family from the TG_PROFILE_OPS hook) and the arena
+    with and without output/input overlaps, built for QEMU mps2-an386 by the
+    test harness (tests/aot/harness.py: -O2, semihosting driver)."""
+    import functools
+
+    sys.path.insert(0, str(ROOT / "tests" / "aot"))
+    import harness  # noqa: E402
+    from tinygen.codegen import aot  # noqa: E402
+    from tinygen.convert import convert  # noqa: E402
+    from tinygen.load import load_model  # noqa: E402
+
+    rows = []
+    for name in models:
+        path, calib, _ = make_model(name, work)
+        tfl = convert(load_model(path), calib).ir.tflite
+        model = parse_tflite(tfl)
+        batches = harness.random_inputs(model, np.random.default_rng(0), 2)
+        for label, opts in ABLATION_VARIANTS:
+            harness.generate_aot = functools.partial(aot.generate_aot, **opts)
+            binary = harness.build_m4(model, work / f"abl-{name}", profile_ops=True)
+            ticks: list[int] = []
+            per_op: list[int] = []
+            outs = harness.run_m4(binary, batches, icount=True, ticks_out=ticks,
+                                  op_ticks_out=per_op)
+            ref = harness.run_tflm(tfl, batches)
+            exact = all(harness._bit_equal(r, o)[0] for rr, oo in zip(ref, outs)
+                        for r, o in zip(rr, oo))
+            fam: dict[str, int] = {}
+            for call, t in zip(binary.result.calls, per_op):
+                fam[_family(call.kernel)] = fam.get(_family(call.kernel), 0) + 40 * t
+            _, no_overlap = aot.plan_aot(model, overlap=False,
+                                         **{k: v for k, v in opts.items() if k == "core"})
+            rows.append({"model": name, "variant": label, "instructions": 40 * ticks[-1],
+                         "families": fam, "arena": binary.result.arena_bytes,
+                         "arena_no_overlap": no_overlap.arena_bytes, "bit_exact": exact})
+            print(f"ablation: {name}: {label}: {40 * ticks[-1]:,}", file=sys.stderr, flush=True)
+    return rows
+
+
+def ablation_markdown(rows: list[dict]) -> str:
+    lines = ["| model | kernels | instructions | conv | depthwise | FC | other | arena "
+             "(no overlap) | bit-exact |", "|" + "---|" * 9]
+    for r in rows:
+        f = r["families"]
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['instructions']:,} | "
+            + " | ".join(f"{f.get(k, 0):,}" for k in ("conv", "depthwise", "fc", "other"))
+            + f" | {r['arena']:,} B ({r['arena_no_overlap']:,} B) | "
+            f"{'yes' if r['bit_exact'] else 'NO'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--boards", default="qemu-cortex-m4,qemu-cortex-m7")
@@ -189,7 +296,18 @@ def main(argv=None) -> int:
                     help="inferences timed on the host per side (0: skip)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--ablation", action="store_true",
+                    help="instead: each kernel variant on the MLPerf models (instructions per "
+                         "kernel family, arena with/without overlaps); writes "
+                         "bench/ablation.json and prints a Markdown table")
     args = ap.parse_args(argv)
+    if args.ablation:
+        names = [m for m in args.models.split(",") if m in TFLM_BASELINE]
+        with tempfile.TemporaryDirectory(prefix="tinygen-ablation-") as d:
+            rows = ablation(names, Path(d))
+        (ROOT / "bench" / "ablation.json").write_text(json.dumps(rows, indent=2))
+        print(ablation_markdown(rows))
+        return 0 if all(r["bit_exact"] for r in rows) else 1
     rows = []
     with tempfile.TemporaryDirectory(prefix="tinygen-bench-") as d:
         work = Path(d)
@@ -198,22 +316,38 @@ def main(argv=None) -> int:
                 print(f"bench: {name} on {board}", file=sys.stderr, flush=True)
                 rows.append(run_one(name, board, work, args.host_runs))
     table = markdown(rows)
+    targets = targets_markdown(rows)
     print(table)
+    if targets:
+        print("\n" + targets)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rows, indent=2))
     doc = Path(args.doc)
+    target_part = (
+        "## Issue #5 targets (qemu-cortex-m4)\n\n"
+        "Done when, for each MLPerf Tiny model: instructions <= 0.8x TFLM+CMSIS-NN, activation "
+        "RAM <= 0.75x TFLM's arena, code <= 0.5x TFLM's code, bit-exact. Ratios in brackets "
+        "are against the baseline figures below.\n\n" + targets + "\n\n") if targets else ""
     doc.write_text(
-        "# Benchmarks\n\nMade by `python3 bench/run.py` (raw figures: bench/results.json).\n\n"
+        "# Benchmarks\n\nMade by `python3 bench/run.py` (raw figures: bench/results.json); "
+        "how the figures came about: [performance.md](performance.md).\n\n"
+        + target_part +
+        "## All models and emulated boards\n\n"
         "Instructions: guest instructions of the second of two inferences on QEMU with "
-        "`-icount shift=0`, read over the serial protocol. TFLM+CMSIS-NN baseline: the figures "
+        "`-icount shift=0`, read over the serial protocol (the same count as the TFLM "
+        "baseline). TFLM+CMSIS-NN baseline: the figures "
         "in issue #5 for the MLPerf Tiny reference models on qemu-cortex-m4 (7.70 M, 24.1 M, "
         "29.9 M, 0.583 M instructions; arena 22,820 / 100,708 / 54,996 / 2,580 B; code 77.7 / "
         "81.4 / 78.8 / 46.9 KB). tinygen's models are the same architectures built in Keras "
         "with random weights (tinygen/zoo.py). Code flash is the firmware's flash minus the "
-        "weight arrays, protocol and startup included. Activation RAM is the aot arena "
-        "(activations and kernel scratch); `vs TFLM arena` divides it by TFLM's arena for the "
-        "same .tflite measured with the recording allocator (64-bit host build). Host time: aot "
-        "C at -O2 vs tflite_micro invoke(), one run on a shared machine.\n\n"
+        "model data (weight arrays and the per-channel requantization tables, as TFLM's "
+        "text-minus-model counts it), protocol and startup included. Activation RAM is the aot "
+        "arena (activations and kernel scratch); `vs TFLM arena` divides it by TFLM's arena "
+        "for the same .tflite measured with the recording allocator (64-bit host build). "
+        "Bit-exact: both inferences equal TFLM's two on the same input, byte for byte (a "
+        "stateful model carries its state into the second; SSD rows past num_detections, "
+        "which TFLM leaves undefined, are not compared). Host time: aot C at -O2 vs "
+        "tflite_micro invoke(), one run on a shared machine.\n\n"
         + table + "\n")
     return 0 if all(r.get("bit_exact", True) for r in rows) else 1
 

@@ -179,7 +179,8 @@ def dsp_core(core: str | None) -> bool:
     return any(c == d or (c.startswith(d) and not c[len(d):].isdigit()) for d in DSP_CORES)
 
 
-def lower_model(model: Model, prefix: str = "op", core: str | None = None) -> list[KernelCall]:
+def lower_model(model: Model, prefix: str = "op", core: str | None = None,
+                fast_requant: bool = True) -> list[KernelCall]:
     """One KernelCall per operator; LoweringError names the operator and its position."""
     if model.num_subgraphs > 1:
         used = {op.opcode for op in model.operators}
@@ -189,6 +190,7 @@ def lower_model(model: Model, prefix: str = "op", core: str | None = None) -> li
     ctx = LoweringContext(model, prefix=prefix)
     ctx.core = core             # read by lowerings through getattr (kernel family choice)
     ctx.dsp = dsp_core(core)
+    ctx.fast_requant = fast_requant   # dsp kernels: tg_rq_fast where proven exact
     calls = []
     for op in model.operators:
         try:
@@ -203,27 +205,29 @@ def lower_model(model: Model, prefix: str = "op", core: str | None = None) -> li
 
 
 def plan_aot(model: Model, memory_first: bool = True, alignment: int = ARENA_ALIGN,
-             core: str | None = None, scratch_growth: float = SCRATCH_GROWTH
+             core: str | None = None, scratch_growth: float = SCRATCH_GROWTH,
+             overlap: bool = True, fast_requant: bool = True
              ) -> tuple[list[KernelCall], MemoryPlan]:
     """The kernel calls and arena plan generate_aot would use (no files written);
     raises LoweringError like generate_aot."""
-    calls = lower_model(model, core=core)
-    return _choose_scratch(model, calls, alignment, memory_first, scratch_growth)
+    calls = lower_model(model, core=core, fast_requant=fast_requant)
+    return _choose_scratch(model, calls, alignment, memory_first, scratch_growth, overlap)
 
 
 def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memory_first: bool,
-                    growth: float = SCRATCH_GROWTH) -> tuple[list[KernelCall], MemoryPlan]:
+                    growth: float = SCRATCH_GROWTH, overlap: bool = True
+                    ) -> tuple[list[KernelCall], MemoryPlan]:
     """Kernels with scratch memory are faster; where a call offers a scratch-free
     fallback and the scratch would make the arena larger than the budget (the
     scratch-free plan plus `growth` of it, and at most that plan without
     output/input overlaps), use fallbacks, largest scratch first, until it
     fits (unless memory_first is False)."""
-    plan = plan_memory(model, calls, alignment=alignment)
+    plan = plan_memory(model, calls, alignment=alignment, overlap=overlap)
     optional = [i for i, c in enumerate(calls) if c.scratch_bytes > 0 and c.fallback is not None]
     if not memory_first or not optional:
         return calls, plan
     lean_calls = [c.fallback if i in optional else c for i, c in enumerate(calls)]
-    lean = plan_memory(model, lean_calls, alignment=alignment)
+    lean = plan_memory(model, lean_calls, alignment=alignment, overlap=overlap)
     plain = plan_memory(model, lean_calls, alignment=alignment, search_budget=16, overlap=False)
     budget = min(lean.arena_bytes + int(lean.arena_bytes * max(growth, 0.0)),
                  max(plain.arena_bytes, lean.arena_bytes))
@@ -232,7 +236,7 @@ def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memor
     for i in sorted(optional, key=lambda i: -calls[i].scratch_bytes):
         trial = list(calls)
         trial[i] = calls[i].fallback
-        p = plan_memory(model, trial, alignment=alignment, search_budget=16)
+        p = plan_memory(model, trial, alignment=alignment, search_budget=16, overlap=overlap)
         if p.arena_bytes < plan.arena_bytes:
             calls, plan = trial, p
         if plan.arena_bytes <= budget:
@@ -245,11 +249,14 @@ def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memor
 def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name: str = "aot",
                  copy_api_header: bool = False, alignment: int = ARENA_ALIGN,
                  memory_first: bool = True, core: str | None = None,
-                 scratch_growth: float = SCRATCH_GROWTH) -> AotResult:
+                 scratch_growth: float = SCRATCH_GROWTH, overlap: bool = True,
+                 fast_requant: bool = True) -> AotResult:
     """Write the aot sources for `model` into out_dir; see the module docstring.
 
     core: the target core ("cortex-m4f", "xtensa-lx6", ...); default: the
     core of `board` (None for "host": portable kernels).
+    overlap / fast_requant: switch off the planner's output-over-input overlaps
+    or the dsp kernels' fast requantization (for measurements; both are exact).
 
     memory_first: never let kernels' optional scratch buffers grow the arena
     by more than scratch_growth (a fraction of the scratch-free plan's arena;
@@ -272,7 +279,8 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     if core is None:
         core = board_core(board)
     calls, plan = plan_aot(model, memory_first, alignment, core=core,
-                           scratch_growth=scratch_growth)
+                           scratch_growth=scratch_growth, overlap=overlap,
+                           fast_requant=fast_requant)
     check_plan(plan)
 
     # ---- constants -------------------------------------------------------

@@ -19,6 +19,16 @@
  */
 #include "tg_conv2d_dsp.h"
 
+/* n bytes, a word at a time (unaligned words are fine on ARMv7-M) */
+TG_INLINE void tg_conv_dsp_copy(int8_t *dst, const int8_t *src, int32_t n) {
+  for (; n >= 4; n -= 4, dst += 4, src += 4) {
+    tg_store_u32(dst, tg_load_u32(src));
+  }
+  for (; n > 0; --n) {
+    *dst++ = *src++;
+  }
+}
+
 static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *input, int32_t q,
                                int8_t *win, int32_t *col) {
   const int32_t in_h = p->in.h, in_w = p->in.w, c = p->in.c;
@@ -31,6 +41,11 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
   const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
   const int8_t *in_b = input + b * in_h * in_w * c;
   int32_t ky, kx, i;
+  if (p->pointwise) {
+    /* 1x1, stride 1, no padding: pixel q is input pixel q */
+    tg_expand_s8(input + q * c, c, off2, col, 4);
+    return;
+  }
   if (p->direct_rows && iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h &&
       ix0 + fw - 1 < in_w) {
     const int8_t *src = in_b + (iy0 * in_w + ix0) * c;
@@ -42,27 +57,32 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
     }
     return;
   }
-  {
+  if (iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h && ix0 + (fw - 1) * dw < in_w &&
+      dw == 1) {
+    /* inside the image, rows contiguous: gather whole rows */
+    const int8_t *src = in_b + (iy0 * in_w + ix0) * c;
+    int8_t *w = win;
+    for (ky = 0; ky < fh; ++ky, src += dh * in_w * c, w += row_bytes) {
+      tg_conv_dsp_copy(w, src, row_bytes);
+    }
+  } else {
     const int8_t pad = (int8_t)(-p->input_offset);
     int8_t *w = win;
     for (ky = 0; ky < fh; ++ky) {
       const int32_t iy = iy0 + ky * dh;
-      for (kx = 0; kx < fw; ++kx) {
+      for (kx = 0; kx < fw; ++kx, w += c) {
         const int32_t ix = ix0 + kx * dw;
         if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
-          const int8_t *s = in_b + (iy * in_w + ix) * c;
-          for (i = 0; i < c; ++i) {
-            *w++ = s[i];
-          }
+          tg_conv_dsp_copy(w, in_b + (iy * in_w + ix) * c, c);
         } else {
           for (i = 0; i < c; ++i) {
-            *w++ = pad;
+            w[i] = pad;
           }
         }
       }
     }
-    tg_expand_s8(win, fh * row_bytes, off2, col, 4);
   }
+  tg_expand_s8(win, fh * row_bytes, off2, col, 4);
 }
 
 /* Requantize a 2x2 block and store it; out0/out1 are the two pixels' rows. */
@@ -100,36 +120,75 @@ TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *r
   }
 }
 
+/* Every pair of output channels of two columns; fast requantization and the
+ * full int8 range (the common case) in a loop of its own. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col,
+                                 int8_t *out0, int8_t *out1) {
+  const int32_t oc = p->out.c, g4 = p->groups4;
+  const int32_t *w = p->filter;
+  const int32_t *rq = p->rq;
+  int8_t *end = out0 + (oc & ~1);
+  if (p->fast && p->act_full) {
+    while (out0 < end) {
+      int32_t a00, a01, a10, a11, m0, m1;
+      TG_LDRD(a00, a01, rq);
+      a10 = a00;
+      a11 = a01;
+      tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
+      w += 2 * g4;
+      TG_LDRD(m0, m1, rq);
+      a00 = tg_smmulr(tg_shift_left_wrap(a00, 1), m0);
+      a10 = tg_smmulr(tg_shift_left_wrap(a10, 1), m0);
+      a01 = tg_smmulr(tg_shift_left_wrap(a01, 1), m1);
+      a11 = tg_smmulr(tg_shift_left_wrap(a11, 1), m1);
+      TG_LDRD(m0, m1, rq);
+      a00 += m0 - (int32_t)((uint32_t)a00 >> 31);
+      a10 += m0 - (int32_t)((uint32_t)a10 >> 31);
+      a01 += m1 - (int32_t)((uint32_t)a01 >> 31);
+      a11 += m1 - (int32_t)((uint32_t)a11 >> 31);
+      TG_LDRD(m0, m1, rq);
+      out0[0] = (int8_t)tg_ssat8(a00 >> m0);
+      out1[0] = (int8_t)tg_ssat8(a10 >> m0);
+      out0[1] = (int8_t)tg_ssat8(a01 >> m1);
+      out1[1] = (int8_t)tg_ssat8(a11 >> m1);
+      out0 += 2;
+      out1 += 2;
+    }
+  } else {
+    while (out0 < end) {
+      int32_t a00 = rq[0], a01 = rq[1];
+      int32_t a10 = a00, a11 = a01;
+      tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
+      tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0, out1, 1);
+      w += 2 * g4;
+      rq += 8;
+      out0 += 2;
+      out1 += 2;
+    }
+  }
+  if (oc & 1) {
+    int32_t a00 = rq[0], a01 = rq[1];
+    int32_t a10 = a00, a11 = a01;
+    tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
+    tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0, out1, 0);
+  }
+}
+
 void tg_conv2d_dsp_s8(const tg_conv2d_dsp_params *p, const int8_t *input, int8_t *output,
                       void *scratch) {
   const int32_t n_px = p->out.n * p->out.h * p->out.w;
-  const int32_t oc = p->out.c, g4 = p->groups4;
-  const int32_t oc_even = oc & ~1;
+  const int32_t oc = p->out.c;
   int32_t *col = (int32_t *)scratch;
-  int8_t *win = (int8_t *)(col + 4 * g4);
-  int32_t q, j;
+  int8_t *win = (int8_t *)(col + 4 * p->groups4);
+  int32_t q;
   for (q = 0; q < n_px; q += 2) {
     /* a last odd pixel is computed twice into the same bytes */
     const int32_t q1 = q + 1 < n_px ? q + 1 : q;
-    int8_t *out0 = output + q * oc;
-    int8_t *out1 = output + q1 * oc;
-    const int32_t *w = p->filter;
-    const int32_t *rq = p->rq;
     tg_conv_dsp_column(p, input, q, win, col);
     tg_conv_dsp_column(p, input, q1, win, col + 2);
-    for (j = 0; j < oc_even; j += 2) {
-      int32_t a00 = rq[0], a01 = rq[1];
-      int32_t a10 = a00, a11 = a01;
-      tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
-      tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0 + j, out1 + j, 1);
-      w += 2 * g4;
-      rq += 8;
-    }
-    if (oc_even < oc) {
-      int32_t a00 = rq[0], a01 = rq[1];
-      int32_t a10 = a00, a11 = a01;
-      tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
-      tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0 + j, out1 + j, 0);
-    }
+    tg_conv_dsp_channels(p, col, output + q * oc, output + q1 * oc);
   }
 }

@@ -6,9 +6,13 @@
  * weights, stored pre-extended to the same lanes at build time, in four
  * SMLABB/SMLATT.  Taps outside the image are skipped, so the accumulator is
  * bias + sum(filter * (input + input_offset)) over the taps inside: TFLite's
- * reference sum.  Then per-channel requantization, clamp, one 4-byte store.
- * A last group of fewer than four channels reads and writes only its own
- * bytes.
+ * reference sum.  Then per-channel requantization, clamp, store.  A last
+ * group of fewer than four channels reads and writes only its own bytes.
+ *
+ * With fast requantization (see tg_dsp.h) the weights and biases are stored
+ * doubled, so the accumulator already is the 2 * acc that tg_rq_fast needs;
+ * 3x3 windows wholly inside the image then take a path with the nine taps
+ * unrolled (three row pointers, the column step in a register).
  *
  * Memory order: output pixels in raster order, each written after all of
  * its inputs were read.
@@ -27,6 +31,14 @@ static void tg_dw_range(int32_t origin, int32_t dilation, int32_t taps, int32_t 
   *first = lo;
   *last = hi;
 }
+
+/* Keeps the unrolled taps in order: without it GCC hoists all nine loads and
+ * unpacks and spills them (a compiler barrier only, no instruction). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TG_DW_ORDER() __asm__ volatile("" ::: "memory")
+#else
+#define TG_DW_ORDER() ((void)0)
+#endif
 
 /* one tap: four channels */
 #define TG_DW_TAP(xw, wp)                                     \
@@ -47,14 +59,19 @@ static uint32_t tg_dw_load_part(const int8_t *x, int32_t n) {
   return v;
 }
 
-TG_INLINE void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, int32_t a0,
-                            int32_t a1, int32_t a2, int32_t a3, int8_t *out, int32_t n) {
+TG_INLINE uint32_t tg_dw_pack(int32_t a0, int32_t a1, int32_t a2, int32_t a3) {
+  return ((uint32_t)a0 & 0xFFu) | (((uint32_t)a1 & 0xFFu) << 8) |
+         (((uint32_t)a2 & 0xFFu) << 16) | ((uint32_t)a3 << 24);
+}
+
+static void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, int32_t a0,
+                         int32_t a1, int32_t a2, int32_t a3, int8_t *out, int32_t n) {
   uint32_t v;
   if (p->fast) {
-    a0 = tg_rq_fast(a0, rq[4], rq[8], rq[12]);
-    a1 = tg_rq_fast(a1, rq[5], rq[9], rq[13]);
-    a2 = tg_rq_fast(a2, rq[6], rq[10], rq[14]);
-    a3 = tg_rq_fast(a3, rq[7], rq[11], rq[15]);
+    a0 = tg_rq_fast2(a0, rq[4], rq[8], rq[12]);
+    a1 = tg_rq_fast2(a1, rq[5], rq[9], rq[13]);
+    a2 = tg_rq_fast2(a2, rq[6], rq[10], rq[14]);
+    a3 = tg_rq_fast2(a3, rq[7], rq[11], rq[15]);
   } else {
     a0 = tg_rq_exact(a0, rq[4], rq[8], rq[12]);
     a1 = tg_rq_exact(a1, rq[5], rq[9], rq[13]);
@@ -72,12 +89,84 @@ TG_INLINE void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq,
     a2 = tg_clamp_i32(a2, p->act_min, p->act_max);
     a3 = tg_clamp_i32(a3, p->act_min, p->act_max);
   }
-  v = ((uint32_t)a0 & 0xFFu) | (((uint32_t)a1 & 0xFFu) << 8) | (((uint32_t)a2 & 0xFFu) << 16) |
-      ((uint32_t)a3 << 24);
+  v = tg_dw_pack(a0, a1, a2, a3);
   if (n == 4) {
     tg_store_u32(out, v);
   } else {
     memcpy(out, &v, (size_t)n);
+  }
+}
+
+/* 3x3 windows wholly inside the image, fast requantization, full int8
+ * range: n_px output pixels of a row (input and output advancing by px_step
+ * and out_step bytes), `groups` whole groups of four channels each.  x: the
+ * first window's top-left input; cs / rs: input steps between columns / rows
+ * of taps. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))   /* its own register allocation: no spills in the taps */
+#endif
+static void tg_dw3x3_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w_px,
+                          const int32_t *rq_px, int8_t *out, int32_t groups, int32_t off2,
+                          int32_t n_px, int32_t px_step, int32_t out_step) {
+  const int32_t back = 4 - 2 * rs;   /* from the last row to the next group's first */
+  for (; n_px > 0; --n_px, x += px_step - 4 * groups, out += out_step - 4 * groups) {
+  const int32_t *w = w_px, *rq = rq_px;
+  int32_t g;
+  for (g = groups; g > 0; --g) {
+    int32_t a0, a1, a2, a3, m0, m1, r0, r1;
+    uint32_t v;
+    TG_LDRD(a0, a1, rq);
+    TG_LDRD(a2, a3, rq);
+    v = tg_load_u32(x);
+    TG_DW_TAP(v, w);
+    TG_DW_ORDER();
+    v = tg_load_u32(x + cs);
+    TG_DW_TAP(v, w);
+    TG_DW_ORDER();
+    v = tg_load_u32(x + 2 * cs);
+    TG_DW_TAP(v, w);
+    TG_DW_ORDER();
+    x += rs;
+    v = tg_load_u32(x);
+    TG_DW_TAP(v, w);
+    TG_DW_ORDER();
+    v = tg_load_u32(x + cs);
+    TG_DW_TAP(v, w);
+    TG_DW_ORDER();
+    v = tg_load_u32(x + 2 * cs);
+    TG_DW_TAP(v, w);
+    TG_DW_ORDER();
+    x += rs;
+    v = tg_load_u32(x);
+    TG_DW_TAP(v, w);
+    TG_DW_ORDER();
+    v = tg_load_u32(x + cs);
+    TG_DW_TAP(v, w);
+    TG_DW_ORDER();
+    v = tg_load_u32(x + 2 * cs);
+    TG_DW_TAP(v, w);
+    x += back;
+    /* rq: bias x4 (above), multiplier x4, round x4, e x4 */
+    TG_LDRD(m0, m1, rq);
+    a0 = tg_smmulr(a0, m0);
+    a1 = tg_smmulr(a1, m1);
+    TG_LDRD(m0, m1, rq);
+    a2 = tg_smmulr(a2, m0);
+    a3 = tg_smmulr(a3, m1);
+    TG_LDRD(r0, r1, rq);
+    a0 += r0 - (int32_t)((uint32_t)a0 >> 31);
+    a1 += r1 - (int32_t)((uint32_t)a1 >> 31);
+    TG_LDRD(r0, r1, rq);
+    a2 += r0 - (int32_t)((uint32_t)a2 >> 31);
+    a3 += r1 - (int32_t)((uint32_t)a3 >> 31);
+    TG_LDRD(m0, m1, rq);
+    out[0] = (int8_t)tg_ssat8(a0 >> m0);
+    out[1] = (int8_t)tg_ssat8(a1 >> m1);
+    TG_LDRD(r0, r1, rq);
+    out[2] = (int8_t)tg_ssat8(a2 >> r0);
+    out[3] = (int8_t)tg_ssat8(a3 >> r1);
+    out += 4;
+  }
   }
 }
 
@@ -90,6 +179,8 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
   const int32_t groups = (c + 3) >> 2;
   const int32_t x_step = dw * c, row_step = dh * in_w * c;
   const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
+  /* whole groups the unrolled 3x3 path can take */
+  const int32_t fast3 = (fh == 3 && fw == 3 && p->fast && p->act_full) ? c >> 2 : 0;
   int32_t b, oy, ox, g, ky, kx;
 
   for (b = 0; b < p->out.n; ++b) {
@@ -109,28 +200,35 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
         /* first tap inside the image (none: no tap is read) */
         x0 = ky0 < ky1 && kx0 < kx1 ? in_b + ((iy0 + ky0 * dh) * in_w + ix0 + kx0 * dw) * c
                                     : in_b;
-        for (g = 0; g < groups; ++g, wg += 2 * taps, rq += 16) {
+        g = 0;
+        if (fast3 && ky1 - ky0 == 3 && kx1 - kx0 == 3) {
+          if (fast3 * 4 == c) {
+            /* the run of interior pixels of this row, in one call */
+            int32_t n = 1;
+            while (ox + n < out_w && (ox + n) * p->stride_w - p->pad_w + 2 * dw < in_w) {
+              ++n;
+            }
+            tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, off2, n,
+                          p->stride_w * c, c);
+            ox += n - 1;
+            out_px += (n - 1) * c;
+            continue;
+          }
+          tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, off2, 1, 0, 0);
+          g = fast3;
+          wg += 2 * taps * g;
+          rq += 16 * g;
+        }
+        for (; g < groups; ++g, wg += 2 * taps, rq += 16) {
           const int32_t n = c - 4 * g < 4 ? c - 4 * g : 4;
           int32_t a0 = rq[0], a1 = rq[1], a2 = rq[2], a3 = rq[3];
           const int8_t *xr = x0 + 4 * g;
-          if (n == 4 && fw == 3 && kx0 == 0 && kx1 == 3) {
-            /* 3 taps per row, all inside */
-            for (ky = ky0; ky < ky1; ++ky, xr += row_step) {
-              const int32_t *wt = wg + ky * 6;
-              const uint32_t v0 = tg_load_u32(xr), v1 = tg_load_u32(xr + x_step),
-                             v2 = tg_load_u32(xr + 2 * x_step);
-              TG_DW_TAP(v0, wt);
-              TG_DW_TAP(v1, wt);
-              TG_DW_TAP(v2, wt);
-            }
-          } else {
-            for (ky = ky0; ky < ky1; ++ky, xr += row_step) {
-              const int32_t *wt = wg + (ky * fw + kx0) * 2;
-              const int8_t *x = xr;
-              for (kx = kx0; kx < kx1; ++kx, x += x_step) {
-                const uint32_t v = n == 4 ? tg_load_u32(x) : tg_dw_load_part(x, n);
-                TG_DW_TAP(v, wt);
-              }
+          for (ky = ky0; ky < ky1; ++ky, xr += row_step) {
+            const int32_t *wt = wg + (ky * fw + kx0) * 2;
+            const int8_t *x = xr;
+            for (kx = kx0; kx < kx1; ++kx, x += x_step) {
+              const uint32_t v = n == 4 ? tg_load_u32(x) : tg_dw_load_part(x, n);
+              TG_DW_TAP(v, wt);
             }
           }
           tg_dw_store4(p, rq, a0, a1, a2, a3, out_px + 4 * g, n);

@@ -102,6 +102,12 @@ TG_INLINE int32_t tg_rq_fast(int32_t acc, int32_t mult, int32_t round, int32_t e
   return (x + round - (int32_t)((uint32_t)x >> 31)) >> e;
 }
 
+/* The same from 2 * acc (kernels whose weights are stored doubled). */
+TG_INLINE int32_t tg_rq_fast2(int32_t acc2, int32_t mult, int32_t round, int32_t e) {
+  const int32_t x = tg_smmulr(acc2, mult);
+  return (x + round - (int32_t)((uint32_t)x >> 31)) >> e;
+}
+
 TG_INLINE int32_t tg_rq_exact(int32_t acc, int32_t mult, int32_t shift, int32_t offset) {
   return tg_requantize(acc, mult, shift) + offset;
 }

@@ -165,6 +165,10 @@ def dsp_enabled(ctx: LoweringContext) -> bool:
     return bool(getattr(ctx, "dsp", False))
 
 
+def fast_requant(ctx: LoweringContext) -> bool:
+    return bool(getattr(ctx, "fast_requant", True))
+
+
 def acc_bounds(w_rows: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray:
     """Largest |accumulator| per output channel over every possible input:
     |bias| + sum|w| * max|x + input_offset| (padding taps add 0)."""
@@ -174,7 +178,8 @@ def acc_bounds(w_rows: np.ndarray, bias: np.ndarray | None, input_offset: int) -
 
 
 def rq_records(bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
-               output_offset: int, bounds: np.ndarray) -> tuple[bool, np.ndarray]:
+               output_offset: int, bounds: np.ndarray, allow_fast: bool = True
+               ) -> tuple[bool, np.ndarray]:
     """(fast, records [channels][4]) for tg_rq_fast / tg_rq_exact.
 
     fast: every channel shifts right (e = -shift >= 1), |acc| < 2^30 for every
@@ -185,7 +190,7 @@ def rq_records(bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
     n = len(mult)
     b = np.zeros(n, np.int64) if bias is None else bias.astype(np.int64)
     e = -shift.astype(np.int64)
-    fast = bool(n > 0 and np.all(e >= 1) and np.all(mult > 0) and np.all(bounds < (1 << 30)))
+    fast = bool(allow_fast and n > 0 and np.all(e >= 1) and np.all(mult > 0) and np.all(bounds < (1 << 30)))
     if fast:
         rnd = (np.int64(1) << (e - 1)) + int(output_offset) * (np.int64(1) << e)
         worst = bounds + 2 + np.abs(rnd)
@@ -345,7 +350,7 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
     rows = w.reshape(oc, -1)
     words, g4 = mm_weights(rows)
     fast, rec = rq_records(bias, mult, shift, out.zero_point,
-                           acc_bounds(rows, bias, -inp.zero_point))
+                           acc_bounds(rows, bias, -inp.zero_point), fast_requant(ctx))
     direct_rows = win["dilation_w"] == 1 and (fh == 1 or (fw * c) % 4 == 0)
     _, ih, iw, _ = (int(d) for d in inp.shape)
     _, oh, ow, _ = (int(d) for d in out.shape)
@@ -361,7 +366,10 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
         "filter_h": str(fh), "filter_w": str(fw),
         **{k: str(v) for k, v in win.items()},
         "input_offset": str(-inp.zero_point), "groups4": str(g4),
-        "direct_rows": "1" if direct_rows else "0", "fast": "1" if fast else "0",
+        "direct_rows": "1" if direct_rows else "0",
+        "pointwise": "1" if (fh == fw == 1 and win["stride_h"] == win["stride_w"] == 1
+                             and all_inside) else "0",
+        "fast": "1" if fast else "0",
         **act_fields(act_min, act_max),
         "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq"),
     }
@@ -430,13 +438,18 @@ def _depthwise_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_ma
     _, fh, fw, c = (int(d) for d in w.shape)
     taps = fh * fw
     groups = -(-c // 4)
+    fast, rec = rq_records(bias, mult, shift, out.zero_point,
+                           acc_bounds(w.reshape(taps, c).T, bias, -inp.zero_point),
+                           fast_requant(ctx))
+    # fast requantization wants 2 * acc: weights and bias stored doubled (the
+    # 16-bit lanes hold 2 * w exactly; |2 * acc| < 2^31 is part of the proof)
+    scale = 2 if fast else 1
+    rec[:, 0] *= scale
     wt = np.zeros((taps, groups * 4), np.int64)
-    wt[:, :c] = w.reshape(taps, c)
+    wt[:, :c] = w.reshape(taps, c).astype(np.int64) * scale
     wt = wt.reshape(taps, groups, 4).transpose(1, 0, 2)          # [g][tap][4 channels]
     lanes = np.stack([wt[..., 0] & 0xFFFF | (wt[..., 2] & 0xFFFF) << 16,
                       wt[..., 1] & 0xFFFF | (wt[..., 3] & 0xFFFF) << 16], axis=-1)
-    fast, rec = rq_records(bias, mult, shift, out.zero_point,
-                           acc_bounds(w.reshape(taps, c).T, bias, -inp.zero_point))
     consts = [ConstArray(ctx.name(op, "filter"), "int32_t", wrap_int32(lanes.reshape(-1)),
                          align=16),
               ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 4), align=16,
@@ -511,7 +524,7 @@ def lower_fully_connected(op: Operator, ctx: LoweringContext) -> KernelCall:
             mult = np.full(units, mult[0], np.int32)
             shift = np.full(units, shift[0], np.int32)
         fast, rec = rq_records(bias, mult, shift, out.zero_point,
-                               acc_bounds(w, bias, -inp.zero_point))
+                               acc_bounds(w, bias, -inp.zero_point), fast_requant(ctx))
         rec[:, 0] = kbias               # raw int8 inputs: the offset is folded in
         g4 = -(-depth // 4)
         quads = -(-units // 4)
