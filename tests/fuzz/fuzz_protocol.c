@@ -15,13 +15,15 @@
  *            tensor buffer, an unusable model description
  *   RAW:     the rest is the byte stream from the host
  *   OPS:     a list of operations, one byte each plus arguments (see
- *            run_ops()): raw bytes, frames the harness encodes with a correct
+ *            run_ops(); bits 0-5 of the byte modulo 10 pick the operation,
+ *            bits 6 and 7 are flags): raw bytes, frames the harness encodes with a correct
  *            CRC (so mutations reach the command handlers, not just the CRC
  *            check), damaged frames, receive timeouts, reboots, and shorthand
  *            commands of a session (INFO, INPUT_CHUNK, INVOKE, READ_OUTPUT,
  *            RESET_STATE) with the session token.
  *
- * The fake model (2 inputs, 3 outputs, 88 input bytes) is defined here, not
+ * The fake model (2 inputs, 3 outputs, 340 input bytes: frames of more than
+ * one 254-byte COBS block both ways) is defined here, not
  * linked from tests/device_host, because that one re-executes the program
  * to simulate a reboot.
  *
@@ -64,7 +66,7 @@
   } while (0)
 
 #define TOKEN 0x5EC00001u
-#define IN0_BYTES 48u
+#define IN0_BYTES 300u /* more than a COBS block: replies of several blocks */
 #define IN1_BYTES 40u
 #define RUN_ERROR_STATUS (-7)
 #define STALE_IN 0x5Au   /* what a run leaves in the inputs */
@@ -104,11 +106,11 @@ static int init_status, null_input, null_output;
 static int32_t runs_since_reset, runs_total;
 
 static tg_tensor_info inputs_tab[2] = {
-    {TG_DTYPE_INT8, 4, {1, 4, 4, 3, 0, 0}, IN0_BYTES, 0.0078125f, -1},
+    {TG_DTYPE_INT8, 4, {1, 10, 10, 3, 0, 0}, IN0_BYTES, 0.0078125f, -1},
     {TG_DTYPE_FLOAT32, 2, {1, 10, 0, 0, 0, 0}, IN1_BYTES, 0.0f, 0},
 };
 static tg_tensor_info outputs_tab[3] = {
-    {TG_DTYPE_INT8, 4, {1, 4, 4, 3, 0, 0}, IN0_BYTES, 0.0078125f, -1},
+    {TG_DTYPE_INT8, 4, {1, 10, 10, 3, 0, 0}, IN0_BYTES, 0.0078125f, -1},
     {TG_DTYPE_INT32, 2, {1, 4, 0, 0, 0, 0}, 16, 0.0f, 0},
     {TG_DTYPE_FLOAT32, 2, {1, 10, 0, 0, 0, 0}, 40, 0.0f, 0},
 };
@@ -512,11 +514,11 @@ static uint32_t session_for(cursor_t *c, uint8_t mode) {
 static void run_ops(cursor_t *c) {
   uint16_t seq = 1, last_invoke = 0;
   while (c->i < c->n) {
-    uint8_t op = next8(c);
+    uint8_t op = next8(c), kind = (uint8_t)((op & 0x3Fu) % 10u); /* bits 6, 7: flags */
     size_t n, w;
     const uint8_t *p;
     uint8_t args[12];
-    switch (op % 10u) {
+    switch (kind) {
       case 0: /* raw bytes */
         p = take(c, next8(c), &n);
         feed(p, n);
@@ -532,7 +534,7 @@ static void run_ops(cursor_t *c) {
         want = (op & 0x40u) ? next16(c) : next8(c);
         p = take(c, want, &n);
         w = make_frame(version, type, fseq, session, p, n);
-        if (op % 10u == 2) {
+        if (kind == 2) {
           uint16_t where = next16(c);
           uint8_t how = next8(c), val = next8(c);
           size_t at = w ? where % w : 0;

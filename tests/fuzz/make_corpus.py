@@ -6,8 +6,8 @@ Frames are made with the host's own codec (tinygen.device.protocol), so the
 seeds are exactly what tinygen sends.  The input format is described at the
 top of fuzz_protocol.c: a mode byte, a boot configuration byte, then either
 the raw byte stream (RAW) or a list of operations (OPS).  The harness's fake
-model has input 0 int8 [1,4,4,3] (48 bytes), input 1 float32 [1,10] (40
-bytes) and outputs of 48, 16 and 40 bytes.
+model has input 0 int8 [1,10,10,3] (300 bytes), input 1 float32 [1,10] (40
+bytes) and outputs of 300, 16 and 40 bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tinygen.device.protocol import (  # noqa: E402
 )
 
 TOKEN = 0x5EC00001
-IN0, IN1 = 48, 40
+IN0, IN1 = 300, 40
 ALL = struct.pack("<I", 0xFFFFFFFF)
 
 
@@ -47,7 +47,7 @@ def raw(stream: bytes, piece_code: int = 0, config: int = 0) -> bytes:
     return bytes([piece_code & 0x7F, config]) + stream
 
 
-def session(x0: bytes, x1: bytes, seq: int = 1, split: int = 20, inline=ALL) -> bytes:
+def session(x0: bytes, x1: bytes, seq: int = 1, split: int = 120, inline=ALL) -> bytes:
     out = encode_frame(CMD_INFO, seq, TOKEN)
     seq += 1
     for off in range(0, len(x0), split):
@@ -69,7 +69,7 @@ def seeds() -> dict[str, bytes]:
     s["raw-session-inline"] = raw(session(x0, x1))
     s["raw-session-read-output"] = raw(
         session(x0, x1, inline=struct.pack("<I", 0))
-        + encode_frame(CMD_READ_OUTPUT, 50, TOKEN, read(0, 0, 48))
+        + encode_frame(CMD_READ_OUTPUT, 50, TOKEN, read(0, 0, 300))
         + encode_frame(CMD_READ_OUTPUT, 51, TOKEN, read(1, 4, 12))
         + encode_frame(CMD_READ_OUTPUT, 52, TOKEN, read(2, 0, 40)), piece_code=3)
     s["raw-invoke-retransmitted"] = raw(
@@ -115,24 +115,27 @@ def seeds() -> dict[str, bytes]:
     # operations mode (0x80): ops as documented in fuzz_protocol.c
     ops = bytearray([0x80, 0])
     ops += bytes([7])                                    # INFO
-    ops += bytes([5, 0, 0, 48]) + x0                     # INPUT_CHUNK 0 @0
+    ops += bytes([5, 0, 0, 150]) + x0[:150]              # INPUT_CHUNK 0 @0
+    ops += bytes([5, 0, 150, 150]) + x0[150:]            # INPUT_CHUNK 0 @150
     ops += bytes([5, 1, 0, 40]) + x1                     # INPUT_CHUNK 1 @0
     ops += bytes([6, 0])                                 # INVOKE, all inline
     ops += bytes([6, 4])                                 # the same INVOKE again
-    ops += bytes([8, 0, 0, 48, 8, 2, 4, 8])              # READ_OUTPUT x2
+    ops += bytes([8, 0, 0, 255]) + (300).to_bytes(4, "little")  # READ_OUTPUT all of output 0
+    ops += bytes([8, 2, 4, 8])                           # READ_OUTPUT of output 2
     ops += bytes([9])                                    # RESET_STATE
     s["ops-session"] = bytes(ops)
     ops = bytearray([0x81, 0, 7])
-    ops += bytes([5, 0, 0, 20]) + x0[:20]
-    ops += bytes([2, 2, 3, 0, 0, 28 + 8]) + chunk(0, 20, x0[20:]) + bytes([30, 0, 0, 0x40])  # damaged chunk
+    ops += bytes([5, 0, 0, 100]) + x0[:100]
+    ops += bytes([0x42, 2, 3, 0, 0]) + (200 + 8).to_bytes(2, "little") + chunk(0, 100, x0[100:]) \
+        + bytes([30, 0, 0, 0x40])                        # a damaged chunk (16-bit length)
     ops += bytes([3])                                    # receive timeout
-    ops += bytes([5, 0, 20, 28]) + x0[20:]
+    ops += bytes([5, 0, 100, 200]) + x0[100:]
     ops += bytes([5, 1, 0, 40]) + x1 + bytes([6, 1])
     ops += bytes([1, 0x42, 9, 0, 1, 0])                  # unknown type, session 0
     ops += bytes([4, 0x0C])                              # reboot with NULL buffers
     ops += bytes([7, 5, 1, 0, 40]) + x1
     s["ops-damage-timeout-reboot"] = bytes(ops)
-    ops = bytearray([0x8F, 0x30, 7, 5, 0, 0, 48]) + x0 + bytes([6, 0, 4, 0x13, 7, 6, 0])
+    ops = bytearray([0x8F, 0x30, 7, 5, 0, 0, 200]) + x0[:200] + bytes([6, 0, 4, 0x13, 7, 6, 0])
     s["ops-bad-model-description"] = bytes(ops)
     return s
 
