@@ -218,7 +218,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 ABLATION_VARIANTS = [
-    ("portable C kernels", dict(core=None)),
+    ("portable C kernels", dict(core="portable")),
     ("dsp kernels, reference requantization", dict(core="cortex-m4f", fast_requant=False)),
     ("dsp kernels", dict(core="cortex-m4f")),
 ]
