@@ -59,7 +59,11 @@ class TflmReference:
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         for i, x in enumerate(inputs):
-            self._interp.set_input(np.ascontiguousarray(x), i)
+            try:
+                self._interp.set_input(np.ascontiguousarray(x), i)
+            except (ValueError, RuntimeError, IndexError) as exc:
+                # the model's own description of input i disagrees with TFLM's
+                raise TinygenError(f"TFLM refuses input {i}: {_first_line(exc)}") from None
         try:
             with _capture_fds():
                 self._interp.invoke()
