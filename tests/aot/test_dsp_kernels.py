@@ -362,3 +362,22 @@ def test_core_selects_kernel_family():
     assert aot.board_core("mps2-an500") == "cortex-m7"
     assert aot.board_core("esp32cam") == "xtensa-lx6"
     assert aot.board_core("host") is None
+
+
+# ---------------------------------------------------------------------------
+# release code: no printf family, no heap, no double-precision helpers
+
+
+@pytest.mark.skipif(not qemu_available(), reason="arm-none-eabi-gcc not installed")
+def test_dsp_model_links_without_libc_baggage(tmp_path):
+    import subprocess
+    from keras_models import keras_cnn
+    res = aot.generate_aot(parse_tflite(keras_cnn()), tmp_path / "src", core="cortex-m4f")
+    assert {c.kernel for c in res.calls} >= DSP_KERNELS
+    harness.link_cortex_m4(tmp_path / "src", tmp_path)
+    nm = subprocess.run(["arm-none-eabi-nm", "-S", "--size-sort", str(tmp_path / "model_m4.elf")],
+                        capture_output=True, text=True, check=True).stdout
+    names = {line.split()[-1] for line in nm.splitlines() if line.strip()}
+    bad = {n for n in names if any(k in n for k in ("printf", "malloc", "_free_r", "dtoa",
+                                                     "__aeabi_d", "puts", "__sfvwrite"))}
+    assert not bad, sorted(bad)

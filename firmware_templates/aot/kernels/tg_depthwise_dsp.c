@@ -97,6 +97,59 @@ static void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, in
   }
 }
 
+/* Fast requantization of four channels (rq: their multipliers, rounds and
+ * shifts, 4 words each) and store: the accumulators are 2 * acc. */
+TG_INLINE void tg_dw_rq4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                              const int32_t *rq, int8_t *out) {
+  int32_t m0, m1;
+  TG_LDRD(m0, m1, rq);
+  a0 = tg_smmulr(a0, m0);
+  a1 = tg_smmulr(a1, m1);
+  TG_LDRD(m0, m1, rq);
+  a2 = tg_smmulr(a2, m0);
+  a3 = tg_smmulr(a3, m1);
+  TG_LDRD(m0, m1, rq);
+  a0 += m0 - (int32_t)((uint32_t)a0 >> 31);
+  a1 += m1 - (int32_t)((uint32_t)a1 >> 31);
+  TG_LDRD(m0, m1, rq);
+  a2 += m0 - (int32_t)((uint32_t)a2 >> 31);
+  a3 += m1 - (int32_t)((uint32_t)a3 >> 31);
+  TG_LDRD(m0, m1, rq);
+  out[0] = (int8_t)tg_ssat8(a0 >> m0);
+  out[1] = (int8_t)tg_ssat8(a1 >> m1);
+  TG_LDRD(m0, m1, rq);
+  out[2] = (int8_t)tg_ssat8(a2 >> m0);
+  out[3] = (int8_t)tg_ssat8(a3 >> m1);
+}
+
+/* Any window shape, fast requantization, full int8 range, whole groups:
+ * nrows x ncols taps from x (steps cs / rs), weights from w (the window's
+ * first tap of group 0; wskip words skipped after each row, wgroup words per
+ * group). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void tg_dw_window_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w,
+                              int32_t nrows, int32_t ncols, int32_t wskip, int32_t wgroup,
+                              const int32_t *rq, int8_t *out, int32_t groups, int32_t off2) {
+  for (; groups > 0; --groups, x += 4, w += wgroup, rq += 16, out += 4) {
+    const int8_t *xr = x;
+    const int32_t *wt = w;
+    const int32_t *b = rq;
+    int32_t a0, a1, a2, a3, r, k;
+    TG_LDRD(a0, a1, b);
+    TG_LDRD(a2, a3, b);
+    for (r = nrows; r > 0; --r, xr += rs, wt += wskip) {
+      const int8_t *xc = xr;
+      for (k = ncols; k > 0; --k, xc += cs) {
+        const uint32_t v = tg_load_u32(xc);
+        TG_DW_TAP(v, wt);
+      }
+    }
+    tg_dw_rq4_fast(a0, a1, a2, a3, rq + 4, out);
+  }
+}
+
 /* 3x3 windows wholly inside the image, fast requantization, full int8
  * range: n_px output pixels of a row (input and output advancing by px_step
  * and out_step bytes), `groups` whole groups of four channels each.  x: the
@@ -113,7 +166,7 @@ static void tg_dw3x3_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t
   const int32_t *w = w_px, *rq = rq_px;
   int32_t g;
   for (g = groups; g > 0; --g) {
-    int32_t a0, a1, a2, a3, m0, m1, r0, r1;
+    int32_t a0, a1, a2, a3;
     uint32_t v;
     TG_LDRD(a0, a1, rq);
     TG_LDRD(a2, a3, rq);
@@ -146,25 +199,8 @@ static void tg_dw3x3_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t
     v = tg_load_u32(x + 2 * cs);
     TG_DW_TAP(v, w);
     x += back;
-    /* rq: bias x4 (above), multiplier x4, round x4, e x4 */
-    TG_LDRD(m0, m1, rq);
-    a0 = tg_smmulr(a0, m0);
-    a1 = tg_smmulr(a1, m1);
-    TG_LDRD(m0, m1, rq);
-    a2 = tg_smmulr(a2, m0);
-    a3 = tg_smmulr(a3, m1);
-    TG_LDRD(r0, r1, rq);
-    a0 += r0 - (int32_t)((uint32_t)a0 >> 31);
-    a1 += r1 - (int32_t)((uint32_t)a1 >> 31);
-    TG_LDRD(r0, r1, rq);
-    a2 += r0 - (int32_t)((uint32_t)a2 >> 31);
-    a3 += r1 - (int32_t)((uint32_t)a3 >> 31);
-    TG_LDRD(m0, m1, rq);
-    out[0] = (int8_t)tg_ssat8(a0 >> m0);
-    out[1] = (int8_t)tg_ssat8(a1 >> m1);
-    TG_LDRD(r0, r1, rq);
-    out[2] = (int8_t)tg_ssat8(a2 >> r0);
-    out[3] = (int8_t)tg_ssat8(a3 >> r1);
+    tg_dw_rq4_fast(a0, a1, a2, a3, rq, out);   /* rq: past the 4 biases */
+    rq += 12;
     out += 4;
   }
   }
@@ -180,7 +216,8 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
   const int32_t x_step = dw * c, row_step = dh * in_w * c;
   const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
   /* whole groups the unrolled 3x3 path can take */
-  const int32_t fast3 = (fh == 3 && fw == 3 && p->fast && p->act_full) ? c >> 2 : 0;
+  const int32_t fastw = (p->fast && p->act_full) ? c >> 2 : 0;
+  const int32_t fast3 = (fh == 3 && fw == 3) ? fastw : 0;
   int32_t b, oy, ox, g, ky, kx;
 
   for (b = 0; b < p->out.n; ++b) {
@@ -216,6 +253,13 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
           }
           tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, off2, 1, 0, 0);
           g = fast3;
+          wg += 2 * taps * g;
+          rq += 16 * g;
+        } else if (fastw && ky0 < ky1 && kx0 < kx1) {
+          tg_dw_window_fast(x0, x_step, row_step, wg + (ky0 * fw + kx0) * 2, ky1 - ky0,
+                            kx1 - kx0, 2 * (fw - (kx1 - kx0)), 2 * taps, rq, out_px, fastw,
+                            off2);
+          g = fastw;
           wg += 2 * taps * g;
           rq += 16 * g;
         }
