@@ -56,9 +56,10 @@ def test_keras_cnn_bit_exact(keras_cnn_tflite, tmp_path):
 def test_keras_cnn_files_and_result(keras_cnn_tflite, tmp_path):
     res = generate_aot(parse_tflite(keras_cnn_tflite), tmp_path, board="nucleo_f446re")
     names = sorted(p.name for p in res.files)
-    assert names == ["model.c", "model.h", "tg_conv2d.c", "tg_conv2d.h",
-                     "tg_depthwise_conv2d.c", "tg_depthwise_conv2d.h",
-                     "tg_fully_connected.c", "tg_fully_connected.h", "tg_kernels.h",
+    # A Cortex-M4F board gets the DSP (SMLAD) kernels; only what the model uses is copied.
+    assert names == ["model.c", "model.h", "tg_conv2d_dsp.c", "tg_conv2d_dsp.h",
+                     "tg_depthwise_dsp.c", "tg_depthwise_dsp.h", "tg_dsp.h",
+                     "tg_fully_connected_dsp.c", "tg_fully_connected_dsp.h", "tg_kernels.h",
                      "tg_pooling.c", "tg_pooling.h"]
     assert sorted(p.name for p in tmp_path.iterdir()) == names      # flat, nothing else
     src = (tmp_path / "model.c").read_text()
@@ -71,7 +72,7 @@ def test_keras_cnn_files_and_result(keras_cnn_tflite, tmp_path):
         assert f"static const int8_t {name}[" in src or f"static const int32_t {name}[" in src
     # what generate_aot decided is what plan_aot reports (for the analyze stage)
     from tinygen.codegen.aot import plan_aot
-    calls, plan = plan_aot(parse_tflite(keras_cnn_tflite))
+    calls, plan = plan_aot(parse_tflite(keras_cnn_tflite), core="cortex-m4f")
     assert plan.arena_bytes == res.arena_bytes
     assert [c.kernel for c in calls] == [c.kernel for c in res.calls]
 

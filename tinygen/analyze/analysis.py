@@ -54,13 +54,13 @@ def unsupported_message(model: Model, runtime: str, ops: list[OpReport]) -> str 
             f"#{first.index} of {len(model.operators)}{tail}")
 
 
-def aot_plan_summary(model: Model) -> tuple[int, int, int] | None:
+def aot_plan_summary(model: Model, core: str | None = None) -> tuple[int, int, int] | None:
     """(arena bytes, weights bytes, distinct kernels) of the aot runtime, or None
     when it cannot lower the model (reported separately as unsupported)."""
     from ..codegen.aot import plan_aot
     from ..codegen.aot_lowering import LoweringError
     try:
-        calls, plan = plan_aot(model)
+        calls, plan = plan_aot(model, core=core)
     except LoweringError:
         return None
     # The model's constant tensors are what goes to flash (plus small tables).
@@ -127,7 +127,7 @@ def analyze(model: Model, board: Board | None = None,
     if unsupported.get("tflm") is None:
         usage = _isolated(lambda: _measure_tflm_arena(model))
         tflm_arena = {"total": usage[0], "head": usage[1], "tail": usage[2]}
-    aot = aot_plan_summary(model) if "aot" in runtimes and unsupported.get("aot") is None else None
+    aot = aot_plan_summary(model, board.core if board else None) if "aot" in runtimes and unsupported.get("aot") is None else None
 
     def tinfo(t):
         return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype,
