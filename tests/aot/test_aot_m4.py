@@ -2,7 +2,12 @@
 
 The host tests prove the arithmetic; these prove the same sources built by
 arm-none-eabi-gcc for the target (Thumb-2, hard float, DSP extension, its
-own integer semantics) compute the same bytes.
+own integer semantics) compute the same bytes.  generate_aot targets the
+machine's core (mps2-an386: Cortex-M4F), so CONV_2D, DEPTHWISE_CONV_2D and
+FULLY_CONNECTED run the dsp kernels here (SMLAD/SXTAB16 intrinsics, fast
+requantization, outputs overlapping their inputs); memory_first=False keeps
+the convolutions' im2col scratch, True may fall back to the scratch-free
+portable kernels (see also test_dsp_kernels.py).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from tinygen.codegen.aot_lowering import quantize_multiplier
 from tinygen.codegen.aot_ops.conv import raster_overlap, rq_records
 from tinygen.ir import parse_tflite
 
-FAST = settings(max_examples=40, deadline=None, derandomize=True,
+FAST = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 M4 = settings(max_examples=8, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
