@@ -51,8 +51,16 @@ def dsp_core(monkeypatch):
                         functools.partial(aot.generate_aot, core="cortex-m4f"))
 
 
+def _target(fast_requant: bool) -> None:
+    """fast_requant=False: the dsp kernels with TFLite's generic requantization
+    (random models almost always qualify for the fast one)."""
+    harness.generate_aot = functools.partial(aot.generate_aot, core="cortex-m4f",
+                                             fast_requant=fast_requant)
+
+
 def _host(tflite: bytes, seed: int, memory_first: bool = False, sanitize: bool = False,
-          reference: bytes | None = None) -> list[str]:
+          reference: bytes | None = None, fast_requant: bool = True) -> list[str]:
+    _target(fast_requant)
     with tempfile.TemporaryDirectory(prefix="tg_dsp_") as d:
         cmp = assert_bit_exact(tflite, Path(d), n_inputs=3, seed=seed, sanitize=sanitize,
                                memory_first=memory_first, reference=reference)
@@ -60,7 +68,8 @@ def _host(tflite: bytes, seed: int, memory_first: bool = False, sanitize: bool =
 
 
 def _m4(tflite: bytes, seed: int, memory_first: bool = False,
-        reference: bytes | None = None) -> list[str]:
+        reference: bytes | None = None, fast_requant: bool = True) -> list[str]:
+    _target(fast_requant)
     with tempfile.TemporaryDirectory(prefix="tg_dsp_m4_") as d:
         binary = assert_bit_exact_m4(tflite, Path(d), n_inputs=3, seed=seed,
                                      memory_first=memory_first, reference=reference)
@@ -80,10 +89,11 @@ def _dw_models(kw: dict, seed: int) -> tuple[bytes, bytes | None]:
 
 
 @FAST
-@given(conv_cases(), st.booleans())
-def test_conv2d_dsp_host(case, sanitize):
+@given(conv_cases(), st.booleans(), st.booleans())
+def test_conv2d_dsp_host(case, sanitize, fast_requant):
     kw, seed = case
-    kernels = _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize)
+    kernels = _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
+                    fast_requant=fast_requant)
     assert kernels == ["tg_conv2d_dsp_s8" if kw["groups"] == 1 else "tg_conv2d_s8"]
 
 
@@ -104,19 +114,19 @@ def wide_conv_cases(draw):
 
 
 @FAST
-@given(wide_conv_cases(), st.booleans())
-def test_conv2d_dsp_wide_host(case, sanitize):
+@given(wide_conv_cases(), st.booleans(), st.booleans())
+def test_conv2d_dsp_wide_host(case, sanitize, fast_requant):
     kw, seed = case
-    assert _host(conv2d_model(np.random.default_rng(seed), **kw), seed,
-                 sanitize=sanitize) == ["tg_conv2d_dsp_s8"]
+    assert _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
+                 fast_requant=fast_requant) == ["tg_conv2d_dsp_s8"]
 
 
 @FAST
-@given(depthwise_cases(), st.booleans())
-def test_depthwise_dsp_host(case, sanitize):
+@given(depthwise_cases(), st.booleans(), st.booleans())
+def test_depthwise_dsp_host(case, sanitize, fast_requant):
     kw, seed = case
     ours, ref = _dw_models(kw, seed)
-    kernels = _host(ours, seed, sanitize=sanitize, reference=ref)
+    kernels = _host(ours, seed, sanitize=sanitize, reference=ref, fast_requant=fast_requant)
     assert kernels == ["tg_depthwise_dsp_s8" if kw["depth_multiplier"] == 1
                        else "tg_depthwise_conv2d_s8"]
 
@@ -130,19 +140,20 @@ def wide_depthwise_cases(draw):
 
 
 @FAST
-@given(wide_depthwise_cases(), st.booleans())
-def test_depthwise_dsp_wide_host(case, sanitize):
+@given(wide_depthwise_cases(), st.booleans(), st.booleans())
+def test_depthwise_dsp_wide_host(case, sanitize, fast_requant):
     kw, seed = case
     ours, ref = _dw_models(kw, seed)
-    assert _host(ours, seed, sanitize=sanitize, reference=ref) == ["tg_depthwise_dsp_s8"]
+    assert _host(ours, seed, sanitize=sanitize, reference=ref,
+                 fast_requant=fast_requant) == ["tg_depthwise_dsp_s8"]
 
 
 @FAST
-@given(fc_cases(), st.booleans())
-def test_fully_connected_dsp_host(case, sanitize):
+@given(fc_cases(), st.booleans(), st.booleans())
+def test_fully_connected_dsp_host(case, sanitize, fast_requant):
     kw, seed = case
     assert _host(fully_connected_model(np.random.default_rng(seed), **kw), seed,
-                 sanitize=sanitize) == ["tg_fully_connected_dsp_s8"]
+                 sanitize=sanitize, fast_requant=fast_requant) == ["tg_fully_connected_dsp_s8"]
 
 
 @pytest.mark.slow
@@ -150,7 +161,8 @@ def test_fully_connected_dsp_host(case, sanitize):
 @given(conv_cases(big=True) | wide_conv_cases(), st.booleans())
 def test_conv2d_dsp_host_sweep(case, memory_first):
     kw, seed = case
-    _host(conv2d_model(np.random.default_rng(seed), **kw), seed, memory_first=memory_first)
+    _host(conv2d_model(np.random.default_rng(seed), **kw), seed, memory_first=memory_first,
+          fast_requant=seed % 3 != 0)
 
 
 @pytest.mark.slow
@@ -159,7 +171,7 @@ def test_conv2d_dsp_host_sweep(case, memory_first):
 def test_depthwise_dsp_host_sweep(case):
     kw, seed = case
     ours, ref = _dw_models(kw, seed)
-    _host(ours, seed, reference=ref)
+    _host(ours, seed, reference=ref, fast_requant=seed % 3 != 0)
 
 
 @pytest.mark.slow
@@ -167,7 +179,8 @@ def test_depthwise_dsp_host_sweep(case):
 @given(fc_cases(big=True))
 def test_fully_connected_dsp_host_sweep(case):
     kw, seed = case
-    _host(fully_connected_model(np.random.default_rng(seed), **kw), seed)
+    _host(fully_connected_model(np.random.default_rng(seed), **kw), seed,
+          fast_requant=seed % 3 != 0)
 
 
 # ---------------------------------------------------------------------------
@@ -178,19 +191,29 @@ needs_qemu = pytest.mark.skipif(not qemu_available(), reason="qemu-system-arm no
 
 @needs_qemu
 @M4
-@given(wide_conv_cases())
-def test_conv2d_dsp_m4(case):
+@given(wide_conv_cases(), st.booleans())
+def test_conv2d_dsp_m4(case, fast_requant):
     kw, seed = case
-    assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed) == ["tg_conv2d_dsp_s8"]
+    assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed,
+               fast_requant=fast_requant) == ["tg_conv2d_dsp_s8"]
 
 
 @needs_qemu
 @M4
-@given(wide_depthwise_cases())
-def test_depthwise_dsp_m4(case):
+@given(wide_depthwise_cases(), st.booleans())
+def test_depthwise_dsp_m4(case, fast_requant):
     kw, seed = case
     ours, ref = _dw_models(kw, seed)
-    assert _m4(ours, seed, reference=ref) == ["tg_depthwise_dsp_s8"]
+    assert _m4(ours, seed, reference=ref, fast_requant=fast_requant) == ["tg_depthwise_dsp_s8"]
+
+
+@needs_qemu
+@M4
+@given(fc_cases(), st.booleans())
+def test_fully_connected_dsp_m4(case, fast_requant):
+    kw, seed = case
+    assert _m4(fully_connected_model(np.random.default_rng(seed), **kw), seed,
+               fast_requant=fast_requant) == ["tg_fully_connected_dsp_s8"]
 
 
 @needs_qemu
@@ -200,7 +223,8 @@ def test_depthwise_dsp_m4(case):
 @given(wide_conv_cases() | conv_cases(big=True), st.booleans())
 def test_conv2d_dsp_m4_sweep(case, memory_first):
     kw, seed = case
-    _m4(conv2d_model(np.random.default_rng(seed), **kw), seed, memory_first=memory_first)
+    _m4(conv2d_model(np.random.default_rng(seed), **kw), seed, memory_first=memory_first,
+        fast_requant=seed % 3 != 0)
 
 
 @needs_qemu
@@ -211,7 +235,7 @@ def test_conv2d_dsp_m4_sweep(case, memory_first):
 def test_depthwise_dsp_m4_sweep(case):
     kw, seed = case
     ours, ref = _dw_models(kw, seed)
-    _m4(ours, seed, reference=ref)
+    _m4(ours, seed, reference=ref, fast_requant=seed % 3 != 0)
 
 
 # ---------------------------------------------------------------------------
