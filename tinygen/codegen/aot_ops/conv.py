@@ -190,7 +190,8 @@ def rq_records(bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
     n = len(mult)
     b = np.zeros(n, np.int64) if bias is None else bias.astype(np.int64)
     e = -shift.astype(np.int64)
-    fast = bool(allow_fast and n > 0 and np.all(e >= 1) and np.all(mult > 0) and np.all(bounds < (1 << 30)))
+    fast = bool(allow_fast and n > 0 and np.all(e >= 1) and np.all(mult > 0)
+                and np.all(bounds < (1 << 30)))
     if fast:
         rnd = (np.int64(1) << (e - 1)) + int(output_offset) * (np.int64(1) << e)
         worst = bounds + 2 + np.abs(rnd)
