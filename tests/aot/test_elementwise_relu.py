@@ -47,7 +47,7 @@ def test_relu6_matches_tflm(q, seed):
 
 
 @fast(30)
-@given(quant_pair(), st.sampled_from([0.2, 0.3, 0.01, 1.5, -0.5]) | st.floats(-2.0, 2.0),
+@given(quant_pair(), st.sampled_from([0.2, 0.3, 0.01, 1.5]) | st.floats(0.0, 2.0),
        seeds)
 def test_leaky_relu_matches_tflm(q, alpha, seed):
     alpha = float(np.float32(alpha))
@@ -77,3 +77,14 @@ def test_relu_family_sweep(hq, q, alpha, seed):
     check(unary_model("LEAKY_RELU", q[0], q[1],
                       options("LeakyReluOptions", alpha=float(np.float32(alpha)))),
           _inputs(seed, 1))
+
+
+def test_leaky_relu_negative_alpha_is_refused():
+    """Negative alpha is not bit-exact yet: the lowering refuses it with one line."""
+    import pytest
+    from tinygen.codegen.aot import lower_model
+    from tinygen.codegen.aot_lowering import LoweringError
+    from tinygen.ir import parse_tflite
+    model = unary_model("LEAKY_RELU", (1.0, 0), (1.0, 0), options("LeakyReluOptions", alpha=-0.5))
+    with pytest.raises(LoweringError, match="negative alpha"):
+        lower_model(parse_tflite(model))

@@ -642,6 +642,11 @@ def lower_relu6(op: Operator, ctx: LoweringContext) -> KernelCall:
 def lower_leaky_relu(op: Operator, ctx: LoweringContext) -> KernelCall:
     x, y = _unary_int8(op, ctx)
     alpha = np.float32(op.options.get("alpha", 0.0))
+    if alpha < 0:
+        # Not bit-exact with TFLM yet (1 LSB off on some inputs): refuse rather than
+        # emit code that differs from the reference.
+        raise LoweringError(f"{op.describe()}: LEAKY_RELU with a negative alpha ({float(alpha)}) "
+                            "is not supported by the aot runtime; use --runtime tflm")
     sx, sy = np.float32(x.scale), np.float32(y.scale)
     ma, sa = tflm_quantize_multiplier(float(np.float32(np.float32(sx * alpha) / sy)))
     mi, si = tflm_quantize_multiplier(float(np.float32(sx / sy)))
