@@ -111,7 +111,12 @@ typedef struct {
   int32_t size;
   int32_t input_zero_point, output_zero_point;
   int32_t multiplier_identity, shift_identity;   /* x >= 0 */
-  int32_t multiplier_alpha, shift_alpha;         /* x < 0 (may be negative) */
+  /* x < 0: |alpha| requantized, then negated when alpha < 0.  TFLM rounds a
+   * negative alpha's products like the negated products of |alpha| (measured
+   * against the interpreter at exact ties), not as gemmlowp would round a
+   * negative Q31 multiplier, so the sign is kept apart. */
+  int32_t multiplier_alpha, shift_alpha;
+  int32_t alpha_negative;
 } tg_leaky_relu_s8_params;
 
 void tg_leaky_relu_s8(const tg_leaky_relu_s8_params *p, const int8_t *in, int8_t *out);

@@ -23,8 +23,13 @@ void tg_leaky_relu_s8(const tg_leaky_relu_s8_params *p, const int8_t *in, int8_t
   int32_t i;
   for (i = 0; i < p->size; ++i) {
     const int32_t x = (int32_t)in[i] - p->input_zero_point;
-    const int32_t y = x >= 0 ? tg_requantize(x, p->multiplier_identity, p->shift_identity)
-                             : tg_requantize(x, p->multiplier_alpha, p->shift_alpha);
+    int32_t y;
+    if (x >= 0) {
+      y = tg_requantize(x, p->multiplier_identity, p->shift_identity);
+    } else {
+      y = tg_requantize(x, p->multiplier_alpha, p->shift_alpha);
+      y = p->alpha_negative ? -y : y;
+    }
     out[i] = tg_sat_i8(p->output_zero_point + y);
   }
 }

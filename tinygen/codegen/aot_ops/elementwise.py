@@ -641,21 +641,18 @@ def lower_relu6(op: Operator, ctx: LoweringContext) -> KernelCall:
 @lowers("LEAKY_RELU")
 def lower_leaky_relu(op: Operator, ctx: LoweringContext) -> KernelCall:
     x, y = _unary_int8(op, ctx)
-    alpha = np.float32(op.options.get("alpha", 0.0))
-    if alpha < 0:
-        # Not bit-exact with TFLM yet (1 LSB off on some inputs): refuse rather than
-        # emit code that differs from the reference.
-        raise LoweringError(f"{op.describe()}: LEAKY_RELU with a negative alpha ({float(alpha)}) "
-                            "is not supported by the aot runtime; use --runtime tflm")
-    sx, sy = np.float32(x.scale), np.float32(y.scale)
-    ma, sa = tflm_quantize_multiplier(float(np.float32(np.float32(sx * alpha) / sy)))
-    mi, si = tflm_quantize_multiplier(float(np.float32(sx / sy)))
+    alpha = float(np.float32(op.options.get("alpha", 0.0)))
+    # TFLM computes both multipliers in double from the float32 scales and alpha.
+    sx, sy = float(np.float32(x.scale)), float(np.float32(y.scale))
+    ma, sa = tflm_quantize_multiplier(abs(sx * alpha / sy))
+    mi, si = tflm_quantize_multiplier(sx / sy)
     return KernelCall(
         kernel="tg_leaky_relu_s8", params_type="tg_leaky_relu_s8_params",
         params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
                 "output_zero_point": str(y.zero_point),
                 "multiplier_identity": str(mi), "shift_identity": str(si),
-                "multiplier_alpha": str(ma), "shift_alpha": str(sa)},
+                "multiplier_alpha": str(ma), "shift_alpha": str(sa),
+                "alpha_negative": "1" if alpha < 0 else "0"},
         inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_RELU], in_place=True,
         comment=f"LEAKY_RELU alpha={float(alpha)} {list(x.shape)}")
 
