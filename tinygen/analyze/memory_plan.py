@@ -253,7 +253,7 @@ def plan_memory(model, calls=None, alignment: int = 16, search_budget: int = 64,
                 overlap: bool = True) -> MemoryPlan:
     """Plan the arena of an IR model; `calls` (one KernelCall per operator, in
     order) adds scratch buffers and the view / in-place / overlap permissions
-    (overlap: a call's `overlap` attribute, set by raster-order lowerings)."""
+    (overlap: a call's `overlap` field, set by raster-order lowerings)."""
     tensors = model.tensors
 
     def activation(t: int) -> bool:
@@ -268,11 +268,10 @@ def plan_memory(model, calls=None, alignment: int = 16, search_budget: int = 64,
                     [t for t in reads if t not in call.inputs]
         ops.append(GraphOp(
             inputs=reads, outputs=[t for t in op.outputs if t >= 0],
-            scratch_bytes=int(getattr(call, "scratch_bytes", 0) or 0),
-            in_place=bool(getattr(call, "in_place", False)),
-            view=bool(getattr(call, "view", False))
-            and bool(call.inputs) and activation(call.inputs[0]),
-            overlap=getattr(call, "overlap", None)))
+            scratch_bytes=call.scratch_bytes if call else 0,
+            in_place=bool(call and call.in_place),
+            view=bool(call and call.view and call.inputs and activation(call.inputs[0])),
+            overlap=call.overlap if call else None))
     used = {t for op in ops for t in op.inputs + op.outputs} | set(model.inputs) | set(model.outputs)
     sizes = {t: tensors[t].nbytes for t in used if activation(t)}
     persistent = [t for t in sizes if tensors[t].is_variable]

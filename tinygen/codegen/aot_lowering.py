@@ -76,6 +76,9 @@ class KernelCall:
     comment: str = ""
     view: bool = False           # output == first input's bytes (reshape-like): share the buffer
     fallback: "KernelCall | None" = None  # same result without scratch; used if scratch grows the arena
+    # raster-order kernels: output 0 may start at most this many bytes after input 0
+    # starts (aot_ops.conv.raster_overlap); None: the two must not share bytes
+    overlap: int | None = None
 
 
 class LoweringContext:

@@ -243,7 +243,7 @@ def raster_overlap(in_shape, out_shape, fh: int, fw: int, win: dict) -> int:
     of pixel q only before writing pixel q+1's outputs.  So writing pixel q
     must not touch any input byte a pixel >= q still reads; the bound is
     min over q of (first input byte read by pixels >= q) - (end of pixel q's
-    output).  Attach it to a KernelCall as `call.overlap` for the planner."""
+    output).  The planner reads it from KernelCall.overlap."""
     n, ih, iw, ic = (int(d) for d in in_shape)
     _, oh, ow, oc = (int(d) for d in out_shape)
     big = np.iinfo(np.int64).max // 4
