@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinygen.boards import get_board  # noqa: E402
-from tinygen.build.elf_size import measure_elf  # noqa: E402
+from tinygen.build.elf_size import elf_symbols, measure_elf  # noqa: E402
 from tinygen.build.project import build  # noqa: E402
 from tinygen.device.protocol import DeviceClient  # noqa: E402
-from tinygen.device.qemu import QemuProcess  # noqa: E402
+from tinygen.device.qemu import QemuProcess, stack_high_water  # noqa: E402
 from tinygen.ir import parse_tflite  # noqa: E402
 from tinygen.reference import TflmReference  # noqa: E402
 from tinygen.verify import stacked_outputs  # noqa: E402
@@ -134,10 +134,14 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int) -> dict:
     board = get_board(board_id)
     rng = np.random.default_rng(0)
     vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ir.input_tensors()]
-    with QemuProcess(board.qemu_machine, res.elf) as q, DeviceClient.open(q.url) as dev:
+    stack = elf_symbols(res.elf, ["__tg_stack_bottom", "__tg_stack_top"])
+    with QemuProcess(board.qemu_machine, res.elf, qmp=True) as q, \
+            DeviceClient.open(q.url) as dev:
         dev.info()
         first = dev.infer(vec)
         second = dev.infer(vec)
+        # whole firmware: reset, protocol and both inferences (painted at reset)
+        stack_used = stack_high_water(q, stack["__tg_stack_bottom"], stack["__tg_stack_top"])
     # the reference runs the same two inferences (stateful models carry their
     # state from the first into the second); SSD rows past num_detections are
     # undefined in TFLM and not compared
@@ -153,7 +157,7 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int) -> dict:
         "model": name, "board": board_id, "bit_exact": bool(exact),
         "instructions": int(second.counter), "instructions_first": int(first.counter),
         "flash_code": sizes.code, "flash_weights": sizes.weights,
-        "ram_activations": plan_arena, "ram_total": sizes.ram,
+        "ram_activations": plan_arena, "ram_total": sizes.ram, "stack_high_water": stack_used,
         "tflm_arena": tflm_arena, "activation_ratio_vs_tflm": plan_arena / tflm_arena,
         "build_and_run_s": round(time.monotonic() - t0, 1),
     }
@@ -194,11 +198,12 @@ def targets_markdown(rows: list[dict]) -> str:
 
 def markdown(rows: list[dict]) -> str:
     head = ("| model | board | instructions | vs TFLM+CMSIS-NN | code flash | vs TFLM code | "
-            "weights | activation RAM | vs TFLM arena | RAM total | host time aot/TFLM | bit-exact |")
-    lines = [head, "|" + "---|" * 12]
+            "weights | activation RAM | vs TFLM arena | RAM total | stack used | "
+            "host time aot/TFLM | bit-exact |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['model']} | {r['board']} | skipped: {r['skipped']} |" + " |" * 9)
+            lines.append(f"| {r['model']} | {r['board']} | skipped: {r['skipped']} |" + " |" * 10)
             continue
 
         def ratio(key):
@@ -208,7 +213,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['model']} | {r['board']} | {r['instructions']:,} | "
             f"{ratio('vs_tflm_cmsis_instructions')} | {r['flash_code']:,} B | "
             f"{ratio('vs_tflm_code')} | {r['flash_weights']:,} B | {r['ram_activations']:,} B | "
-            f"{r['activation_ratio_vs_tflm']:.2f}x | {r['ram_total']:,} B | {host} | "
+            f"{r['activation_ratio_vs_tflm']:.2f}x | {r['ram_total']:,} B | "
+            f"{r['stack_high_water']:,} B | {host} | "
             f"{'yes' if r['bit_exact'] else 'NO'} |")
     return "\n".join(lines)
 
@@ -346,7 +352,10 @@ def main(argv=None) -> int:
         "for the same .tflite measured with the recording allocator (64-bit host build). "
         "Bit-exact: both inferences equal TFLM's two on the same input, byte for byte (a "
         "stateful model carries its state into the second; SSD rows past num_detections, "
-        "which TFLM leaves undefined, are not compared). Host time: aot C at -O2 vs "
+        "which TFLM leaves undefined, are not compared). Stack used: the high-water mark of "
+        "the whole firmware (startup, serial protocol and both inferences), read from guest "
+        "memory over QEMU's QMP socket after the run: the BSP paints the stack at reset and "
+        "the bench finds the lowest overwritten word. Host time: aot C at -O2 vs "
         "tflite_micro invoke(), one run on a shared machine.\n\n"
         + table + "\n")
     return 0 if all(r.get("bit_exact", True) for r in rows) else 1

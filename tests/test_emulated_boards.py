@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tinygen.build import pio_offline
-from tinygen.device.qemu import QemuError, QemuProcess, machine_for_board
+from tinygen.build.elf_size import elf_symbols
+from tinygen.device.qemu import QemuError, QemuProcess, machine_for_board, stack_high_water
 
 serial = pytest.importorskip("serial")
 
@@ -209,6 +210,31 @@ def test_echo_and_counter(board, echo_firmware):
         finally:
             port.close()
     assert not qemu.running()
+
+
+@have_tools
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["qemu-stm32f405", "qemu-cortex-m4"])
+def test_guest_memory_and_stack_high_water_over_qmp(board, echo_firmware):
+    """read_memory sees what the linker put there, and the stack high-water
+    mark read from outside agrees with the firmware's own figure."""
+    elf = echo_firmware(board)
+    sym = elf_symbols(elf, ["tg_vector_table", "__tg_stack_bottom", "__tg_stack_top"])
+    bottom, top = sym["__tg_stack_bottom"], sym["__tg_stack_top"]
+    with QemuProcess(board, elf, qmp=True) as qemu:
+        port = _connect(qemu)
+        try:
+            # word 0 of the vector table is the initial stack pointer
+            assert int.from_bytes(qemu.read_memory(sym["tg_vector_table"], 4), "little") == top
+            own_used, size = _ask(port, b"k", "K")
+            assert size == top - bottom
+            outside = stack_high_water(qemu, bottom, top)
+            # the reply was formatted after the firmware measured, in deeper frames
+            assert own_used <= outside < own_used + 512, (own_used, outside)
+        finally:
+            port.close()
+    with pytest.raises(QemuError, match="qmp=True"):
+        QemuProcess(board, elf).read_memory(0, 4)
 
 
 @have_tools

@@ -56,3 +56,18 @@ def measure_elf(elf: Path, weight_symbols: list[str] | tuple[str, ...] = ()) -> 
         elif name in ARENA_SYMBOLS:
             arena += size
     return ElfSizes(text=text + data, data=data, bss=bss, weights=weights, arena=arena)
+
+
+def elf_symbols(elf: Path, names: list[str] | tuple[str, ...]) -> dict[str, int]:
+    """Addresses of the named symbols (a missing one is an error)."""
+    nm = subprocess.run([_tool("nm"), str(elf)], capture_output=True, text=True,
+                        check=True).stdout
+    found = {}
+    for line in nm.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] in names:
+            found[parts[2]] = int(parts[0], 16)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise TinygenError(f"{elf}: no symbol {', '.join(missing)}")
+    return found

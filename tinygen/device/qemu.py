@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -125,7 +126,8 @@ class QemuProcess:
     def __init__(self, machine: str, elf: str | os.PathLike, *,
                  qemu: str = QEMU_BINARY, icount_shift: int | None = 0,
                  extra_args: Sequence[str] = (), start_timeout: float = 10.0,
-                 stop_timeout: float = 5.0, die_with_parent: bool = True):
+                 stop_timeout: float = 5.0, die_with_parent: bool = True,
+                 qmp: bool = False):
         if machine.startswith("qemu-"):
             machine = machine_for_board(machine)
         self.machine = machine
@@ -136,6 +138,9 @@ class QemuProcess:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.die_with_parent = die_with_parent and _PRCTL is not None
+        # a QMP socket for read_memory(): off by default, the boards need none
+        self.qmp = qmp
+        self._qmp_dir: str | None = None
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None
         self._finalizer: weakref.finalize | None = None
@@ -176,7 +181,38 @@ class QemuProcess:
             cmd += ["-icount", f"shift={self.icount_shift}"]
         cmd += ["-kernel", str(self.elf),
                 "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
+        if self._qmp_dir is not None:
+            cmd += ["-qmp", f"unix:{self._qmp_socket},server=on,wait=off"]
         return cmd + self.extra_args
+
+    @property
+    def _qmp_socket(self) -> str:
+        return os.path.join(self._qmp_dir, "qmp.sock")
+
+    def read_memory(self, address: int, size: int, timeout: float = 10.0) -> bytes:
+        """``size`` bytes of guest physical memory at ``address`` (QMP
+        ``pmemsave``), read while the guest runs.  Needs ``qmp=True``."""
+        if not self.qmp:
+            raise QemuError("read_memory needs QemuProcess(..., qmp=True)")
+        self.check()
+        dump = os.path.join(self._qmp_dir, "mem.bin")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(self._qmp_socket)
+            reader = sock.makefile("rb")
+            _qmp_reply(reader)                                   # the greeting
+            for command in ({"execute": "qmp_capabilities"},
+                            {"execute": "pmemsave",
+                             "arguments": {"val": address, "size": size, "filename": dump}}):
+                sock.sendall(json.dumps(command).encode() + b"\n")
+                reply = _qmp_reply(reader)
+                if "error" in reply:
+                    raise QemuError(f"QMP {command['execute']} failed: {reply['error']}")
+        data = Path(dump).read_bytes()
+        os.unlink(dump)
+        if len(data) != size:
+            raise QemuError(f"QMP pmemsave wrote {len(data)} bytes, expected {size}")
+        return data
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -202,6 +238,8 @@ class QemuProcess:
     def _launch(self, port: int) -> bool:
         """Start QEMU on ``port``; False if the port was taken meanwhile."""
         self._output.clear()
+        if self.qmp:
+            self._qmp_dir = tempfile.mkdtemp(prefix="tg-qmp-")
         cmd = self.command(port)
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -259,6 +297,9 @@ class QemuProcess:
             self._reader.join(self.stop_timeout)
         if proc is not None and proc.stdout is not None and proc.returncode is not None:
             proc.stdout.close()
+        if self._qmp_dir is not None and (proc is None or proc.returncode is not None):
+            shutil.rmtree(self._qmp_dir, ignore_errors=True)
+            self._qmp_dir = None
 
     def __enter__(self) -> "QemuProcess":
         self.start()
@@ -271,3 +312,29 @@ class QemuProcess:
         state = "running" if self.running() else "stopped"
         return f"<QemuProcess {self.machine} {self.elf.name} port={self.port} {state}>"
 
+
+def _qmp_reply(reader) -> dict:
+    """The next QMP reply (or greeting), skipping asynchronous events."""
+    while True:
+        line = reader.readline()
+        if not line:
+            raise QemuError("QEMU closed its QMP socket")
+        msg = json.loads(line)
+        if "event" not in msg:
+            return msg
+
+
+# Written over the stack region by the tinygen QEMU BSP at reset
+# (firmware_templates/pio_platform/bsp/include/tg_qemu.h).
+STACK_PAINT = 0xCAFED00D
+
+
+def stack_high_water(qemu: QemuProcess, stack_bottom: int, stack_top: int) -> int:
+    """Bytes of the stack region the firmware has used so far: from the top
+    down to the lowest word that no longer holds the reset-time paint."""
+    region = qemu.read_memory(stack_bottom, stack_top - stack_bottom)
+    words = memoryview(region).cast("I")                   # the guests are little-endian
+    untouched = 0
+    while untouched < len(words) and words[untouched] == STACK_PAINT:
+        untouched += 1
+    return (stack_top - stack_bottom) - 4 * untouched
