@@ -33,6 +33,8 @@ def verify(tmp_path, model, calib, board, samples=6, extra=()):
     m = data["memory"]
     assert m["flash_code"] > 0 and m["flash_weights"] > 0
     assert 0 < m["ram_activations"] <= m["ram_total"]
+    # the startup code alone uses a few hundred bytes; a run cannot exceed the reservation
+    assert 200 < m["stack_used"] < m["stack_size"], m
     assert len(data["model_signature"]) == 64
     assert "<testsuite" in junit.read_text()
     return data, r

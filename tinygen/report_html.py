@@ -473,7 +473,11 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
             f"<tr><td class='l'>flash: weights</td><td>{_fmt(mem['flash_weights'])}</td></tr>"
             f"<tr><td class='l'>RAM: activations (arena)</td><td>{_fmt(mem['ram_activations'])}"
             f"</td></tr><tr><td class='l'>RAM: total (ELF .data+.bss)</td>"
-            f"<td>{_fmt(mem['ram_total'])}</td></tr></table>")
+            f"<td>{_fmt(mem['ram_total'])}</td></tr>"
+            + (f"<tr><td class='l'>stack: high-water mark of the run (of "
+               f"{_fmt(mem['stack_size'])} reserved)</td><td>{_fmt(mem['stack_used'])}</td></tr>"
+               if mem.get("stack_used") is not None else "")
+            + "</table>")
     if memory_plan:
         add(plot_memory_plan(memory_plan))
         add(f'<p class="note">Plan: arena {memory_plan["arena_bytes"]:,} B '

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -289,6 +290,23 @@ def memory_figures(project_dir: Path | None) -> dict:
             "ram_total": s.ram, "ram_other": s.ram - (s.arena or 0)}
 
 
+def add_stack_figure(runs: list[BoardRun], qemu, elf: Path, con) -> None:
+    """The firmware's stack high-water mark after the whole run, read from
+    the emulated board's memory (its BSP paints the stack at reset)."""
+    from .build.elf_size import elf_symbols
+    from .device.qemu import stack_high_water
+    try:
+        sym = elf_symbols(elf, ["__tg_stack_bottom", "__tg_stack_top"])
+        used = stack_high_water(qemu, sym["__tg_stack_bottom"], sym["__tg_stack_top"])
+    except (TinygenError, OSError, subprocess.SubprocessError) as exc:
+        con.warn(f"stack high-water mark not read: {exc}")
+        return
+    for r in runs:
+        if r.report is not None:
+            r.report.memory["stack_used"] = used
+            r.report.memory["stack_size"] = sym["__tg_stack_top"] - sym["__tg_stack_bottom"]
+
+
 def latency_figures(counters: list[int], unit: str) -> dict:
     key = "instructions" if unit == "instructions" else "cycles"
     c = np.asarray(counters, dtype=np.int64)
@@ -362,6 +380,9 @@ def format_report(r: VerifyReport) -> str:
     if m.get("flash_code") is not None:
         lines.append(f"  flash: code {m['flash_code']:,} B + weights {m['flash_weights']:,} B; "
                      f"RAM: activations {m['ram_activations']:,} B of {m['ram_total']:,} B total")
+    if m.get("stack_used") is not None:
+        lines.append(f"  stack: {m['stack_used']:,} B used of {m['stack_size']:,} B "
+                     "(high-water mark over the whole run)")
     verdict = "PASS" if r.passed else "FAIL"
     exact = "bit-exact" if r.bit_exact else "not bit-exact"
     lines.append(f"{verdict}: {exact} on all {len(r.outputs)} outputs" if r.bit_exact
@@ -661,9 +682,10 @@ def run_verify(args, con) -> int:
         if own_qemu:
             from .device.qemu import QemuProcess
             con.progress(f"starting QEMU ({board.qemu_machine}) with {elf.name}")
-            with QemuProcess(board.qemu_machine, elf) as qemu:
+            with QemuProcess(board.qemu_machine, elf, qmp=True) as qemu:
                 runs = verify_ports([qemu.url], ir, board, runtime, vectors, tolerance,
                                     project_dir, ref_outs, bar, labels=labels)
+                add_stack_figure(runs, qemu, elf, con)
         else:
             if len(ports) > 1:
                 con.progress(f"verifying on {len(ports)} boards at once")
