@@ -18,7 +18,9 @@ from ..aot_lowering import (
     KernelCall,
     LoweringContext,
     LoweringError,
+    activation_range_int8,
     lowers,
+    quantize_multiplier,
     round_half_away,
 )
 
@@ -39,28 +41,11 @@ _QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
 # TFLite's quantization arithmetic, as the TFLM interpreter (built without
 # TFLITE_SINGLE_ROUNDING) runs it.
 
-def tflm_quantize_multiplier(real: float) -> tuple[int, int]:
-    """tflite::QuantizeMultiplier: Q31 significand (round half away from zero)
-    and exponent; multipliers below 2^-31 flush to (0, 0)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = int(round_half_away(q * (1 << 31)))
-    if q_fixed == (1 << 31):
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    if q_fixed > (1 << 31) - 1:
-        raise LoweringError(f"multiplier {real!r} is not representable")
-    return q_fixed, shift
-
-
 def _qm_smaller_than_one(real: float, what: str) -> tuple[int, int]:
     if not 0.0 < real < 1.0:
         raise LoweringError(f"{what}: rescale factor {real!r} must be in (0, 1) "
                             "(TFLM rejects these quantization parameters)")
-    m, s = tflm_quantize_multiplier(real)
+    m, s = quantize_multiplier(real)
     return m, s
 
 
@@ -74,22 +59,7 @@ def _input_radius(integer_bits: int, left_shift: int, total_signed_bits: int = 3
 
 
 def _act_range(activation: str, t: Tensor) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized: TFLite divides in float32."""
-    qmin, qmax = _QRANGE[t.dtype]
-    scale = np.float32(t.scale)
-    zp = t.zero_point
-
-    def q(v: float) -> int:
-        return zp + int(round_half_away(float(np.float32(v) / scale)))
-    if activation == "NONE":
-        return qmin, qmax
-    if activation == "RELU":
-        return max(qmin, q(0.0)), qmax
-    if activation == "RELU6":
-        return max(qmin, q(0.0)), min(qmax, q(6.0))
-    if activation == "RELU_N1_TO_1":
-        return max(qmin, q(-1.0)), min(qmax, q(1.0))
-    raise LoweringError(f"fused activation {activation} is not supported on a quantized output")
+    return activation_range_int8(activation, t.scale, t.zero_point, *_QRANGE[t.dtype])
 
 
 # ---------------------------------------------------------------------------
@@ -247,7 +217,7 @@ def lower_add(op: Operator, ctx: LoweringContext) -> KernelCall:
 def lower_mul(op: Operator, ctx: LoweringContext) -> KernelCall:
     a, b, o, dims, st1, st2 = _binary_common(op, ctx)
     real = float(np.float32(a.scale)) * float(np.float32(b.scale)) / float(np.float32(o.scale))
-    m, s = tflm_quantize_multiplier(real)
+    m, s = quantize_multiplier(real)
     lo, hi = _act_range(op.options.get("fused_activation_function", "NONE"), o)
     params = {
         "bc": _bcast_init(dims, st1, st2),
@@ -273,7 +243,7 @@ def softmax_params(input_scale: float, beta: float) -> tuple[int, int, int]:
     if not real > 1.0:
         raise LoweringError(f"softmax: beta * input_scale = {beta * input_scale!r} is too small "
                             "(TFLM rejects it)")
-    m, shift = tflm_quantize_multiplier(real)
+    m, shift = quantize_multiplier(real)
     diff_min = -_input_radius(SOFTMAX_DIFF_INTEGER_BITS, shift)
     return m, shift, diff_min
 
@@ -409,7 +379,7 @@ def _lower_reduce(op: Operator, ctx: LoweringContext, compute_sum: bool) -> Kern
         raise LoweringError(f"{op.describe()}: output shape {list(y.shape)} does not match "
                             f"reducing {list(x.shape)} over {axes}")
     in_scale, out_scale = np.float32(x.scale), np.float32(y.scale)
-    m, s = tflm_quantize_multiplier(float(in_scale) / float(out_scale))
+    m, s = quantize_multiplier(float(in_scale) / float(out_scale))
     # The TFLM interpreter runs QuantizedMeanOrSum for int8 MEAN even when the
     # input and output quantization are equal (checked against tflite_micro),
     # folding 1/count into the multiplier:
@@ -568,7 +538,7 @@ def lower_quantize(op: Operator, ctx: LoweringContext) -> KernelCall:
             comment=f"QUANTIZE float32 -> {y.dtype}")
     _need_dtype(op, x, "int8", "int16")
     _need_quant(op, x)
-    m, s = tflm_quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
+    m, s = quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
     return KernelCall(
         kernel=f"tg_requantize_{_SUFFIX[x.dtype]}_{_SUFFIX[y.dtype]}",
         params_type="tg_requantize_params",
@@ -614,7 +584,7 @@ def _f32_round(v) -> int:
 @lowers("RELU")
 def lower_relu(op: Operator, ctx: LoweringContext) -> KernelCall:
     x, y = _unary_int8(op, ctx)
-    m, s = tflm_quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
+    m, s = quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
     act_min = max(-128, y.zero_point + _f32_round(np.float32(0.0) / np.float32(y.scale)))
     return KernelCall(
         kernel="tg_relu_s8", params_type="tg_relu_s8_params",
@@ -644,8 +614,8 @@ def lower_leaky_relu(op: Operator, ctx: LoweringContext) -> KernelCall:
     alpha = float(np.float32(op.options.get("alpha", 0.0)))
     # TFLM computes both multipliers in double from the float32 scales and alpha.
     sx, sy = float(np.float32(x.scale)), float(np.float32(y.scale))
-    ma, sa = tflm_quantize_multiplier(abs(sx * alpha / sy))
-    mi, si = tflm_quantize_multiplier(sx / sy)
+    ma, sa = quantize_multiplier(abs(sx * alpha / sy))
+    mi, si = quantize_multiplier(sx / sy)
     return KernelCall(
         kernel="tg_leaky_relu_s8", params_type="tg_leaky_relu_s8_params",
         params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
@@ -669,11 +639,11 @@ def lower_hard_swish(op: Operator, ctx: LoweringContext) -> KernelCall:
     x, y = _unary_int8(op, ctx)
     hires = np.float32(1.0 / 128.0) * np.float32(x.scale)
     reluish_scale = np.float32(3.0) / np.float32(32768.0)
-    om, oe = tflm_quantize_multiplier(float(np.float32(hires / np.float32(y.scale))))
+    om, oe = quantize_multiplier(float(np.float32(hires / np.float32(y.scale))))
     if oe > 0:
         raise LoweringError(f"{op.describe()}: output scale too small for the input scale "
                             "(TFLM rejects it)")
-    rm, re_ = tflm_quantize_multiplier(float(np.float32(hires / reluish_scale)))
+    rm, re_ = quantize_multiplier(float(np.float32(hires / reluish_scale)))
     return KernelCall(
         kernel="tg_hard_swish_s8", params_type="tg_hard_swish_s8_params",
         params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
