@@ -130,3 +130,11 @@ def test_bad_calibration_shape(cnn_h5, tmp_path, outdir):
     r = run_cli("build", "--board", "esp32cam", cnn_h5, "--calib", calib, "-o", outdir / "p")
     assert_one_line_error(r, "expected [N, 12, 12, 3]")
     assert_nothing_written(outdir)
+
+
+def test_missing_serial_device_fails_before_converting(cnn_h5, tmp_path):
+    """A /dev path that is not there is reported at once, with what to check."""
+    r = run_cli("verify", "--board", "esp32cam", cnn_h5, "--port", tmp_path / "ttyUSB9",
+                timeout=60)
+    assert_one_line_error(r, "ttyUSB9 does not exist")
+    assert "loading" not in r.stderr      # nothing was converted first

@@ -665,7 +665,7 @@ def cli_runs(model_tflite, device_exe, tmp_path_factory):
 
 CLI_EXPECTED = {
     "no device": r"cannot open socket://127\.0\.0\.1:\d+: .*refused",
-    "no such tty": r"cannot open /dev/ttyUSB97",
+    "no such tty": r"serial port /dev/ttyUSB97 does not exist; ",
     "silent peer": r"no reply to INFO after 4 attempts",
     "wrong baud": r"INFO failed 4 times \(corrupted reply|no reply to INFO after 4 attempts",
     "another model": r"the device runs a different model \(signature a0a1a2a3a4a5a6a7\.\.\.",

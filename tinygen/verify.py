@@ -631,6 +631,18 @@ def precheck_sample_files(args) -> None:
                                f"({str(exc).split('.')[0]})") from None
 
 
+def precheck_port(port: str) -> None:
+    """A device path that does not exist fails now, not after the conversion;
+    URLs (socket://, rfc2217://) are only known when they are opened."""
+    if "://" in port or Path(port).exists():
+        return
+    present = sorted(str(p) for pattern in ("ttyUSB*", "ttyACM*") for p in Path("/dev").glob(pattern))
+    raise TinygenError(f"serial port {port} does not exist; "
+                       + (f"ports present: {', '.join(present)}" if present else
+                          "no /dev/ttyUSB* or /dev/ttyACM* is present: is the board "
+                          "plugged in (and its USB-serial driver loaded)?"))
+
+
 def run_verify(args, con) -> int:
     from .build.project import build, choose_runtime, default_out_dir
     board = get_board(args.board or DEFAULT_EMULATED_BOARD)
@@ -647,6 +659,8 @@ def run_verify(args, con) -> int:
     profile = bool(getattr(args, "profile", False))
     json_to_stdout = getattr(args, "json", None) == "-"
     precheck_sample_files(args)
+    if len(ports) == 1:     # with several, a missing board is that board's error
+        precheck_port(ports[0])
 
     project_dir: Path | None = None
     # With --port, talk to devices that are already running (flashed boards, or
