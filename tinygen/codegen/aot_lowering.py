@@ -128,13 +128,15 @@ def _load_all() -> None:
 # ---------------------------------------------------------------------------
 # Quantization arithmetic shared by the lowerings (mirrors TFLM's helpers).
 
-def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
+def quantize_multiplier(real_multiplier: float, limit_shift: bool = True) -> tuple[int, int]:
     """Q31 fixed-point multiplier and power-of-two shift, as TFLite's
     QuantizeMultiplier computes them (frexp, round half away from zero), in
     the default double-rounding build that TFLM uses.
 
     real_multiplier ~= multiplier * 2^(shift - 31); multipliers below 2^-31
-    flush to (0, 0) as in TFLite."""
+    flush to (0, 0) as in TFLite.  limit_shift refuses shifts above 30, which
+    MultiplyByQuantizedMultiplier cannot apply; softmax's input scaling uses
+    its shift otherwise and passes False."""
     if real_multiplier == 0.0:
         return 0, 0
     if not math.isfinite(real_multiplier) or real_multiplier < 0:
@@ -146,7 +148,7 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
         shift += 1
     if shift < -31:
         return 0, 0
-    if shift > 30:
+    if limit_shift and shift > 30:
         raise LoweringError(f"requantization multiplier {real_multiplier!r} is too large "
                             "(scales are inconsistent)")
     return q, shift

@@ -243,7 +243,8 @@ def softmax_params(input_scale: float, beta: float) -> tuple[int, int, int]:
     if not real > 1.0:
         raise LoweringError(f"softmax: beta * input_scale = {beta * input_scale!r} is too small "
                             "(TFLM rejects it)")
-    m, shift = quantize_multiplier(real)
+    # the shift is a left shift of the input difference here, up to 31
+    m, shift = quantize_multiplier(real, limit_shift=False)
     diff_min = -_input_radius(SOFTMAX_DIFF_INTEGER_BITS, shift)
     return m, shift, diff_min
 
