@@ -35,6 +35,10 @@ Interface notes (backward compatible additions, newest last):
   * KernelCall.fallback: an equivalent call that needs no scratch memory.  The
     backend uses it instead when the primary call's scratch would make the
     arena larger (RAM first; speed when it is free).
+  * KernelCall.overlap: raster-order kernels whose output may start inside
+    their input (replaces an attribute that conv lowerings set on the fly).
+  * quantize_multiplier(limit_shift=False) for multipliers whose shift is not
+    applied by MultiplyByQuantizedMultiplier (softmax's input scaling).
 """
 
 from __future__ import annotations
