@@ -3,6 +3,9 @@ operands): the aot kernels against the TFLM interpreter, 0 LSB."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,8 +13,11 @@ from hypothesis import strategies as st
 import numpy as np
 
 import tflite_builder as tb
+from tinygen.codegen.aot import plan_aot
+from tinygen.ir import parse_tflite
 from ew_models import ACTIVATIONS, check, fast, int8_data, options, patterns, scales, \
     seeds, shapes, slow, zero_points
+from harness import assert_bit_exact
 from tflite_builder import ACT, GraphBuilder
 
 tb.OPTION_TABLES.setdefault("SUB", "SubOptions")
@@ -34,6 +40,12 @@ def broadcast_case(draw, max_rank: int):
     if draw(st.booleans()):
         a = out   # the common case: one full-size operand
     return a, b, out
+
+
+def check_speed_first(tflite: bytes, batches) -> None:
+    """check() with the planner choosing speed over RAM (kernels with scratch)."""
+    with tempfile.TemporaryDirectory(prefix="tg_ew_") as d:
+        assert_bit_exact(tflite, Path(d), inputs=batches, memory_first=False)
 
 
 def binary_model(opcode, a_shape, b_shape, out_shape, qa, qb, qo, activation, const_b=None,
@@ -111,6 +123,26 @@ def test_every_input_pair(opcode):
         model = binary_model(opcode, (1, 65536), (1, 65536), (1, 65536), (sa, za), (sb, zb),
                              (float(np.float32(so)), zo), "NONE")
         check(model, [[a, b]])
+        if opcode != "MUL":
+            # speed first: the table kernel (its scratch would grow this one-op arena,
+            # so the default plan keeps the direct kernel checked just above)
+            kernels = [c.kernel for c in plan_aot(parse_tflite(model), memory_first=False)[0]]
+            assert kernels == ["tg_add_table_s8"], kernels
+            check_speed_first(model, [[a, b]])
+
+
+def test_add_table_kernel_threshold_and_broadcast():
+    """Below ADD_TABLE_MIN_ELEMENTS the direct kernel even when speed comes
+    first; above, the table kernel, also with a broadcast operand and SUB."""
+    small, big = (1, 4, 8, 16), (1, 16, 16, 16)
+    for opcode in ("ADD", "SUB"):
+        for shape, kernel in ((small, "tg_add_s8"), (big, "tg_add_table_s8")):
+            model = binary_model(opcode, shape, (16,), shape, (0.02, -3), (0.07, 40),
+                                 (0.05, 2), "RELU")
+            kernels = [c.kernel for c in plan_aot(parse_tflite(model), memory_first=False)[0]]
+            assert kernels == [kernel], (shape, kernels)
+            check_speed_first(model, [[int8_data(s, shape, "all"), int8_data(s + 1, (16,), "all")]
+                                      for s in range(3)])
 
 
 def test_add_same_scales_and_extreme_scales():

@@ -76,7 +76,16 @@ def test_unary_ops_on_cortex_m4(scale, zp):
 def test_binary_ops_every_pair_on_cortex_m4():
     a = np.repeat(np.arange(-128, 128), 256).astype(np.int8).reshape(1, 65536)
     b = np.tile(np.arange(-128, 128), 256).astype(np.int8).reshape(1, 65536)
-    _m4(binary_fanout_model((0.0371, 5), (0.1123, -60)), [[a, b]])
+    model = binary_fanout_model((0.0371, 5), (0.1123, -60))
+    _m4(model, [[a, b]])
+    # speed first: ADD and SUB through the table kernel (scratch in the arena)
+    from tinygen.codegen.aot import plan_aot
+    from tinygen.ir import parse_tflite
+    kernels = [c.kernel for c in plan_aot(parse_tflite(model), memory_first=False,
+                                          core="cortex-m4f")[0]]
+    assert kernels[:2] == ["tg_add_table_s8"] * 2, kernels
+    with tempfile.TemporaryDirectory(prefix="tg_ew_m4_") as d:
+        assert_bit_exact_m4(model, Path(d), inputs=[[a, b]], memory_first=False)
 
 
 def test_chain_on_cortex_m4():

@@ -1,20 +1,52 @@
 /* ADD, SUB and MUL of two int8 tensors with broadcasting and a fused activation
- * clamp, as TFLM's reference_integer_ops compute them (AddFunc/SubFunc with
+ * clamp, bit-exact with TFLM's reference_integer_ops (AddFunc/SubFunc with
  * the left_shift scheme, MulElementwise).  The iteration space comes from the
  * lowering (tg_bcast); with equal shapes it is one flat loop, and the output
  * may then share the first input's buffer. */
 #include "tg_elementwise.h"
 
-TG_INLINE int8_t tg_add_one(const tg_add_s8_params *p, int32_t a, int32_t b) {
-  const int32_t x1 = tg_shift_left_wrap(p->input1_offset + a, (int)p->left_shift);
-  const int32_t x2 = tg_shift_left_wrap(p->input2_offset + b, (int)p->left_shift);
-  const int32_t s1 = tg_requantize_smaller_than_one(x1, p->input1_multiplier, p->input1_shift);
-  const int32_t s2 = tg_requantize_smaller_than_one(x2, p->input2_multiplier, p->input2_shift);
-  const int32_t sum = p->subtract ? (int32_t)((uint32_t)s1 - (uint32_t)s2)
-                                  : (int32_t)((uint32_t)s1 + (uint32_t)s2);
-  const int32_t raw = tg_requantize_smaller_than_one(sum, p->output_multiplier, p->output_shift) +
-                      p->output_offset;
-  return (int8_t)tg_clamp_i32(raw, p->act_min, p->act_max);
+/* Rescaling one int8 operand of ADD/SUB.  TFLM computes
+ *   RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v << 20, m), -shift)
+ * with v = x - zero_point in [-255, 255].  The high multiply of v * 2^20 by
+ * m is floor((v * m + 2^10) / 2^11) (tg_sat_rounding_doubling_high_mul's
+ * identity with the 2^20 factored out; it cannot saturate), and splitting
+ * m = hi * 2^11 + lo with 0 <= lo < 2^11 gives v * hi + floor((v * lo + 2^10)
+ * / 2^11): the same integer from two 32-bit multiplies instead of a 64-bit
+ * one.  |v * hi| < 2^28 and |v * lo| < 2^19, so nothing overflows. */
+typedef struct {
+  int32_t offset, hi, lo;
+  tg_pot_divisor divide;
+} tg_add_operand;
+
+static tg_add_operand tg_add_operand_of(int32_t offset, int32_t multiplier, int32_t shift) {
+  tg_add_operand o;
+  o.offset = offset;
+  o.hi = multiplier >> 11;
+  o.lo = multiplier & 0x7FF;
+  o.divide = tg_pot_divisor_of((int)-shift);
+  return o;
+}
+
+TG_INLINE int32_t tg_add_rescale(const tg_add_operand *o, int32_t x) {
+  const int32_t v = x + o->offset;
+  return tg_divide_by_pot(v * o->hi + ((v * o->lo + (1 << 10)) >> 11), &o->divide);
+}
+
+/* The output side, copied out of the params so that stores through the
+ * int8_t output pointer (which may alias anything) do not force reloads. */
+typedef struct {
+  int32_t multiplier, offset, act_min, act_max, sign2;
+  tg_pot_divisor divide;
+} tg_add_output;
+
+TG_INLINE int8_t tg_add_one(const tg_add_operand *o1, const tg_add_operand *o2,
+                            const tg_add_output *o, int32_t a, int32_t b) {
+  /* |rescaled| < 2^28: the sum or difference cannot overflow, and the high
+   * multiply cannot meet its one saturating case (INT32_MIN * INT32_MIN) */
+  const int32_t sum = tg_add_rescale(o1, a) + o->sign2 * tg_add_rescale(o2, b);
+  const int32_t high = (int32_t)(((int64_t)sum * o->multiplier + ((int64_t)1 << 30)) >> 31);
+  return (int8_t)tg_clamp_i32(tg_divide_by_pot(high, &o->divide) + o->offset, o->act_min,
+                              o->act_max);
 }
 
 TG_INLINE int8_t tg_mul_one(const tg_mul_s8_params *p, int32_t a, int32_t b) {
@@ -58,9 +90,52 @@ TG_INLINE int8_t tg_mul_one(const tg_mul_s8_params *p, int32_t a, int32_t b) {
   } while (0)
 
 void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
-#define TG_ADD_ELEM(x, y) tg_add_one(p, (x), (y))
+  const tg_add_operand o1 = tg_add_operand_of(p->input1_offset, p->input1_multiplier,
+                                              p->input1_shift);
+  const tg_add_operand o2 = tg_add_operand_of(p->input2_offset, p->input2_multiplier,
+                                              p->input2_shift);
+  tg_add_output o;
+  o.multiplier = p->output_multiplier;
+  o.offset = p->output_offset;
+  o.act_min = p->act_min;
+  o.act_max = p->act_max;
+  o.sign2 = p->subtract ? -1 : 1;
+  o.divide = tg_pot_divisor_of((int)-p->output_shift);
+#define TG_ADD_ELEM(x, y) tg_add_one(&o1, &o2, &o, (x), (y))
   TG_BCAST_LOOP(&p->bc, in1, in2, out, TG_ADD_ELEM);
 #undef TG_ADD_ELEM
+}
+
+/* ADD/SUB through two tables of the rescaled operands (every int8 value of
+ * each input, computed with tg_add_rescale), built in the scratch memory at
+ * each call: per element two loads instead of two rescalings.  Scratch:
+ * TG_ADD_TABLE_BYTES, 4-byte aligned. */
+void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2,
+                     int8_t *out, void *scratch) {
+  int32_t *const t1 = (int32_t *)scratch;
+  int32_t *const t2 = t1 + 256;
+  const int32_t *const r1 = t1 + 128; /* r1[x] for x in [-128, 127] */
+  const int32_t *const r2 = t2 + 128;
+  const tg_add_operand o1 = tg_add_operand_of(p->input1_offset, p->input1_multiplier,
+                                              p->input1_shift);
+  const tg_add_operand o2 = tg_add_operand_of(p->input2_offset, p->input2_multiplier,
+                                              p->input2_shift);
+  const int32_t sign2 = p->subtract ? -1 : 1;
+  const int32_t multiplier = p->output_multiplier, offset = p->output_offset;
+  const int32_t act_min = p->act_min, act_max = p->act_max;
+  const tg_pot_divisor divide = tg_pot_divisor_of((int)-p->output_shift);
+  int32_t x;
+  for (x = -128; x < 128; ++x) {
+    t1[x + 128] = tg_add_rescale(&o1, x);
+    t2[x + 128] = sign2 * tg_add_rescale(&o2, x);
+  }
+#define TG_ADD_TABLE_ELEM(a, b)                                                              \
+  ((int8_t)tg_clamp_i32(                                                                    \
+      tg_divide_by_pot((int32_t)(((int64_t)(r1[(a)] + r2[(b)]) * multiplier +               \
+                                  ((int64_t)1 << 30)) >> 31), &divide) + offset,            \
+      act_min, act_max))
+  TG_BCAST_LOOP(&p->bc, in1, in2, out, TG_ADD_TABLE_ELEM);
+#undef TG_ADD_TABLE_ELEM
 }
 
 void tg_mul_s8(const tg_mul_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {

@@ -36,11 +36,10 @@ typedef struct {
   int32_t stride2[TG_EW_MAX_DIMS];
 } tg_bcast;
 
-/* ---- ADD / SUB (TFLM AddFunc / SubFunc, left_shift = 20) --------------- */
+/* ---- ADD / SUB (TFLM AddFunc / SubFunc, int8: left_shift = 20) --------- */
 typedef struct {
   tg_bcast bc;
   int32_t input1_offset, input2_offset, output_offset; /* -zp1, -zp2, zp_out */
-  int32_t left_shift;
   int32_t input1_multiplier, input1_shift;
   int32_t input2_multiplier, input2_shift;
   int32_t output_multiplier, output_shift;
@@ -49,6 +48,10 @@ typedef struct {
 } tg_add_s8_params;
 
 void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+/* The same result through per-call tables of the rescaled operands. */
+#define TG_ADD_TABLE_BYTES (2 * 256 * 4)
+void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2,
+                     int8_t *out, void *scratch);
 /* SUB is tg_add_s8 with subtract = 1 (same rescaling, difference of the
  * rescaled inputs). */
 

@@ -79,6 +79,24 @@ TG_INLINE int32_t tg_rounding_divide_by_pot(int32_t x, int exponent) {
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
+/* tg_rounding_divide_by_pot for an exponent fixed over a loop: the mask and
+ * threshold computed once. */
+typedef struct {
+  int32_t exponent, mask, half;
+} tg_pot_divisor;
+
+TG_INLINE tg_pot_divisor tg_pot_divisor_of(int exponent) {
+  tg_pot_divisor d;
+  d.exponent = exponent;
+  d.mask = (int32_t)(((int64_t)1 << exponent) - 1);
+  d.half = d.mask >> 1;
+  return d;
+}
+
+TG_INLINE int32_t tg_divide_by_pot(int32_t x, const tg_pot_divisor *d) {
+  return (x >> d->exponent) + ((x & d->mask) > d->half + (x < 0 ? 1 : 0) ? 1 : 0);
+}
+
 /* x * 2^left_shift with the wrap-around of a 32-bit multiply (TFLite computes
  * `x * (1 << left_shift)` in int32; done unsigned here to stay defined). */
 TG_INLINE int32_t tg_shift_left_wrap(int32_t x, int left_shift) {

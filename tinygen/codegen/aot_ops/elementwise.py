@@ -9,6 +9,7 @@ arithmetic reproduces the TFLM interpreter bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -25,6 +26,9 @@ from ..aot_lowering import (
 )
 
 MAX_DIMS = 6          # TG_EW_MAX_DIMS
+ADD_TABLE_BYTES = 2 * 256 * 4       # TG_ADD_TABLE_BYTES
+# building the tables costs about as much as rescaling 512 elements directly
+ADD_TABLE_MIN_ELEMENTS = 2048
 MAX_CONCAT_INPUTS = 10
 
 _SRC_ADD_MUL = "tg_add_mul.c"
@@ -186,7 +190,7 @@ def _binary_call(op, ctx, kernel, params_type, params, a, b, o, comment) -> Kern
 @lowers("ADD", "SUB")
 def lower_add(op: Operator, ctx: LoweringContext) -> KernelCall:
     a, b, o, dims, st1, st2 = _binary_common(op, ctx)
-    left_shift = 20
+    left_shift = 20     # TFLM's for int8; the kernel's rescaling depends on it
     s1, s2, so = np.float32(a.scale), np.float32(b.scale), np.float32(o.scale)
     # Double-precision ratios, as the installed TFLM computes them for ADD and
     # SUB (exhaustively checked: single precision, as some TFLM versions of
@@ -201,7 +205,7 @@ def lower_add(op: Operator, ctx: LoweringContext) -> KernelCall:
     params = {
         "bc": _bcast_init(dims, st1, st2),
         "input1_offset": str(-a.zero_point), "input2_offset": str(-b.zero_point),
-        "output_offset": str(o.zero_point), "left_shift": str(left_shift),
+        "output_offset": str(o.zero_point),
         "input1_multiplier": str(m1), "input1_shift": str(sh1),
         "input2_multiplier": str(m2), "input2_shift": str(sh2),
         "output_multiplier": str(mo), "output_shift": str(sho),
@@ -209,8 +213,13 @@ def lower_add(op: Operator, ctx: LoweringContext) -> KernelCall:
         "subtract": "1" if op.opcode == "SUB" else "0",
     }
     sign = "-" if op.opcode == "SUB" else "+"
-    return _binary_call(op, ctx, "tg_add_s8", "tg_add_s8_params", params, a, b, o,
-                        f"{op.opcode} {list(a.shape)} {sign} {list(b.shape)} -> {list(o.shape)}")
+    direct = _binary_call(op, ctx, "tg_add_s8", "tg_add_s8_params", params, a, b, o,
+                          f"{op.opcode} {list(a.shape)} {sign} {list(b.shape)} -> {list(o.shape)}")
+    if o.num_elements < ADD_TABLE_MIN_ELEMENTS:
+        return direct
+    # tables of the 2 x 256 rescaled operand values, in scratch when it is free
+    return dataclasses.replace(direct, kernel="tg_add_table_s8", scratch_bytes=ADD_TABLE_BYTES,
+                               comment=direct.comment + " [tables]", fallback=direct)
 
 
 @lowers("MUL")
