@@ -8,6 +8,7 @@ free loopback port that any pyserial client (tinygen verify --port) can open.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -46,10 +47,16 @@ def flash(args, con) -> int:
             con.out(f"serial port: {qemu.url}   (e.g. tinygen verify --board {board.id} "
                     f"--port {qemu.url} MODEL)")
             con.out("press Ctrl-C to stop")
+            # Ctrl-C only sets a flag: a KeyboardInterrupt raised inside Popen.poll()
+            # can leave its wait lock taken, and stopping QEMU would then hang
+            interrupted = []
+            previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
             try:
-                while qemu.running():
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
+                while qemu.running() and not interrupted:
+                    time.sleep(0.2)
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            if interrupted:
                 con.out("stopping QEMU")
             return 0
     cmd = [sys.executable, "-m", "platformio", "run", "-d", str(out), "-t", "upload"]
