@@ -297,12 +297,12 @@ HOST_CLASSES = {
     "drop": (both(drop=4e-4), False),
     "flip": (both(flip=4e-4), False),
     "duplicate": (both(duplicate=4e-4), False),
-    "garbage": (both(garbage=0.08, garbage_bytes=(1, 40)), False),
+    "garbage": (both(garbage=4e-4, garbage_bytes=(1, 40)), False),
     "delay": (both(delay=0.06, delay_s=(0.0, 0.5)), False),
     "stall": ({"to_device": Faults(stall=0.01, stall_s=2.0), "from_device": Faults(stall=0.02, stall_s=0.4)},
               False),
     "reset": ({"reset": 0.03, "reset_delay_s": (0.0, 0.003)}, True),
-    "mixed": ({**both(drop=1e-4, flip=1e-4, duplicate=1e-4, garbage=0.02, delay=0.02, delay_s=(0.0, 0.4),
+    "mixed": ({**both(drop=1e-4, flip=1e-4, duplicate=1e-4, garbage=1e-4, delay=0.02, delay_s=(0.0, 0.4),
                       stall=0.003, stall_s=1.5), "reset": 0.004}, False),
 }
 HOST_INFERENCES = int(os.environ.get("TG_FAULT_INFERENCES", "20"))  # more for a measurement run
@@ -378,7 +378,7 @@ def test_faulty_port_is_reproducible_and_transparent_when_clean(device_exe, tmp_
     for _ in range(2):
         sink = Sink()
         p = FaultyPort(sink, FaultPlan(seed=5, to_device=Faults(drop=0.01, flip=0.01, duplicate=0.01,
-                                                                 garbage=0.5)))
+                                                                 garbage=0.01)))
         for k in range(50):
             p.write(bytes(range(1, 200)) * (k % 3 + 1))
         outs.append((sink.data, dict(p.log.counts)))
@@ -516,7 +516,7 @@ QEMU_CLASSES = {  # the quickstart model moves ~300 bytes per inference: higher 
     "drop": (both(drop=3e-3), False),
     "flip": (both(flip=3e-3), False),
     "duplicate": (both(duplicate=3e-3), False),
-    "garbage": (both(garbage=0.1, garbage_bytes=(1, 40)), False),
+    "garbage": (both(garbage=3e-3, garbage_bytes=(1, 40)), False),
     "delay": (both(delay=0.1, delay_s=(0.0, 1.0)), False),
     "stall": ({"to_device": Faults(stall=0.02, stall_s=3.0), "from_device": Faults(stall=0.02, stall_s=0.5)},
               False),

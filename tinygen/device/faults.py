@@ -13,8 +13,8 @@ and most pyserial users need from ``serial.Serial``: ``read``, ``write``,
 
 * ``drop``, ``flip``, ``duplicate``: per-byte probabilities of losing a
   byte, flipping one of its bits, sending it twice;
-* ``garbage``: per-call probability of inserting a burst of random bytes
-  (``garbage_bytes`` long, zero bytes included) at a random place;
+* ``garbage``: per-byte probability of inserting a burst of random bytes
+  (``garbage_bytes`` long, zero bytes included) before that byte;
 * ``delay``: per-call probability of delivering the bytes ``delay_s``
   seconds late (order is kept: later bytes wait behind them);
 * ``stall``: per-call probability that the direction stops delivering
@@ -56,7 +56,7 @@ class Faults:
     drop: float = 0.0          # per byte
     flip: float = 0.0          # per byte: one random bit inverted
     duplicate: float = 0.0     # per byte: sent twice
-    garbage: float = 0.0       # per call: a burst of random bytes inserted
+    garbage: float = 0.0       # per byte: a burst of random bytes inserted before it
     garbage_bytes: tuple[int, int] = (1, 64)
     delay: float = 0.0         # per call: delivered late
     delay_s: tuple[float, float] = (0.0, 0.2)
@@ -108,7 +108,8 @@ class _Direction:
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.stall_until = 0.0
         self.injected = 0
-        self.countdown: int | None = None
+        self.countdown: int | None = None          # bytes to the next drop/flip/duplicate
+        self.garbage_countdown: int | None = None  # bytes to the next garbage burst
 
     def _budget(self) -> bool:
         limit = self.faults.max_faults
@@ -117,6 +118,16 @@ class _Direction:
     def _count(self, kind: str, n: int = 1) -> None:
         self.injected += n
         self.log.note(self.name, kind, n)
+
+    def _hits(self, n: int, p: float, countdown: int | None) -> tuple[list[int], int]:
+        """Positions in a call of n bytes hit by a per-byte fault of rate p,
+        and the countdown carried into the next call."""
+        pos = self._gap(p) if countdown is None else countdown
+        hits = []
+        while pos < n:
+            hits.append(pos)
+            pos += 1 + self._gap(p)
+        return hits, pos - n
 
     def _gap(self, p: float) -> int:
         """Bytes until the next per-byte fault (geometric, so the rate is
@@ -131,15 +142,8 @@ class _Direction:
         p = min(1.0, f.drop + f.flip + f.duplicate)
         out = bytearray(data)
         if p > 0:
-            if self.countdown is None:
-                self.countdown = self._gap(p)
-            # walk the faulty positions of this call; edits go back to front
-            hits = []
-            pos = self.countdown
-            while pos < len(data):
-                hits.append(pos)
-                pos += 1 + self._gap(p)
-            self.countdown = pos - len(data)
+            # the faulty positions of this call; edits go back to front
+            hits, self.countdown = self._hits(len(data), p, self.countdown)
             for at in reversed(hits):
                 if not self._budget():
                     break
@@ -153,12 +157,19 @@ class _Direction:
                 else:
                     out.insert(at, out[at])
                     self._count("duplicate")
-        if f.garbage and self._budget() and rng.random() < f.garbage:
-            lo, hi = f.garbage_bytes
-            junk = bytes(rng.randrange(256) for _ in range(rng.randint(lo, hi)))
-            at = rng.randint(0, len(out))
-            out[at:at] = junk
-            self._count("garbage")
+        if f.garbage:
+            # positions in the original bytes; bursts go in back to front, and a
+            # position past what drops left is the end
+            hits, self.garbage_countdown = self._hits(len(data), min(1.0, f.garbage),
+                                                      self.garbage_countdown)
+            for at in reversed(hits):
+                if not self._budget():
+                    break
+                lo, hi = f.garbage_bytes
+                junk = bytes(rng.randrange(256) for _ in range(rng.randint(lo, hi)))
+                at = min(at, len(out))
+                out[at:at] = junk
+                self._count("garbage")
         return bytes(out)
 
     def schedule(self, data: bytes, now: float) -> None:
