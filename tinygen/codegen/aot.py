@@ -187,10 +187,7 @@ def lower_model(model: Model, prefix: str = "op", core: str | None = None,
         if used & {"CALL", "IF", "WHILE", "CALL_ONCE"}:
             raise LoweringError("models with control flow (several subgraphs) are not supported "
                                 "by the aot runtime")
-    ctx = LoweringContext(model, prefix=prefix)
-    ctx.core = core             # read by lowerings through getattr (kernel family choice)
-    ctx.dsp = dsp_core(core)
-    ctx.fast_requant = fast_requant   # dsp kernels: tg_rq_fast where proven exact
+    ctx = LoweringContext(model, prefix=prefix, dsp=dsp_core(core), fast_requant=fast_requant)
     calls = []
     for op in model.operators:
         try:

@@ -88,9 +88,12 @@ class KernelCall:
 class LoweringContext:
     """What a lowering function may ask of the backend."""
 
-    def __init__(self, model: Model, prefix: str = "op"):
+    def __init__(self, model: Model, prefix: str = "op", dsp: bool = False,
+                 fast_requant: bool = True):
         self.model = model
         self.prefix = prefix
+        self.dsp = dsp                    # the core has the DSP extension: dsp kernel family
+        self.fast_requant = fast_requant  # dsp kernels: tg_rq_fast where proven exact
 
     def name(self, op: Operator, what: str) -> str:
         return f"{self.prefix}{op.index}_{what}"

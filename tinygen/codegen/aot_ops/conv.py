@@ -160,15 +160,6 @@ def quant_constants(ctx: LoweringContext, op: Operator, filt_values: np.ndarray,
 # requantization records, see firmware_templates/aot/kernels/tg_dsp.h
 
 
-def dsp_enabled(ctx: LoweringContext) -> bool:
-    """The backend sets ctx.dsp when the target core has the DSP extension."""
-    return bool(getattr(ctx, "dsp", False))
-
-
-def fast_requant(ctx: LoweringContext) -> bool:
-    return bool(getattr(ctx, "fast_requant", True))
-
-
 def acc_bounds(w_rows: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray:
     """Largest |accumulator| per output channel over every possible input:
     |bias| + sum|w| * max|x + input_offset| (padding taps add 0)."""
@@ -340,7 +331,7 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
                  f"{op.options.get('padding')} {act}"))
     if not pointwise:
         call.fallback = dataclasses.replace(call, kernel="tg_conv2d_direct_s8", scratch_bytes=0)
-    if dsp_enabled(ctx) and groups == 1:
+    if ctx.dsp and groups == 1:
         call = _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max, call)
     return with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))
 
@@ -351,7 +342,7 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
     rows = w.reshape(oc, -1)
     words, g4 = mm_weights(rows)
     fast, rec = rq_records(bias, mult, shift, out.zero_point,
-                           acc_bounds(rows, bias, -inp.zero_point), fast_requant(ctx))
+                           acc_bounds(rows, bias, -inp.zero_point), ctx.fast_requant)
     direct_rows = win["dilation_w"] == 1 and (fh == 1 or (fw * c) % 4 == 0)
     _, ih, iw, _ = (int(d) for d in inp.shape)
     _, oh, ow, _ = (int(d) for d in out.shape)
@@ -428,7 +419,7 @@ def lower_depthwise_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
         comment=(f"DEPTHWISE_CONV_2D {fh}x{fw} {ic}x{dm} stride "
                  f"{win['stride_h']}x{win['stride_w']} dilation "
                  f"{win['dilation_h']}x{win['dilation_w']} {op.options.get('padding')} {act}"))
-    if dsp_enabled(ctx) and dm == 1:
+    if ctx.dsp and dm == 1:
         call = _depthwise_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
                               call)
     return with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))
@@ -441,7 +432,7 @@ def _depthwise_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_ma
     groups = -(-c // 4)
     fast, rec = rq_records(bias, mult, shift, out.zero_point,
                            acc_bounds(w.reshape(taps, c).T, bias, -inp.zero_point),
-                           fast_requant(ctx))
+                           ctx.fast_requant)
     # fast requantization wants 2 * acc: weights and bias stored doubled (the
     # 16-bit lanes hold 2 * w exactly; |2 * acc| < 2^31 is part of the proof)
     scale = 2 if fast else 1
@@ -520,12 +511,12 @@ def lower_fully_connected(op: Operator, ctx: LoweringContext) -> KernelCall:
         params=params, inputs=[op.inputs[0]], outputs=[op.outputs[0]],
         sources=["tg_fully_connected.c", "tg_fully_connected.h"], constants=consts,
         comment=f"FULLY_CONNECTED {batches}x{depth} -> {units} {act}")
-    if dsp_enabled(ctx) and filter_offset == 0:
+    if ctx.dsp and filter_offset == 0:
         if not per_channel:
             mult = np.full(units, mult[0], np.int32)
             shift = np.full(units, shift[0], np.int32)
         fast, rec = rq_records(bias, mult, shift, out.zero_point,
-                               acc_bounds(w, bias, -inp.zero_point), fast_requant(ctx))
+                               acc_bounds(w, bias, -inp.zero_point), ctx.fast_requant)
         rec[:, 0] = kbias               # raw int8 inputs: the offset is folded in
         g4 = -(-depth // 4)
         quads = -(-units // 4)
