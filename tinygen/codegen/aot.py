@@ -225,6 +225,8 @@ def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memor
         return calls, plan
     lean_calls = [c.fallback if i in optional else c for i, c in enumerate(calls)]
     lean = plan_memory(model, lean_calls, alignment=alignment, overlap=overlap)
+    if plan.arena_bytes <= lean.arena_bytes:
+        return calls, plan          # the scratch costs nothing (the budget is >= lean)
     plain = plan_memory(model, lean_calls, alignment=alignment, search_budget=16, overlap=False)
     budget = min(lean.arena_bytes + int(lean.arena_bytes * max(growth, 0.0)),
                  max(plain.arena_bytes, lean.arena_bytes))
