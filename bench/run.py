@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinygen.boards import get_board  # noqa: E402
-from tinygen.build.elf_size import elf_symbols, measure_elf  # noqa: E402
+from tinygen.build.elf_size import measure_elf  # noqa: E402
 from tinygen.build.project import build  # noqa: E402
 from tinygen.device.protocol import DeviceClient  # noqa: E402
-from tinygen.device.qemu import QemuProcess, stack_high_water  # noqa: E402
+from tinygen.device.qemu import QemuProcess  # noqa: E402
 from tinygen.ir import parse_tflite  # noqa: E402
 from tinygen.reference import TflmReference  # noqa: E402
 from tinygen.verify import stacked_outputs  # noqa: E402
@@ -134,14 +134,13 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int) -> dict:
     board = get_board(board_id)
     rng = np.random.default_rng(0)
     vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ir.input_tensors()]
-    stack = elf_symbols(res.elf, ["__tg_stack_bottom", "__tg_stack_top"])
     with QemuProcess(board.qemu_machine, res.elf, qmp=True) as q, \
             DeviceClient.open(q.url) as dev:
         dev.info()
         first = dev.infer(vec)
         second = dev.infer(vec)
         # whole firmware: reset, protocol and both inferences (painted at reset)
-        stack_used = stack_high_water(q, stack["__tg_stack_bottom"], stack["__tg_stack_top"])
+        stack_used, _ = q.stack_usage()
     # the reference runs the same two inferences (stateful models carry their
     # state from the first into the second); SSD rows past num_detections are
     # undefined in TFLM and not compared

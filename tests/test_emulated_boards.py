@@ -231,6 +231,7 @@ def test_guest_memory_and_stack_high_water_over_qmp(board, echo_firmware):
             outside = stack_high_water(qemu, bottom, top)
             # the reply was formatted after the firmware measured, in deeper frames
             assert own_used <= outside < own_used + 512, (own_used, outside)
+            assert qemu.stack_usage() == (outside, size)   # the region found from the ELF
         finally:
             port.close()
     with pytest.raises(QemuError, match="qmp=True"):

@@ -290,21 +290,18 @@ def memory_figures(project_dir: Path | None) -> dict:
             "ram_total": s.ram, "ram_other": s.ram - (s.arena or 0)}
 
 
-def add_stack_figure(runs: list[BoardRun], qemu, elf: Path, con) -> None:
+def add_stack_figure(runs: list[BoardRun], qemu, con) -> None:
     """The firmware's stack high-water mark after the whole run, read from
     the emulated board's memory (its BSP paints the stack at reset)."""
-    from .build.elf_size import elf_symbols
-    from .device.qemu import stack_high_water
     try:
-        sym = elf_symbols(elf, ["__tg_stack_bottom", "__tg_stack_top"])
-        used = stack_high_water(qemu, sym["__tg_stack_bottom"], sym["__tg_stack_top"])
+        used, size = qemu.stack_usage()
     except (TinygenError, OSError, subprocess.SubprocessError) as exc:
         con.warn(f"stack high-water mark not read: {exc}")
         return
     for r in runs:
         if r.report is not None:
             r.report.memory["stack_used"] = used
-            r.report.memory["stack_size"] = sym["__tg_stack_top"] - sym["__tg_stack_bottom"]
+            r.report.memory["stack_size"] = size
 
 
 def latency_figures(counters: list[int], unit: str) -> dict:
@@ -699,7 +696,7 @@ def run_verify(args, con) -> int:
             with QemuProcess(board.qemu_machine, elf, qmp=True) as qemu:
                 runs = verify_ports([qemu.url], ir, board, runtime, vectors, tolerance,
                                     project_dir, ref_outs, bar, labels=labels)
-                add_stack_figure(runs, qemu, elf, con)
+                add_stack_figure(runs, qemu, con)
         else:
             if len(ports) > 1:
                 con.progress(f"verifying on {len(ports)} boards at once")

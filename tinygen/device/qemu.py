@@ -268,6 +268,15 @@ class QemuProcess:
                                 f"{self.output.strip()}")
         return True
 
+    def stack_usage(self) -> tuple[int, int]:
+        """(bytes used, bytes reserved) of the firmware's stack so far, the
+        region found from the ELF's __tg_stack_bottom / __tg_stack_top (the
+        tinygen QEMU boards' linker script).  Needs ``qmp=True``."""
+        from ..build.elf_size import elf_symbols
+        sym = elf_symbols(self.elf, ["__tg_stack_bottom", "__tg_stack_top"])
+        bottom, top = sym["__tg_stack_bottom"], sym["__tg_stack_top"]
+        return stack_high_water(self, bottom, top), top - bottom
+
     def check(self) -> None:
         """Raise :class:`QemuError` if QEMU is no longer running."""
         if self._proc is None:
