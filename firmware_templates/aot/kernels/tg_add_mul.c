@@ -32,40 +32,21 @@ TG_INLINE int32_t tg_add_rescale(const tg_add_operand *o, int32_t x) {
   return tg_divide_by_pot(v * o->hi + ((v * o->lo + (1 << 10)) >> 11), &o->divide);
 }
 
-/* Both operands and the output side, copied out of the params so that
- * stores through the int8_t output pointer (which may alias anything) do not
- * force reloads. */
+/* The output side, copied out of the params so that stores through the
+ * int8_t output pointer (which may alias anything) do not force reloads. */
 typedef struct {
-  tg_add_operand in1, in2;
-  int32_t sign2; /* -1 for SUB */
-  int32_t multiplier, offset, act_min, act_max;
+  int32_t multiplier, offset, act_min, act_max, sign2;
   tg_pot_divisor divide;
-} tg_add_kernel;
+} tg_add_output;
 
-static tg_add_kernel tg_add_kernel_of(const tg_add_s8_params *p) {
-  tg_add_kernel k;
-  k.in1 = tg_add_operand_of(p->input1_offset, p->input1_multiplier, p->input1_shift);
-  k.in2 = tg_add_operand_of(p->input2_offset, p->input2_multiplier, p->input2_shift);
-  k.sign2 = p->subtract ? -1 : 1;
-  k.multiplier = p->output_multiplier;
-  k.offset = p->output_offset;
-  k.act_min = p->act_min;
-  k.act_max = p->act_max;
-  k.divide = tg_pot_divisor_of((int)-p->output_shift);
-  return k;
-}
-
-/* sum: rescaled in1 + sign2 * rescaled in2.  Each |rescaled| < 2^28, so the
- * sum cannot overflow and the high multiply cannot meet its one saturating
- * case (INT32_MIN * INT32_MIN). */
-TG_INLINE int8_t tg_add_output(const tg_add_kernel *k, int32_t sum) {
-  const int32_t high = (int32_t)(((int64_t)sum * k->multiplier + ((int64_t)1 << 30)) >> 31);
-  return (int8_t)tg_clamp_i32(tg_divide_by_pot(high, &k->divide) + k->offset, k->act_min,
-                              k->act_max);
-}
-
-TG_INLINE int8_t tg_add_one(const tg_add_kernel *k, int32_t a, int32_t b) {
-  return tg_add_output(k, tg_add_rescale(&k->in1, a) + k->sign2 * tg_add_rescale(&k->in2, b));
+TG_INLINE int8_t tg_add_one(const tg_add_operand *o1, const tg_add_operand *o2,
+                            const tg_add_output *o, int32_t a, int32_t b) {
+  /* |rescaled| < 2^28: the sum or difference cannot overflow, and the high
+   * multiply cannot meet its one saturating case (INT32_MIN * INT32_MIN) */
+  const int32_t sum = tg_add_rescale(o1, a) + o->sign2 * tg_add_rescale(o2, b);
+  const int32_t high = (int32_t)(((int64_t)sum * o->multiplier + ((int64_t)1 << 30)) >> 31);
+  return (int8_t)tg_clamp_i32(tg_divide_by_pot(high, &o->divide) + o->offset, o->act_min,
+                              o->act_max);
 }
 
 TG_INLINE int8_t tg_mul_one(const tg_mul_s8_params *p, int32_t a, int32_t b) {
@@ -109,8 +90,18 @@ TG_INLINE int8_t tg_mul_one(const tg_mul_s8_params *p, int32_t a, int32_t b) {
   } while (0)
 
 void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
-  const tg_add_kernel k = tg_add_kernel_of(p);
-#define TG_ADD_ELEM(x, y) tg_add_one(&k, (x), (y))
+  const tg_add_operand o1 = tg_add_operand_of(p->input1_offset, p->input1_multiplier,
+                                              p->input1_shift);
+  const tg_add_operand o2 = tg_add_operand_of(p->input2_offset, p->input2_multiplier,
+                                              p->input2_shift);
+  tg_add_output o;
+  o.multiplier = p->output_multiplier;
+  o.offset = p->output_offset;
+  o.act_min = p->act_min;
+  o.act_max = p->act_max;
+  o.sign2 = p->subtract ? -1 : 1;
+  o.divide = tg_pot_divisor_of((int)-p->output_shift);
+#define TG_ADD_ELEM(x, y) tg_add_one(&o1, &o2, &o, (x), (y))
   TG_BCAST_LOOP(&p->bc, in1, in2, out, TG_ADD_ELEM);
 #undef TG_ADD_ELEM
 }
@@ -125,13 +116,24 @@ void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t 
   int32_t *const t2 = t1 + 256;
   const int32_t *const r1 = t1 + 128; /* r1[x] for x in [-128, 127] */
   const int32_t *const r2 = t2 + 128;
-  const tg_add_kernel k = tg_add_kernel_of(p);
+  const tg_add_operand o1 = tg_add_operand_of(p->input1_offset, p->input1_multiplier,
+                                              p->input1_shift);
+  const tg_add_operand o2 = tg_add_operand_of(p->input2_offset, p->input2_multiplier,
+                                              p->input2_shift);
+  const int32_t sign2 = p->subtract ? -1 : 1;
+  const int32_t multiplier = p->output_multiplier, offset = p->output_offset;
+  const int32_t act_min = p->act_min, act_max = p->act_max;
+  const tg_pot_divisor divide = tg_pot_divisor_of((int)-p->output_shift);
   int32_t x;
   for (x = -128; x < 128; ++x) {
-    t1[x + 128] = tg_add_rescale(&k.in1, x);
-    t2[x + 128] = k.sign2 * tg_add_rescale(&k.in2, x);
+    t1[x + 128] = tg_add_rescale(&o1, x);
+    t2[x + 128] = sign2 * tg_add_rescale(&o2, x);
   }
-#define TG_ADD_TABLE_ELEM(a, b) tg_add_output(&k, r1[(a)] + r2[(b)])
+#define TG_ADD_TABLE_ELEM(a, b)                                                              \
+  ((int8_t)tg_clamp_i32(                                                                    \
+      tg_divide_by_pot((int32_t)(((int64_t)(r1[(a)] + r2[(b)]) * multiplier +               \
+                                  ((int64_t)1 << 30)) >> 31), &divide) + offset,            \
+      act_min, act_max))
   TG_BCAST_LOOP(&p->bc, in1, in2, out, TG_ADD_TABLE_ELEM);
 #undef TG_ADD_TABLE_ELEM
 }
