@@ -311,11 +311,12 @@ def _parse_tensor(index: int, t: Table, buffers: list[Table], buf: Buffer) -> Te
             if len(zp) != len(scale):
                 raise ModelFormatError(
                     f"tensor '{name}' has {len(scale)} scales but {len(zp)} zero points")
+            # quantized_dimension is kept as written, even where it names no
+            # dimension of the tensor: TFLM's allocator copies it unchecked and
+            # only kernels that read per-channel scales check it (TFLM's own
+            # person_detect.tflite has 1-D biases with quantized_dimension 3).
+            # The lowerings that use per-channel scales apply TFLM's checks.
             axis = q.scalar(6, "i", 0)
-            if len(scale) > 1 and not (0 <= axis < len(shape) and shape[axis] == len(scale)):
-                raise ModelFormatError(
-                    f"tensor '{name}' has {len(scale)} per-channel scales that do not match "
-                    f"dimension {axis} of shape {list(shape)}")
             bad_scale = [s for s in scale if not (math.isfinite(s) and s >= 0)]
             if bad_scale:
                 raise ModelFormatError(f"tensor '{name}' has an invalid quantization scale {bad_scale[0]}")

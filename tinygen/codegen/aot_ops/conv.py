@@ -82,6 +82,25 @@ def const_bias(op: Operator, t: Tensor | None, channels: int) -> np.ndarray | No
     return t.data.reshape(-1)
 
 
+def check_filter_channels(op: Operator, filt: Tensor, channels: int, what: str = "filter") -> None:
+    """TFLM's PopulateConvolutionQuantizationParams checks on per-channel
+    weights: one scale per output channel and quantized_dimension naming a
+    dimension of that size.  The scales are then applied per output channel
+    whichever dimension is named, so any quantized_dimension passing these
+    checks computes the same thing in TFLM and here."""
+    q = filt.quant
+    if not q.per_channel:
+        return
+    require(len(q.scale) == channels, op,
+            f"the {what} has {len(q.scale)} per-channel scales for {channels} output channels")
+    require(0 <= q.axis < len(filt.shape), op,
+            f"quantized_dimension {q.axis} of the {what} is not a dimension of its shape "
+            f"{list(filt.shape)}")
+    require(int(filt.shape[q.axis]) == channels, op,
+            f"quantized_dimension {q.axis} of the {what} has size {filt.shape[q.axis]}, "
+            f"not the {channels} output channels its scales are for")
+
+
 def per_channel_multipliers(op: Operator, inp: Tensor, filt: Tensor, out: Tensor,
                             channels: int) -> tuple[np.ndarray, np.ndarray]:
     """PopulateConvolutionQuantizationParams: one (multiplier, shift) per output
@@ -301,8 +320,7 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
     require(fc > 0 and ic % fc == 0, op, f"input depth {ic} is not a multiple of filter depth {fc}")
     groups = ic // fc
     require(oc % groups == 0, op, f"{oc} filters do not split into {groups} groups")
-    if filt.quant.per_channel:
-        require(filt.quant.axis == 0, op, "per-channel filter scales must be along dimension 0")
+    check_filter_channels(op, filt, oc)
     bias = const_bias(op, bias_t, oc)
     win = conv_window(op, inp.shape, fh, fw, out.shape)
     act = op.options.get("fused_activation_function", "NONE")
@@ -395,8 +413,7 @@ def lower_depthwise_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
     dm = int(op.options.get("depth_multiplier", 0) or 0)
     require(dm * ic == oc, op,
             f"depth_multiplier {dm} x {ic} input channels != {oc} output channels")
-    if filt.quant.per_channel:
-        require(filt.quant.axis == 3, op, "per-channel filter scales must be along dimension 3")
+    check_filter_channels(op, filt, oc)
     bias = const_bias(op, bias_t, oc)
     win = conv_window(op, inp.shape, fh, fw, out.shape)
     act = op.options.get("fused_activation_function", "NONE")
@@ -486,7 +503,7 @@ def lower_fully_connected(op: Operator, ctx: LoweringContext) -> KernelCall:
     act_min, act_max = activation_range_int8(act, out.scale, out.zero_point)
     per_channel = filt.quant.per_channel
     if per_channel:
-        require(filt.quant.axis == 0, op, "per-channel weight scales must be along dimension 0")
+        check_filter_channels(op, filt, units, "weights")
         mult, shift = per_channel_multipliers(op, inp, filt, out, units)
         filter_offset = 0   # per-channel weights are symmetric; TFLM ignores the zero point
     else:
