@@ -237,6 +237,9 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument("--calib", metavar="FILE",
                         help="calibration inputs (.npy with shape [N, *input_shape], or .npz with "
                              "one array per input); without it synthetic data is used, loudly")
+        sp.add_argument("--drop-nonfinite", action="store_true",
+                        help="skip --calib/--data samples holding NaN or +-Inf (and say how "
+                             "many); without it such samples are an error")
         sp.add_argument("--detection", metavar="JSON",
                         help="SSD detectors: anchors and TFLite_Detection_PostProcess options "
                              "to append to the model's box/class outputs (see docs/ssd.md)")
@@ -337,8 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     con = Console(quiet=args.quiet)
+    from .data import sample_policy
     try:
-        return args.func(args, con)
+        with sample_policy(drop_nonfinite=getattr(args, "drop_nonfinite", False), note=con.warn):
+            return args.func(args, con)
     except TinygenError as exc:
         print(f"tinygen: error: {exc}", file=sys.stderr)
         return exc.exit_code

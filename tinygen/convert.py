@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from .data import load_samples  # noqa: F401  (callers import it from here)
 from .errors import TinygenError
 from .ir import Model, parse_tflite
 from .load import SourceModel
@@ -43,6 +44,12 @@ class QuantizationReport:
     synthetic_calibration: bool
     outputs: list[OutputQuality] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Which Keras wrote the model file (h5 attribute keras_version / backend,
+    # SavedModel keras_metadata.pb), and which library loaded it here.
+    keras_version: str | None = None
+    keras_backend: str | None = None
+    loader: str | None = None
+    calibration_samples_dropped: int = 0     # non-finite samples skipped (--drop-nonfinite)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -50,6 +57,10 @@ class QuantizationReport:
     def summary(self) -> str:
         lines = [f"Quantization report for {self.model} "
                  f"({self.samples} samples, calibration: {self.calibration})"]
+        if self.loader:
+            written = (f", written by Keras {self.keras_version}" if self.keras_version
+                       else "")
+            lines.append(f"  loaded with {self.loader}{written}")
         for w in self.warnings:
             lines.append(f"  WARNING: {w}")
         for o in self.outputs:
@@ -68,56 +79,7 @@ class ConversionResult:
 
 
 # ---------------------------------------------------------------------------
-# calibration data
-
-
-def load_samples(path: Path | None, input_shapes: list[tuple[int, ...]],
-                 what: str = "calibration") -> list[list[np.ndarray]] | None:
-    """Read samples for every model input from a .npy/.npz file.
-
-    Shapes accepted per input: (N, *shape) or one sample (*shape), where shape is
-    the model's input shape without its batch dimension.  A .npz holds one
-    array per input, in input order (or named x / calib / inputs for one input).
-    """
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.exists():
-        raise TinygenError(f"{what} file {path} does not exist")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise TinygenError(f"{what} file {path} is not a NumPy .npy/.npz file "
-                           f"({str(exc).split('.')[0]})") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.files)
-        named = [k for k in ("x", "inputs", "calib", "data") if k in keys]
-        if len(input_shapes) == 1 and len(keys) > 1 and named:
-            keys = named[:1]        # e.g. test.npz holding x (inputs) and y (labels)
-        arrays = [loaded[k] for k in keys]
-    else:
-        arrays = [loaded]
-    if len(arrays) != len(input_shapes):
-        raise TinygenError(
-            f"{what} file {path} holds {len(arrays)} arrays but the model has "
-            f"{len(input_shapes)} inputs")
-    per_input = []
-    for i, (arr, shape) in enumerate(zip(arrays, input_shapes)):
-        sample_shape = tuple(shape[1:])
-        if tuple(arr.shape) == sample_shape:
-            arr = arr[None]
-        elif tuple(arr.shape[1:]) != sample_shape:
-            if arr.ndim >= 1 and int(np.prod(arr.shape[1:])) == int(np.prod(sample_shape)):
-                arr = arr.reshape((arr.shape[0],) + sample_shape)
-            else:
-                raise TinygenError(
-                    f"{what} file {path}: input {i} has shape {list(arr.shape)}, expected "
-                    f"[N, {', '.join(map(str, sample_shape))}]")
-        if arr.shape[0] == 0:
-            raise TinygenError(f"{what} file {path} holds no samples")
-        per_input.append(arr)
-    n = min(a.shape[0] for a in per_input)
-    return [[a[j:j + 1] for a in per_input] for j in range(n)]
+# calibration data (read and checked in data.py; load_samples stays importable from here)
 
 
 def synthetic_samples(input_shapes, input_dtypes=None, n=SYNTHETIC_SAMPLES, seed=0):
@@ -142,6 +104,10 @@ def convert(source: SourceModel, calib: Path | None = None,
         check_full_int8(ir, str(source.path))
         return ConversionResult(tflite=source.tflite, ir=ir, report=None, source="tflite")
 
+    if calib is not None:
+        # Unreadable or object-array files fail here, before TensorFlow is imported.
+        from .data import check_sample_file
+        check_sample_file(calib)
     from . import tfenv
     tf = tfenv.tf()
     if detection is not None:
@@ -187,7 +153,15 @@ def convert(source: SourceModel, calib: Path | None = None,
     note("measuring quantization error")
     report = quantization_report(ir, fn, samples[:MAX_REPORT_SAMPLES], source.name, calib_name)
     report.warnings[:0] = warnings
+    _describe_source(report, source, samples)
     return ConversionResult(tflite=tflite, ir=ir, report=report, source=source.kind)
+
+
+def _describe_source(report: QuantizationReport, source: SourceModel, samples) -> None:
+    report.keras_version = source.keras_version
+    report.keras_backend = source.keras_backend
+    report.loader = source.loader
+    report.calibration_samples_dropped = getattr(samples, "dropped", 0)
 
 
 def load_detection_spec(path: Path):
@@ -243,6 +217,7 @@ def _convert_detector(source: SourceModel, calib: Path | None, spec_path: Path, 
     report = _detection_report(ir, model, anchors, opts, outputs, samples[:MAX_REPORT_SAMPLES],
                                source.name, Path(calib).name if calib else "synthetic")
     report.warnings[:0] = warnings
+    _describe_source(report, source, samples)
     return ConversionResult(tflite=tflite, ir=ir, report=report, source="keras")
 
 
@@ -278,6 +253,23 @@ def _detection_report(ir, model, anchors, opts, outputs, samples, name, calib_na
                            "max_abs_error is the largest box-corner difference of matched rows, "
                            "top1_agreement the class agreement")
     return report
+
+
+def model_input_shapes(source: SourceModel) -> list[tuple]:
+    """The model's input shapes with a batch of 1, as load_samples takes them (unknown
+    dimensions stay None; the conversion refuses them with its own message)."""
+    if source.kind == "tflite":
+        return [tuple(t.shape) for t in parse_checked(source.tflite, str(source.path)).input_tensors()]
+    from . import tfenv
+    tf = tfenv.tf()
+    if source.kind == "keras":
+        return [(1,) + tuple(t.shape[1:]) for t in source.keras_model.inputs]
+    with tfenv.quiet():
+        sig = tf.saved_model.load(str(source.saved_model_dir)).signatures.get("serving_default")
+    if sig is None:
+        raise TinygenError(f"SavedModel {source.path} has no serving_default signature")
+    return [(1,) + tuple(spec.shape[1:])
+            for _name, spec in sorted(sig.structured_input_signature[1].items())]
 
 
 def _traceable(source: SourceModel, tf):

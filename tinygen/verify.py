@@ -25,7 +25,8 @@ from typing import Callable
 import numpy as np
 
 from .boards import DEFAULT_EMULATED_BOARD, Board, get_board
-from .convert import cosine, dequantize, is_classifier_shape, load_samples, quantize
+from .convert import cosine, dequantize, is_classifier_shape, quantize
+from .data import check_sample_file, load_samples, random_vector_count, tell
 from .errors import TinygenError, VerificationFailed
 from .ir import Model
 
@@ -173,8 +174,14 @@ def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str
     source = data or calib
     vectors, floats = [], []
     if source:
+        # --data may hold int8 vectors (any integer type within int8); --calib holds
+        # what the conversion took: floats, integers converted to float, or int8 vectors.
         loaded = load_samples(Path(source), [t.shape for t in ins],
-                              what="data" if data else "calibration")
+                              what="data" if data else "calibration",
+                              integers="int8" if data else "float", keep_int8=True)
+        if samples is not None and samples > len(loaded):
+            tell(f"--samples {samples:,}: {Path(source).name} holds {len(loaded):,} usable "
+                 f"samples; verifying {len(loaded):,}")
         for s in loaded[: (None if data and samples is None else n)]:
             vec, fvec = [], []
             for x, t in zip(s, ins):
@@ -191,6 +198,7 @@ def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str
             floats.append(fvec)
         return vectors, floats
     rng = np.random.default_rng(seed)
+    n = random_vector_count(n, sum(int(np.prod(t.shape)) for t in ins))
     for _ in range(n):
         vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ins]
         vectors.append(vec)
@@ -607,25 +615,27 @@ def float_comparison(ir: Model, float_outs: list | None, ref_outs: list,
 
 
 def precheck_sample_files(args) -> None:
-    """Fail on an unreadable --data/--calib file before minutes of building, and on a
-    shape mismatch too when the model is a .tflite (its input shapes are known now)."""
+    """Fail on an unusable --data/--calib file before minutes of building: unreadable,
+    object or structured arrays, values that cannot be inputs, and non-finite samples
+    (named precisely with the model's input shapes, read then); a .tflite's shapes
+    are known now, so its files are loaded in full."""
+    shapes = None
     for what, f in (("data", getattr(args, "data", None)), ("calibration", args.calib)):
         if not f:
             continue
+        integers = "int8" if what == "data" else "float"
         if Path(args.model).suffix.lower() == ".tflite" and Path(args.model).exists():
             from .load import load_ir
             ir = load_ir(args.model)
-            load_samples(Path(f), [t.shape for t in ir.input_tensors()], what=what)
+            load_samples(Path(f), [t.shape for t in ir.input_tensors()], what=what,
+                         integers=integers, keep_int8=True, note=lambda _m: None)
             continue
-        if not Path(f).exists():
-            raise TinygenError(f"{what} file {f} does not exist")
-        try:
-            loaded = np.load(f, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                loaded.close()
-        except (OSError, ValueError) as exc:
-            raise TinygenError(f"{what} file {f} is not a NumPy .npy/.npz file "
-                               f"({str(exc).split('.')[0]})") from None
+        if check_sample_file(Path(f), what, integers=integers):
+            if shapes is None:
+                from .convert import model_input_shapes
+                from .load import load_model
+                shapes = model_input_shapes(load_model(args.model))
+            load_samples(Path(f), shapes, what=what, integers=integers, keep_int8=True)
 
 
 def precheck_port(port: str) -> None:

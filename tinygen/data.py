@@ -1,0 +1,339 @@
+"""Sample files (--calib, --data): .npy/.npz -> per-sample input arrays, checked.
+
+Data comes from users' own pipelines, so every way a NumPy file can be unfit
+for a model ends here in one line naming the file and what to do, before any
+conversion starts: the TFLite calibrator segfaults on one +Inf and turns NaN
+into a report that says "cosine nan", so non-finite samples are refused (or
+dropped, when the user asks for it with --drop-nonfinite).  Dtypes other than
+the one the model takes are converted with a note when the meaning is
+unambiguous, refused otherwise.
+
+The CLI sets the policy (drop or refuse non-finite samples, where notes go)
+once per command with :func:`sample_policy`; every loader below follows it,
+however deep in the pipeline it runs (convert called from build, verify).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import TinygenError
+
+# Keys that name the inputs in a .npz also holding labels (x/y, inputs/labels).
+INPUT_KEYS = ("x", "inputs", "calib", "data")
+
+DROP_FLAG = "--drop-nonfinite"
+
+
+@dataclass(frozen=True)
+class SamplePolicy:
+    drop_nonfinite: bool = False
+    note: Callable[[str], None] | None = None     # None: "tinygen: warning: ..." on stderr
+
+
+_POLICY: contextvars.ContextVar[SamplePolicy] = contextvars.ContextVar(
+    "tinygen_sample_policy", default=SamplePolicy())
+
+
+@contextlib.contextmanager
+def sample_policy(drop_nonfinite: bool = False,
+                  note: Callable[[str], None] | None = None) -> Iterator[SamplePolicy]:
+    policy = SamplePolicy(drop_nonfinite=drop_nonfinite, note=note)
+    token = _POLICY.set(policy)
+    try:
+        yield policy
+    finally:
+        _POLICY.reset(token)
+
+
+def current_policy() -> SamplePolicy:
+    return _POLICY.get()
+
+
+def tell(message: str, note: Callable[[str], None] | None = None) -> None:
+    """A note the user must see (data converted, dropped or cut): to the policy's sink."""
+    sink = note or current_policy().note
+    if sink is not None:
+        sink(message)
+    else:
+        print(f"tinygen: warning: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# reading
+
+
+def _unreadable(what: str, path: Path, exc: BaseException) -> TinygenError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "Object arrays cannot be loaded" in text:
+        return TinygenError(
+            f"{what} file {path} holds Python objects (an array of dtype object), which tinygen "
+            "does not unpickle; save numeric arrays, e.g. np.save(f, np.asarray(x, np.float32))")
+    return TinygenError(f"{what} file {path} is not a readable NumPy .npy/.npz file "
+                        f"({text.split('. ')[0][:160]})")
+
+
+# What a damaged file can raise from inside np.load or an NpzFile member read.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+                KeyError, TypeError, OverflowError, MemoryError, NotImplementedError)
+
+
+def read_arrays(path: Path, what: str = "calibration",
+                n_inputs: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """The arrays of a .npy/.npz that feed the model, as (label, array), in input order.
+
+    A .npz holds one array per input, in order; with one input and several
+    arrays, the one named x / inputs / calib / data is taken (the others are
+    labels).  ``n_inputs`` None (model not known yet) applies the same rule.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TinygenError(f"{what} file {path} does not exist")
+    if path.is_dir():
+        raise TinygenError(f"{what} file {path} is a directory; give a .npy or .npz file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except _READ_ERRORS as exc:
+        raise _unreadable(what, path, exc) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        if not isinstance(loaded, np.ndarray):
+            raise TinygenError(f"{what} file {path} is not a NumPy .npy/.npz file")
+        return [("input 0", _check_kind(loaded, what, path, "input 0"))]
+    with loaded:
+        keys = list(loaded.files)
+        if not keys:
+            raise TinygenError(f"{what} file {path} is an empty .npz (no arrays in it)")
+        named = [k for k in INPUT_KEYS if k in keys]
+        if (n_inputs in (None, 1)) and len(keys) > 1 and named:
+            keys = named[:1]        # e.g. test.npz holding x (inputs) and y (labels)
+        out = []
+        for i, k in enumerate(keys):
+            label = f"input {i} (array '{k}')"
+            try:
+                arr = loaded[k]
+            except _READ_ERRORS as exc:
+                err = _unreadable(what, path, exc)
+                raise TinygenError(str(err).replace(f"file {path}", f"file {path}, {label},", 1)
+                                   ) from None
+            out.append((label, _check_kind(arr, what, path, label)))
+    return out
+
+
+def _check_kind(arr: np.ndarray, what: str, path: Path, label: str) -> np.ndarray:
+    """Refuse arrays whose values cannot be model inputs, in one line."""
+    where = f"{what} file {path}, {label}"
+    if arr.dtype.names is not None:
+        fields = ", ".join(arr.dtype.names[:6])
+        raise TinygenError(f"{where} is a structured array (fields {fields}); save one plain "
+                           "numeric array per model input (float32, or int8 already quantized)")
+    if arr.dtype.kind not in "fiub":
+        raise TinygenError(f"{where} holds {arr.dtype} values; expected numbers: float32 "
+                           "samples (or int8 values already quantized)")
+    if arr.size == 0:
+        raise TinygenError(f"{what} file {path} holds no samples ({label} has shape "
+                           f"{list(arr.shape)})")
+    return arr
+
+
+# ---------------------------------------------------------------------------
+# non-finite values
+
+
+def _bad_rows(arr: np.ndarray) -> np.ndarray:
+    """Per sample (axis 0): True where the sample holds NaN or +-Inf."""
+    if arr.dtype.kind != "f":
+        return np.zeros(arr.shape[0], bool)
+    return ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+
+
+def _kinds(values: np.ndarray) -> str:
+    v = values.reshape(-1)
+    found = [name for name, mask in (("NaN", np.isnan(v)), ("+Inf", np.isposinf(v)),
+                                     ("-Inf", np.isneginf(v))) if mask.any()]
+    return "/".join(found)
+
+
+def _nonfinite_error(what: str, path: Path, labels: Sequence[str],
+                     per_input_bad: Sequence[np.ndarray], arrays: Sequence[np.ndarray],
+                     n: int) -> TinygenError:
+    bad = np.logical_or.reduce(per_input_bad)
+    first = int(np.argmax(bad))
+    k = next(i for i, b in enumerate(per_input_bad) if b[first])
+    count = int(bad.sum())
+    return TinygenError(
+        f"{what} file {path}: {count} of {n} samples hold non-finite values (the first is "
+        f"sample {first}, {labels[k]}: {_kinds(arrays[k][first])}); remove them, or pass "
+        f"{DROP_FLAG} to skip such samples")
+
+
+# ---------------------------------------------------------------------------
+# dtypes
+
+
+def _as_model_dtype(arr: np.ndarray, what: str, path: Path, label: str, integers: str,
+                    keep_int8: bool, note) -> np.ndarray:
+    """float32 for a float input; int8 kept (or made) for quantized inputs, see load_samples."""
+    kind, name = arr.dtype.kind, str(arr.dtype)
+    where = f"{what} file {path}, {label}"
+    if kind == "f":
+        if arr.dtype.itemsize > 4:
+            finite = np.isfinite(arr)
+            big = finite & (np.abs(np.where(finite, arr, 0)) > np.finfo(np.float32).max)
+            if big.any():
+                raise TinygenError(f"{where} is {name} with values beyond the float32 range "
+                                   f"(up to {np.abs(arr[big]).max():.3g}); the model takes "
+                                   "float32: scale the data")
+            tell(f"{where} is {name}: converted to float32, the model's input type", note)
+        return arr.astype(np.float32, copy=False)
+    if arr.dtype == np.int8 and (keep_int8 or integers == "int8"):
+        return arr
+    if integers == "float":
+        tell(f"{where} holds {name} values: converted to float32 (the model's float input)",
+              note)
+        return arr.astype(np.float32)
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < -128 or hi > 127:
+        raise TinygenError(
+            f"{where} holds {name} values in [{lo}, {hi}], outside int8 [-128, 127]; give "
+            "float32 samples (tinygen quantizes them) or int8 values already quantized")
+    tell(f"{where} holds {name} values within [-128, 127]: taken as int8 quantized inputs "
+          "(save float32 if they are real-valued samples)", note)
+    return arr.astype(np.int8)
+
+
+# ---------------------------------------------------------------------------
+# the loader
+
+
+class Samples(list):
+    """load_samples' result: a list of samples, plus how many the file held and
+    how many were dropped for non-finite values."""
+
+    def __init__(self, samples, total: int, dropped: int = 0):
+        super().__init__(samples)
+        self.total = total
+        self.dropped = dropped
+
+
+def load_samples(path: Path | str | None, input_shapes: Sequence[Sequence[int]],
+                 what: str = "calibration", *, integers: str = "float",
+                 keep_int8: bool = False, drop_nonfinite: bool | None = None,
+                 note: Callable[[str], None] | None = None) -> Samples | None:
+    """Read samples for every model input from a .npy/.npz file.
+
+    Shapes accepted per input: (N, *shape) or one sample (*shape), where shape is
+    the model's input shape without its batch dimension (a same-size flat
+    sample is reshaped).  Returns one list per sample, one (1, *shape) array
+    per input.
+
+    Dtypes: floats come back as float32 (float64 with a note).  Integer arrays
+    depend on what the caller feeds: ``integers="float"`` (calibrating the
+    float model) converts them to float32 with a note, int8 too unless
+    ``keep_int8``; ``integers="int8"`` (test vectors for the int8 model) keeps
+    int8 as quantized values and takes other integers as such only when they
+    fit in int8, refusing them otherwise.
+
+    Samples holding NaN or +-Inf are an error naming the file, the first such
+    sample and their count; with ``drop_nonfinite`` (default: the CLI's
+    --drop-nonfinite, see sample_policy) they are dropped with a note.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    drop = current_policy().drop_nonfinite if drop_nonfinite is None else drop_nonfinite
+    named = read_arrays(path, what, n_inputs=len(input_shapes))
+    if len(named) != len(input_shapes):
+        raise TinygenError(
+            f"{what} file {path} holds {len(named)} arrays but the model has "
+            f"{len(input_shapes)} inputs")
+    labels = [label for label, _ in named]
+    per_input = []
+    for (label, arr), shape in zip(named, input_shapes):
+        if any(d is None for d in shape[1:]):
+            raise TinygenError(f"model {label.split(' (')[0]} has an unknown dimension "
+                               f"{list(shape)}; firmware needs a fixed input shape (set it in "
+                               "the Keras Input layer)")
+        sample_shape = tuple(int(d) for d in shape[1:])
+        if tuple(arr.shape) == sample_shape:
+            arr = arr[None]
+        elif tuple(arr.shape[1:]) != sample_shape:
+            if arr.ndim >= 1 and int(np.prod(arr.shape[1:])) == int(np.prod(sample_shape)):
+                arr = arr.reshape((arr.shape[0],) + sample_shape)
+            else:
+                raise TinygenError(
+                    f"{what} file {path}: {label} has shape {list(arr.shape)}, expected "
+                    f"[N, {', '.join(map(str, sample_shape))}]")
+        per_input.append(arr)
+    counts = [a.shape[0] for a in per_input]
+    n = min(counts)
+    if len(set(counts)) > 1:
+        tell(f"{what} file {path}: the inputs hold different numbers of samples "
+              f"({', '.join(map(str, counts))}); using the first {n}", note)
+        per_input = [a[:n] for a in per_input]
+
+    bad = [_bad_rows(a) for a in per_input]
+    n_bad = int(np.logical_or.reduce(bad).sum())
+    if n_bad:
+        if not drop:
+            raise _nonfinite_error(what, path, labels, bad, per_input, n)
+        if n_bad == n:
+            raise TinygenError(f"{what} file {path}: all {n} samples hold non-finite values "
+                               "(NaN or +-Inf); nothing is left after dropping them")
+        keep = ~np.logical_or.reduce(bad)
+        per_input = [a[keep] for a in per_input]
+        tell(f"{what} file {path}: dropped {n_bad} of {n} samples holding NaN or +-Inf "
+              f"({DROP_FLAG}); {n - n_bad} remain", note)
+
+    per_input = [_as_model_dtype(a, what, path, label, integers, keep_int8, note)
+                 for a, label in zip(per_input, labels)]
+    return Samples([[a[j:j + 1] for a in per_input] for j in range(n - n_bad)],
+                   total=n, dropped=n_bad if drop else 0)
+
+
+def check_sample_file(path: Path | str, what: str = "calibration", *, integers: str = "float",
+                      drop_nonfinite: bool | None = None) -> bool:
+    """Cheap checks of a sample file before the model's input shapes are known.
+
+    Raises for anything that makes the file unusable whatever the model
+    (missing, unreadable, object or structured arrays, strings, integers
+    outside int8 where ``integers="int8"``).  Returns
+    True when it holds non-finite values that the policy does not drop: the
+    caller then loads it with the model's shapes (load_samples) for the
+    precise message.
+    """
+    drop = current_policy().drop_nonfinite if drop_nonfinite is None else drop_nonfinite
+    arrays = read_arrays(Path(path), what)
+    if integers == "int8":
+        for label, a in arrays:
+            if a.dtype.kind in "iub" and a.dtype != np.int8:
+                _as_model_dtype(a, what, Path(path), label, integers, False, lambda _m: None)
+    if drop:
+        return False
+    return any(a.dtype.kind == "f" and not np.isfinite(a).all() for _, a in arrays)
+
+
+# Random test vectors are held in memory (int8 + their float32 twin) before the
+# first is sent; past this they would exhaust RAM long before a board ran them.
+MAX_RANDOM_VECTORS = 100_000
+MAX_RANDOM_VECTOR_BYTES = 512 << 20
+
+
+def random_vector_count(requested: int, elements_per_vector: int,
+                        note: Callable[[str], None] | None = None) -> int:
+    """How many random vectors verify makes for --samples N without a data file."""
+    by_memory = MAX_RANDOM_VECTOR_BYTES // max(1, 5 * elements_per_vector)
+    cap = max(1, min(MAX_RANDOM_VECTORS, by_memory))
+    if requested <= cap:
+        return requested
+    tell(f"--samples {requested:,}: tinygen makes at most {cap:,} random vectors for this model "
+         f"(they are held in memory); verifying {cap:,}. Give --data FILE to run more", note)
+    return cap
