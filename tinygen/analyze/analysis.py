@@ -16,6 +16,7 @@ from ..errors import TinygenError
 from ..ir import Model
 from . import fit as fitmod
 from .ops import OpReport, op_reports
+from .support import Support, aot_support, runtime_support, unsupported_message
 
 
 @dataclass
@@ -43,28 +44,18 @@ def zero_inputs(model: Model) -> list[np.ndarray]:
     return [np.full(t.shape, t.zero_point, dtype=t.np_dtype) for t in model.input_tensors()]
 
 
-def unsupported_message(model: Model, runtime: str, ops: list[OpReport]) -> str | None:
-    missing = [r for r in ops if not r.supported.get(runtime, True)]
-    if not missing:
-        return None
-    first = missing[0]
-    others = sorted({r.opcode for r in missing[1:]} - {first.opcode})
-    tail = f" (also: {', '.join(others)})" if others else ""
-    return (f"the {runtime} runtime does not support {first.opcode} at operator "
-            f"#{first.index} of {len(model.operators)}{tail}")
-
-
 def aot_plan_summary(model: Model, core: str | None = None) -> tuple[int, int, int] | None:
     """(arena bytes, weights bytes, distinct kernels) of the aot runtime, or None
-    when it cannot lower the model (reported separately as unsupported)."""
-    from ..codegen.aot import plan_aot
-    from ..codegen.aot_lowering import LoweringError
-    try:
-        calls, plan = plan_aot(model, core=core)
-    except LoweringError:
+    when it does not run the model (analyze reports why)."""
+    s = aot_support(model, core)
+    if not s.ok:
         return None
+    return _aot_summary(model, s)
+
+
+def _aot_summary(model: Model, s: Support) -> tuple[int, int, int]:
     # The model's constant tensors are what goes to flash (plus small tables).
-    return plan.arena_bytes, model.constant_bytes(), len({c.kernel for c in calls})
+    return s.plan.arena_bytes, model.constant_bytes(), len({c.kernel for c in s.calls})
 
 
 def _measure_tflm_arena(model: Model) -> tuple[int, int, int]:
@@ -121,13 +112,27 @@ def _isolated(fn):
 
 def analyze(model: Model, board: Board | None = None,
             runtimes: tuple[str, ...] = ("tflm", "aot")) -> Analysis:
-    ops = op_reports(model, runtimes)
-    unsupported = {rt: unsupported_message(model, rt, ops) for rt in runtimes}
+    core = board.core if board else None
+    support = {rt: runtime_support(model, rt, core) for rt in runtimes}
+    ops = op_reports(model, runtimes, support=support)
+    tflm_offered = board is None or "tflm" in board.runtimes
+    unsupported = {rt: unsupported_message(model, support[rt], support.get("tflm"),
+                                           tflm_offered) for rt in runtimes}
     tflm_arena = {"total": 0, "head": 0, "tail": 0}
     if unsupported.get("tflm") is None:
-        usage = _isolated(lambda: _measure_tflm_arena(model))
+        try:
+            usage = _isolated(lambda: _measure_tflm_arena(model))
+        except TinygenError as exc:
+            # TFLM's complaint is generic ("failed to allocate tensors");
+            # the aot lowering's, when it has one, names the parameter.
+            aot_msg = unsupported_message(model, support["aot"]) if "aot" in support else None
+            if aot_msg:
+                err = TinygenError(f"{exc}; {aot_msg}")
+                err.exit_code = exc.exit_code
+                raise err from None
+            raise
         tflm_arena = {"total": usage[0], "head": usage[1], "tail": usage[2]}
-    aot = aot_plan_summary(model, board.core if board else None) if "aot" in runtimes and unsupported.get("aot") is None else None
+    aot = _aot_summary(model, support["aot"]) if "aot" in runtimes and support["aot"].ok else None
 
     def tinfo(t):
         return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype,
@@ -152,10 +157,8 @@ def analyze(model: Model, board: Board | None = None,
                 continue
             if rt == "tflm":
                 need = fitmod.tflm_need(model, tflm_arena["total"])
-            elif aot is not None:
-                need = fitmod.aot_need(model, aot[0], aot[1], aot[2])
             else:
-                continue
+                need = fitmod.aot_need(model, aot[0], aot[1], aot[2])
             a.fits.append(fitmod.fit(board, need).as_dict())
     return a
 
@@ -171,5 +174,8 @@ def require_fit(analysis: Analysis, board: Board, runtime: str) -> dict:
                 raise TinygenError(f"model does not fit {board.id} ({runtime}): "
                                    + "; ".join(f["problems"]))
             return f
+    if runtime in board.runtimes:
+        raise TinygenError(f"the {runtime} runtime was not analyzed for {board.id} "
+                           "(a tinygen bug: please report it with the model)")
     raise TinygenError(f"board {board.id} does not offer the {runtime} runtime "
                        f"(it has: {', '.join(board.runtimes)})")

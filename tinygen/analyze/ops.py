@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,19 +54,6 @@ def tflm_method(opcode: str) -> str | None:
     return TFLM_RESOLVER.get(opcode)
 
 
-def aot_supported_opcodes() -> set[str]:
-    from ..codegen.aot_lowering import supported_opcodes
-    return supported_opcodes()
-
-
-def supports(runtime: str, opcode: str) -> bool:
-    if runtime == "tflm":
-        return opcode in TFLM_RESOLVER
-    if runtime == "aot":
-        return opcode in aot_supported_opcodes()
-    raise ValueError(runtime)
-
-
 @dataclass
 class OpReport:
     index: int
@@ -78,6 +65,7 @@ class OpReport:
     weights_bytes: int
     macs: int
     output_shape: tuple[int, ...]
+    reasons: dict[str, str] = field(default_factory=dict)   # runtime -> why it does not run the op
 
 
 def _shape(model: Model, idx: int) -> tuple[int, ...]:
@@ -133,26 +121,26 @@ def _checked_macs(model: Model, op: Operator) -> int:
                            "the model file is damaged") from None
 
 
-def op_reports(model: Model, runtimes=("tflm", "aot")) -> list[OpReport]:
-    aot_ops = aot_supported_opcodes() if "aot" in runtimes else set()
+def op_reports(model: Model, runtimes=("tflm", "aot"), support: dict | None = None,
+               core: str | None = None) -> list[OpReport]:
+    """support: runtime -> analyze.support.Support (computed here when not given),
+    so that the per-op answers are the ones build and verify act on."""
+    from .support import runtime_support
+    support = dict(support or {})
+    for rt in runtimes:
+        if rt not in support:
+            support[rt] = runtime_support(model, rt, core)
     reports = []
     for op in model.operators:
         consts = [model.tensors[i] for i in op.inputs if i >= 0 and model.tensors[i].is_constant]
-        sup = {}
-        for rt in runtimes:
-            sup[rt] = (op.opcode in TFLM_RESOLVER) if rt == "tflm" else (op.opcode in aot_ops)
+        sup = {rt: support[rt].runs(op.index) for rt in runtimes}
+        reasons = {rt: support[rt].op_reasons[op.index] for rt in runtimes
+                   if not support[rt].runs(op.index)}
         reports.append(OpReport(
             index=op.index, opcode=op.opcode, version=op.version,
-            tflm_method=tflm_method(op.opcode), supported=sup,
+            tflm_method=tflm_method(op.opcode), supported=sup, reasons=reasons,
             params=sum(t.num_elements for t in consts),
             weights_bytes=sum(t.nbytes for t in consts),
             macs=_checked_macs(model, op),
             output_shape=_shape(model, op.outputs[0]) if op.outputs else ()))
     return reports
-
-
-def first_unsupported(model: Model, runtime: str) -> Operator | None:
-    for op in model.operators:
-        if not supports(runtime, op.opcode):
-            return op
-    return None

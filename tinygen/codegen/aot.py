@@ -179,26 +179,82 @@ def dsp_core(core: str | None) -> bool:
     return any(c == d or (c.startswith(d) and not c[len(d):].isdigit()) for d in DSP_CORES)
 
 
-def lower_model(model: Model, prefix: str = "op", core: str | None = None,
-                fast_requant: bool = True) -> list[KernelCall]:
-    """One KernelCall per operator; LoweringError names the operator and its position."""
+def _lowering_failure(op, exc: Exception) -> LoweringError:
+    """exc as a LoweringError that says which operator and why, in one line.
+    A lowering that trips over a model it did not anticipate (an exception
+    other than LoweringError) is still a refusal, marked `internal` so the
+    differential tests count it as a tinygen bug rather than a reason."""
+    internal = not isinstance(exc, LoweringError)
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for prefix in (f"{op.describe()}: ", f"{op.describe()} "):
+        if detail.startswith(prefix):
+            detail = detail[len(prefix):]
+    if internal:
+        detail = f"the aot lowering failed ({type(exc).__name__}: {detail})"
+    err = LoweringError(f"{op.describe()}: {detail}")
+    err.op_index, err.opcode, err.detail, err.internal = op.index, op.opcode, detail, internal
+    return err
+
+
+def lower_each(model: Model, prefix: str = "op", core: str | None = None,
+               fast_requant: bool = True) -> list[KernelCall | LoweringError]:
+    """Every operator lowered on its own: its KernelCall, or the LoweringError
+    that names it (op_index, opcode, detail).  The single place that decides
+    whether the aot runtime runs an operator: `analyze` reports these results,
+    generate_aot uses them."""
+    ctx = LoweringContext(model, prefix=prefix, dsp=dsp_core(core), fast_requant=fast_requant)
+    results: list[KernelCall | LoweringError] = []
+    for op in model.operators:
+        try:
+            call = lower(op, ctx)
+            # what generate_aot will need of the call's tensors, checked here
+            # so that analysis and generation refuse the same operators
+            for t in call.inputs + call.outputs:
+                tt = model.tensors[t]
+                _ctype(tt.dtype, f"tensor '{tt.name}'")
+            for t in call.outputs:
+                if model.tensors[t].is_constant:
+                    raise LoweringError(f"it writes the constant tensor '{model.tensors[t].name}'")
+            results.append(call)
+        except (LoweringError, ArithmeticError, IndexError, KeyError, TypeError,
+                ValueError) as exc:
+            results.append(_lowering_failure(op, exc))
+    return results
+
+
+def check_model_io(model: Model) -> None:
+    """What the aot model API (tg_model_api.h) can carry; LoweringError otherwise."""
     if model.num_subgraphs > 1:
         used = {op.opcode for op in model.operators}
         if used & {"CALL", "IF", "WHILE", "CALL_ONCE"}:
             raise LoweringError("models with control flow (several subgraphs) are not supported "
                                 "by the aot runtime")
-    ctx = LoweringContext(model, prefix=prefix, dsp=dsp_core(core), fast_requant=fast_requant)
-    calls = []
-    for op in model.operators:
-        try:
-            call = lower(op, ctx)
-        except LoweringError as exc:
-            msg = str(exc)
-            if f"#{op.index}" not in msg:
-                msg = f"{op.describe()}: {msg}"
-            raise LoweringError(msg) from None
-        calls.append(call)
-    return calls
+    tensors = model.tensors
+    for role, idxs in (("input", model.inputs), ("output", model.outputs)):
+        for i in idxs:
+            t = tensors[i]
+            if t.dtype not in C_TYPES or C_TYPES[t.dtype][1] is None:
+                raise LoweringError(f"model {role} '{t.name}' has type {t.dtype}, which the "
+                                    "model API does not carry")
+            if len(t.shape) > MAX_DIMS:
+                raise LoweringError(f"model {role} '{t.name}' has more than {MAX_DIMS} dimensions")
+    for i in model.inputs:
+        if tensors[i].is_constant:
+            raise LoweringError(f"model input '{tensors[i].name}' is a constant")
+    for i in list(model.inputs) + list(model.outputs):
+        if tensors[i].quant:
+            _c_float(tensors[i].scale)
+
+
+def lower_model(model: Model, prefix: str = "op", core: str | None = None,
+                fast_requant: bool = True) -> list[KernelCall]:
+    """One KernelCall per operator; LoweringError names the operator and its position."""
+    check_model_io(model)
+    results = lower_each(model, prefix=prefix, core=core, fast_requant=fast_requant)
+    for r in results:
+        if isinstance(r, LoweringError):
+            raise r
+    return results
 
 
 def plan_aot(model: Model, memory_first: bool = True, alignment: int = ARENA_ALIGN,
@@ -263,18 +319,6 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     False keeps every faster kernel whatever it costs in RAM."""
     out_dir = Path(out_dir)
     tensors = model.tensors
-    for role, idxs in (("input", model.inputs), ("output", model.outputs)):
-        for i in idxs:
-            t = tensors[i]
-            if t.dtype not in C_TYPES or C_TYPES[t.dtype][1] is None:
-                raise LoweringError(f"model {role} '{t.name}' has type {t.dtype}, which the "
-                                    "model API does not carry")
-            if len(t.shape) > MAX_DIMS:
-                raise LoweringError(f"model {role} '{t.name}' has more than {MAX_DIMS} dimensions")
-    for i in model.inputs:
-        if tensors[i].is_constant:
-            raise LoweringError(f"model input '{tensors[i].name}' is a constant")
-
     if core is None:
         core = board_core(board)
     calls, plan = plan_aot(model, memory_first, alignment, core=core,

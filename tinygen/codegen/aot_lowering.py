@@ -123,7 +123,14 @@ def lower(op: Operator, ctx: LoweringContext) -> KernelCall:
     _load_all()
     fn = _LOWERINGS.get(op.opcode)
     if fn is None:
-        raise LoweringError(f"the aot runtime has no kernel for {op.describe()}")
+        raise LoweringError(f"tinygen has no aot kernel for {op.opcode}")
+    for t in list(op.inputs) + list(op.outputs):
+        tt = ctx.model.tensors[t] if t >= 0 else None
+        # A zero scale on a quantized integer tensor turns every multiplier
+        # TFLM derives from it into inf or 0 (it divides without checking).
+        if tt is not None and tt.quant is not None and tt.dtype in ("int8", "uint8", "int16") \
+                and float(tt.quant.scale[0]) == 0.0:
+            raise LoweringError(f"tensor '{tt.name}' has quantization scale 0")
     return fn(op, ctx)
 
 
@@ -185,7 +192,11 @@ def activation_range_int8(activation: str, scale: float, zero_point: int,
         return max(qmin, q(0.0)), min(qmax, q(6.0))
     if activation == "RELU_N1_TO_1":
         return max(qmin, q(-1.0)), min(qmax, q(1.0))
-    raise LoweringError(f"fused activation {activation} is not supported on a quantized output")
+    # TFLM's CalculateActivationRangeQuantized clamps for the three above and
+    # silently applies nothing for TANH, SIGN_BIT, ...: copying that would
+    # drop an activation the model asks for.
+    raise LoweringError(f"fused_activation_function {activation} is not supported on a "
+                        "quantized output (TFLM's int8 kernels skip it without applying it)")
 
 
 def c_array_literal(values: np.ndarray, per_line: int = 16) -> str:
