@@ -188,8 +188,11 @@ def _load_keras(path: Path, found: KerasFileInfo | None = None):
             reasons.append(f"{name.split()[0]}: {_first_line(exc)}")
     written = f"written by Keras {found.keras_version}" if found.keras_version else \
         "a Keras model file"
-    raise TinygenError(f"cannot load Keras model {path} ({written}): no installed Keras "
-                       f"could rebuild it ({'; '.join(reasons)})")
+    # The first loader tried is the one for the Keras that wrote the file: its reason counts.
+    raise TinygenError(f"cannot load Keras model {path} ({written}): neither Keras 3 nor tf_keras "
+                       f"could rebuild it ({reasons[0] if reasons else 'no Keras installed'}); "
+                       "a model with custom layers needs their code: export it as a SavedModel "
+                       "or .tflite where that code runs, and give tinygen that")
 
 
 def _load_saved_model(path: Path) -> SourceModel:
