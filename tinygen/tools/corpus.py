@@ -287,6 +287,41 @@ def conv_chain(rng):
     return g.build([x], [y6])
 
 
+def split(rng, shape=(1, 4, 6), axis=-1, num=3):
+    g = Graph()
+    x = g.tensor(shape, scale=0.03, zp=1)
+    ax = g.const(np.array(axis, np.int32).reshape(()), "int32")
+    part = list(shape)
+    part[axis % len(shape)] //= num
+    ys = [g.tensor(part, scale=0.03, zp=1) for _ in range(num)]
+    g.op("SPLIT", [ax, x], ys, 2, numSplits=num)
+    return g.build([x], ys)
+
+
+def pack(rng, shape=(2, 3), axis=-1, num=3):
+    g = Graph()
+    xs = [g.tensor(shape, scale=0.03, zp=1) for _ in range(num)]
+    out = list(shape)
+    out.insert(axis % (len(shape) + 1), num)
+    y = g.tensor(out, scale=0.03, zp=1)
+    g.op("PACK", xs, [y], 2, valuesCount=num, axis=axis)
+    return g.build(xs, [y])
+
+
+def strided_slice(rng, shape=(1, 8, 6, 3), begin=(0, -1, 1, 0), end=(1, 0, 6, 3),
+                  strides=(1, -2, 2, 1), out=(1, 4, 3, 3), begin_mask=0, end_mask=0,
+                  shrink=0):
+    g = Graph()
+    x = g.tensor(shape, scale=0.03, zp=1)
+    b = g.const(np.array(begin, np.int32), "int32")
+    e = g.const(np.array(end, np.int32), "int32")
+    st = g.const(np.array(strides, np.int32), "int32")
+    y = g.tensor(out, scale=0.03, zp=1)
+    g.op("STRIDED_SLICE", [x, b, e, st], [y], 4, beginMask=begin_mask, endMask=end_mask,
+         shrinkAxisMask=shrink)
+    return g.build([x], [y])
+
+
 RELU, RELU_N1_TO_1, RELU6, TANH, SIGN_BIT = 1, 2, 3, 4, 5
 
 # name -> builder(rng); every one of these is a valid model (TFLM runs it).
@@ -336,6 +371,12 @@ BUILT: dict[str, Callable] = {
     "softmax_beta2_3d": lambda r: softmax(r, 2.0, (1, 3, 7)),
     "concat_axis_minus1": lambda r: concat(r, -1),
     "concat_axis_minus3": lambda r: concat(r, -3, ((1, 2, 2, 3), (1, 1, 2, 3))),
+    "split_axis_minus1": lambda r: split(r),
+    "pack_axis_minus1": lambda r: pack(r),
+    "strided_slice_negative_stride": lambda r: strided_slice(r),
+    "strided_slice_masks_shrink": lambda r: strided_slice(
+        r, begin=(0, 2, 0, 1), end=(0, 0, 0, 2), strides=(1, 1, 1, 1), out=(1, 6, 6),
+        begin_mask=0b0101, end_mask=0b0111, shrink=0b1000),
     "chain_conv_dw_pool_fc_softmax": conv_chain,
 }
 

@@ -422,11 +422,33 @@ QUICK_BUILT = ("conv_bias_qdim3", "conv_fused_tanh", "conv_stride4x3_k2",
 
 def reason_key(detail: str) -> str:
     """A refusal line with the model-specific parts taken out, for counting."""
-    d = re.sub(r"^.*?model\.tflite: ", "", detail)
+    d = re.sub(r"^\S*model\.tflite:? ", "", detail)
     d = re.sub(r"cannot build for [\w-]+: ", "", d)
     d = re.sub(r"'[^']*'", "'…'", d)
-    d = re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "N", d)
-    return d[:110]
+    d = re.sub(r"(?<![A-Za-z_\d])-?\d+(\.\d+)?(e-?\d+)?", "N", d)
+    return d[:160]
+
+
+CATEGORIES = (
+    ("the aot runtime has no kernel for the op", r"no aot kernel"),
+    ("a fused activation TFLM's int8 kernels skip (TANH, SIGN_BIT, unknown codes)",
+     r"fused_activation_function"),
+    ("an operator parameter the aot lowering refuses", r"the aot runtime does not run"),
+    ("the graph is inconsistent (shapes, operands)", r"inconsistent model"),
+    ("constant data does not match its shape and type", r"constant tensor .* holds"),
+    ("quantization parameters out of range", r"zero point|quantization scale"),
+    ("not a full-int8 model (float, int16, uint8 or int32 inputs, outputs or compute)",
+     r"not a full-int8 model"),
+    ("the flatbuffer structure is damaged", r"corrupt or truncated|unknown .*code|absurd"),
+    ("TFLM rejects the model", r"TFLM cannot|TFLM failed|TFLM refuses|TFLM interpreter crashed"),
+)
+
+
+def category(detail: str) -> str:
+    for name, pattern in CATEGORIES:
+        if re.search(pattern, detail):
+            return name
+    return "other: " + reason_key(detail)[:80]
 
 
 def summarize(results: list[Result]) -> dict:
@@ -435,6 +457,10 @@ def summarize(results: list[Result]) -> dict:
         "models": len(results),
         "counts": dict(counts),
         "findings": [asdict(r) for r in results if r.outcome in FINDINGS],
+        "tinygen_only_categories": Counter(category(r.detail) for r in results
+                                           if r.outcome == TINYGEN_REFUSES).most_common(),
+        "both_refuse_categories": Counter(category(r.detail) for r in results
+                                          if r.outcome == BOTH_REFUSE).most_common(),
         "tinygen_only_reasons": Counter(reason_key(r.detail) for r in results
                                         if r.outcome == TINYGEN_REFUSES).most_common(),
         "both_refuse_reasons": Counter(reason_key(r.detail) for r in results
@@ -448,12 +474,14 @@ def markdown(results: list[Result], summary: dict, args_line: str) -> str:
     for k in (BOTH_ACCEPT, BOTH_REFUSE, TINYGEN_REFUSES, *FINDINGS):
         if summary["counts"].get(k) or k in (BOTH_ACCEPT, BOTH_REFUSE, TINYGEN_REFUSES):
             out.append(f"| {k} | {summary['counts'].get(k, 0)} |")
-    out += ["", "Refused by tinygen only (TFLM runs them), by reason:", ""]
-    for key, n in summary["tinygen_only_reasons"]:
-        out.append(f"- {n} × {key}")
-    out += ["", "Refused by both, tinygen's reason:", ""]
-    for key, n in summary["both_refuse_reasons"]:
-        out.append(f"- {n} × {key}")
+    out += ["", "Refused by tinygen only (TFLM runs them), by kind of reason:", "",
+            "| reason | models |", "|---|---:|"]
+    out += [f"| {k} | {n} |" for k, n in summary["tinygen_only_categories"]]
+    out += ["", "Refused by both, by kind of tinygen's reason:", "",
+            "| reason | models |", "|---|---:|"]
+    out += [f"| {k} | {n} |" for k, n in summary["both_refuse_categories"]]
+    out += ["", "Refused by tinygen only, each distinct line (numbers and names replaced):", ""]
+    out += [f"- {n} × `{key}`" for key, n in summary["tinygen_only_reasons"]]
     if summary["findings"]:
         out += ["", "Findings (contract broken):", ""]
         for f in summary["findings"]:
