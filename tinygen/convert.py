@@ -332,9 +332,13 @@ def _converter_reason(exc: Exception) -> str:
 
 
 def parse_checked(tflite: bytes, what: str) -> Model:
+    """The IR of a model inspect, build and verify may use: readable and consistent."""
     from .ir import ModelFormatError
+    from .ir.consistency import check_consistency
     try:
-        return parse_tflite(tflite)
+        ir = parse_tflite(tflite)
+        check_consistency(ir)
+        return ir
     except ModelFormatError as exc:
         raise TinygenError(f"{what}: {exc}") from None
 
