@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -82,9 +83,11 @@ def _unreadable(what: str, path: Path, exc: BaseException) -> TinygenError:
                         f"({text.split('. ')[0][:160]})")
 
 
-# What a damaged file can raise from inside np.load or an NpzFile member read.
+# What a damaged file can raise from inside np.load or an NpzFile member read
+# (the .npy header is a Python literal parsed with tokenize/ast).
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
-                KeyError, TypeError, OverflowError, MemoryError, NotImplementedError)
+                KeyError, TypeError, OverflowError, MemoryError, NotImplementedError,
+                SyntaxError, tokenize.TokenError, RecursionError)
 
 
 def read_arrays(path: Path, what: str = "calibration",
