@@ -84,10 +84,11 @@ def _unreadable(what: str, path: Path, exc: BaseException) -> TinygenError:
 
 
 # What a damaged file can raise from inside np.load or an NpzFile member read
-# (the .npy header is a Python literal parsed with tokenize/ast).
+# (the .npy header is a Python literal parsed with tokenize/ast; zipfile raises
+# RuntimeError for a member whose encryption flag is set).
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
                 KeyError, TypeError, OverflowError, MemoryError, NotImplementedError,
-                SyntaxError, tokenize.TokenError, RecursionError)
+                SyntaxError, tokenize.TokenError, RecursionError, RuntimeError)
 
 
 def read_arrays(path: Path, what: str = "calibration",
