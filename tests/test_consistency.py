@@ -199,7 +199,13 @@ def _output_never_written(m):
     return None, None, "model output 0 tensor", "value expected", "no operator writes it"
 
 
-MUTATIONS = [_model_output_shape, _conv_output_height, _conv_stride, _depthwise_padding,
+def _filter_omitted(m):
+    op = _first(m, "CONV_2D")
+    op.inputs = [op.inputs[0], -1, op.inputs[2]]
+    return _op_index(m, op), "CONV_2D", r"input 1 \(filter\)", "expected a tensor", r"it omitted \(-1\)"
+
+
+MUTATIONS = [_filter_omitted, _model_output_shape, _conv_output_height, _conv_stride, _depthwise_padding,
              _pool_filter, _fc_units, _reshape_elements, _per_channel_scales, _bias_elements,
              _filter_channels, _ops_out_of_order, _output_never_written]
 
@@ -215,7 +221,7 @@ def test_mutation_is_reported(cnn_tflite, mutate):
     assert "\n" not in line
     if op_index is not None:
         assert line.startswith(f"model.tflite: inconsistent model at operator #{op_index} "
-                               f"({opcode}), "), line
+                               f"({opcode})"), line
     else:
         assert line.startswith("model.tflite: inconsistent model: "), line
     assert re.search(role, line), line

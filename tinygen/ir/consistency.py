@@ -145,8 +145,8 @@ def _check_tensor(t: Tensor) -> Inconsistency | None:
         if len(q.scale) > 1 and 0 <= q.axis < len(t.shape) and t.shape[q.axis] != len(q.scale):
             return Inconsistency(
                 "per-channel quantization", t,
-                f"{t.shape[q.axis]} scales (dimension {q.axis} of {_fmt(t.shape)})",
-                f"{len(q.scale)}")
+                f"{t.shape[q.axis]} scales (one per entry of dimension {q.axis} of "
+                f"{_fmt(t.shape)})", f"{len(q.scale)}")
     return None
 
 
@@ -163,9 +163,10 @@ def _tensor(model: Model, op: Operator, k: int, what: str | None = None,
     if k >= len(op.inputs) or op.inputs[k] == -1:
         if optional:
             return None
-        raise _Bad(Inconsistency("inputs", None, f"at least {k + 1} inputs"
-                                 + (f" (input {k}: {what})" if what else ""),
-                                 str(sum(1 for i in op.inputs if i != -1)), op))
+        found = (f"only {len(op.inputs)} input{'s' if len(op.inputs) != 1 else ''}"
+                 if k >= len(op.inputs) else "it omitted (-1)")
+        raise _Bad(Inconsistency(f"input {k}" + (f" ({what})" if what else ""), None,
+                                 "a tensor", found, op))
     return model.tensors[op.inputs[k]]
 
 
@@ -185,7 +186,7 @@ def _const_ints(t: Tensor | None) -> list[int]:
 def _outputs(model: Model, op: Operator, n: int | None = None) -> list[Tensor]:
     outs = [model.tensors[i] for i in op.outputs]
     if n is not None and len(outs) < n:
-        raise _Bad(Inconsistency("outputs", None, f"at least {n}", str(len(outs)), op))
+        raise _Bad(Inconsistency("outputs", None, f"at least {n}", f"{len(outs)}", op))
     return outs
 
 
