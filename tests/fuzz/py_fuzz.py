@@ -69,14 +69,16 @@ def _on_alarm(signum, frame):
     raise _Hang()
 
 
-_work = Path(tempfile.mkdtemp(prefix="tg_pyfuzz_"))
 _modules: dict = {}
+_work = Path()     # where inputs are written as files (the loaders take paths)
 
 
 def _import_targets() -> None:
     """Import the code under test (inside atheris.instrument_imports when fuzzing)."""
+    global _work
     if _modules:
         return
+    _work = Path(tempfile.mkdtemp(prefix="tg_pyfuzz_"))
     from tinygen import data, load
     from tinygen.codegen.aot_lowering import LoweringError
     from tinygen.codegen.aot_ops.detection import detection_options
@@ -216,6 +218,139 @@ class _Recorder:
             print(f"FINDING {f} -> {self.out_dir / name}", flush=True)
 
 
+# ---------------------------------------------------------------------------
+# structure-aware mutation: byte mutations of a flatbuffer mostly break its
+# offsets, so half the mutations of a readable .tflite edit it through the
+# schema's object API instead (shapes, types, quantization, options, indices,
+# operator order): readable models that contradict themselves, which is
+# what the IR and the consistency check must refuse cleanly.
+
+_SCHEMA = None
+
+
+def _schema():
+    global _SCHEMA
+    if _SCHEMA is None:
+        import flatbuffers  # noqa: F401
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
+        _SCHEMA = schema_py_generated
+    return _SCHEMA
+
+
+def _pick_int(rnd, old: int) -> int:
+    return rnd.choice([0, 1, 2, 3, -1, old + 1, old - 1, old * 2, rnd.randrange(-9, 300),
+                       2 ** 31 - 1, -2 ** 31])
+
+
+def _edit_model(m, rnd) -> None:
+    sg = m.subgraphs[0]
+    what = rnd.randrange(9)
+    tensors = sg.tensors or []
+    ops = sg.operators or []
+    if what == 0 and tensors:                                   # a dimension
+        t = rnd.choice(tensors)
+        shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+        if shape and rnd.random() < 0.8:
+            i = rnd.randrange(len(shape))
+            shape[i] = max(0, _pick_int(rnd, shape[i])) if rnd.random() < 0.9 else -1
+        elif rnd.random() < 0.5:
+            shape.insert(rnd.randrange(len(shape) + 1), rnd.choice([1, 2]))
+        elif shape:
+            shape.pop(rnd.randrange(len(shape)))
+        t.shape = shape
+    elif what == 1 and tensors:                                 # a type
+        rnd.choice(tensors).type = rnd.randrange(20)
+    elif what == 2 and tensors:                                 # quantization
+        t = rnd.choice(tensors)
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale):
+            k = rnd.randrange(4)
+            if k == 0:
+                q.quantizedDimension = _pick_int(rnd, q.quantizedDimension)
+            elif k == 1:
+                q.scale = list(q.scale)[:-1] or [0.5, 0.25]
+                q.zeroPoint = list(q.zeroPoint or [])[:len(q.scale)]
+            elif k == 2:
+                q.zeroPoint = list(q.zeroPoint or []) + [0]
+            else:
+                q.scale = [rnd.choice([0.0, -1.0, 1e-45, 3e38, float("nan")])] * len(q.scale)
+    elif what == 3 and ops:                                     # an option field
+        op = rnd.choice(ops)
+        o = op.builtinOptions
+        if o is not None:
+            fields = [k for k, v in vars(o).items() if isinstance(v, (int, bool, float))]
+            if fields:
+                k = rnd.choice(fields)
+                setattr(o, k, type(getattr(o, k))(_pick_int(rnd, int(getattr(o, k))))
+                        if not isinstance(getattr(o, k), bool) else not getattr(o, k))
+    elif what == 4 and ops:                                     # an operand
+        op = rnd.choice(ops)
+        lst = rnd.choice([x for x in ("inputs", "outputs") if getattr(op, x) is not None]
+                         or ["inputs"])
+        vals = [int(v) for v in (getattr(op, lst) if getattr(op, lst) is not None else [])]
+        if vals and rnd.random() < 0.7:
+            vals[rnd.randrange(len(vals))] = rnd.choice([-1, rnd.randrange(max(1, len(tensors)))])
+        elif vals:
+            vals.pop()
+        else:
+            vals.append(rnd.randrange(max(1, len(tensors))))
+        setattr(op, lst, vals)
+    elif what == 5 and len(ops) > 1:                            # operator order
+        i, j = rnd.randrange(len(ops)), rnd.randrange(len(ops))
+        ops[i], ops[j] = ops[j], ops[i]
+    elif what == 6 and ops and m.operatorCodes:                 # which operator
+        rnd.choice(ops).opcodeIndex = rnd.randrange(len(m.operatorCodes))
+        if rnd.random() < 0.3:
+            oc = rnd.choice(m.operatorCodes)
+            oc.builtinCode = oc.deprecatedBuiltinCode = rnd.randrange(127)
+    elif what == 7 and m.buffers and len(m.buffers) > 1:        # constant data
+        b = rnd.choice(m.buffers[1:])
+        if b.data is not None and len(b.data):
+            b.data = b.data[:rnd.randrange(len(b.data))] if rnd.random() < 0.5 else \
+                np.asarray(rnd.choices(range(256), k=len(b.data)), np.uint8)
+    elif what == 8:                                             # graph inputs/outputs
+        lst = rnd.choice(["inputs", "outputs"])
+        vals = [int(v) for v in (getattr(sg, lst) if getattr(sg, lst) is not None else [])]
+        vals.append(rnd.randrange(max(1, len(tensors))))
+        if rnd.random() < 0.5:
+            vals = vals[1:]
+        setattr(sg, lst, vals)
+
+
+def structured_mutation(data: bytes, seed: int) -> bytes | None:
+    """An edited copy of a .tflite input that tinygen's reader accepts, else None."""
+    import random
+    if not data or data[0] & 3 != 0:
+        return None
+    _import_targets()
+    try:
+        from tinygen.ir import parse_tflite
+        parse_tflite(data[1:])          # the object API trusts its input: only readable ones
+    except Exception:
+        return None
+    import flatbuffers
+    fb = _schema()
+    try:
+        m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(data[1:], 0))
+        rnd = random.Random(seed)
+        for _ in range(rnd.choice([1, 1, 1, 2, 3])):
+            _edit_model(m, rnd)
+        b = flatbuffers.Builder(len(data) + 1024)
+        b.Finish(m.Pack(b), file_identifier=b"TFL3")
+        return data[:1] + bytes(b.Output())
+    except Exception:
+        return None         # an edit the object API cannot pack: not an input
+
+
+def _custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+    import atheris
+    if seed & 1:
+        edited = structured_mutation(data, seed >> 1)
+        if edited is not None and len(edited) <= max_size:
+            return edited
+    return atheris.Mutate(data, max_size)
+
+
 def seed_files() -> list[Path]:
     """The seed corpus plus the repository's example .tflite files (prefixed for the tflite target)."""
     return sorted(SEEDS.glob("*")) if SEEDS.exists() else []
@@ -245,7 +380,7 @@ def fuzz(args) -> None:
     if args.seconds:
         lf.append(f"-max_total_time={args.seconds}")
     print(f"py_fuzz: corpus {corpus}, findings to {args.regressions}", flush=True)
-    atheris.Setup(lf, recorder)
+    atheris.Setup(lf, recorder, custom_mutator=_custom_mutator)
     atheris.Fuzz()
 
 
