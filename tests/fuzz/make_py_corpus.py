@@ -95,6 +95,36 @@ def models() -> dict[str, bytes]:
     b.op("SOFTMAX", [sl], [sm], _opts("SoftmaxOptions", beta=1.0))
     out["ops"] = b.build([x, y], [sm])
 
+    # shape-changing ops the consistency check infers
+    for op, table in (("TRANSPOSE", "TransposeOptions"), ("GATHER", "GatherOptions"),
+                      ("SPLIT", "SplitOptions"), ("PACK", "PackOptions"),
+                      ("UNPACK", "UnpackOptions"), ("SLICE", "SliceOptions"),
+                      ("RESIZE_NEAREST_NEIGHBOR", "ResizeNearestNeighborOptions")):
+        tb.OPTION_TABLES.setdefault(op, table)
+    b = tb.GraphBuilder("ops2")
+    x = b.activation((1, 4, 6, 2), scale=0.1)
+    perm = b.constant(np.asarray([0, 2, 1, 3], np.int32), "int32")
+    xt = b.activation((1, 6, 4, 2), scale=0.1)
+    b.op("TRANSPOSE", [x, perm], [xt], _opts("TransposeOptions"))
+    size = b.constant(np.asarray([12, 8], np.int32), "int32")
+    up = b.activation((1, 12, 8, 2), scale=0.1)
+    b.op("RESIZE_NEAREST_NEIGHBOR", [xt, size], [up], _opts("ResizeNearestNeighborOptions"))
+    axis = b.constant(np.asarray([1], np.int32), "int32")
+    halves = [b.activation((1, 6, 8, 2), scale=0.1) for _ in range(2)]
+    b.op("SPLIT", [axis, up], halves, _opts("SplitOptions", numSplits=2))
+    packed = b.activation((2, 1, 6, 8, 2), scale=0.1)
+    b.op("PACK", halves, [packed], _opts("PackOptions", valuesCount=2, axis=0))
+    rows = [b.activation((1, 6, 8, 2), scale=0.1) for _ in range(2)]
+    b.op("UNPACK", [packed], rows, _opts("UnpackOptions", num=2, axis=0))
+    begin = b.constant(np.asarray([0, 1, 2, 0], np.int32), "int32")
+    sizes = b.constant(np.asarray([1, 4, -1, 2], np.int32), "int32")
+    sl = b.activation((1, 4, 6, 2), scale=0.1)
+    b.op("SLICE", [rows[1], begin, sizes], [sl], _opts("SliceOptions"))
+    idx = b.constant(np.asarray([3, 0, 1], np.int32), "int32")
+    gathered = b.activation((1, 4, 3, 2), scale=0.1)
+    b.op("GATHER", [sl, idx], [gathered], _opts("GatherOptions", axis=2))
+    out["ops2"] = b.build([x], [gathered, rows[0]])
+
     # a custom op with FlexBuffer options, as SSD detectors end
     b = tb.GraphBuilder("detector")
     qboxes = b.activation((1, 6, 4), scale=0.05)
