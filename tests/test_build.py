@@ -67,7 +67,8 @@ def test_build_esp32cam(cnn_h5, cnn_calib, tmp_path):
     assert "ready for `pio run`" in r.stdout
 
 
-def test_build_nucleo_with_tflm_tree(cnn_tflite, tmp_path):
+def test_build_nucleo_refuses_an_incomplete_tflm_tree(cnn_tflite, tmp_path):
+    # (real trees: tests/test_tflm_runtime.py)
     tree = tmp_path / "tflm_tree"
     (tree / "tensorflow" / "lite" / "micro").mkdir(parents=True)
     (tree / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text("// stub\n")
@@ -75,13 +76,10 @@ def test_build_nucleo_with_tflm_tree(cnn_tflite, tmp_path):
     out = tmp_path / "nucleo"
     r = run_cli("build", "--board", "nucleo_f446re", cnn_tflite, "--runtime", "tflm",
                 "--tflm-source", tree, "-o", out)
-    assert r.returncode == 0, r.stderr
-    ir = parse_tflite(cnn_tflite.read_bytes())
-    check_project(out, ir, "nucleo_f446re")
-    lib = out / "lib" / "tflite-micro"
-    assert (lib / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").exists()
-    assert "third_party/flatbuffers/include" in (lib / "library.json").read_text()
-    assert "framework = arduino" in (out / "platformio.ini").read_text()
+    assert r.returncode == 2, r.stderr
+    assert "incomplete TFLM tree" in r.stderr and "micro_mutable_op_resolver.h" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_rebuild_replaces_previous_project(cnn_tflite, tmp_path):

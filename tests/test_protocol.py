@@ -667,8 +667,10 @@ def test_boot_frame_and_info(make_device):
     dev = make_device()
     client = dev.client()
     info = client.info()
-    assert (info.protocol_version, info.protocol_minor) == (1, 0)
+    assert (info.protocol_version, info.protocol_minor) == (1, 1)
     assert (info.board, info.runtime, info.signature) == ("host", "fake", SIGNATURE)
+    # minor 1: what the model says it uses (the fake: its whole arena) and no error text
+    assert (info.arena_used, info.model_error) == (12345, "")
     assert (info.arena_bytes, info.counter_unit, info.max_chunk, info.model_status) == (12345, "instructions", 16384, 0)
     assert not info.big_endian
     i0, i1 = info.inputs
@@ -752,7 +754,7 @@ def test_model_init_failure_is_reported(device_exe, tmp_path):
 def test_error_replies_byte_by_byte(make_device):
     link = make_device().raw()
     boot = link.next_frame()
-    assert (boot.type, boot.seq, boot.session, boot.payload) == (MSG_BOOT, 0, 0, struct.pack("<BBBxi", 1, 0, 1, 0))
+    assert (boot.type, boot.seq, boot.session, boot.payload) == (MSG_BOOT, 0, 0, struct.pack("<BBBxi", 1, 1, 1, 0))
 
     # nothing but INFO before a handshake
     assert error_of(link.request(CMD_INVOKE, 5, session=0, payload=INLINE_ALL)) == (proto.ERR_SESSION, CMD_INVOKE, 0)

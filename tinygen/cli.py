@@ -172,7 +172,8 @@ def cmd_build(args, con: Console) -> int:
     board = _default_board(args)
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
-              progress=con.progress, detection=args.detection, profile=args.profile)
+              progress=con.progress, detection=args.detection, profile=args.profile,
+              arena_bytes=args.arena_bytes)
     print_build_summary(r, con)
     return 0
 
@@ -230,6 +231,16 @@ def make_parser() -> argparse.ArgumentParser:
         return _add(*a, parents=[common], **kw)
     sub.add_parser = add_parser
 
+    def tflm_args(sp):
+        sp.add_argument("--tflm-source", metavar="DIR",
+                        help="TFLM source tree made by TFLM's create_tflm_tree.py (CMSIS-NN or "
+                             "reference kernels, detected from its files), compiled into the "
+                             "project's lib/tflite-micro for STM32 and emulated boards with "
+                             "--runtime tflm (default: $TINYGEN_TFLM_SOURCE; docs/tflm-source.md)")
+        sp.add_argument("--arena-bytes", type=int, metavar="N",
+                        help="tflm: reserve N bytes of tensor arena instead of the size tinygen "
+                             "measures with TFLM's recording allocator plus a margin")
+
     def model_arg(sp):
         sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")
 
@@ -281,8 +292,7 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--runtime", choices=["aot", "tflm"],
                     help="aot: tinygen's generated C; tflm: TensorFlow Lite Micro (default: the board's)")
     sp.add_argument("-o", "--output", metavar="DIR", help="project directory (default tinygen-out/MODEL-BOARD)")
-    sp.add_argument("--tflm-source", metavar="DIR",
-                    help="TFLM source tree from create_tflm_tree.py, placed in lib/ (STM32 + tflm)")
+    tflm_args(sp)
     sp.add_argument("--no-compile", action="store_true", help="render the project only")
     sp.add_argument("--profile", action="store_true",
                     help="aot runtime: time every operator on the device (read back by "
@@ -310,13 +320,15 @@ def make_parser() -> argparse.ArgumentParser:
                          "socket://host:port, rfc2217://host:port); give it several times to "
                          "verify several boards at once (one combined report)")
     calib_arg(sp)
-    sp.add_argument("--runtime", choices=["aot", "tflm"])
+    sp.add_argument("--runtime", choices=["aot", "tflm"],
+                    help="aot: tinygen's generated C; tflm: TensorFlow Lite Micro (default: the board's)")
+    tflm_args(sp)
     group = sp.add_mutually_exclusive_group()
     group.add_argument("--samples", type=int, default=None, metavar="N",
                        help="number of input vectors (default 10; from --data or --calib, else random)")
     group.add_argument("--data", metavar="FILE", help="input vectors (.npy/.npz, float or int8)")
     sp.add_argument("--tolerance", type=int, default=None, metavar="LSB",
-                    help="max allowed |device - reference| in LSB (default 0 for aot, 1 for tflm)")
+                    help="max allowed |device - reference| in LSB (default 0: bit-exact)")
     sp.add_argument("--json", metavar="FILE",
                     help="write the report as JSON; `--json -` prints it to stdout (the "
                          "human-readable summary then goes to stderr)")

@@ -213,10 +213,26 @@ def check_device_matches(info, ir: Model, board: Board, runtime: str) -> None:
             f"the device runs a different model (signature {info.signature[:16]}..., expected "
             f"{ir.signature[:16]}...); flash the build of this model first")
     if not info.model_ready:
+        said = getattr(info, "model_error", "")
+        if said:
+            raise TinygenError(f"the device's model failed to initialise (status "
+                               f"{info.model_status}, arena {info.arena_bytes:,} B): {said}"
+                               + arena_hint(said, info.arena_bytes))
         raise TinygenError(f"the device's model failed to initialise (status {info.model_status}); "
                            "check the arena size and the op resolver")
     if len(info.inputs) != len(ir.inputs) or len(info.outputs) != len(ir.outputs):
         raise TinygenError("the device reports a different number of inputs/outputs than the model")
+
+
+def arena_hint(message: str, arena_bytes: int) -> str:
+    """What to do when TFLM says its arena ran out ("... missing: N")."""
+    import re
+    found = re.search(r"missing:\s*(\d+)", message)
+    if not found:
+        return ""
+    need = arena_bytes + int(found.group(1))
+    return (f"; the arena needs at least {need:,} B: rebuild with --arena-bytes {need} "
+            "or more (or without --arena-bytes, to let tinygen size it)")
 
 
 def is_stateful(ir: Model) -> bool:
@@ -508,6 +524,9 @@ def run_board(client, ir: Model, board: Board, runtime: str, vectors, tolerance:
                  + (", per-op profiling" if getattr(info, "profile", False) else ""))
     profiles: list[list[int]] = []
     dev_outs, counters = run_vectors(client, ir, vectors, progress, on_vector, profiles)
+    # What the runtime took from its arena is final only after an inference
+    # (TFLM kernels may allocate scratch at first invoke): ask again now.
+    arena_used = getattr(client.info(), "arena_used", None)
     if ref_outs is None:
         ref_outs = run_reference(ir, vectors)
     metrics = compare_outputs(ir, dev_outs, ref_outs, tolerance)
@@ -521,7 +540,7 @@ def run_board(client, ir: Model, board: Board, runtime: str, vectors, tolerance:
         tolerance_lsb=tolerance, outputs=metrics, latency=latency,
         memory=memory_figures(project_dir),
         device={"board": info.board, "runtime": info.runtime, "arena_bytes": info.arena_bytes,
-                "protocol_version": info.protocol_version},
+                "arena_used_bytes": arena_used, "protocol_version": info.protocol_version},
         duration_s=time.monotonic() - t0)
     return BoardRun(label=port, report=report, device_outs=dev_outs, counters=counters,
                     profiles=profiles)
@@ -654,7 +673,7 @@ def run_verify(args, con) -> int:
     from .build.project import build, choose_runtime, default_out_dir
     board = get_board(args.board or DEFAULT_EMULATED_BOARD)
     runtime = choose_runtime(board, args.runtime)
-    tolerance = args.tolerance if args.tolerance is not None else (0 if runtime == "aot" else 1)
+    tolerance = args.tolerance if args.tolerance is not None else 0
     if tolerance < 0:
         raise TinygenError("--tolerance must be >= 0")
     ports = list(dict.fromkeys(args.port or []))
@@ -677,7 +696,9 @@ def run_verify(args, con) -> int:
     if own_qemu:
         out = Path(args.output) if args.output else default_out_dir(Path(args.model), board)
         result = build(args.model, board.id, runtime=runtime, calib=args.calib, out_dir=out,
-                       progress=con.progress, detection=args.detection, profile=profile)
+                       progress=con.progress, detection=args.detection, profile=profile,
+                       tflm_source=getattr(args, "tflm_source", None),
+                       arena_bytes=getattr(args, "arena_bytes", None))
         ir = result.conversion.ir
         project_dir = result.out_dir
         elf = result.elf

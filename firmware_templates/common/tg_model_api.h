@@ -59,6 +59,16 @@ int tg_model_run(void);
 /* Stateful models (LSTM): put the state back to what init left. */
 void tg_model_reset(void);
 
+/* Activation RAM the runtime actually uses, in bytes: for tflm what TFLM's
+ * allocator has taken from the arena so far (final after init and the first
+ * inference), for aot its static plan.  The host compares it with
+ * tg_model_info.arena_bytes, the size reserved. */
+uint32_t tg_model_arena_used(void);
+
+/* Why tg_model_init or tg_model_run last failed, as one line of text ("" when
+ * there is nothing to say).  The protocol sends it to the host in INFO. */
+const char *tg_model_last_error(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -265,7 +265,14 @@ static void send_info(tg_proto_t *p, uint16_t seq) {
   unsigned ni = info_inputs(p), no = info_outputs(p), i;
   uint8_t blen = bounded_strlen(m->board), rlen = bounded_strlen(m->runtime);
   uint8_t f[INFO_FIXED_BYTES];
-  uint32_t len = INFO_FIXED_BYTES + blen + rlen;
+  /* Minor version 1 appends: arena bytes used (u32), error text length (u8), text. */
+  const char *why = p->model_status == TG_PROTO_STATUS_NOT_STARTED ||
+                            p->model_status == TG_PROTO_STATUS_BAD_MODEL_INFO
+                        ? ""
+                        : tg_model_last_error();
+  uint8_t elen = bounded_strlen(why);
+  uint8_t tail[5];
+  uint32_t len = INFO_FIXED_BYTES + blen + rlen + (uint32_t)sizeof tail + elen;
   for (i = 0; i < ni; i++) len += TENSOR_FIXED_BYTES + 4u * m->inputs[i].rank;
   for (i = 0; i < no; i++) len += TENSOR_FIXED_BYTES + 4u * m->outputs[i].rank;
 
@@ -288,6 +295,10 @@ static void send_info(tg_proto_t *p, uint16_t seq) {
   tx_bytes(p, (const uint8_t *)m->runtime, rlen);
   for (i = 0; i < ni; i++) send_tensor(p, &m->inputs[i]);
   for (i = 0; i < no; i++) send_tensor(p, &m->outputs[i]);
+  put32(tail, p->model_status == 0 ? tg_model_arena_used() : 0u);
+  tail[4] = elen;
+  tx_bytes(p, tail, sizeof tail);
+  tx_bytes(p, (const uint8_t *)why, elen);
   tx_end(p);
 }
 

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define TG_PROTO_VERSION_MAJOR 1u
-#define TG_PROTO_VERSION_MINOR 0u
+#define TG_PROTO_VERSION_MINOR 1u
 
 /* Largest INPUT_CHUNK data / READ_OUTPUT length (bytes) per frame; it is
  * announced in INFO.  Costs no RAM: data is written and read in place. */

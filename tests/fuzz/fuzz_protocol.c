@@ -182,6 +182,10 @@ done:
 
 void tg_model_reset(void) { runs_since_reset = 0; }
 
+uint32_t tg_model_arena_used(void) { return tg_model_info.arena_bytes; }
+
+const char *tg_model_last_error(void) { return ""; }
+
 /* ------------------------------------------------------------------ */
 /* helpers */
 

@@ -84,6 +84,11 @@ def _core(core_dir: str | os.PathLike | None) -> Path:
     return Path(core_dir).expanduser().resolve() if core_dir else default_core_dir()
 
 
+def build_cache_dir(core_dir: str | os.PathLike | None = None) -> Path:
+    """PlatformIO's object cache for emulated builds (keyed by flags and content)."""
+    return _core(core_dir) / "build-cache"
+
+
 def toolchain_dir(core_dir: str | os.PathLike | None = None) -> Path:
     """The ``toolchain-gccarmnoneeabi`` package folder inside a core dir."""
     return _core(core_dir) / "tinygen-packages" / TOOLCHAIN_PACKAGE

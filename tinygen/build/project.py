@@ -8,6 +8,7 @@ leaves a half-written output directory behind.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -24,9 +25,13 @@ from ..convert import ConversionResult, convert
 from ..errors import TinygenError
 from ..load import load_model
 from ..paths import TEMPLATES_DIR
+from . import tflm_tree as tflm_tree_mod
 
 MANIFEST = "tinygen.json"
 COMMON_SOURCES = ["tg_hal.h", "tg_model_api.h", "tg_protocol.h", "tg_protocol.c"]
+TFLM_TARGET_SOURCES = ["tg_tflm_target.h", "tg_tflm_target.cc"]
+TFLM_LIB_DIR = "lib/tflite-micro"
+MIN_ARENA_BYTES = 256
 PIO_REGISTRY_HOST = "api.registry.platformio.org"
 
 
@@ -51,6 +56,9 @@ class BuildResult:
     weight_symbols: list[str] = field(default_factory=list)
     profile: bool = False                  # firmware times every operator (READ_PROFILE)
     memory_plan: dict | None = None        # aot arena plan (see plan_manifest)
+    tflm_tree: str | None = None           # TFLM source tree compiled in (tflm runtime)
+    tflm_flavour: str | None = None        # its kernels: cmsis-nn or reference
+    arena_measured: int | None = None      # tflm: TFLM's recording allocator on the host
 
     def manifest(self) -> dict:
         return {
@@ -62,6 +70,8 @@ class BuildResult:
             "weight_symbols": self.weight_symbols,
             "inputs": self.analysis.inputs, "outputs": self.analysis.outputs,
             "profile": self.profile, "memory_plan": self.memory_plan,
+            "tflm_tree": self.tflm_tree, "tflm_flavour": self.tflm_flavour,
+            "arena_measured": self.arena_measured,
         }
 
 
@@ -102,21 +112,23 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
           calib: str | Path | None = None, out_dir: str | Path | None = None,
           tflm_source: str | Path | None = None, compile_firmware: bool = True,
           progress: Callable[[str], None] | None = None,
-          detection: str | Path | None = None, profile: bool = False) -> BuildResult:
+          detection: str | Path | None = None, profile: bool = False,
+          arena_bytes: int | None = None) -> BuildResult:
     note = progress or (lambda _m: None)
     board = get_board(board_id)
     runtime = choose_runtime(board, runtime)
     if profile and runtime != "aot":
         raise TinygenError("--profile (per-operator timing) needs the aot runtime")
+    if arena_bytes is not None and runtime != "tflm":
+        raise TinygenError("--arena-bytes sets the TFLM arena: it needs --runtime tflm "
+                           "(the aot runtime plans its arena exactly)")
+    if arena_bytes is not None and arena_bytes < MIN_ARENA_BYTES:
+        raise TinygenError(f"--arena-bytes {arena_bytes} is too small to be an arena "
+                           f"(at least {MIN_ARENA_BYTES})")
     model_path = Path(model_path)
     out = Path(out_dir) if out_dir else default_out_dir(model_path, board)
-    _check_destination(out)
-    if tflm_source is not None:
-        tflm_source = Path(tflm_source)
-        if not (tflm_source / "tensorflow" / "lite" / "micro").is_dir():
-            raise TinygenError(
-                f"--tflm-source {tflm_source} is not a TFLM source tree (no tensorflow/lite/micro "
-                "in it); make one with TFLM's create_tflm_tree.py (see docs/tflm-source.md)")
+    _check_destination(out, board)
+    tree = _open_tflm_tree(board, runtime, tflm_source, note)
 
     note(f"loading {model_path}")
     source = load_model(model_path)
@@ -126,12 +138,15 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     note("analyzing: op support, arena, fit")
     analysis = analyze(ir, board)
     fit = require_fit(analysis, board, runtime)
+    if tree is not None:
+        from ..codegen.tflm import resolver_entries
+        tflm_tree_mod.check_model_ops(tree, [e.method for e in resolver_entries(ir)])
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tinygen-tmp",
                                     dir=out.parent))
     try:
         result = _render(staging, board, runtime, source.name, conversion, analysis, fit,
-                         tflm_source, note, profile)
+                         tree, note, profile, arena_bytes)
         if compile_firmware and board.emulated:
             note(f"compiling firmware for {board.id} with PlatformIO (offline platform)")
             _compile_emulated(staging, result)
@@ -151,7 +166,31 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
 # ---------------------------------------------------------------------------
 
 
-def _check_destination(out: Path) -> None:
+def _open_tflm_tree(board: Board, runtime: str, option, note):
+    """The TFLM tree a tflm build compiles, checked before anything else runs."""
+    source = tflm_tree_mod.tflm_source_from(option)
+    what = "--tflm-source" if option else f"${tflm_tree_mod.SOURCE_ENV}"
+    if runtime != "tflm" or board.family == "esp32":
+        if option and board.family == "esp32":
+            note(f"--tflm-source is not used for {board.id}: ESP32 projects get TFLM from the "
+                 "ESP-IDF component espressif/esp-tflite-micro")
+        elif option:
+            raise TinygenError(f"--tflm-source is for the tflm runtime; this build uses {runtime} "
+                               "(add --runtime tflm)")
+        return None
+    if source is None:
+        if board.emulated:
+            raise TinygenError(
+                f"the tflm runtime on {board.id} compiles TensorFlow Lite Micro from a source "
+                f"tree: give --tflm-source DIR or set {tflm_tree_mod.SOURCE_ENV} (make a tree "
+                "with TFLM's create_tflm_tree.py, see docs/tflm-source.md)")
+        return None
+    tree = tflm_tree_mod.open_tree(source, what)
+    note(f"TFLM source tree: {tree.describe()}")
+    return tree
+
+
+def _check_destination(out: Path, board: Board | None = None) -> None:
     if out.exists():
         if not out.is_dir():
             raise TinygenError(f"output path {out} exists and is not a directory")
@@ -159,6 +198,11 @@ def _check_destination(out: Path) -> None:
             raise TinygenError(
                 f"output directory {out} is not empty and was not made by tinygen; "
                 "choose another -o or empty it")
+        previous = _manifest_board(out / MANIFEST)
+        if board is not None and previous and previous != board.id:
+            raise TinygenError(
+                f"output directory {out} holds the project for board {previous}, not "
+                f"{board.id}; choose another -o (or remove {out} to reuse the name)")
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -172,8 +216,20 @@ def _check_destination(out: Path) -> None:
         raise TinygenError(f"output directory {parent} is not writable: {exc.strerror}") from None
 
 
+def _manifest_board(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("board")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _publish(staging: Path, out: Path) -> None:
     """Swap the finished project into place (the old one is removed only after)."""
+    # mkdtemp made the staging folder private (0700); the project gets the
+    # permissions any folder the user makes would get.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.tinygen-old")
@@ -191,7 +247,8 @@ def _copy_common(src: Path, names: list[str]) -> None:
 
 def _render(root: Path, board: Board, runtime: str, model_name: str,
             conversion: ConversionResult, analysis: Analysis, fit: dict,
-            tflm_source: Path | None, note, profile: bool = False) -> BuildResult:
+            tree, note, profile: bool = False,
+            arena_override: int | None = None) -> BuildResult:
     ir = conversion.ir
     src = root / "src"
     src.mkdir(parents=True)
@@ -209,15 +266,21 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
     if runtime == "tflm":
         from ..codegen.tflm import generate_tflm
         measured = analysis.tflm_arena["total"]
-        arena = fitmod.tflm_arena_with_margin(measured)
-        tflm = generate_tflm(ir, model_name, board.id, measured, arena, in_psram, src)
+        arena = arena_override or fitmod.tflm_arena_with_margin(measured)
+        tflm = generate_tflm(ir, model_name, board.id, 0 if arena_override else measured,
+                             arena, in_psram, src)
         result.arena_bytes = arena
+        result.arena_measured = measured
         result.weights_bytes = len(ir.tflite)
         result.resolver = [f"{e.method}  // {e.name}" for e in tflm.resolver]
         result.weight_symbols = ["tg_model_data"]
         result.code_estimate = fitmod.TFLM_CODE_BASE + fitmod.TFLM_CODE_PER_OP * len(tflm.resolver)
-        if board.family == "stm32":
-            _place_tflm_library(root, tflm_source, note)
+        if board.family != "esp32":
+            _copy_tflm_target(src)
+            _place_tflm_library(root, tree, note, [e.method for e in tflm.resolver])
+            if tree is not None:
+                result.tflm_tree = str(tree.root.resolve())
+                result.tflm_flavour = tree.flavour
     else:
         from ..codegen.aot import generate_aot
         aot = generate_aot(ir, src, board=board.id)
@@ -233,12 +296,16 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
 
     ctx = dict(version=__version__, board=board, runtime=runtime, model_name=model_name,
                signature=ir.signature, arena_in_psram=in_psram, project_name=_c_name(model_name),
-               emulated_lines=[], build_flags=_build_flags(board, runtime))
+               emulated_lines=[], build_flags=_build_flags(board, runtime, tree),
+               src_flags=[] if board.family == "esp32" else _src_flags(board),
+               build_cache_dir="")
     if result.profile:
-        ctx["build_flags"] += ["-DTG_PROFILE_OPS", f"-DTG_PROFILE_MAX_OPS={max(1, len(ir.operators))}u"]
+        key = "build_flags" if board.family == "esp32" else "src_flags"
+        ctx[key] += ["-DTG_PROFILE_OPS", f"-DTG_PROFILE_MAX_OPS={max(1, len(ir.operators))}u"]
     if board.family == "qemu":
         from . import pio_offline
         ctx["emulated_lines"] = pio_offline.platformio_ini_lines(board.pio_board)
+        ctx["build_cache_dir"] = str(pio_offline.build_cache_dir())
         _copy_common(src, ["tg_main.c"])
     elif board.family == "esp32":
         shutil.copy2(TEMPLATES_DIR / "hal" / "tg_hal_espidf.c", src / "tg_hal_espidf.c")
@@ -254,33 +321,56 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
     return result
 
 
-def _build_flags(board: Board, runtime: str) -> list[str]:
-    flags = [f"-DTG_BAUD={board.baud}", "-DTG_BOARD=\\\"" + board.id + "\\\""]
+def _src_flags(board: Board) -> list[str]:
+    """Flags for the project's own sources only (build_src_flags), so that
+    libraries such as TFLM compile the same for every board of a core and
+    their objects come from PlatformIO's build cache."""
+    return [f"-DTG_BAUD={board.baud}", "-DTG_BOARD=\\\"" + board.id + "\\\""]
+
+
+def _build_flags(board: Board, runtime: str, tree=None) -> list[str]:
+    flags = _src_flags(board) if board.family == "esp32" else []
     if runtime == "tflm":
-        flags += ["-DTF_LITE_STATIC_MEMORY"]
+        if tree is not None:
+            # The glue includes TFLM headers whose content depends on CMSIS_NN.
+            flags += tree.project_flags(TFLM_LIB_DIR)
+        else:
+            flags += ["-DTF_LITE_STATIC_MEMORY"]
     if board.family == "stm32" and runtime == "tflm":
         flags += ["-std=gnu++17"]
     return flags
 
 
-def _place_tflm_library(root: Path, tflm_source: Path | None, note) -> None:
-    lib = root / "lib" / "tflite-micro"
+def _copy_tflm_target(src: Path) -> None:
+    for name in TFLM_TARGET_SOURCES:
+        shutil.copy2(TEMPLATES_DIR / "tflm" / name, src / name)
+
+
+def _place_tflm_library(root: Path, tree, note, methods: list[str]) -> None:
+    lib = root / TFLM_LIB_DIR
     lib.mkdir(parents=True)
-    if tflm_source is None:
+    if tree is None:
         (lib / "PUT_TFLM_TREE_HERE.md").write_text(
             "This project needs a TensorFlow Lite Micro source tree in this folder.\n"
             "Make one with TFLM's create_tflm_tree.py (docs/tflm-source.md in tinygen) and\n"
             "rerun `tinygen build ... --tflm-source DIR`, or copy the tree here by hand.\n")
         note("no --tflm-source given: lib/tflite-micro/ is left for a TFLM source tree")
         return
-    note(f"copying the TFLM source tree from {tflm_source}")
-    for entry in tflm_source.iterdir():
-        if entry.is_dir():
-            shutil.copytree(entry, lib / entry.name, symlinks=False)
-        else:
-            shutil.copy2(entry, lib / entry.name)
+    note(f"copying the TFLM source tree from {tree.root}")
+    _copy_tree_contents(tree.root, lib)
     render_to("project/tflm_library.json.j2", lib / "library.json",
-              dict(version=__version__, tflm_source=str(tflm_source)))
+              dict(version=__version__, tflm_source=str(tree.root), flavour=tree.flavour,
+                   src_filter=tree.src_filter(methods), flags=tree.library_flags()))
+
+
+def _copy_tree_contents(src: Path, dst: Path) -> None:
+    """Copy files only, not modes: a read-only tree must give a writable project."""
+    for folder, dirs, files in os.walk(src):
+        rel = Path(folder).relative_to(src)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            shutil.copyfile(Path(folder) / name, dst / rel / name)
 
 
 def _c_name(name: str) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 from tinygen.errors import TinygenError
 
 PROTOCOL_VERSION = 1
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
 
 CMD_INFO = 0x01
 CMD_INPUT_CHUNK = 0x02
@@ -117,6 +117,7 @@ ERROR = struct.Struct("<BBxxI")
 BOOT = struct.Struct("<BBBxi")
 INFO_FIXED = struct.Struct("<BBBBiII32sBBBB")
 TENSOR_FIXED = struct.Struct("<BBxxIfi")
+INFO_TAIL = struct.Struct("<IB")  # minor 1: arena bytes used, error text length
 RESULT_FIXED = struct.Struct("<QBBBx")
 RESULT_INLINE = 0x01
 
@@ -367,6 +368,8 @@ class DeviceInfo:
     model_status: int  # 0 when tg_model_init succeeded
     big_endian: bool = False
     profile: bool = False  # built with per-operator timing (READ_PROFILE)
+    arena_used: int | None = None  # bytes the runtime uses (minor >= 1)
+    model_error: str = ""  # why tg_model_init failed, from the firmware (minor >= 1)
 
     @property
     def model_ready(self) -> bool:
@@ -439,6 +442,14 @@ def parse_info(payload: bytes) -> DeviceInfo:
                 raise ProtocolError(f"device reported {kind} {index} of shape {shape} {dtype} "
                                     f"but {nbytes} bytes: corrupt model description in the firmware")
             tensors.append(TensorInfo(index, tuple(shape), dtype, float(scale), zero_point, nbytes))
+        arena_used, model_error = None, ""
+        if minor >= 1 and major == PROTOCOL_VERSION:
+            arena_used, error_len = INFO_TAIL.unpack_from(payload, pos)
+            pos += INFO_TAIL.size
+            if pos + error_len > len(payload):
+                raise struct.error("error text runs past the end")
+            model_error = payload[pos : pos + error_len].decode("utf-8", "replace")
+            model_error = "".join(c if c.isprintable() else "?" for c in model_error)
     except struct.error as exc:
         raise ProtocolError(f"INFO reply is truncated ({len(payload)} bytes): {exc}") from None
     return DeviceInfo(
@@ -455,6 +466,8 @@ def parse_info(payload: bytes) -> DeviceInfo:
         model_status=status,
         big_endian=big_endian,
         profile=bool(flags & 4),
+        arena_used=arena_used,
+        model_error=model_error,
     )
 
 

@@ -6,7 +6,10 @@
 # firmware.bin.  Nothing is uploaded: `tinygen flash` starts QEMU instead.
 
 import os
+import re
 
+import SCons.CacheDir  # pylint: disable=import-error
+import SCons.Util  # pylint: disable=import-error
 from SCons.Script import (  # pylint: disable=import-error
     COMMAND_LINE_TARGETS,
     AlwaysBuild,
@@ -79,11 +82,9 @@ env.Append(
         "-fno-rtti",
         "-fno-threadsafe-statics",
     ],
-    CPPDEFINES=[
-        ("F_CPU", "$BOARD_F_CPU"),
-        ("TG_QEMU_BOARD", 1),
-        "TG_QEMU_BSP_%s" % BSP.upper(),
-    ],
+    # Only what every emulated board shares: libraries (TFLM) then compile the
+    # same for all boards of a core and come from the build cache.
+    CPPDEFINES=[("TG_QEMU_BOARD", 1)],
     CPPPATH=[os.path.join(BSP_DIR, "include")],
     LINKFLAGS=MACHINE_FLAGS
     + [
@@ -91,16 +92,45 @@ env.Append(
         "--specs=nano.specs",
         "--specs=nosys.specs",
         "-Wl,--gc-sections",
-        "-Wl,-Map,${BUILD_DIR}/${PROGNAME}.map",
     ],
     LIBS=["m"],
 )
+
+# One argument, quoted by SCons (a Literal is neither expanded nor split): with
+# "$BUILD_DIR" expanded in place, a project path holding a space split the flag
+# and the linker wrote its map over a file outside the project.
+env.Append(LINKFLAGS=[env.Literal("-Wl,-Map=" + env.subst("$BUILD_DIR/${PROGNAME}.map"))])
+
+# PlatformIO's build cache (build_cache_dir), shared by every project.  SCons
+# keys an object by its inputs' contents, its command line and its path in the
+# build folder; PlatformIO names a library's folder lib<3 hex digits of its
+# absolute path>, so the same library in two projects never shared an object.
+# The key here drops those digits: TFLM's objects are then compiled once per
+# tree, core and flags, and every later project links them from the cache.
+_LIB_FOLDER = re.compile(r"(^|[/\\])lib[0-9a-f]{3}(?=[/\\])")
+
+
+class ProjectIndependentCache(SCons.CacheDir.CacheDir):
+    def cachepath(self, node):
+        if not self.is_enabled():
+            return None, None
+        sigs = [child.get_cachedir_csig() for child in node.children()]
+        sigs.append(node.get_contents_sig())
+        sigs.append(_LIB_FOLDER.sub(r"\1lib", node.get_internal_path()))
+        sig = SCons.Util.hash_collect(sigs)
+        folder = os.path.join(self.path, sig[: self.config["prefix_len"]].upper())
+        return folder, os.path.join(folder, sig)
+
+
+if env.subst("$BUILD_CACHE_DIR"):
+    env.CacheDir("$BUILD_CACHE_DIR", custom_class=ProjectIndependentCache)
 
 # The board support is compiled with its own strict flags and without the
 # project's build_flags, and linked as objects (not an archive) so that the
 # vector table is always kept.
 bsp_env = env.Clone()
 bsp_env.Append(
+    CPPDEFINES=[("F_CPU", "$BOARD_F_CPU"), "TG_QEMU_BSP_%s" % BSP.upper()],
     CCFLAGS=["-Wextra", "-Werror"],
     CPPPATH=[os.path.join(BSP_DIR, "src"), COMMON_DIR],
 )
