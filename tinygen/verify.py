@@ -526,7 +526,7 @@ def run_board(client, ir: Model, board: Board, runtime: str, vectors, tolerance:
     dev_outs, counters = run_vectors(client, ir, vectors, progress, on_vector, profiles)
     # What the runtime took from its arena is final only after an inference
     # (TFLM kernels may allocate scratch at first invoke): ask again now.
-    arena_used = getattr(client.info(), "arena_used", None)
+    arena_used = getattr(client.info(refresh=True), "arena_used", None)
     if ref_outs is None:
         ref_outs = run_reference(ir, vectors)
     metrics = compare_outputs(ir, dev_outs, ref_outs, tolerance)

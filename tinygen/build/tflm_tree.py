@@ -220,9 +220,10 @@ def check_model_ops(tree: TflmTree, methods: list[str], what: str = "--tflm-sour
     missing = tree.missing_methods(methods)
     if missing:
         names = ", ".join(f"{m} (Register_{tree.resolver_methods.get(m, '?')})" for m in missing)
+        them = "it" if len(missing) == 1 else "them"
         raise TinygenError(
-            f"{what} {tree.root} has no kernel for {names}: the model needs it; use a "
-            "tree made from a TFLM release that has this op, or --runtime aot")
+            f"{what} {tree.root} has no kernel for {names}: the model needs {them}; use a "
+            "tree made from a TFLM release that has these ops, or --runtime aot")
 
 
 @lru_cache(maxsize=8)
