@@ -128,6 +128,10 @@ def read_arrays(path: Path, what: str = "calibration",
                 err = _unreadable(what, path, exc)
                 raise TinygenError(str(err).replace(f"file {path}", f"file {path}, {label},", 1)
                                    ) from None
+            if not isinstance(arr, np.ndarray):
+                # NpzFile returns the raw bytes of a member that is not a .npy file
+                raise TinygenError(f"{what} file {path}, {label}, is not a NumPy array (every "
+                                   "member of a .npz must be a .npy, as np.savez writes them)")
             out.append((label, _check_kind(arr, what, path, label)))
     return out
 
