@@ -1,16 +1,20 @@
-"""tinygen benchmark: the aot runtime on the MLPerf Tiny architectures and the examples.
+"""tinygen benchmark: the aot runtime against TFLM, MLPerf Tiny architectures and examples.
 
-    python3 bench/run.py [--boards qemu-cortex-m4,qemu-cortex-m7] [--models ...] [--quick]
+    python3 bench/run.py [--boards qemu-cortex-m4,qemu-cortex-m7] [--models ...]
+                         [--tflm-trees DIR] [--host-runs N]
 
-For every model and emulated board it builds the aot firmware, runs it in QEMU
-(-icount shift=0) and reads the guest instructions of the second of two
-inferences over the serial protocol, exactly as the TFLM baseline in
-docs/benchmarks.md was measured.  It also reads flash and RAM from the linked
-ELF, compares the aot activation RAM with TFLM's arena (recording allocator),
-and times the aot C code against the tflite_micro interpreter on the host in
-one run.  Every run also checks the outputs against tflite_micro (0 LSB).
+For every model and emulated board it builds three firmwares from the same
+.tflite: the aot runtime, TFLM compiled from a reference-kernel tree and TFLM
+compiled from a CMSIS-NN tree (the trees in ../shared/tflm, or --tflm-trees).
+All three go through the same PlatformIO platform, compiler and flags, run in
+QEMU (-icount shift=0) and are read over the same serial protocol: guest
+instructions of the second of two inferences, code flash from the linked ELF,
+arena (reserved, and for TFLM what the interpreter reports using), stack high
+water, and the outputs against the tflite_micro interpreter byte for byte.
+Every ratio is between figures of the same run.  It also times the aot C code
+against the tflite_micro interpreter on the host.
 
-Writes bench/results.json and docs/benchmarks.md; prints the Markdown table.
+Writes bench/results.json and docs/benchmarks.md; prints the Markdown tables.
 Figures are deterministic (instruction counts, bytes) except the host time
 ratio, which is measured in one run on a shared machine.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,17 +44,14 @@ from tinygen.ir import parse_tflite  # noqa: E402
 from tinygen.reference import TflmReference  # noqa: E402
 from tinygen.verify import stacked_outputs  # noqa: E402
 
-# TFLM measured on qemu-cortex-m4 (mps2-an386, -icount shift=0), second of two
-# inferences, cortex-m4+fp -O2, MLPerf Tiny reference int8 models (issue #5).
-# Targets (issue #5): instructions <= 0.8x the CMSIS-NN figure, activation RAM
-# <= 0.75x the arena, code <= 0.5x TFLM's code.
+# Issue #5's done-criteria, as fractions of TFLM + CMSIS-NN on qemu-cortex-m4.
 TARGETS = {"instructions": 0.8, "arena": 0.75, "code": 0.5}
-TFLM_BASELINE = {
-    "ds_cnn_kws": {"ref": 43.1e6, "cmsis": 7.70e6, "arena": 22820, "code": 77.7 * 1024},
-    "mobilenet_v1_vww": {"ref": 100.5e6, "cmsis": 24.1e6, "arena": 100708, "code": 81.4 * 1024},
-    "resnet8_cifar": {"ref": 107.5e6, "cmsis": 29.9e6, "arena": 54996, "code": 78.8 * 1024},
-    "fc_autoencoder_ad": {"ref": 1.95e6, "cmsis": 0.583e6, "arena": 2580, "code": 46.9 * 1024},
-}
+TARGET_BOARD = "qemu-cortex-m4"
+MLPERF = ["ds_cnn_kws", "mobilenet_v1_vww", "resnet8_cifar", "fc_autoencoder_ad"]
+
+# The two TFLM builds, by their folder under --tflm-trees (see ../shared/tflm/README.md).
+TFLM_FLAVOURS = {"reference": "TFLM ref", "cmsis-nn": "TFLM+CMSIS-NN"}
+DEFAULT_TREES = ROOT.parent / "shared" / "tflm"
 
 EXAMPLES = {
     "quickstart": ("examples/quickstart/model.h5", "examples/quickstart/calib.npy", None),
@@ -123,7 +125,62 @@ def host_time_ratio(project: Path, tflite: bytes, runs: int) -> dict:
     return {"aot_ns": aot_ns, "tflm_ns": tflm_ns, "ratio": aot_ns / tflm_ns}
 
 
-def run_one(name: str, board_id: str, work: Path, host_runs: int) -> dict:
+_PRODUCER = re.compile(
+    r"DW_AT_producer\s*:\s*(?:\(indirect string, offset: 0x[0-9a-f]+\):\s*)?(.*)")
+# Flags that only exist for one language; the rest must match between runtimes.
+_LANGUAGE_FLAGS = re.compile(r"^-std=|^-fno-(exceptions|rtti|threadsafe-statics)$")
+
+
+def compile_flags(elf: Path) -> list[str]:
+    """What GCC recorded (DW_AT_producer, the firmware is built with -g) for
+    every unit the project compiled: the flags actually used, not the ones we
+    meant to pass.  newlib's and libgcc's prebuilt objects carry no -mcpu and
+    are left out."""
+    out = subprocess.run(["arm-none-eabi-readelf", "--debug-dump=info", str(elf)],
+                         capture_output=True, text=True, check=True).stdout
+    found = set()
+    for line in out.splitlines():
+        m = _PRODUCER.search(line)
+        if m and "-mcpu=" in m.group(1):
+            found.add(m.group(1).strip())
+    return sorted(found)
+
+
+def codegen_flags(producers: list[str]) -> list[str]:
+    return sorted({f for p in producers for f in p.split()
+                   if f.startswith("-") and not _LANGUAGE_FLAGS.search(f)})
+
+
+def run_firmware(res, board, vec: list[np.ndarray], ir, expect) -> dict:
+    """Two inferences of one firmware in QEMU over the serial protocol."""
+    with QemuProcess(board.qemu_machine, res.elf, qmp=True) as q, \
+            DeviceClient.open(q.url) as dev:
+        dev.info()
+        first = dev.infer(vec)
+        second = dev.infer(vec)
+        # whole firmware: reset, protocol and both inferences (painted at reset)
+        stack_used, _ = q.stack_usage()
+        # after the inferences: anything TFLM allocates while invoking counts
+        arena_used = dev.info(refresh=True).arena_used
+    exact = all(np.array_equal(np.ascontiguousarray(d).view(np.uint8),
+                               np.ascontiguousarray(r).view(np.uint8))
+                for d, r in stacked_outputs(ir, [first.outputs, second.outputs], expect))
+    sizes = measure_elf(res.elf, res.weight_symbols)
+    return {
+        "bit_exact": bool(exact),
+        "instructions": int(second.counter), "instructions_first": int(first.counter),
+        "flash_code": sizes.code, "flash_weights": sizes.weights, "ram_total": sizes.ram,
+        "arena_reserved": res.arena_bytes, "arena_used": arena_used,
+        "stack_high_water": stack_used, "compile_flags": compile_flags(res.elf),
+    }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def run_one(name: str, board_id: str, work: Path, host_runs: int, trees: Path) -> dict:
     model, calib, det = make_model(name, work)
     if not model.exists():
         return {"model": name, "board": board_id, "skipped": f"{model} not found"}
@@ -134,87 +191,168 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int) -> dict:
     board = get_board(board_id)
     rng = np.random.default_rng(0)
     vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ir.input_tensors()]
-    with QemuProcess(board.qemu_machine, res.elf, qmp=True) as q, \
-            DeviceClient.open(q.url) as dev:
-        dev.info()
-        first = dev.infer(vec)
-        second = dev.infer(vec)
-        # whole firmware: reset, protocol and both inferences (painted at reset)
-        stack_used, _ = q.stack_usage()
     # the reference runs the same two inferences (stateful models carry their
     # state from the first into the second); SSD rows past num_detections are
     # undefined in TFLM and not compared
     ref = TflmReference(ir.tflite)
     expect = [ref.run(vec), ref.run(vec)]
-    exact = all(np.array_equal(np.ascontiguousarray(d).view(np.uint8),
-                               np.ascontiguousarray(r).view(np.uint8))
-                for d, r in stacked_outputs(ir, [first.outputs, second.outputs], expect))
-    tflm_arena = ref.arena_usage().total
-    sizes = measure_elf(res.elf, res.weight_symbols)
+    aot = run_firmware(res, board, vec, ir, expect)
     plan_arena = res.arena_bytes
+    tflm_arena = ref.arena_usage().total
     row = {
-        "model": name, "board": board_id, "bit_exact": bool(exact),
-        "instructions": int(second.counter), "instructions_first": int(first.counter),
-        "flash_code": sizes.code, "flash_weights": sizes.weights,
-        "ram_activations": plan_arena, "ram_total": sizes.ram, "stack_high_water": stack_used,
-        "tflm_arena": tflm_arena, "activation_ratio_vs_tflm": plan_arena / tflm_arena,
-        "build_and_run_s": round(time.monotonic() - t0, 1),
+        "model": name, "board": board_id, "bit_exact": aot["bit_exact"],
+        "instructions": aot["instructions"], "instructions_first": aot["instructions_first"],
+        "flash_code": aot["flash_code"], "flash_weights": aot["flash_weights"],
+        "ram_activations": plan_arena, "ram_total": aot["ram_total"],
+        "stack_high_water": aot["stack_high_water"], "compile_flags": aot["compile_flags"],
+        "tflm_arena_host": tflm_arena, "tflm": {},
     }
-    if name in TFLM_BASELINE and board_id == "qemu-cortex-m4":
-        b = TFLM_BASELINE[name]
-        row["vs_tflm_cmsis_instructions"] = row["instructions"] / b["cmsis"]
-        row["vs_tflm_ref_instructions"] = row["instructions"] / b["ref"]
-        row["vs_tflm_code"] = row["flash_code"] / b["code"]
-        row["vs_tflm_baseline_arena"] = plan_arena / b["arena"]
-    if host_runs and board_id == "qemu-cortex-m4":
+    aot_flags = codegen_flags(aot["compile_flags"])
+    for flavour in TFLM_FLAVOURS:
+        print(f"bench: {name} on {board_id}: TFLM {flavour}", file=sys.stderr, flush=True)
+        try:
+            # the aot project's .tflite, so that all three run the very same model
+            tres = build(out / "model.tflite", board_id, runtime="tflm",
+                         tflm_source=trees / flavour,
+                         out_dir=work / f"{name}-{board_id}-{flavour}")
+            if tres.conversion.ir.signature != ir.signature:
+                raise RuntimeError("the TFLM build converted a different model")
+            m = run_firmware(tres, board, vec, ir, expect)
+            m["same_codegen_flags_as_aot"] = codegen_flags(m["compile_flags"]) == aot_flags
+            m["tflm_flavour"] = tres.tflm_flavour
+        except Exception as exc:  # a failed build is a result of the bench, shown in the table
+            log = getattr(exc, "log_tail", "")
+            print(f"bench: {name} on {board_id}: TFLM {flavour} failed: {exc}\n{log}",
+                  file=sys.stderr, flush=True)
+            m = {"error": _one_line(exc)}
+        row["tflm"][flavour] = m
+    cmsis, refk = row["tflm"]["cmsis-nn"], row["tflm"]["reference"]
+    if "instructions" in cmsis:
+        row["vs_tflm_cmsis_instructions"] = row["instructions"] / cmsis["instructions"]
+        row["vs_tflm_code"] = row["flash_code"] / cmsis["flash_code"]
+        if cmsis["arena_used"]:
+            row["vs_tflm_arena"] = plan_arena / cmsis["arena_used"]
+    if "instructions" in refk:
+        row["vs_tflm_ref_instructions"] = row["instructions"] / refk["instructions"]
+    if host_runs and board_id == TARGET_BOARD:
         row["host"] = host_time_ratio(out, ir.tflite, host_runs)
+    row["build_and_run_s"] = round(time.monotonic() - t0, 1)
     return row
 
 
+def row_ok(r: dict) -> bool:
+    """aot and both TFLM builds ran and were bit-exact (skipped models are fine)."""
+    if "skipped" in r:
+        return True
+    return r["bit_exact"] and all(t.get("bit_exact", False) for t in r["tflm"].values())
+
+
 def targets_markdown(rows: list[dict]) -> str:
-    """Issue #5's done-criteria on qemu-cortex-m4, one line per MLPerf Tiny model."""
+    """Issue #5's done-criteria, one line per MLPerf Tiny model, against the
+    TFLM + CMSIS-NN figures of the same run."""
     lines = ["| model | instructions | target | activation RAM | target | code | target | "
              "bit-exact | met |", "|" + "---|" * 9]
     for r in rows:
-        if r.get("board") != "qemu-cortex-m4" or r.get("model") not in TFLM_BASELINE \
-                or "skipped" in r:
+        if r.get("board") != TARGET_BOARD or r.get("model") not in MLPERF or "skipped" in r:
             continue
-        b = TFLM_BASELINE[r["model"]]
-        t_ins = TARGETS["instructions"] * b["cmsis"]
-        t_ram = TARGETS["arena"] * b["arena"]
-        t_code = TARGETS["code"] * b["code"]
+        b = r["tflm"]["cmsis-nn"]
+        if "instructions" not in b:
+            lines.append(f"| {r['model']} | TFLM+CMSIS-NN failed: {b['error']} |" + " |" * 7)
+            continue
+        t_ins = TARGETS["instructions"] * b["instructions"]
+        t_ram = TARGETS["arena"] * b["arena_used"]
+        t_code = TARGETS["code"] * b["flash_code"]
         met = (r["instructions"] <= t_ins and r["ram_activations"] <= t_ram
                and r["flash_code"] <= t_code and r["bit_exact"])
         lines.append(
             f"| {r['model']} | {r['instructions'] / 1e6:.2f} M "
-            f"({r['instructions'] / b['cmsis']:.2f}x) | <= {t_ins / 1e6:.2f} M | "
-            f"{r['ram_activations']:,} B ({r['ram_activations'] / b['arena']:.2f}x) | "
+            f"({r['instructions'] / b['instructions']:.2f}x) | <= {t_ins / 1e6:.2f} M | "
+            f"{r['ram_activations']:,} B ({r['ram_activations'] / b['arena_used']:.2f}x) | "
             f"<= {int(t_ram):,} B | {r['flash_code'] / 1024:.1f} KB "
-            f"({r['flash_code'] / b['code']:.2f}x) | <= {t_code / 1024:.1f} KB | "
+            f"({r['flash_code'] / b['flash_code']:.2f}x) | <= {t_code / 1024:.1f} KB | "
             f"{'yes' if r['bit_exact'] else 'NO'} | {'yes' if met else 'NO'} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def _cell(t: dict, key: str, fmt: str = "{:,}") -> str:
+    if "error" in t:
+        return "failed"
+    v = t.get(key)
+    return "-" if v is None else fmt.format(v)
+
+
+def _ratio(r: dict, key: str) -> str:
+    return f"{r[key]:.2f}x" if key in r else "-"
+
+
+def _exact(t: dict) -> str:
+    return "failed" if "error" in t else ("yes" if t["bit_exact"] else "NO")
+
+
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | board | instructions | vs TFLM+CMSIS-NN | code flash | vs TFLM code | "
-            "weights | activation RAM | vs TFLM arena | RAM total | stack used | "
-            "host time aot/TFLM | bit-exact |")
-    lines = [head, "|" + "---|" * 13]
+    """Three tables: instructions, code and memory, the rest."""
+    ins = ["| model | board | aot | TFLM ref | TFLM+CMSIS-NN | aot / TFLM ref | "
+           "aot / TFLM+CMSIS-NN | bit-exact aot / ref / CMSIS-NN |", "|" + "---|" * 8]
+    mem = ["| model | board | code aot | code TFLM ref | code TFLM+CMSIS-NN | aot / CMSIS-NN | "
+           "arena aot | TFLM arena reserved | used, ref | used, CMSIS-NN | aot / CMSIS-NN used | "
+           "stack aot / ref / CMSIS-NN |", "|" + "---|" * 12]
+    more = ["| model | board | aot weights | TFLM model data | RAM total aot / ref / CMSIS-NN | "
+            "TFLM arena, host | host time aot/TFLM | same codegen flags |", "|" + "---|" * 8]
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['model']} | {r['board']} | skipped: {r['skipped']} |" + " |" * 10)
+            for t, n in ((ins, 6), (mem, 10), (more, 6)):
+                t.append(f"| {r['model']} | {r['board']} | skipped: {r['skipped']} |" + " |" * n)
             continue
-
-        def ratio(key):
-            return f"{r[key]:.2f}x" if key in r else "-"
+        ref, cm = r["tflm"]["reference"], r["tflm"]["cmsis-nn"]
+        pre = f"| {r['model']} | {r['board']} | "
+        ins.append(
+            pre + f"{r['instructions']:,} | {_cell(ref, 'instructions')} | "
+            f"{_cell(cm, 'instructions')} | {_ratio(r, 'vs_tflm_ref_instructions')} | "
+            f"{_ratio(r, 'vs_tflm_cmsis_instructions')} | "
+            f"{'yes' if r['bit_exact'] else 'NO'} / {_exact(ref)} / {_exact(cm)} |")
+        reserved = _cell(cm if "error" not in cm else ref, "arena_reserved", "{:,} B")
+        mem.append(
+            pre + f"{r['flash_code']:,} B | {_cell(ref, 'flash_code', '{:,} B')} | "
+            f"{_cell(cm, 'flash_code', '{:,} B')} | {_ratio(r, 'vs_tflm_code')} | "
+            f"{r['ram_activations']:,} B | {reserved} | {_cell(ref, 'arena_used', '{:,} B')} | "
+            f"{_cell(cm, 'arena_used', '{:,} B')} | {_ratio(r, 'vs_tflm_arena')} | "
+            f"{r['stack_high_water']:,} / {_cell(ref, 'stack_high_water')} / "
+            f"{_cell(cm, 'stack_high_water')} B |")
         host = f"{r['host']['ratio']:.2f}" if "host" in r else "-"
-        lines.append(
-            f"| {r['model']} | {r['board']} | {r['instructions']:,} | "
-            f"{ratio('vs_tflm_cmsis_instructions')} | {r['flash_code']:,} B | "
-            f"{ratio('vs_tflm_code')} | {r['flash_weights']:,} B | {r['ram_activations']:,} B | "
-            f"{r['activation_ratio_vs_tflm']:.2f}x | {r['ram_total']:,} B | "
-            f"{r['stack_high_water']:,} B | {host} | "
-            f"{'yes' if r['bit_exact'] else 'NO'} |")
+        same = [("yes" if t["same_codegen_flags_as_aot"] else "NO") if "error" not in t
+                else "failed" for t in (ref, cm)]
+        model_data = _cell(cm if "error" not in cm else ref, "flash_weights", "{:,} B")
+        more.append(
+            pre + f"{r['flash_weights']:,} B | {model_data} | "
+            f"{r['ram_total']:,} / {_cell(ref, 'ram_total')} / {_cell(cm, 'ram_total')} B | "
+            f"{r['tflm_arena_host']:,} B | {host} | {' / '.join(same)} |")
+    return "\n\n".join("\n".join(t) for t in (ins, mem, more))
+
+
+def failures_markdown(rows: list[dict]) -> str:
+    lines = [f"- {r['model']} on {r['board']}, TFLM {flavour}: `{t['error']}`"
+             for r in rows if "skipped" not in r for flavour, t in r["tflm"].items()
+             if "error" in t]
+    return ("TFLM builds that failed in this run (the tables say `failed`):\n\n"
+            + "\n".join(lines) + "\n\n") if lines else ""
+
+
+def flags_markdown(rows: list[dict]) -> str:
+    """The compilers and flags every firmware of the run was built with, per
+    board, as recorded in the ELFs."""
+    by_board: dict[str, dict[str, set]] = {}
+    for r in rows:
+        if "skipped" in r:
+            continue
+        seen = by_board.setdefault(r["board"], {"aot": set(), "TFLM": set()})
+        seen["aot"].update(r["compile_flags"])
+        for t in r["tflm"].values():
+            seen["TFLM"].update(t.get("compile_flags", []))
+    lines = []
+    for board, seen in by_board.items():
+        for who, producers in seen.items():
+            for p in sorted(producers):
+                lines.append(f"- {board}, {who}: `{p}`")
     return "\n".join(lines)
 
 
@@ -293,10 +431,71 @@ def ablation_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def tflm_trees(option: str | None) -> Path:
+    """The folder holding the reference/ and cmsis-nn/ TFLM trees (one line if not)."""
+    trees = Path(option) if option else DEFAULT_TREES
+    missing = [f for f in TFLM_FLAVOURS
+               if not (trees / f / "tensorflow" / "lite" / "micro").is_dir()]
+    if missing:
+        raise SystemExit(
+            f"bench/run.py: no TFLM tree {', '.join(str(trees / f) for f in missing)}: the "
+            "TFLM columns are measured live from a reference and a CMSIS-NN tree made by "
+            "create_tflm_tree.py; give --tflm-trees DIR holding reference/ and cmsis-nn/")
+    return trees.resolve()
+
+
+NOTES = """\
+Every figure in a row comes from the same run, the same .tflite and the same emulated board:
+the aot firmware and two TFLM firmwares (TFLM with its reference kernels, TFLM with the CMSIS-NN
+kernels; the trees in `../shared/tflm`, made by TFLM's `create_tflm_tree.py`, see
+`TFLM_TREE_PROVENANCE.txt` there) are built by the same PlatformIO platform
+(`firmware_templates/pio_platform`) with the same compiler and optimization flags, linked with
+`-O2 --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections`, and run with the same startup,
+HAL and serial protocol. The compile flags below are what GCC recorded in each firmware's debug
+information (`DW_AT_producer`), not what was meant to be passed; the `same codegen flags` column
+checks, per build, that TFLM's units were compiled with exactly aot's code-generation flags (the
+language's own flags aside: `-std`, and for C++ `-fno-exceptions -fno-rtti
+-fno-threadsafe-statics`).
+
+{flags}
+
+tinygen's MLPerf Tiny models are the reference architectures built in Keras with random weights
+(tinygen/zoo.py), quantized with 32 calibration vectors; the examples are the trained models in
+`examples/`.
+
+- **Instructions**: guest instructions of the second of two inferences on QEMU with `-icount
+  shift=0`, read over the serial protocol (the firmware's counter around the model's run call).
+- **Bit-exact**: both inferences equal the tflite_micro interpreter's two on the same input,
+  byte for byte (a stateful model carries its state into the second; SSD rows past
+  num_detections, which TFLM leaves undefined, are not compared). A mismatch says `NO`, a build
+  that failed says `failed`; either makes `bench/run.py` exit 1.
+- **Code**: the firmware's flash minus the model data (for aot the weight arrays and per-channel
+  requantization tables, for TFLM the .tflite flatbuffer: "text minus model"), protocol, HAL and
+  startup included, read from the linked ELF. TFLM's is what tinygen's tflm glue links: it
+  registers each operator with the generic `MicroMutableOpResolver::Add<Op>()`, as TFLM's
+  examples do, which links the kernels of every type the operator has (with CMSIS-NN also its
+  int4 and int16 kernels); int8-only registrations (`AddConv2D(Register_CONV_2D_INT8())`, ...)
+  would link less.
+- **Arena**: aot's planned arena (activations and kernel scratch). TFLM reserved: the arena the
+  tflm build gives the interpreter (the host recording allocator's figure plus tinygen's margin);
+  used: what the TFLM interpreter on the device reports using (`arena_used_bytes()`, protocol
+  1.1), read after the two inferences. `aot / CMSIS-NN used` divides aot's arena by that.
+- **Stack**: the high-water mark of the whole firmware (startup, serial protocol and both
+  inferences), read from guest memory over QEMU's QMP socket after the run: the BSP paints the
+  stack at reset and the bench finds the lowest overwritten word.
+- **TFLM arena, host**: TFLM's recording allocator for the same .tflite in the 64-bit host
+  build of tflite_micro. **Host time**: aot C at `-O2` vs tflite_micro `invoke()` on the host,
+  one run on a shared machine (the only timed figure).
+"""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--boards", default="qemu-cortex-m4,qemu-cortex-m7")
-    ap.add_argument("--models", default=",".join(list(TFLM_BASELINE) + list(EXAMPLES)))
+    ap.add_argument("--models", default=",".join(MLPERF + list(EXAMPLES)))
+    ap.add_argument("--tflm-trees", default=None,
+                    help=f"folder holding the reference/ and cmsis-nn/ TFLM trees "
+                         f"(default {DEFAULT_TREES})")
     ap.add_argument("--host-runs", type=int, default=50,
                     help="inferences timed on the host per side (0: skip)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
@@ -307,57 +506,47 @@ def main(argv=None) -> int:
                          "bench/ablation.json and prints a Markdown table")
     args = ap.parse_args(argv)
     if args.ablation:
-        names = [m for m in args.models.split(",") if m in TFLM_BASELINE]
+        names = [m for m in args.models.split(",") if m in MLPERF]
         with tempfile.TemporaryDirectory(prefix="tinygen-ablation-") as d:
             rows = ablation(names, Path(d))
         (ROOT / "bench" / "ablation.json").write_text(json.dumps(rows, indent=2))
         print(ablation_markdown(rows))
         return 0 if all(r["bit_exact"] for r in rows) else 1
+    trees = tflm_trees(args.tflm_trees)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # rows so far, so that a long run stopped half-way still leaves its figures
+    partial = out.with_suffix(".partial.json")
     rows = []
     with tempfile.TemporaryDirectory(prefix="tinygen-bench-") as d:
         work = Path(d)
         for name in args.models.split(","):
             for board in args.boards.split(","):
                 print(f"bench: {name} on {board}", file=sys.stderr, flush=True)
-                rows.append(run_one(name, board, work, args.host_runs))
+                rows.append(run_one(name, board, work, args.host_runs, trees))
+                partial.write_text(json.dumps(rows, indent=2))
     table = markdown(rows)
     targets = targets_markdown(rows)
     print(table)
     if targets:
         print("\n" + targets)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=2))
-    doc = Path(args.doc)
+    out.write_text(json.dumps(rows, indent=2))
+    partial.unlink(missing_ok=True)
     target_part = (
-        "## Issue #5 targets (qemu-cortex-m4)\n\n"
+        f"## Issue #5 targets ({TARGET_BOARD})\n\n"
         "Done when, for each MLPerf Tiny model: instructions <= 0.8x TFLM+CMSIS-NN, activation "
-        "RAM <= 0.75x TFLM's arena, code <= 0.5x TFLM's code, bit-exact. Ratios in brackets "
-        "are against the baseline figures below.\n\n" + targets + "\n\n") if targets else ""
-    doc.write_text(
+        "RAM <= 0.75x the arena TFLM+CMSIS-NN uses, code <= 0.5x TFLM+CMSIS-NN's code, "
+        "bit-exact. TFLM+CMSIS-NN is measured in the same run on the same .tflite (ratios in "
+        "brackets).\n\n" + targets + "\n\n") if targets else ""
+    Path(args.doc).write_text(
         "# Benchmarks\n\nMade by `python3 bench/run.py` (raw figures: bench/results.json); "
         "how the figures came about: [performance.md](performance.md).\n\n"
-        + target_part +
-        "## All models and emulated boards\n\n"
-        "Instructions: guest instructions of the second of two inferences on QEMU with "
-        "`-icount shift=0`, read over the serial protocol (the same count as the TFLM "
-        "baseline). TFLM+CMSIS-NN baseline: the figures "
-        "in issue #5 for the MLPerf Tiny reference models on qemu-cortex-m4 (7.70 M, 24.1 M, "
-        "29.9 M, 0.583 M instructions; arena 22,820 / 100,708 / 54,996 / 2,580 B; code 77.7 / "
-        "81.4 / 78.8 / 46.9 KB). tinygen's models are the same architectures built in Keras "
-        "with random weights (tinygen/zoo.py). Code flash is the firmware's flash minus the "
-        "model data (weight arrays and the per-channel requantization tables, as TFLM's "
-        "text-minus-model counts it), protocol and startup included. Activation RAM is the aot "
-        "arena (activations and kernel scratch); `vs TFLM arena` divides it by TFLM's arena "
-        "for the same .tflite measured with the recording allocator (64-bit host build). "
-        "Bit-exact: both inferences equal TFLM's two on the same input, byte for byte (a "
-        "stateful model carries its state into the second; SSD rows past num_detections, "
-        "which TFLM leaves undefined, are not compared). Stack used: the high-water mark of "
-        "the whole firmware (startup, serial protocol and both inferences), read from guest "
-        "memory over QEMU's QMP socket after the run: the BSP paints the stack at reset and "
-        "the bench finds the lowest overwritten word. Host time: aot C at -O2 vs "
-        "tflite_micro invoke(), one run on a shared machine.\n\n"
+        + target_part
+        + "## aot against TFLM, all models and emulated boards\n\n"
+        + NOTES.format(flags=flags_markdown(rows)) + "\n"
+        + failures_markdown(rows)
         + table + "\n")
-    return 0 if all(r.get("bit_exact", True) for r in rows) else 1
+    return 0 if all(row_ok(r) for r in rows) else 1
 
 
 if __name__ == "__main__":
