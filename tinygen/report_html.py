@@ -477,6 +477,11 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
             + (f"<tr><td class='l'>stack: high-water mark of the run (of "
                f"{_fmt(mem['stack_size'])} reserved)</td><td>{_fmt(mem['stack_used'])}</td></tr>"
                if mem.get("stack_used") is not None else "")
+            + (f"<tr><td class='l'>arena: used by TFLM on the device (of "
+               f"{_fmt(first.device['arena_bytes'])} reserved)</td>"
+               f"<td>{_fmt(first.device['arena_used_bytes'])}</td></tr>"
+               if first and first.runtime == "tflm"
+               and first.device.get("arena_used_bytes") is not None else "")
             + "</table>")
     if memory_plan:
         add(plot_memory_plan(memory_plan))

@@ -404,6 +404,10 @@ def format_report(r: VerifyReport) -> str:
     if m.get("stack_used") is not None:
         lines.append(f"  stack: {m['stack_used']:,} B used of {m['stack_size']:,} B "
                      "(high-water mark over the whole run)")
+    used, reserved = r.device.get("arena_used_bytes"), r.device.get("arena_bytes")
+    if used is not None and reserved and r.runtime == "tflm":
+        lines.append(f"  arena: TFLM used {used:,} B of the {reserved:,} B reserved "
+                     f"({used / reserved:.0%}; read from the device after the run)")
     verdict = "PASS" if r.passed else "FAIL"
     exact = "bit-exact" if r.bit_exact else "not bit-exact"
     lines.append(f"{verdict}: {exact} on all {len(r.outputs)} outputs" if r.bit_exact
