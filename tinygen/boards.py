@@ -42,10 +42,10 @@ class Board:
 
     @property
     def family(self) -> str:
+        if self.emulated:            # before the core: qemu-esp8266 is an Xtensa core too
+            return "qemu"
         if self.core.startswith("xtensa"):
             return "esp32"
-        if self.emulated:
-            return "qemu"
         return "stm32"
 
     @property
