@@ -60,8 +60,10 @@ elif ARCH in ("riscv32", "xtensa"):
     MACHINE_FLAGS = board.get("build.cflags_machine", "").split()
     LINK_MACHINE_FLAGS = board.get("build.link_machine", "").split()
     PREFIX = board.get("build.toolchain_prefix")
-    LIBC_FLAGS = ["--specs=picolibc.specs"]
-    LIBC_LINKFLAGS = ["--specs=picolibc.specs", "-nostartfiles",
+    # Debian's xtensa-lx106 gcc does not find picolibc.specs by name.
+    SPECS = board.get("build.libc_specs", "picolibc.specs")
+    LIBC_FLAGS = ["--specs=" + SPECS]
+    LIBC_LINKFLAGS = ["--specs=" + SPECS, "-nostartfiles",
                       "-Wl,--no-warn-rwx-segments"]
     LINKER = "$CC"  # no libstdc++ for these cores: tg_cxx_min.c has new/delete
     BSP_SOURCES = ["hal.c", "tg_cxx_min.c"] + board.get("build.tinygen_bsp_sources").split()
