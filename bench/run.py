@@ -162,12 +162,17 @@ def run_firmware(res, board, vec: list[np.ndarray], ir, expect) -> dict:
         stack_used, _ = q.stack_usage()
         # after the inferences: anything TFLM allocates while invoking counts
         arena_used = dev.info(refresh=True).arena_used
-    exact = all(np.array_equal(np.ascontiguousarray(d).view(np.uint8),
-                               np.ascontiguousarray(r).view(np.uint8))
-                for d, r in stacked_outputs(ir, [first.outputs, second.outputs], expect))
+    pairs = stacked_outputs(ir, [first.outputs, second.outputs], expect)
+    # per inference: a runtime that drops a stateful model's state between
+    # invokes is exact on the first and wrong on the second
+    exact = [all(np.array_equal(np.ascontiguousarray(d[j]).view(np.uint8),
+                                np.ascontiguousarray(r[j]).view(np.uint8)) for d, r in pairs)
+             for j in range(2)]
+    max_diff = max(float(np.max(np.abs(d.astype(np.float64) - r.astype(np.float64)), initial=0))
+                   for d, r in pairs)
     sizes = measure_elf(res.elf, res.weight_symbols)
     return {
-        "bit_exact": bool(exact),
+        "bit_exact": all(exact), "bit_exact_per_inference": exact, "max_abs_diff": max_diff,
         "instructions": int(second.counter), "instructions_first": int(first.counter),
         "flash_code": sizes.code, "flash_weights": sizes.weights, "ram_total": sizes.ram,
         "arena_reserved": res.arena_bytes, "arena_used": arena_used,
@@ -206,6 +211,7 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int, trees: Path) -
         "ram_activations": plan_arena, "ram_total": aot["ram_total"],
         "stack_high_water": aot["stack_high_water"], "compile_flags": aot["compile_flags"],
         "tflm_arena_host": tflm_arena, "tflm": {},
+        "aot": {k: aot[k] for k in ("bit_exact", "bit_exact_per_inference", "max_abs_diff")},
     }
     aot_flags = codegen_flags(aot["compile_flags"])
     for flavour in TFLM_FLAVOURS:
@@ -286,7 +292,14 @@ def _ratio(r: dict, key: str) -> str:
 
 
 def _exact(t: dict) -> str:
-    return "failed" if "error" in t else ("yes" if t["bit_exact"] else "NO")
+    if "error" in t:
+        return "failed"
+    return "yes" if t["bit_exact"] else f"NO ({_mismatch(t)})"
+
+
+def _mismatch(t: dict) -> str:
+    which = "2nd inference" if t["bit_exact_per_inference"][0] else "both inferences"
+    return f"{which}, max Δ {t['max_abs_diff']:g}"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -309,7 +322,7 @@ def markdown(rows: list[dict]) -> str:
             pre + f"{r['instructions']:,} | {_cell(ref, 'instructions')} | "
             f"{_cell(cm, 'instructions')} | {_ratio(r, 'vs_tflm_ref_instructions')} | "
             f"{_ratio(r, 'vs_tflm_cmsis_instructions')} | "
-            f"{'yes' if r['bit_exact'] else 'NO'} / {_exact(ref)} / {_exact(cm)} |")
+            f"{_exact(r['aot'])} / {_exact(ref)} / {_exact(cm)} |")
         reserved = _cell(cm if "error" not in cm else ref, "arena_reserved", "{:,} B")
         mem.append(
             pre + f"{r['flash_code']:,} B | {_cell(ref, 'flash_code', '{:,} B')} | "
@@ -330,10 +343,21 @@ def markdown(rows: list[dict]) -> str:
 
 
 def failures_markdown(rows: list[dict]) -> str:
-    lines = [f"- {r['model']} on {r['board']}, TFLM {flavour}: `{t['error']}`"
-             for r in rows if "skipped" not in r for flavour, t in r["tflm"].items()
-             if "error" in t]
-    return ("TFLM builds that failed in this run (the tables say `failed`):\n\n"
+    """Failed builds and outputs that differ from the interpreter, listed
+    where a reader of the tables cannot miss them."""
+    lines = []
+    for r in rows:
+        if "skipped" in r:
+            continue
+        for who, t in [("aot", r["aot"])] + [(TFLM_FLAVOURS[f], t) for f, t in r["tflm"].items()]:
+            if "error" in t:
+                lines.append(f"- {r['model']} on {r['board']}, {who}: build or run failed: "
+                             f"`{t['error']}`")
+            elif not t["bit_exact"]:
+                lines.append(f"- {r['model']} on {r['board']}, {who}: outputs differ from the "
+                             f"tflite_micro interpreter: {_mismatch(t)}")
+    return ("**Not bit-exact or failed in this run** (see "
+            "[performance.md](performance.md#the-tflm-figures-measured-live) for why):\n\n"
             + "\n".join(lines) + "\n\n") if lines else ""
 
 
@@ -467,8 +491,10 @@ tinygen's MLPerf Tiny models are the reference architectures built in Keras with
   shift=0`, read over the serial protocol (the firmware's counter around the model's run call).
 - **Bit-exact**: both inferences equal the tflite_micro interpreter's two on the same input,
   byte for byte (a stateful model carries its state into the second; SSD rows past
-  num_detections, which TFLM leaves undefined, are not compared). A mismatch says `NO`, a build
-  that failed says `failed`; either makes `bench/run.py` exit 1.
+  num_detections, which TFLM leaves undefined, are not compared). A mismatch says `NO` with the
+  inference that differed and the largest difference (in LSB; in output units for float
+  outputs), a build that failed says `failed`; either is listed above the tables and makes
+  `bench/run.py` exit 1.
 - **Code**: the firmware's flash minus the model data (for aot the weight arrays and per-channel
   requantization tables, for TFLM the .tflite flatbuffer: "text minus model"), protocol, HAL and
   startup included, read from the linked ELF. TFLM's is what tinygen's tflm glue links: it
