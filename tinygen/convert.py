@@ -112,7 +112,7 @@ def convert(source: SourceModel, calib: Path | None = None,
     tf = tfenv.tf()
     if detection is not None:
         return _convert_detector(source, calib, Path(detection), note, tf)
-    fn, input_shapes, input_names, float_model = _traceable(source, tf)
+    fn, input_shapes, input_names, float_model = traceable_float_model(source, tf)
 
     samples = load_samples(calib, input_shapes)
     warnings = []
@@ -272,7 +272,7 @@ def model_input_shapes(source: SourceModel) -> list[tuple]:
             for _name, spec in sorted(sig.structured_input_signature[1].items())]
 
 
-def _traceable(source: SourceModel, tf):
+def traceable_float_model(source: SourceModel, tf):
     """A tf.function with a fixed batch-1 signature, plus what the converter needs."""
     if source.kind == "keras":
         model = source.keras_model

@@ -20,7 +20,7 @@ from tflite_builder import (GraphBuilder, conv2d_model, conv2d_options, depthwis
                             fc_options, fully_connected_model, out_size, pool_model,
                             reshape_options)
 from tinygen.codegen.aot import generate_aot
-from tinygen.codegen.aot_lowering import LoweringError, quantize_multiplier
+from tinygen.plan.lowering import LoweringError, quantize_multiplier
 from tinygen.ir import parse_tflite
 
 FAST = settings(max_examples=50, deadline=None, derandomize=True,
@@ -335,7 +335,7 @@ def test_squeeze_after_pool(tmp_path):
 # errors
 
 def test_unsupported_op_names_op_and_position(tmp_path):
-    from tinygen.codegen.aot_lowering import supported_opcodes
+    from tinygen.plan.ops import supported_opcodes
     opcode = next(c for c in ("LOCAL_RESPONSE_NORMALIZATION", "L2_NORMALIZATION", "FLOOR", "EXP")
                   if c not in supported_opcodes())
     b = GraphBuilder("unsupported")

@@ -39,8 +39,8 @@ from harness import (ARM_CFLAGS, HOST_CFLAGS, M4_LINKER, M4_MAIN_C, M4_STARTUP_C
                      HostBinary, _compile_cached, _run, qemu_available, run_host, run_m4,
                      run_tflm, tflm_arena_size)
 from tinygen.codegen.aot import generate_aot
-from tinygen.codegen.aot_lowering import LoweringError
-from tinygen.codegen.aot_ops.detection import detection_options, scratch_layout
+from tinygen.plan.lowering import LoweringError
+from tinygen.plan.ops.detection import detection_options, scratch_layout
 from tinygen.ir import parse_tflite
 
 schema = tb.schema

@@ -29,8 +29,8 @@ from harness import assert_bit_exact, assert_bit_exact_m4, qemu_available
 from test_aot_ops import conv_cases, depthwise_cases, fc_cases
 from tflite_builder import conv2d_model, depthwise_model, fully_connected_model
 from tinygen.codegen import aot
-from tinygen.codegen.aot_lowering import quantize_multiplier
-from tinygen.codegen.aot_ops.conv import raster_overlap, rq_records
+from tinygen.plan.lowering import quantize_multiplier
+from tinygen.plan.ops.conv import raster_overlap, rq_records
 from tinygen.ir import parse_tflite
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True,
@@ -340,7 +340,7 @@ def _raster_clobbers(in_shape, out_shape, fh, fw, win, shift) -> bool:
 @given(conv_cases())
 def test_raster_overlap_is_exact(case):
     kw, _ = case
-    from tinygen.codegen.aot_ops.conv import conv_window
+    from tinygen.plan.ops.conv import conv_window
     tfl = conv2d_model(np.random.default_rng(0), **kw)
     model = parse_tflite(tfl)
     op = model.operators[0]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import numpy as np
 
 import tflite_builder as tb
-from tinygen.codegen.aot import plan_aot
+from tinygen.plan.aot import plan_aot
 from tinygen.ir import parse_tflite
 from ew_models import ACTIVATIONS, check, fast, int8_data, options, patterns, scales, \
     seeds, shapes, slow, zero_points

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from ew_models import check, fast, int8_data, options, scales, seeds, shapes, slow, zero_points
 from tflite_builder import GraphBuilder
-from tinygen.codegen.aot_lowering import LoweringContext, LoweringError, lower
+from tinygen.plan.lowering import LoweringContext, LoweringError
+from tinygen.plan.ops import lower
 from tinygen.ir import parse_tflite
 
 

@@ -79,7 +79,7 @@ def test_binary_ops_every_pair_on_cortex_m4():
     model = binary_fanout_model((0.0371, 5), (0.1123, -60))
     _m4(model, [[a, b]])
     # speed first: ADD and SUB through the table kernel (scratch in the arena)
-    from tinygen.codegen.aot import plan_aot
+    from tinygen.plan.aot import plan_aot
     from tinygen.ir import parse_tflite
     kernels = [c.kernel for c in plan_aot(parse_tflite(model), memory_first=False,
                                           core="cortex-m4f")[0]]

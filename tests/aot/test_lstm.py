@@ -32,7 +32,7 @@ from harness import HOST_CFLAGS, REPO, SANITIZE, HostBinary, _cache_dir, _run, r
     run_tflm
 from tinygen.codegen.aot import generate_aot
 from tflite_builder import GraphBuilder
-from tinygen.codegen.aot_lowering import LoweringError
+from tinygen.plan.lowering import LoweringError
 from tinygen.ir import parse_tflite
 
 schema = tb.schema
@@ -286,7 +286,7 @@ def test_sigmoid_int16_every_input_matches_tflm(tmp_path):
 
 @pytest.mark.parametrize("power", [-12, -11])
 def test_tanh_int16_every_input_matches_tflm(tmp_path, power):
-    from tinygen.codegen.aot_ops.lstm import tanh_rescale
+    from tinygen.plan.ops.lstm import tanh_rescale
     exe = _activation_driver(tmp_path)
     mult, shift = tanh_rescale(power)
     ours = np.frombuffer(subprocess.run([str(exe), "t", str(mult), str(shift)],

@@ -23,8 +23,8 @@ import tflite_builder as tb
 from ew_models import fast, options, slow
 from harness import build_host, run_host, run_tflm
 from tflite_builder import GraphBuilder
-from tinygen.codegen.aot_lowering import LoweringError
-from tinygen.codegen.aot_ops.slicing import gather_plan, strided_slice_loops, \
+from tinygen.plan.lowering import LoweringError
+from tinygen.plan.ops.slicing import gather_plan, strided_slice_loops, \
     strided_slice_out_shape
 from tinygen.ir import parse_tflite
 from tinygen.codegen.aot import generate_aot

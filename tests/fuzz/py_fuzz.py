@@ -80,8 +80,8 @@ def _import_targets() -> None:
         return
     _work = Path(tempfile.mkdtemp(prefix="tg_pyfuzz_"))
     from tinygen import data, load
-    from tinygen.codegen.aot_lowering import LoweringError
-    from tinygen.codegen.aot_ops.detection import detection_options
+    from tinygen.plan.lowering import LoweringError
+    from tinygen.plan.ops.detection import detection_options
     from tinygen.convert import convert
     from tinygen.errors import TinygenError
     from tinygen.ir import Operator, flexbuffer

@@ -15,7 +15,8 @@ import math
 import numpy as np
 
 from ...ir import Operator, Tensor
-from ..aot_lowering import (
+from ..c_literals import c_float, c_ints
+from ..lowering import (
     KernelCall,
     LoweringContext,
     LoweringError,
@@ -69,18 +70,8 @@ def _act_range(activation: str, t: Tensor) -> tuple[int, int]:
 # ---------------------------------------------------------------------------
 # small helpers
 
-def _c_ints(values, n: int | None = None) -> str:
-    vals = [int(v) for v in values]
-    if n is not None:
-        vals = vals + [0] * (n - len(vals))
-    return "{" + ", ".join(str(v) for v in (vals or [0])) + "}"
 
 
-def _c_float(v: float) -> str:
-    f = float(np.float32(v))
-    if not math.isfinite(f):
-        raise LoweringError(f"non-finite quantization scale {v!r}")
-    return repr(f) + "f"
 
 
 def _tensor(op: Operator, ctx: LoweringContext, k: int, io: str = "in") -> Tensor:
@@ -156,8 +147,8 @@ def broadcast_plan(shape1, shape2, out_shape) -> tuple[list[int], list[int], lis
 
 
 def _bcast_init(dims, st1, st2) -> str:
-    return (f"{{ .ndim = {len(dims)}, .dims = {_c_ints(dims, MAX_DIMS)}, "
-            f".stride1 = {_c_ints(st1, MAX_DIMS)}, .stride2 = {_c_ints(st2, MAX_DIMS)} }}")
+    return (f"{{ .ndim = {len(dims)}, .dims = {c_ints(dims, MAX_DIMS)}, "
+            f".stride1 = {c_ints(st1, MAX_DIMS)}, .stride2 = {c_ints(st2, MAX_DIMS)} }}")
 
 
 # ---------------------------------------------------------------------------
@@ -399,9 +390,9 @@ def _lower_reduce(op: Operator, ctx: LoweringContext, compute_sum: bool) -> Kern
         s = s - shift
     return KernelCall(
         kernel="tg_reduce_sum_s8", params_type="tg_reduce_s8_params",
-        params={"out_ndim": str(len(kd)), "out_dims": _c_ints(kd, MAX_DIMS),
-                "out_stride": _c_ints(ks, MAX_DIMS), "red_ndim": str(len(rd)),
-                "red_dims": _c_ints(rd, MAX_DIMS), "red_stride": _c_ints(rs, MAX_DIMS),
+        params={"out_ndim": str(len(kd)), "out_dims": c_ints(kd, MAX_DIMS),
+                "out_stride": c_ints(ks, MAX_DIMS), "red_ndim": str(len(rd)),
+                "red_dims": c_ints(rd, MAX_DIMS), "red_stride": c_ints(rs, MAX_DIMS),
                 "count": str(count), "input_zero_point": str(x.zero_point),
                 "output_zero_point": str(y.zero_point), "multiplier": str(m), "shift": str(s)},
         inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_MEAN],
@@ -459,7 +450,7 @@ def lower_concatenation(op: Operator, ctx: LoweringContext) -> KernelCall:
     return KernelCall(
         kernel="tg_concatenation", params_type="tg_concat_params",
         params={"num_inputs": str(len(ins)), "outer": str(outer),
-                "copy_size": _c_ints(sizes, MAX_CONCAT_INPUTS)},
+                "copy_size": c_ints(sizes, MAX_CONCAT_INPUTS)},
         inputs=ins, outputs=[op.outputs[0]], sources=[_SRC_CONCAT_PAD],
         comment=f"CONCATENATION axis={axis} -> {list(y.shape)}")
 
@@ -520,8 +511,8 @@ def lower_pad(op: Operator, ctx: LoweringContext) -> KernelCall:
     ind, outd, bef = pad_plan(x.shape, pads[:, 0], pads[:, 1])
     return KernelCall(
         kernel="tg_pad_s8", params_type="tg_pad_s8_params",
-        params={"ndim": str(len(ind)), "in_dims": _c_ints(ind, MAX_DIMS),
-                "out_dims": _c_ints(outd, MAX_DIMS), "before": _c_ints(bef, MAX_DIMS),
+        params={"ndim": str(len(ind)), "in_dims": c_ints(ind, MAX_DIMS),
+                "out_dims": c_ints(outd, MAX_DIMS), "before": c_ints(bef, MAX_DIMS),
                 "pad_value": str(pad_value)},
         inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_CONCAT_PAD],
         comment=f"{op.opcode} {list(x.shape)} -> {list(y.shape)}")
@@ -542,7 +533,7 @@ def lower_quantize(op: Operator, ctx: LoweringContext) -> KernelCall:
         qmin, qmax = _QRANGE[y.dtype]
         return KernelCall(
             kernel=f"tg_quantize_f32_{_SUFFIX[y.dtype]}", params_type="tg_quantize_f32_params",
-            params={"size": str(x.num_elements), "scale": _c_float(y.scale),
+            params={"size": str(x.num_elements), "scale": c_float(y.scale),
                     "zero_point": str(y.zero_point), "qmin": str(qmin), "qmax": str(qmax)},
             inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_QUANT],
             comment=f"QUANTIZE float32 -> {y.dtype}")
@@ -567,7 +558,7 @@ def lower_dequantize(op: Operator, ctx: LoweringContext) -> KernelCall:
     _need_quant(op, x)
     return KernelCall(
         kernel=f"tg_dequantize_{_SUFFIX[x.dtype]}_f32", params_type="tg_dequantize_params",
-        params={"size": str(x.num_elements), "scale": _c_float(x.scale),
+        params={"size": str(x.num_elements), "scale": c_float(x.scale),
                 "zero_point": str(x.zero_point)},
         inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_QUANT],
         comment=f"DEQUANTIZE {x.dtype} -> float32")
