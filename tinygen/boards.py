@@ -35,6 +35,9 @@ class Board:
     default_runtime: str
     qemu_machine: str = ""
     notes: str = ""
+    # Constant data (the model's weights) in RAM, not flash: the ESP8266
+    # reads flash only with aligned 32-bit loads (docs/espressif-cores.md).
+    constants_in_ram: bool = False
 
     @property
     def emulated(self) -> bool:
@@ -42,10 +45,10 @@ class Board:
 
     @property
     def family(self) -> str:
+        if self.emulated:            # before the core: qemu-esp8266 is an Xtensa core too
+            return "qemu"
         if self.core.startswith("xtensa"):
             return "esp32"
-        if self.emulated:
-            return "qemu"
         return "stm32"
 
     @property
@@ -65,7 +68,8 @@ def _from_toml(path: Path) -> Board:
             pio_platform=pio["platform"], pio_board=pio["board"], pio_framework=pio["framework"],
             upload_protocol=pio["upload_protocol"], serial_port=ser["port"], baud=int(ser["baud"]),
             runtimes=tuple(rt["supported"]), default_runtime=rt["default"],
-            qemu_machine=d.get("qemu", {}).get("machine", ""), notes=d.get("notes", ""))
+            qemu_machine=d.get("qemu", {}).get("machine", ""), notes=d.get("notes", ""),
+            constants_in_ram=bool(mem.get("constants_in_ram", False)))
     except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise TinygenError(f"board file {path} is malformed: {exc}") from None
 

@@ -27,6 +27,7 @@ See docs/fuzzing.md, section 5.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import hashlib
 import io
@@ -79,6 +80,7 @@ def _import_targets() -> None:
     if _modules:
         return
     _work = Path(tempfile.mkdtemp(prefix="tg_pyfuzz_"))
+    atexit.register(shutil.rmtree, _work, True)
     from tinygen import data, load
     from tinygen.plan.lowering import LoweringError
     from tinygen.plan.ops.detection import detection_options

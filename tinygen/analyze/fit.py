@@ -94,6 +94,10 @@ def fit(board: Board, need: MemoryNeed) -> Fit:
     ram_avail = board.ram_available_bytes
     in_psram = False
     ram_needed = need.ram_total
+    if board.constants_in_ram:
+        # ESP8266: weights sit in DRAM beside the arena (they still count as flash
+        # too: the image holds them).
+        ram_needed += need.flash_weights
     ram_ok = ram_needed <= ram_avail
     if not ram_ok and board.psram_bytes and need.ram_arena <= board.psram_bytes:
         # The arena moves to external PSRAM; internal RAM keeps the rest.
@@ -102,9 +106,11 @@ def fit(board: Board, need: MemoryNeed) -> Fit:
         ram_ok = ram_needed <= ram_avail
     if not ram_ok:
         where = " (and PSRAM)" if board.psram_bytes else ""
+        weights = (f", {need.flash_weights:,} weights in RAM" if board.constants_in_ram
+                   else "")
         problems.append(
-            f"RAM: needs {need.ram_total:,} bytes ({need.ram_arena:,} arena), {board.id} has "
-            f"{ram_avail:,} usable{where} ({need.ram_total - ram_avail:,} too many)")
+            f"RAM: needs {ram_needed:,} bytes ({need.ram_arena:,} arena{weights}), {board.id} "
+            f"has {ram_avail:,} usable{where} ({ram_needed - ram_avail:,} too many)")
     return Fit(board=board.id, runtime=need.runtime, fits=flash_ok and ram_ok,
                flash_needed=need.flash_total, flash_available=board.app_flash_bytes,
                ram_needed=ram_needed, ram_available=ram_avail, arena_in_psram=in_psram,

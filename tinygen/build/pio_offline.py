@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TinygenError
@@ -39,7 +40,8 @@ from ..paths import TEMPLATES_DIR
 PLATFORM_DIR = TEMPLATES_DIR / "pio_platform"
 """The tinygen-qemu PlatformIO development platform."""
 
-EMULATED_BOARDS = ("qemu-stm32f405", "qemu-cortex-m4", "qemu-cortex-m7")
+EMULATED_BOARDS = ("qemu-stm32f405", "qemu-cortex-m4", "qemu-cortex-m7", "qemu-esp32c3",
+                   "qemu-esp8266")
 """PlatformIO board ids the tinygen-qemu platform defines (boards/*.json)."""
 
 CORE_DIR_ENV = "TINYGEN_PIO_CORE_DIR"
@@ -50,6 +52,27 @@ SCONS_REQUIREMENT = "~4.41101.0"     # what PlatformIO 6.2.0 asks for
 TOOLCHAIN_PACKAGE = "toolchain-gccarmnoneeabi"
 TOOLCHAIN_VERSION = "1.120201.0"     # Debian bookworm ships GCC 12.2.1
 TOOLCHAIN_PREFIX = "arm-none-eabi-"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A Debian cross toolchain wrapped as a PlatformIO toolchain package."""
+    package: str
+    version: str
+    prefix: str
+    debian: str              # the Debian packages that provide it
+
+
+# By the boards' build.tinygen_arch (boards/*.json; "arm" when absent).
+TOOLCHAINS = {
+    "arm": Toolchain(TOOLCHAIN_PACKAGE, TOOLCHAIN_VERSION, TOOLCHAIN_PREFIX,
+                     "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"),
+    "riscv32": Toolchain("toolchain-riscv64-unknown-elf", "1.120200.0", "riscv64-unknown-elf-",
+                         "gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf "
+                         "picolibc-riscv64-unknown-elf"),
+    "xtensa": Toolchain("toolchain-xtensa-lx106-elf", "1.120200.0", "xtensa-lx106-elf-",
+                        "gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf"),
+}
 
 _DEFAULT_TIMEOUT_S = 900.0
 _LOG_TAIL_LINES = 60
@@ -89,9 +112,24 @@ def build_cache_dir(core_dir: str | os.PathLike | None = None) -> Path:
     return _core(core_dir) / "build-cache"
 
 
-def toolchain_dir(core_dir: str | os.PathLike | None = None) -> Path:
-    """The ``toolchain-gccarmnoneeabi`` package folder inside a core dir."""
-    return _core(core_dir) / "tinygen-packages" / TOOLCHAIN_PACKAGE
+def toolchain_dir(core_dir: str | os.PathLike | None = None,
+                  package: str = TOOLCHAIN_PACKAGE) -> Path:
+    """A toolchain package folder inside a core dir (default: the ARM one)."""
+    return _core(core_dir) / "tinygen-packages" / package
+
+
+def board_build(board: str) -> dict:
+    """The ``build`` section of a tinygen-qemu board (boards/<board>.json)."""
+    try:
+        return json.loads((PLATFORM_DIR / "boards" / f"{board}.json").read_text())["build"]
+    except (OSError, KeyError, ValueError):
+        raise TinygenError(
+            f"{board!r} is not an emulated board (tinygen-qemu has: "
+            f"{', '.join(EMULATED_BOARDS)})") from None
+
+
+def board_toolchain(board: str) -> Toolchain:
+    return TOOLCHAINS[board_build(board).get("tinygen_arch", "arm")]
 
 
 # ---------------------------------------------------------------------------
@@ -117,6 +155,10 @@ def prepare_core_dir(core_dir: str | os.PathLike | None = None) -> Path:
     with _locked(core / ".tinygen-provision.lock"):
         _provision_scons(core / "packages" / SCONS_PACKAGE)
         _provision_toolchain(toolchain_dir(core))
+        # The RISC-V and Xtensa toolchains when installed (only their boards need them).
+        for tc in TOOLCHAINS.values():
+            if tc.package != TOOLCHAIN_PACKAGE and shutil.which(tc.prefix + "gcc"):
+                _provision_toolchain(toolchain_dir(core, tc.package), tc)
         _seed_appstate(core / "appstate.json")
     return core
 
@@ -158,21 +200,22 @@ def _provision_scons(pkg: Path) -> None:
         "    SCons.Script.main()\n"))
 
 
-def _provision_toolchain(pkg: Path) -> None:
-    gcc = shutil.which(TOOLCHAIN_PREFIX + "gcc")
+def _provision_toolchain(pkg: Path, tc: Toolchain = TOOLCHAINS["arm"]) -> None:
+    gcc = shutil.which(tc.prefix + "gcc")
     if gcc is None:
         raise PioProvisionError(
-            "arm-none-eabi-gcc not found on PATH; install the Debian packages "
-            "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib")
+            f"{tc.prefix}gcc not found on PATH; install the Debian packages {tc.debian}")
     bin_dir = Path(gcc).parent
-    tools = {p.name: p for p in sorted(bin_dir.glob(TOOLCHAIN_PREFIX + "*"))
+    tools = {p.name: p for p in sorted(bin_dir.glob(tc.prefix + "*"))
              if p.is_file() and os.access(p, os.X_OK)}
     links = pkg / "bin"
     links.mkdir(parents=True, exist_ok=True)
+    what = ("GNU Arm Embedded toolchain" if tc.package == TOOLCHAIN_PACKAGE
+            else f"{tc.prefix}gcc toolchain")
     _write_if_changed(pkg / "package.json", json.dumps({
-        "name": TOOLCHAIN_PACKAGE,
-        "version": TOOLCHAIN_VERSION,
-        "description": f"GNU Arm Embedded toolchain from {bin_dir}, wrapped by tinygen",
+        "name": tc.package,
+        "version": tc.version,
+        "description": f"{what} from {bin_dir}, wrapped by tinygen",
         "system": ["linux_x86_64"],
     }, indent=2) + "\n")
     for name, target in tools.items():
@@ -230,9 +273,14 @@ def platformio_ini_lines(board: str, core_dir: str | os.PathLike | None = None) 
     if board not in EMULATED_BOARDS:
         raise TinygenError(
             f"{board!r} is not an emulated board (tinygen-qemu has: {', '.join(EMULATED_BOARDS)})")
+    tc = board_toolchain(board)
+    if tc.package != TOOLCHAIN_PACKAGE and shutil.which(tc.prefix + "gcc") is None:
+        raise TinygenError(f"{board} needs {tc.prefix}gcc, which is not installed; install the "
+                           f"Debian packages {tc.debian}")
     return [
         f"platform = symlink://{PLATFORM_DIR.resolve()}",
-        f"platform_packages = platformio/{TOOLCHAIN_PACKAGE}@symlink://{toolchain_dir(core_dir)}",
+        f"platform_packages = platformio/{tc.package}@symlink://"
+        f"{toolchain_dir(core_dir, tc.package)}",
         f"board = {board}",
     ]
 

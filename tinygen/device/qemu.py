@@ -32,6 +32,14 @@ from typing import Sequence
 from ..errors import TinygenError
 
 QEMU_BINARY = "qemu-system-arm"
+# Machines of the non-ARM emulated boards: (binary, arguments before -kernel,
+# Debian package).  qemu-esp32c3 is an RV32IMC hart on `virt` with no
+# firmware (-bios none: QEMU's reset code jumps to 0x80000000);
+# qemu-esp8266 is the LX106 core on the nommu Xtensa FPGA board.
+MACHINE_BINARIES = {
+    "virt": ("qemu-system-riscv32", ["-bios", "none"], "qemu-system-misc"),
+    "lx60-nommu": ("qemu-system-xtensa", ["-cpu", "lx106"], "qemu-system-misc"),
+}
 _READY_MARKER = b"QEMU waiting for connection on:"
 _PORT_IN_USE = (b"Address already in use", b"Failed to bind socket")
 _PORT_ATTEMPTS = 5
@@ -132,6 +140,10 @@ class QemuProcess:
             machine = machine_for_board(machine)
         self.machine = machine
         self.elf = Path(elf).resolve()
+        self._machine_args: list[str] = []
+        self._package = "qemu-system-arm"
+        if qemu == QEMU_BINARY and machine in MACHINE_BINARIES:
+            qemu, self._machine_args, self._package = MACHINE_BINARIES[machine]
         self.qemu = qemu
         self.icount_shift = icount_shift
         self.extra_args = list(extra_args)
@@ -176,7 +188,8 @@ class QemuProcess:
             return self._output.decode(errors="replace")
 
     def command(self, port: int) -> list[str]:
-        cmd = [self.qemu, "-M", self.machine, "-nographic", "-monitor", "none"]
+        cmd = [self.qemu, "-M", self.machine, *self._machine_args,
+               "-nographic", "-monitor", "none"]
         if self.icount_shift is not None:
             cmd += ["-icount", f"shift={self.icount_shift}"]
         cmd += ["-kernel", str(self.elf),
@@ -224,7 +237,7 @@ class QemuProcess:
         if self.running():
             return self.url
         if shutil.which(self.qemu) is None:
-            raise QemuError(f"{self.qemu} not found; install the Debian package qemu-system-arm")
+            raise QemuError(f"{self.qemu} not found; install the Debian package {self._package}")
         if not self.elf.is_file():
             raise QemuError(f"firmware {self.elf} does not exist")
         for _attempt in range(_PORT_ATTEMPTS):

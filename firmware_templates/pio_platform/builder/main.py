@@ -33,32 +33,60 @@ if not os.path.isfile(os.path.join(COMMON_DIR, "tg_hal.h")):
         % COMMON_DIR
     )
 
-BSP = board.get("build.tinygen_bsp")  # "stm32f405" or "mps2"
-MACHINE_FLAGS = ["-mthumb", "-mcpu=%s" % board.get("build.cpu")]
-if board.get("build.fpu", ""):
-    MACHINE_FLAGS += [
-        "-mfpu=%s" % board.get("build.fpu"),
-        "-mfloat-abi=%s" % board.get("build.float_abi", "hard"),
-    ]
+BSP = board.get("build.tinygen_bsp")  # "stm32f405", "mps2", "esp32c3", "esp8266"
+# One platform, one builder, per-architecture settings: "arm" (the Cortex-M
+# boards, Debian's arm-none-eabi with newlib-nano), "riscv32" (qemu-esp32c3)
+# and "xtensa" (qemu-esp8266), both with Debian's picolibc and no libstdc++.
+ARCH = board.get("build.tinygen_arch", "arm")
+if ARCH == "arm":
+    MACHINE_FLAGS = ["-mthumb", "-mcpu=%s" % board.get("build.cpu")]
+    if board.get("build.fpu", ""):
+        MACHINE_FLAGS += [
+            "-mfpu=%s" % board.get("build.fpu"),
+            "-mfloat-abi=%s" % board.get("build.float_abi", "hard"),
+        ]
+    else:
+        MACHINE_FLAGS += ["-mfloat-abi=soft"]
+    LINK_MACHINE_FLAGS = MACHINE_FLAGS
+    PREFIX = "arm-none-eabi-"
+    LIBC_FLAGS = []
+    LIBC_LINKFLAGS = ["--specs=nano.specs", "--specs=nosys.specs"]
+    LINKER = "$CXX"  # the TFLM glue is C++; g++ adds libstdc++ when needed
+    BSP_SOURCES = ["startup.c", "hal.c", "board_%s.c" % BSP]
+    FLASH_SECTIONS = r"\.isr_vector|\.text|\.rodata|\.ARM\.extab|\.ARM\.exidx"
+elif ARCH in ("riscv32", "xtensa"):
+    # RISC-V: compile with the CSR extension, link with -march=rv32imc so gcc
+    # picks its rv32im/ilp32 multilib (with _zicsr it falls back to rv64).
+    MACHINE_FLAGS = board.get("build.cflags_machine", "").split()
+    LINK_MACHINE_FLAGS = board.get("build.link_machine", "").split()
+    PREFIX = board.get("build.toolchain_prefix")
+    # Debian's xtensa-lx106 gcc does not find picolibc.specs by name.
+    SPECS = board.get("build.libc_specs", "picolibc.specs")
+    LIBC_FLAGS = ["--specs=" + SPECS]
+    LIBC_LINKFLAGS = ["--specs=" + SPECS, "-nostartfiles",
+                      "-Wl,--no-warn-rwx-segments"]
+    LINKER = "$CC"  # no libstdc++ for these cores: tg_cxx_min.c has new/delete
+    BSP_SOURCES = ["hal.c", "tg_cxx_min.c"] + board.get("build.tinygen_bsp_sources").split()
+    FLASH_SECTIONS = r"\.text|\.rodata|\.literal|\.irom0\.text|\.flash\.rodata"
 else:
-    MACHINE_FLAGS += ["-mfloat-abi=soft"]
+    env.Exit("tinygen-qemu: unknown build.tinygen_arch %r" % ARCH)
 
 env.Replace(
-    AR="arm-none-eabi-gcc-ar",
-    AS="arm-none-eabi-as",
-    CC="arm-none-eabi-gcc",
-    CXX="arm-none-eabi-g++",
-    GDB="arm-none-eabi-gdb",
-    OBJCOPY="arm-none-eabi-objcopy",
-    RANLIB="arm-none-eabi-gcc-ranlib",
-    SIZETOOL="arm-none-eabi-size",
-    LINK="$CXX",  # the TFLM glue is C++; g++ adds libstdc++ when needed
+    AR=PREFIX + "gcc-ar",
+    AS=PREFIX + "as",
+    CC=PREFIX + "gcc",
+    CXX=PREFIX + "g++",
+    GDB=PREFIX + "gdb",
+    OBJCOPY=PREFIX + "objcopy",
+    RANLIB=PREFIX + "gcc-ranlib",
+    SIZETOOL=PREFIX + "size",
+    LINK=LINKER,
     ARFLAGS=["rc"],
     PROGNAME="firmware",
     PROGSUFFIX=".elf",
     # Used by PlatformIO's "checkprogsize" against upload.maximum_*size.
     SIZECHECKCMD="$SIZETOOL -A -d $SOURCES",
-    SIZEPROGREGEXP=r"^(?:\.isr_vector|\.text|\.rodata|\.ARM\.extab|\.ARM\.exidx"
+    SIZEPROGREGEXP=r"^(?:" + FLASH_SECTIONS +
     r"|\.preinit_array|\.init_array|\.fini_array|\.data)\s+(\d+).*",
     SIZEDATAREGEXP=r"^(?:\.data|\.bss|\.stack)\s+(\d+).*",
     SIZEPRINTCMD="$SIZETOOL -B -d $SOURCES",
@@ -66,8 +94,9 @@ env.Replace(
 
 env.Append(
     ASFLAGS=MACHINE_FLAGS,
-    ASPPFLAGS=["-x", "assembler-with-cpp"],
+    ASPPFLAGS=["-x", "assembler-with-cpp"] + LIBC_FLAGS,
     CCFLAGS=MACHINE_FLAGS
+    + LIBC_FLAGS
     + [
         "-O2",
         "-g",
@@ -86,11 +115,10 @@ env.Append(
     # same for all boards of a core and come from the build cache.
     CPPDEFINES=[("TG_QEMU_BOARD", 1)],
     CPPPATH=[os.path.join(BSP_DIR, "include")],
-    LINKFLAGS=MACHINE_FLAGS
+    LINKFLAGS=LINK_MACHINE_FLAGS
+    + LIBC_LINKFLAGS
     + [
         "-O2",
-        "--specs=nano.specs",
-        "--specs=nosys.specs",
         "-Wl,--gc-sections",
     ],
     LIBS=["m"],
@@ -134,11 +162,10 @@ bsp_env.Append(
     CCFLAGS=["-Wextra", "-Werror"],
     CPPPATH=[os.path.join(BSP_DIR, "src"), COMMON_DIR],
 )
-BSP_SOURCES = ["startup.c", "hal.c", "board_%s.c" % BSP]
 env.Append(
     PIOBUILDFILES=[
         bsp_env.Object(
-            os.path.join("$BUILD_DIR", "tinygen_bsp", os.path.splitext(name)[0]),
+            os.path.join("$BUILD_DIR", "tinygen_bsp", os.path.splitext(name)[0].replace("/", "_")),
             os.path.join(BSP_DIR, "src", name),
         )
         for name in BSP_SOURCES
@@ -177,10 +204,11 @@ AlwaysBuild(target_size)
 def _upload(target, source, env):  # pylint: disable=unused-argument
     print(
         "Emulated board %s (QEMU machine %s): nothing to upload; "
-        "`tinygen flash` starts qemu-system-arm with %s"
+        "`tinygen flash` starts %s with %s"
         % (
             env.subst("$BOARD"),
             board.get("build.qemu_machine"),
+            board.get("build.qemu_binary", "qemu-system-arm"),
             env.subst("$BUILD_DIR/${PROGNAME}.elf"),
         )
     )

@@ -49,7 +49,13 @@ int tg_hal_uart_read(uint32_t timeout_ms)
          * be slow: under -icount every device access costs QEMU a
          * retranslation, so a polling loop runs at ~17 M instructions/s
          * and virtual time crawls (a 100 ms timeout took 6 s). */
+#if defined(__riscv)
+        __asm volatile("wfi" ::: "memory");
+#elif defined(__XTENSA__)
+        tg_board_wait();
+#else
         __asm volatile("dsb\n\twfi" ::: "memory");
+#endif
     }
 }
 

@@ -41,4 +41,9 @@ void tg_board_arm_wakeup(uint64_t ticks);
  * wake-up per timeout, not a periodic tick, keeps the two closest.) */
 void tg_board_clear_wakeups(void);
 
+#ifdef __XTENSA__
+/* WAITI until an enabled interrupt (qemu-esp8266; see board_esp8266.c). */
+void tg_board_wait(void);
+#endif
+
 #endif /* TG_BOARD_H */

@@ -1,0 +1,202 @@
+"""The Espressif-class emulated boards: qemu-esp32c3 (RV32IMC on QEMU virt)
+and qemu-esp8266 (Xtensa LX106 on QEMU lx60-nommu).
+
+Fast: board files, platformio.ini lines, the ESP8266 fit check.  Slow: the
+echo firmware (tests/firmware/echo) built by the tinygen-qemu platform and
+run in QEMU (exact instruction counts, timeouts, faults), quickstart verified
+0 LSB against the tflite_micro interpreter, and where the ESP8266 firmware
+puts its constants (docs/espressif-cores.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+from tinygen.boards import get_board
+from tinygen.build import pio_offline
+from tinygen.device.qemu import QemuProcess, machine_for_board
+
+ESP_BOARDS = ("qemu-esp32c3", "qemu-esp8266")
+TOOLS = {"qemu-esp32c3": ("qemu-system-riscv32", "riscv64-unknown-elf-gcc"),
+         "qemu-esp8266": ("qemu-system-xtensa", "xtensa-lx106-elf-gcc")}
+QUICKSTART = ROOT / "examples" / "quickstart"
+
+
+def _need(board):
+    missing = [t for t in TOOLS[board] if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (scripts/setup.sh installs them)")
+
+
+# ---------------------------------------------------------------------------
+# fast
+
+
+@pytest.mark.parametrize("board", ESP_BOARDS)
+def test_board_files_agree(board):
+    b = get_board(board)
+    assert b.emulated and b.family == "qemu" and b.runtimes == ("aot",)
+    assert machine_for_board(board) == b.qemu_machine
+    assert board in pio_offline.EMULATED_BOARDS
+
+
+@pytest.mark.parametrize("board,package", [("qemu-esp32c3", "toolchain-riscv64-unknown-elf"),
+                                           ("qemu-esp8266", "toolchain-xtensa-lx106-elf")])
+def test_platformio_ini_lines_name_the_core_toolchain(board, package, tmp_path):
+    _need(board)
+    lines = pio_offline.platformio_ini_lines(board, tmp_path)
+    assert lines[1] == (f"platform_packages = platformio/{package}@symlink://"
+                        f"{tmp_path.resolve()}/tinygen-packages/{package}")
+    assert lines[2] == f"board = {board}"
+
+
+def test_esp8266_memory_limits():
+    b = get_board("qemu-esp8266")
+    assert b.ram_bytes == 80 * 1024 and b.constants_in_ram
+    c3 = get_board("qemu-esp32c3")
+    assert c3.ram_bytes == 320 * 1024 and c3.flash_bytes == 4 * 1024 * 1024
+
+
+def test_model_too_big_for_esp8266_refused_with_figures(keras, tmp_path):
+    """80 KB of weights fit the ESP32-C3 but not the ESP8266's 80 KB of DRAM:
+    refused at build, before anything is compiled, with the figures."""
+    m = keras.Sequential([keras.Input((256,)), keras.layers.Dense(320), keras.layers.Dense(4)])
+    path = tmp_path / "big.h5"
+    m.save(path)
+    calib = tmp_path / "c.npy"
+    np.save(calib, np.random.default_rng(0).random((8, 256), dtype=np.float32))
+    out = tmp_path / "out"
+    r = run_cli("build", "--board", "qemu-esp8266", path, "--calib", calib, "-o", out / "p")
+    assert r.returncode == 2
+    err = [line for line in r.stderr.strip().splitlines() if not line.lstrip().startswith("..")]
+    assert len(err) == 1, r.stderr
+    assert "does not fit qemu-esp8266" in err[0] and "RAM: needs" in err[0], err[0]
+    assert "weights in RAM" in err[0] and "71,680 usable" in err[0], err[0]
+    assert not (out / "p").exists()
+
+
+# ---------------------------------------------------------------------------
+# slow: the echo firmware
+
+
+@pytest.fixture(scope="module")
+def echo_elfs(tmp_path_factory):
+    core = tmp_path_factory.mktemp("core")
+    elfs = {}
+    for board in ESP_BOARDS:
+        if any(shutil.which(t) is None for t in TOOLS[board]):
+            continue
+        proj = tmp_path_factory.mktemp(board)
+        shutil.copytree(ROOT / "tests" / "firmware" / "echo" / "src", proj / "src")
+        shutil.copy(ROOT / "firmware_templates" / "common" / "tg_hal.h", proj / "src")
+        (proj / "platformio.ini").write_text("\n".join(
+            [f"[env:{board}]", *pio_offline.platformio_ini_lines(board, core),
+             "build_flags = -Wextra -Werror"]) + "\n")
+        elfs[board] = pio_offline.run_build(proj, core_dir=core)
+    return elfs
+
+
+def _ask(port, data: bytes, timeout=5.0) -> str:
+    port.write(data)
+    out = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not out.endswith(b"\n"):
+        out += port.read(port.in_waiting or 1)
+    return out.decode(errors="replace").strip()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ESP_BOARDS)
+def test_echo_counter_timeouts_fault(board, echo_elfs):
+    serial = pytest.importorskip("serial")
+    _need(board)
+    with QemuProcess(board, echo_elfs[board]) as q:
+        port = serial.serial_for_url(q.url, timeout=1)
+        port.write(b"a")
+        assert port.read(1) == b"b"
+        # exact instruction counts: a loop of 2(k+1) instructions measures
+        # 2(k+1) + the same constant, every time
+        consts = set()
+        for k in (0, 1, 5, 17, 100, 255, 0, 255):
+            reply = _ask(port, b"x" + bytes([k]))
+            delta = int(reply.split()[1])
+            consts.add(delta - 2 * (k + 1))
+        assert len(consts) == 1, consts
+        t = _ask(port, b"t").split()
+        assert t[2] == "1"                       # TG_COUNTER_INSTRUCTIONS
+        # the same 20,000-instruction loop, called with a constant: a slightly
+        # different call sequence, the same count on every run
+        assert abs(int(t[1]) - 20000 - consts.pop()) <= 4
+        assert _ask(port, b"t").split()[1] == t[1]
+        w = _ask(port, b"w").split()             # 100 ms read on an idle line
+        assert w[1] == "-1" and 100 <= int(w[2]) < 400, w
+        assert _ask(port, b"c") == "C 42"        # C++ constructor, virtual call
+        used, size = map(int, _ask(port, b"k").split()[1:])
+        assert 0 < used < size == 8192
+        port.write(b"z")
+        text = b""
+        end = time.monotonic() + 5
+        while time.monotonic() < end and b" ***" not in text:
+            text += port.read(port.in_waiting or 1)
+        assert b"*** tinygen fault:" in text, text
+
+
+# ---------------------------------------------------------------------------
+# slow: a model, 0 LSB against the tflite_micro interpreter
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ESP_BOARDS)
+def test_quickstart_bit_exact(board, tmp_path):
+    _need(board)
+    report = tmp_path / "r.json"
+    r = run_cli("verify", "--board", board, QUICKSTART / "model.h5", "--calib",
+                QUICKSTART / "calib.npy", "--samples", 6, "-o", tmp_path / "p",
+                "--json", report, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["bit_exact"], data
+    for o in data["outputs"]:
+        assert o["max_abs_diff_lsb"] == 0
+    assert data["latency"]["instructions"] > 0
+    if board == "qemu-esp8266":
+        _check_esp8266_flash_reads(tmp_path / "p" / ".pio" / "build" / board / "firmware.elf")
+
+
+IROM = (0x40200000, 0x40300000)           # the ESP8266's flash window (irom0)
+DRAM = (0x3FFE8000, 0x3FFFC000)
+
+
+def _check_esp8266_flash_reads(elf):
+    """The real ESP8266 reads its flash only with aligned 32-bit loads.  Shown
+    here by construction: the only section in the flash window is code
+    (.irom0.text), whose data reads are the core's L32R literal loads (always
+    aligned 32-bit, by the ISA), and every model constant (weights, biases,
+    multipliers, kernel parameters) lies in DRAM."""
+    heads = subprocess.run(["xtensa-lx106-elf-objdump", "-h", str(elf)], capture_output=True,
+                           text=True, check=True).stdout
+    in_flash = [m.group(1) for m in re.finditer(
+        r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)", heads, re.M)
+        if int(m.group(2), 16) and IROM[0] <= int(m.group(3), 16) < IROM[1]]
+    assert in_flash == [".irom0.text"], in_flash
+    syms = subprocess.run(["xtensa-lx106-elf-nm", "-S", str(elf)], capture_output=True,
+                          text=True, check=True).stdout
+    consts = [line.split() for line in syms.splitlines()
+              if re.search(r" [rRdD] (tg_const_|op\d|tg_model_info)", line)]
+    assert consts
+    for addr, _size, _kind, name in consts:
+        assert DRAM[0] <= int(addr, 16) < DRAM[1], (name, addr)
+    # and code in flash reads no data from flash but through L32R: no other
+    # load has a PC-relative form, and no constant's address lies in flash
+    text = subprocess.run(["xtensa-lx106-elf-objdump", "-d", "-j", ".irom0.text", str(elf)],
+                          capture_output=True, text=True, check=True).stdout
+    literal_targets = re.findall(r"\bl32r\s+a\d+, ([0-9a-f]+)", text)
+    assert literal_targets and all(int(t, 16) % 4 == 0 for t in literal_targets)
