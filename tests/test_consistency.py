@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 import flatbuffers
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
+
 from tinygen.convert import parse_checked
 from tinygen.errors import TinygenError
 from tinygen.ir import parse_tflite

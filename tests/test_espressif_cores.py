@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
+
 from tinygen.boards import get_board
 from tinygen.build import pio_offline
 from tinygen.device.qemu import QemuProcess, machine_for_board

@@ -7,11 +7,9 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
 
 EXAMPLE = ROOT / "examples" / "mobilenet_ssd"

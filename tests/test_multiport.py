@@ -20,7 +20,6 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -228,13 +227,13 @@ class Rfc2217Bridge:
             conn.settimeout(0.2)
 
             class Out:
-                def write(self, data):
+                def write(self, data, conn=conn):
                     conn.sendall(data)
 
             manager = serial.rfc2217.PortManager(self.serial, Out())
             done = threading.Event()
 
-            def to_network():
+            def to_network(conn=conn, manager=manager, done=done):
                 while self.alive and not done.is_set():
                     data = self.serial.read(self.serial.in_waiting or 1)
                     if data:

@@ -13,7 +13,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 
 QUICKSTART = ROOT / "examples" / "quickstart"

@@ -27,8 +27,14 @@ def fc_run():
 
     from tinygen.boards import get_board
     from tinygen.ir import parse_tflite
-    from tinygen.verify import (BoardRun, compare_outputs, latency_figures, make_vector_set,
-                                profile_figures, run_reference)
+    from tinygen.verify import (
+        BoardRun,
+        compare_outputs,
+        latency_figures,
+        make_vector_set,
+        profile_figures,
+        run_reference,
+    )
     ir = parse_tflite(fully_connected_model(np.random.default_rng(3), depth=16, units=4))
     vectors, floats = make_vector_set(ir, 12, None, None)
     ref = run_reference(ir, vectors)

@@ -193,8 +193,7 @@ def test_float_detector_matches_reference_exactly_regular_nms(tf, detector, imag
 def test_finalize_rejects_models_without_the_op(tf):
     import keras
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    from tinygen import keras_compat
-    from tinygen import tfenv
+    from tinygen import keras_compat, tfenv
     with tfenv.quiet():
         buf = keras_compat.tflite_converter(m).convert()
     with pytest.raises(sp.SSDError, match="no TFLite_Detection_PostProcess"):

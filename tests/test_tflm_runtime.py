@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
 
 TREES_DIR = ROOT.parent / "shared" / "tflm"

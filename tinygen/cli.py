@@ -145,7 +145,7 @@ def cmd_inspect(args, con: Console) -> int:
                 f"{a.tflm_arena_planned:,} B")
     if a.aot_arena is not None:
         con.out(f"aot arena (tinygen planner): {a.aot_arena:,} B")
-    for rt, msg in a.unsupported.items():
+    for msg in a.unsupported.values():
         if msg:
             con.out(f"unsupported: {msg}")
     for f in a.fits:

@@ -12,13 +12,11 @@ import shutil
 
 import numpy as np
 import pytest
-
-from harness import (assert_bit_exact, compile_cortex_m4, link_cortex_m4, random_inputs,
-                     tflm_arena_usage)
+from harness import assert_bit_exact, compile_cortex_m4, link_cortex_m4, random_inputs, tflm_arena_usage
 from keras_models import keras_cnn, keras_dscnn, keras_mixed
+
 from tinygen.codegen.aot import generate_aot
 from tinygen.ir import parse_tflite
-
 
 
 @pytest.fixture(scope="session")

@@ -30,18 +30,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tflite_builder as tb
 from flatbuffers import flexbuffers
+from harness import (
+    ARM_CFLAGS,
+    HOST_CFLAGS,
+    M4_LINKER,
+    M4_MAIN_C,
+    M4_STARTUP_C,
+    MAIN_C,
+    HostBinary,
+    _compile_cached,
+    _run,
+    qemu_available,
+    run_host,
+    run_m4,
+    run_tflm,
+    tflm_arena_size,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tflite_builder as tb
-from harness import (ARM_CFLAGS, HOST_CFLAGS, M4_LINKER, M4_MAIN_C, M4_STARTUP_C, MAIN_C,
-                     HostBinary, _compile_cached, _run, qemu_available, run_host, run_m4,
-                     run_tflm, tflm_arena_size)
 from tinygen.codegen.aot import generate_aot
+from tinygen.ir import parse_tflite
 from tinygen.plan.lowering import LoweringError
 from tinygen.plan.ops.detection import detection_options, scratch_layout
-from tinygen.ir import parse_tflite
 
 schema = tb.schema
 CUSTOM = "TFLite_Detection_PostProcess"
@@ -542,7 +555,7 @@ def test_empty_decoded_box(tmp_path):
     interp = runtime.Interpreter.from_bytes(tflite, arena_size=tflm_arena(parse_tflite(tflite)))
     interp.set_input(enc, 0)
     interp.set_input(sc, 1)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever the library raises
         interp.invoke()
     binary = build_host_lm(tflite, tmp_path)
     (boxes, classes, scores, count), = run_host(binary, [[enc, sc]])

@@ -10,6 +10,7 @@ from ..errors import TinygenError
 from ..ir import Model, Operator
 from .tflm_resolver import tflm_method
 
+
 @dataclass
 class OpReport:
     index: int

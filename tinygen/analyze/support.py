@@ -41,8 +41,7 @@ def tflm_support(model: Model) -> Support:
 
 
 def aot_support(model: Model, core: str | None = None) -> Support:
-    from ..plan.aot import (ARENA_ALIGN, SCRATCH_GROWTH, choose_scratch, check_model_io,
-                               lower_each)
+    from ..plan.aot import ARENA_ALIGN, SCRATCH_GROWTH, check_model_io, choose_scratch, lower_each
     from ..plan.lowering import LoweringError
     s = Support("aot")
     try:

@@ -30,8 +30,8 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from ..errors import TinygenError

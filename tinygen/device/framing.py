@@ -223,7 +223,7 @@ def cobs_encode(data: bytes) -> bytes:
     return bytes(out)
 
 
-def cobs_decode(data: bytes) -> bytes:
+def cobs_decode(data: bytes | bytearray) -> bytes:
     """Inverse of :func:`cobs_encode`; raises FrameError on malformed input."""
     data = bytes(data)
     if b"\0" in data:
@@ -264,7 +264,7 @@ def encode_frame(ftype: int, seq: int, session: int, payload: bytes = b"",
     return b"\0" + cobs_encode(frame_bytes(ftype, seq, session, payload, version)) + b"\0"
 
 
-def decode_frame(body: bytes) -> Frame:
+def decode_frame(body: bytes | bytearray) -> Frame:
     """Decode the bytes between two delimiters; raises FrameError."""
     raw = cobs_decode(body)
     if len(raw) < HEADER_BYTES + CRC_BYTES:
