@@ -27,5 +27,5 @@ if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, S
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
 fi
 # PlatformIO offline: the tool-scons and toolchain packages tinygen provisions itself.
-"$PY" -c "from tinygen.build import pio_offline; pio_offline.prepare_core_dir()" 2>/dev/null || true
+"$PY" -c "from tinygen.project import pio_offline; pio_offline.prepare_core_dir()" 2>/dev/null || true
 echo "setup: done"

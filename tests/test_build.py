@@ -111,8 +111,8 @@ def test_build_ssd_model_resolver(tmp_path):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     import test_ssd_postprocess as t
 
-    from tinygen import ssd_postprocess as sp
     from tinygen import tfenv
+    from tinygen.convert import ssd_postprocess as sp
     tfenv.tf()
     det = t.detector.__wrapped__(None)
     imgs = t.images.__wrapped__()

@@ -45,7 +45,7 @@ def test_quickstart_verifies_bit_exact(board, tmp_path):
 
 
 def _zoo_model(tmp_path, name, width=1.0):
-    from tinygen import zoo
+    from tinygen.models import zoo
     model = zoo.build(name, width)
     path = tmp_path / f"{name}.keras"
     model.save(path)

@@ -168,7 +168,7 @@ def _default_board(args) -> str:
 
 
 def cmd_build(args, con: Console) -> int:
-    from .build.project import build
+    from .project.build import build
     board = _default_board(args)
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,

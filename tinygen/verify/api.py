@@ -69,7 +69,7 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     the device(s) and on the TFLM reference, compare.  Raises TinygenError for
     bad input or when the only board could not be verified; a failed
     comparison is in the outcome (``passed``), not an exception."""
-    from ..build.project import build, choose_runtime, default_out_dir
+    from ..project.build import build, choose_runtime, default_out_dir
     board = get_board(board_id or DEFAULT_EMULATED_BOARD)
     runtime = choose_runtime(board, runtime)
     tolerance = 0 if tolerance is None else tolerance

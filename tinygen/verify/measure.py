@@ -25,7 +25,7 @@ def memory_figures(project_dir: Path | None) -> dict:
     if not elfs:
         return {"flash_weights": manifest.get("weights_bytes"),
                 "ram_activations": manifest.get("arena_bytes")}
-    from ..build.elf_size import measure_elf
+    from ..project.elf_size import measure_elf
     s = measure_elf(elfs[0], manifest.get("weight_symbols", []))
     return {"flash_total": s.text, "flash_code": s.code, "flash_weights": s.weights,
             "ram_activations": s.arena or manifest.get("arena_bytes"),
@@ -76,8 +76,8 @@ def load_memory_plan(project_dir: Path | None, ir: Model, runtime: str) -> dict 
     if runtime != "aot":
         return None
     try:
-        from ..build.project import plan_manifest
         from ..plan.aot import plan_aot
+        from ..project.build import plan_manifest
         _calls, plan = plan_aot(ir)
         return plan_manifest(plan, ir)
     except Exception:  # a model the aot planner cannot take: no picture

@@ -249,7 +249,7 @@ def convert_int8(model, anchors, options: DetectionOptions, representative_datas
     """int8 backbone + float TFLite_Detection_PostProcess, finalized (see module doc)."""
     import tensorflow as tf
 
-    from . import tfenv
+    from .. import tfenv
     conv = tflite_converter(model, anchors, options, outputs)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative_dataset
