@@ -7,6 +7,7 @@ boards run at once, one worker thread per port, against one reference run."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -32,23 +33,36 @@ def check_device_matches(info, ir: Model, board: Board, runtime: str) -> None:
         if said:
             raise TinygenError(f"the device's model failed to initialise (status "
                                f"{info.model_status}, arena {info.arena_bytes:,} B): {said}"
-                               + arena_hint(said, info.arena_bytes))
+                               + arena_hint(said, info.arena_bytes, ir))
         raise TinygenError(f"the device's model failed to initialise (status {info.model_status}); "
                            "check the arena size and the op resolver")
     if len(info.inputs) != len(ir.inputs) or len(info.outputs) != len(ir.outputs):
         raise TinygenError("the device reports a different number of inputs/outputs than the model")
 
 
-def arena_hint(message: str, arena_bytes: int) -> str:
-    """What to do when TFLM says its arena ran out ("... missing: N")."""
-    import re
+def arena_hint(message: str, arena_bytes: int, ir: Model | None = None) -> str:
+    """What to do when TFLM says its arena ran out ("... missing: N").
+
+    The device's figure is only what the failing allocation lacked; later
+    allocations need more.  The whole need is what TFLM's recording allocator
+    measures for this model on the host (64-bit, so an upper bound for a
+    32-bit MCU): the size tinygen reserves by default, before its margin."""
     found = re.search(r"missing:\s*(\d+)", message)
     if not found:
         return ""
     need = arena_bytes + int(found.group(1))
-    return (f"; the arena needs at least {need:,} B: rebuild with --arena-bytes {need} "
-            "or more (or without --arena-bytes, to let tinygen size it)")
-
+    if ir is not None:
+        try:
+            from ..analyze.analysis import zero_inputs
+            from ..reference import TflmReference
+            ref = TflmReference(ir.tflite)
+            ref.run(zero_inputs(ir))
+            need = max(need, ref.arena_usage().total)
+        except TinygenError:
+            pass
+    return (f"; the model needs about {need:,} B of arena (TFLM's recording allocator on the "
+            f"host): rebuild with --arena-bytes {need} or more, or without --arena-bytes to "
+            "let tinygen size it")
 
 def is_stateful(ir: Model) -> bool:
     return any(op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in ir.operators)
