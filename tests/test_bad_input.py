@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 
 
@@ -72,6 +71,7 @@ def test_float_tflite_rejected(keras, tmp_path, outdir):
 def _with_opcode(tflite: bytes, old: str, new_code: int) -> bytes:
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
     from tinygen.ir.schema_enums import BUILTIN_OPS
     m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(tflite, 0))
     for oc in m.operatorCodes:

@@ -5,9 +5,8 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 from conftest import run_cli
+
 from tinygen.ir import parse_tflite
 
 # Written out by hand from TFLM's MicroMutableOpResolver, independently of tinygen's table.
@@ -111,8 +110,9 @@ def test_build_ssd_model_resolver(tmp_path):
     """An SSD-style detector ending in the TFLite_Detection_PostProcess custom op."""
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     import test_ssd_postprocess as t
-    from tinygen import ssd_postprocess as sp
+
     from tinygen import tfenv
+    from tinygen.convert import ssd_postprocess as sp
     tfenv.tf()
     det = t.detector.__wrapped__(None)
     imgs = t.images.__wrapped__()

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 import flatbuffers
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
+
 from tinygen.convert import parse_checked
 from tinygen.errors import TinygenError
 from tinygen.ir import parse_tflite
@@ -363,9 +362,9 @@ def test_tflm_runs_the_built_models():
 
 @pytest.mark.slow
 def test_zoo_and_example_models_are_consistent(tmp_path):
-    from tinygen import zoo
     from tinygen.convert import convert
     from tinygen.load import load_model
+    from tinygen.models import zoo
     ex = ROOT / "examples"
     cases = [(ex / "quickstart/model.h5", ex / "quickstart/calib.npy", None),
              (ex / "kws_cnn/model.h5", ex / "kws_cnn/calib.npy", None),

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from tinygen.convert import check_full_int8
 from tinygen.ir import parse_tflite
 
@@ -54,9 +54,10 @@ def test_tflite_is_checked_and_passed_through(cnn_tflite, tmp_path):
 
 def test_report_matches_float_model(cnn_h5, cnn_calib, keras):
     """The report's error figures recomputed from Keras and the TFLM interpreter."""
+    from tflite_micro.python.tflite_micro import runtime
+
     from tinygen.convert import convert
     from tinygen.load import load_model
-    from tflite_micro.python.tflite_micro import runtime
     res = convert(load_model(cnn_h5), cnn_calib)
     x = np.load(cnn_calib)
     m = keras.models.load_model(cnn_h5, compile=False)

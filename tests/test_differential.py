@@ -14,8 +14,15 @@ import sys
 import pytest
 
 from tinygen.tools import corpus
-from tinygen.tools.differential import (BOTH_ACCEPT, BOTH_REFUSE, FINDINGS, TINYGEN_REFUSES,
-                                        check_case, make_corpus, summarize)
+from tinygen.tools.differential import (
+    BOTH_ACCEPT,
+    BOTH_REFUSE,
+    FINDINGS,
+    TINYGEN_REFUSES,
+    check_case,
+    make_corpus,
+    summarize,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

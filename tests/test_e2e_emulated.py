@@ -5,11 +5,9 @@ The verdicts compare the device's outputs with the tflite_micro interpreter
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -47,7 +45,7 @@ def test_quickstart_verifies_bit_exact(board, tmp_path):
 
 
 def _zoo_model(tmp_path, name, width=1.0):
-    from tinygen import zoo
+    from tinygen.models import zoo
     model = zoo.build(name, width)
     path = tmp_path / f"{name}.keras"
     model.save(path)
@@ -85,7 +83,6 @@ def test_build_prints_sizes_and_default_board(tmp_path):
 
 def test_signature_mismatch_is_refused(tmp_path):
     """A device running another model: one clear line, no verdict."""
-    from tinygen.device.protocol import DeviceClient
     from tinygen.device.qemu import QemuProcess
     out = tmp_path / "p"
     r = run_cli("build", QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "-o", out)
@@ -136,5 +133,5 @@ def test_flash_emulated_then_verify_over_its_port(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            raise AssertionError(f"tinygen flash did not stop within 60 s of Ctrl-C:\n{out}\n{err}")
+            raise AssertionError(f"tinygen flash did not stop within 60 s of Ctrl-C:\n{out}\n{err}") from None
         assert rc == 0, proc.stderr.read()

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tinygen.build import pio_offline
-from tinygen.build.elf_size import elf_symbols
 from tinygen.device.qemu import QemuError, QemuProcess, machine_for_board, stack_high_water
+from tinygen.project import pio_offline
+from tinygen.project.elf_size import elf_symbols
 
 serial = pytest.importorskip("serial")
 

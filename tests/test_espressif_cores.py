@@ -18,11 +18,11 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
+
 from tinygen.boards import get_board
-from tinygen.build import pio_offline
 from tinygen.device.qemu import QemuProcess, machine_for_board
+from tinygen.project import pio_offline
 
 ESP_BOARDS = ("qemu-esp32c3", "qemu-esp8266")
 TOOLS = {"qemu-esp32c3": ("qemu-system-riscv32", "riscv64-unknown-elf-gcc"),

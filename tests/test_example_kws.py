@@ -7,9 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from scipy.fft import dct
-
 from conftest import ROOT, run_cli
+from scipy.fft import dct
 
 KWS = ROOT / "examples" / "kws_cnn"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
 
 EXAMPLE = ROOT / "examples" / "lstm_anomaly"

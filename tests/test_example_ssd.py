@@ -7,11 +7,9 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
 
 EXAMPLE = ROOT / "examples" / "mobilenet_ssd"
@@ -89,7 +87,7 @@ def _random_boxes(rng, n):
 
 
 def test_encode_decode_round_trip_and_kernel_decoding():
-    from tinygen import ssd_postprocess as sp
+    from tinygen.convert import ssd_postprocess as sp
     rng = np.random.default_rng(0)
     anchors = su.make_anchors((4, 2), (0.2, 0.4, 0.7))
     boxes = _random_boxes(rng, len(anchors))

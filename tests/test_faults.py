@@ -34,15 +34,15 @@ import socket
 import subprocess
 import sys
 import threading
-import traceback
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 import serial
-
 from conftest import ROOT, run_cli
+
 from tinygen.device.faults import FaultPlan, Faults, FaultyPort, qemu_reset
 from tinygen.device.protocol import DeviceClient, DeviceReset, ProtocolError
 from tinygen.errors import TinygenError
@@ -239,7 +239,7 @@ def campaign(name: str, client: DeviceClient, port: FaultyPort, make_inputs, pro
         resets_at_start = port.log.resets
         start = time.monotonic()
         try:
-            result = with_deadline(lambda: client.infer(inputs), deadline, on_hang)
+            result = with_deadline(lambda inputs=inputs: client.infer(inputs), deadline, on_hang)
         except Hang as exc:
             out.hang += 1
             out.problems.append(str(exc))

@@ -219,7 +219,7 @@ def test_corrupted_buffers_fail_cleanly(data):
     except fx.FlexBufferError:
         pass
     except RecursionError:          # pragma: no cover - must not happen
-        raise AssertionError("unbounded recursion")
+        raise AssertionError("unbounded recursion") from None
 
 
 def test_struct_errors_never_escape():
@@ -232,4 +232,4 @@ def test_struct_errors_never_escape():
             except fx.FlexBufferError:
                 pass
             except (struct.error, IndexError) as exc:   # pragma: no cover
-                raise AssertionError(f"unchecked read: {exc!r}")
+                raise AssertionError(f"unchecked read: {exc!r}") from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinygen import keras_compat as kc
+from tinygen.convert import keras_compat as kc
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -38,7 +37,7 @@ class FakeTty(io.StringIO):
 
 
 def test_progress_bar_redraws_one_line_on_a_terminal():
-    from tinygen.verify import VectorProgress
+    from tinygen.report.text import VectorProgress
     out = FakeTty()
     bar = VectorProgress(4, ["socket://127.0.0.1:1", "rfc2217://farm:7002"], stream=out,
                          interval=0)
@@ -56,7 +55,7 @@ def test_progress_bar_redraws_one_line_on_a_terminal():
 
 
 def test_progress_lines_without_a_terminal_and_nothing_when_quiet():
-    from tinygen.verify import VectorProgress
+    from tinygen.report.text import VectorProgress
     out = io.StringIO()
     bar = VectorProgress(20, ["a"], stream=out)
     for _ in range(20):
@@ -80,7 +79,8 @@ def _report(port, passed=True):
 
 
 def test_combined_json_and_junit(tmp_path):
-    from tinygen.verify import BoardRun, combined_payload, write_junit
+    from tinygen.report.junit import write_junit
+    from tinygen.verify import BoardRun, combined_payload
     a, b = _report("socket://a"), _report("socket://b", passed=False)
     runs = [BoardRun("socket://a", report=a), BoardRun("socket://b", report=b),
             BoardRun("rfc2217://c", error="no reply to INFO")]
@@ -227,13 +227,13 @@ class Rfc2217Bridge:
             conn.settimeout(0.2)
 
             class Out:
-                def write(self, data):
+                def write(self, data, conn=conn):
                     conn.sendall(data)
 
             manager = serial.rfc2217.PortManager(self.serial, Out())
             done = threading.Event()
 
-            def to_network():
+            def to_network(conn=conn, manager=manager, done=done):
                 while self.alive and not done.is_set():
                     data = self.serial.read(self.serial.in_waiting or 1)
                     if data:

@@ -13,7 +13,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -37,7 +36,7 @@ def test_plugin_is_loaded_and_inert_without_options(tmp_path):
 
         def test_loaded_but_nothing_imported(request):
             assert request.config.pluginmanager.hasplugin("tinygen")
-            heavy = [m for m in ("tensorflow", "tinygen.build", "tinygen.device.protocol",
+            heavy = [m for m in ("tensorflow", "tinygen.project", "tinygen.device.protocol",
                                  "tinygen.boards", "matplotlib") if m in sys.modules]
             assert heavy == []
 

@@ -731,7 +731,7 @@ def test_model_error_reply(make_device):
     x1[0, 0] = -1234.5
     with pytest.raises(DeviceError) as exc:
         client.infer([x0, x1])
-    assert (exc.value.code, proto._signed32(exc.value.detail)) == (proto.ERR_MODEL, -7)
+    assert (exc.value.code, proto.signed32(exc.value.detail)) == (proto.ERR_MODEL, -7)
     x1[0, 0] = 1.0
     assert_outputs(client.infer([x0, x1]), x0, x1, 1, 1)
 

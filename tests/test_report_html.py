@@ -27,8 +27,14 @@ def fc_run():
 
     from tinygen.boards import get_board
     from tinygen.ir import parse_tflite
-    from tinygen.verify import (BoardRun, compare_outputs, latency_figures, make_vector_set,
-                                profile_figures, run_reference)
+    from tinygen.verify import (
+        BoardRun,
+        compare_outputs,
+        latency_figures,
+        make_vector_set,
+        profile_figures,
+        run_reference,
+    )
     ir = parse_tflite(fully_connected_model(np.random.default_rng(3), depth=16, units=4))
     vectors, floats = make_vector_set(ir, 12, None, None)
     ref = run_reference(ir, vectors)
@@ -62,7 +68,7 @@ def fc_run():
 
 
 def test_report_is_self_contained_with_every_section(fc_run, tmp_path):
-    from tinygen.report_html import write_html
+    from tinygen.report.html import write_html
     from tinygen.verify import combined_payload, load_memory_plan
     ir, runs, ref, float_outs, board = fc_run
     plan = load_memory_plan(None, ir, "aot")
@@ -91,7 +97,7 @@ def test_report_is_self_contained_with_every_section(fc_run, tmp_path):
 
 
 def test_tflite_model_and_tflm_runtime_say_what_is_missing(fc_run, tmp_path):
-    from tinygen.report_html import render_html
+    from tinygen.report.html import render_html
     ir, runs, ref, _float, board = fc_run
     text = render_html(ir, runs[:1], ref, float_outs=None, memory_plan=None, board=board)
     assert "The float model is not available" in text
@@ -101,7 +107,7 @@ def test_tflite_model_and_tflm_runtime_say_what_is_missing(fc_run, tmp_path):
 
 def test_memory_plan_picture_from_a_manifest_plan():
     """The plan as the build writes it into tinygen.json draws without the model."""
-    from tinygen.report_html import buffer_kind, plot_memory_plan
+    from tinygen.report.html import buffer_kind, plot_memory_plan
     plan = {"arena_bytes": 4096, "lower_bound_bytes": 3072, "strategy": "test",
             "ops": ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"],
             "buffers": [
@@ -120,6 +126,6 @@ def test_memory_plan_picture_from_a_manifest_plan():
 
 
 def test_short_tensor_names():
-    from tinygen.report_html import short_name
+    from tinygen.report.html import short_name
     assert short_name("sequential/conv2d/Relu;sequential/conv2d/BiasAdd") == "conv2d/Relu"
     assert len(short_name("x" * 100)) == 28

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from tinygen import data
 from tinygen.data import load_samples
 from tinygen.errors import TinygenError

@@ -47,7 +47,7 @@ def _convert(model_path: Path) -> bytes:
 def test_generated_code_is_clean_under_asan_and_ubsan(model_path, tmp_path, monkeypatch):
     if shutil.which("clang") is None:
         pytest.skip("clang not installed")
-    from harness import build_host, run_host, run_tflm, random_inputs
+    from harness import build_host, random_inputs, run_host, run_tflm
 
     tflite = _convert(model_path)
     monkeypatch.setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinygen import ssd_postprocess as sp
+from tinygen.convert import ssd_postprocess as sp
 
 A = 3          # anchors per cell
 C = 4          # class columns: background + 3 classes
@@ -193,8 +193,8 @@ def test_float_detector_matches_reference_exactly_regular_nms(tf, detector, imag
 def test_finalize_rejects_models_without_the_op(tf):
     import keras
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    from tinygen import keras_compat
     from tinygen import tfenv
+    from tinygen.convert import keras_compat
     with tfenv.quiet():
         buf = keras_compat.tflite_converter(m).convert()
     with pytest.raises(sp.SSDError, match="no TFLite_Detection_PostProcess"):

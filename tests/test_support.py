@@ -75,8 +75,8 @@ def test_aot_support_is_what_the_generator_does(tmp_path):
     succeeds, and a refusal is one line naming the operator's index."""
     from tinygen.analyze.support import aot_support, unsupported_message
     from tinygen.codegen.aot import generate_aot
-    from tinygen.codegen.aot_lowering import LoweringError
     from tinygen.ir import parse_tflite
+    from tinygen.plan.lowering import LoweringError
     for case in corpus.built_cases():
         ir = parse_tflite(case.tflite)
         s = aot_support(ir)

@@ -145,7 +145,7 @@ def cmd_inspect(args, con: Console) -> int:
                 f"{a.tflm_arena_planned:,} B")
     if a.aot_arena is not None:
         con.out(f"aot arena (tinygen planner): {a.aot_arena:,} B")
-    for rt, msg in a.unsupported.items():
+    for msg in a.unsupported.values():
         if msg:
             con.out(f"unsupported: {msg}")
     for f in a.fits:
@@ -168,7 +168,7 @@ def _default_board(args) -> str:
 
 
 def cmd_build(args, con: Console) -> int:
-    from .build.project import build
+    from .project.build import build
     board = _default_board(args)
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
@@ -205,8 +205,55 @@ def cmd_flash(args, con: Console) -> int:
 
 
 def cmd_verify(args, con: Console) -> int:
-    from .verify import run_verify
-    return run_verify(args, con)
+    from .errors import VerificationFailed
+    from .report.text import VectorProgress, format_report
+    from .verify import verify_model
+    html = getattr(args, "html", None)
+    json_to_stdout = args.json == "-"
+    outcome = verify_model(
+        args.model, board_id=args.board, runtime=args.runtime, ports=args.port or [],
+        calib=args.calib, data=args.data, samples=args.samples, tolerance=args.tolerance,
+        detection=args.detection, output=args.output, profile=args.profile,
+        tflm_source=args.tflm_source, arena_bytes=args.arena_bytes,
+        float_reference=bool(html), progress=con.progress, warn=con.warn,
+        progress_bar=lambda n, labels: VectorProgress(n, labels, quiet=con.quiet))
+    runs, reports, failed = outcome.runs, outcome.reports, outcome.failed
+    human = sys.stderr if json_to_stdout else sys.stdout
+    quiet_human = json_to_stdout and con.quiet
+    for r in reports:
+        if not quiet_human:
+            print(format_report(r), file=human, flush=True)
+    for r in failed:
+        print(f"verify {outcome.board.id} over {r.label}: no verdict: {r.error}",
+              file=sys.stderr, flush=True)
+    if len(runs) > 1 and not quiet_human:
+        exact = not failed and all(r.bit_exact for r in reports)
+        print(f"{'PASS' if outcome.passed else 'FAIL'}: {len(reports)} of {len(runs)} boards "
+              "verified" + (", all bit-exact" if exact else ""), file=human, flush=True)
+    if json_to_stdout:
+        sys.stdout.write(json.dumps(outcome.payload, indent=2) + "\n")
+        sys.stdout.flush()
+    elif args.json:
+        Path(args.json).write_text(json.dumps(outcome.payload, indent=2))
+    if args.junit and reports:
+        from .report.junit import write_junit
+        write_junit(reports, Path(args.junit))
+    if html:
+        from .report.html import write_html
+        from .verify import load_memory_plan
+        con.progress(f"writing {html}")
+        plan = load_memory_plan(outcome.project_dir, outcome.ir, outcome.runtime)
+        write_html(Path(html), outcome.ir, runs, outcome.ref_outs, float_outs=outcome.float_outs,
+                   memory_plan=plan, model_name=Path(args.model).name, board=outcome.board,
+                   payload=outcome.payload)
+        if not quiet_human:
+            print(f"report: {html}", file=human, flush=True)
+    if failed:
+        raise TinygenError(f"{len(failed)} of {len(runs)} boards could not be verified: "
+                           + "; ".join(f"{r.label}: {r.error}" for r in failed))
+    if not outcome.passed:
+        raise VerificationFailed("device outputs differ from the reference beyond the tolerance")
+    return 0
 
 
 # ---------------------------------------------------------------------------

@@ -41,8 +41,8 @@ class SamplePolicy:
     note: Callable[[str], None] | None = None     # None: "tinygen: warning: ..." on stderr
 
 
-_POLICY: contextvars.ContextVar[SamplePolicy] = contextvars.ContextVar(
-    "tinygen_sample_policy", default=SamplePolicy())
+_POLICY: contextvars.ContextVar[SamplePolicy | None] = contextvars.ContextVar(
+    "tinygen_sample_policy", default=None)
 
 
 @contextlib.contextmanager
@@ -57,7 +57,7 @@ def sample_policy(drop_nonfinite: bool = False,
 
 
 def current_policy() -> SamplePolicy:
-    return _POLICY.get()
+    return _POLICY.get() or SamplePolicy()
 
 
 def tell(message: str, note: Callable[[str], None] | None = None) -> None:

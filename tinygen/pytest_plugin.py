@@ -17,7 +17,7 @@ Options (documented in docs/pytest-plugin.md):
   --tinygen-build-dir DIR where to build (default: a session temporary directory)
 
 Fixtures: ``tinygen_board`` (a :class:`tinygen.boards.Board`),
-``tinygen_build`` (session-scoped :class:`tinygen.build.project.BuildResult`),
+``tinygen_build`` (session-scoped :class:`tinygen.project.build.BuildResult`),
 ``dut`` (session-scoped :class:`Dut`: the device under test).
 """
 
@@ -228,14 +228,14 @@ def tinygen_board(tinygen_options):
 
 @pytest.fixture(scope="session")
 def tinygen_build(tinygen_board, tinygen_options, tmp_path_factory):
-    """The model built for the board (a tinygen.build.project.BuildResult; the
+    """The model built for the board (a tinygen.project.build.BuildResult; the
     firmware is compiled unless --tinygen-port names an already flashed
     board); skips without --tinygen-model."""
     opts = tinygen_options
     if not opts.model:
         pytest.skip("no --tinygen-model given")
-    from tinygen.build.project import build
     from tinygen.errors import TinygenError
+    from tinygen.project.build import build
     model = Path(opts.model)
     stem = model.stem if model.suffix else model.name
     out = Path(opts.build_dir) if opts.build_dir else \

@@ -17,8 +17,9 @@ def _prepare_env() -> None:
 def tf():
     _prepare_env()
     with quiet():
-        import tensorflow
         import logging
+
+        import tensorflow
         tensorflow.get_logger().setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
     return tensorflow

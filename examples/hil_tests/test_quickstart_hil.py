@@ -70,7 +70,7 @@ def test_latency_below_bound(dut, images, request):
 def test_builds_and_fits_the_board(tinygen_board, tmp_path):
     """Needs only --tinygen-board: render a project for the board (no compile)
     and check the model fits its RAM and flash."""
-    from tinygen.build.project import build
+    from tinygen.project.build import build
     result = build(QUICKSTART / "model.h5", tinygen_board.id,
                    calib=QUICKSTART / "calib.npy", out_dir=tmp_path / "project",
                    compile_firmware=False)

@@ -2,7 +2,7 @@
 
     python examples/mobilenet_ssd/evaluate.py          # writes results.json
 
-float: the Keras model's heads + tinygen.ssd_postprocess.reference_postprocess
+float: the Keras model's heads + tinygen.convert.ssd_postprocess.reference_postprocess
        (a NumPy port of TFLM's TFLite_Detection_PostProcess kernel);
 int8:  the .tflite tinygen converts with --calib calib.npy --detection ssd.json,
        run on the TFLM interpreter (tinygen.reference.TflmReference), input
@@ -41,7 +41,7 @@ def rows(boxes, classes, scores, count):
 
 
 def float_detections(model, x, anchors, opts, batch: int = 50):
-    from tinygen import ssd_postprocess as sp
+    from tinygen.convert import ssd_postprocess as sp
     dets = []
     for i in range(0, len(x), batch):
         box, cls = model.predict(x[i:i + batch].astype(np.float32), verbose=0)

@@ -2,7 +2,7 @@
 
 No TensorFlow here: the tests import this module in milliseconds.
 
-Conventions (those of TFLite_Detection_PostProcess, see tinygen/ssd_postprocess.py):
+Conventions (those of TFLite_Detection_PostProcess, see tinygen/convert/ssd_postprocess.py):
 * boxes are (ymin, xmin, ymax, xmax), normalized to [0, 1];
 * anchors are (yc, xc, h, w), normalized, one row per (cell row, cell column,
   anchor) in that order, which is the order of a conv head [1, H, W, A*k]

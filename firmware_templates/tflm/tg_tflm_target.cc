@@ -7,9 +7,12 @@
 // board (DWT cycles on real Cortex-M, SysTick-derived guest instructions under
 // QEMU), so TFLM's profiler and tinygen's protocol count the same thing.
 //
-// DebugLog keeps the last message TFLM printed (MicroPrintf), so that a failed
-// AllocateTensors ("Failed to resize buffer. Requested: ...") reaches the host
-// through tg_model_last_error() instead of being lost on a board with no console.
+// DebugLog keeps what TFLM printed (MicroPrintf) since the last clear, first
+// message first: a failed AllocateTensors prints its cause ("Failed to resize
+// buffer. Requested: ..., missing: ...") before the summary ("Node CONV_2D
+// (number 2) failed to prepare"), and the cause is what the host must see.
+// It reaches the host through tg_model_last_error() instead of being lost on
+// a board with no console.
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -22,7 +25,8 @@
 #include "tg_tflm_target.h"
 
 namespace {
-char g_last_log[TG_TFLM_LOG_BYTES];
+char g_log[TG_TFLM_LOG_BYTES];
+int g_log_len = 0;
 }  // namespace
 
 namespace tflite {
@@ -49,7 +53,15 @@ extern "C" void DebugLog(const char *format, va_list args) {
   if (n >= static_cast<int>(sizeof line)) n = static_cast<int>(sizeof line) - 1;
   while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
   if (n <= 0) return;
-  for (int i = 0; i <= n; ++i) g_last_log[i] = line[i];
+  // Append "; line" while it fits; a message that does not fit is dropped whole.
+  const int sep = g_log_len > 0 ? 2 : 0;
+  if (g_log_len + sep + n >= TG_TFLM_LOG_BYTES) return;
+  if (sep) {
+    g_log[g_log_len++] = ';';
+    g_log[g_log_len++] = ' ';
+  }
+  for (int i = 0; i < n; ++i) g_log[g_log_len++] = line[i];
+  g_log[g_log_len] = '\0';
 }
 
 extern "C" int DebugVsnprintf(char *buffer, size_t buf_size, const char *format,
@@ -57,6 +69,9 @@ extern "C" int DebugVsnprintf(char *buffer, size_t buf_size, const char *format,
   return vsnprintf(buffer, buf_size, format, vlist);
 }
 
-extern "C" const char *tg_tflm_last_log(void) { return g_last_log; }
+extern "C" const char *tg_tflm_last_log(void) { return g_log; }
 
-extern "C" void tg_tflm_clear_log(void) { g_last_log[0] = '\0'; }
+extern "C" void tg_tflm_clear_log(void) {
+  g_log_len = 0;
+  g_log[0] = '\0';
+}

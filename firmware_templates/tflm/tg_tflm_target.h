@@ -6,9 +6,10 @@
 extern "C" {
 #endif
 
-#define TG_TFLM_LOG_BYTES 120
+#define TG_TFLM_LOG_BYTES 240
 
-/* The most recent line TFLM printed through DebugLog ("" when none). */
+/* What TFLM printed through DebugLog since the last clear, "; "-separated, first
+ * message first (at most TG_TFLM_LOG_BYTES - 1 characters; "" when none). */
 const char *tg_tflm_last_log(void);
 void tg_tflm_clear_log(void);
 

@@ -14,11 +14,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-
 import tflite_builder as tb
 from harness import assert_bit_exact
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 schema = tb.schema
 # option tables of operators the shared builder does not list

@@ -294,6 +294,7 @@ def tflm_arena_usage(tflite: bytes, arena_size: int | None = None) -> dict[str, 
     activations, 'tail' = persistent interpreter data), read from
     print_allocations() (which prints from C, so the fd is redirected)."""
     import re
+
     from tflite_micro.python.tflite_micro import runtime
     model = parse_tflite(tflite)
     interp = runtime.Interpreter.from_bytes(bytes(tflite),

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from harness import _cache_dir
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import assert_bit_exact_m4, build_m4, qemu_available, random_inputs, run_m4
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from harness import assert_bit_exact_m4, build_m4, qemu_available, random_inputs, run_m4
 from keras_models import keras_cnn, keras_mixed
 from test_aot_ops import conv_cases, depthwise_cases, fc_cases, pool_cases
 from tflite_builder import conv2d_model, depthwise_model, fully_connected_model, pool_model

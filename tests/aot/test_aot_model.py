@@ -12,13 +12,11 @@ import shutil
 
 import numpy as np
 import pytest
-
-from harness import (assert_bit_exact, compile_cortex_m4, link_cortex_m4, random_inputs,
-                     tflm_arena_usage)
+from harness import assert_bit_exact, compile_cortex_m4, link_cortex_m4, random_inputs, tflm_arena_usage
 from keras_models import keras_cnn, keras_dscnn, keras_mixed
+
 from tinygen.codegen.aot import generate_aot
 from tinygen.ir import parse_tflite
-
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +69,7 @@ def test_keras_cnn_files_and_result(keras_cnn_tflite, tmp_path):
     for name in res.weight_symbols + res.table_symbols:
         assert f"static const int8_t {name}[" in src or f"static const int32_t {name}[" in src
     # what generate_aot decided is what plan_aot reports (for the analyze stage)
-    from tinygen.codegen.aot import plan_aot
+    from tinygen.plan.aot import plan_aot
     calls, plan = plan_aot(parse_tflite(keras_cnn_tflite), core="cortex-m4f")
     assert plan.arena_bytes == res.arena_bytes
     assert [c.kernel for c in calls] == [c.kernel for c in res.calls]

@@ -12,16 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import assert_bit_exact, build_host, run_host, run_tflm
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from tflite_builder import (
+    GraphBuilder,
+    conv2d_model,
+    conv2d_options,
+    depthwise_model,
+    fc_options,
+    fully_connected_model,
+    out_size,
+    pool_model,
+    reshape_options,
+)
 
-from harness import assert_bit_exact, build_host, run_host, run_tflm
-from tflite_builder import (GraphBuilder, conv2d_model, conv2d_options, depthwise_model,
-                            fc_options, fully_connected_model, out_size, pool_model,
-                            reshape_options)
 from tinygen.codegen.aot import generate_aot
-from tinygen.codegen.aot_lowering import LoweringError, quantize_multiplier
 from tinygen.ir import parse_tflite
+from tinygen.plan.lowering import LoweringError, quantize_multiplier
 
 FAST = settings(max_examples=50, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -335,7 +343,7 @@ def test_squeeze_after_pool(tmp_path):
 # errors
 
 def test_unsupported_op_names_op_and_position(tmp_path):
-    from tinygen.codegen.aot_lowering import supported_opcodes
+    from tinygen.plan.ops import supported_opcodes
     opcode = next(c for c in ("LOCAL_RESPONSE_NORMALIZATION", "L2_NORMALIZATION", "FLOOR", "EXP")
                   if c not in supported_opcodes())
     b = GraphBuilder("unsupported")

@@ -19,19 +19,19 @@ import functools
 import tempfile
 from pathlib import Path
 
+import harness
 import numpy as np
 import pytest
+from harness import assert_bit_exact, assert_bit_exact_m4, qemu_available
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import harness
-from harness import assert_bit_exact, assert_bit_exact_m4, qemu_available
 from test_aot_ops import conv_cases, depthwise_cases, fc_cases
 from tflite_builder import conv2d_model, depthwise_model, fully_connected_model
+
 from tinygen.codegen import aot
-from tinygen.codegen.aot_lowering import quantize_multiplier
-from tinygen.codegen.aot_ops.conv import raster_overlap, rq_records
 from tinygen.ir import parse_tflite
+from tinygen.plan.lowering import quantize_multiplier
+from tinygen.plan.ops.conv import raster_overlap, rq_records
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -340,7 +340,7 @@ def _raster_clobbers(in_shape, out_shape, fh, fw, win, shift) -> bool:
 @given(conv_cases())
 def test_raster_overlap_is_exact(case):
     kw, _ = case
-    from tinygen.codegen.aot_ops.conv import conv_window
+    from tinygen.plan.ops.conv import conv_window
     tfl = conv2d_model(np.random.default_rng(0), **kw)
     model = parse_tflite(tfl)
     op = model.operators[0]
@@ -395,6 +395,7 @@ def test_core_selects_kernel_family():
 @pytest.mark.skipif(not qemu_available(), reason="arm-none-eabi-gcc not installed")
 def test_dsp_model_links_without_libc_baggage(tmp_path):
     import subprocess
+
     from keras_models import keras_cnn
     res = aot.generate_aot(parse_tflite(keras_cnn()), tmp_path / "src", core="cortex-m4f")
     assert {c.kernel for c in res.calls} >= DSP_KERNELS

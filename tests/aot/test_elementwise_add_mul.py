@@ -6,19 +6,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tflite_builder as tb
+from ew_models import ACTIVATIONS, check, fast, int8_data, options, patterns, scales, seeds, shapes, slow, zero_points
+from harness import assert_bit_exact
 from hypothesis import given
 from hypothesis import strategies as st
-
-import numpy as np
-
-import tflite_builder as tb
-from tinygen.codegen.aot import plan_aot
-from tinygen.ir import parse_tflite
-from ew_models import ACTIVATIONS, check, fast, int8_data, options, patterns, scales, \
-    seeds, shapes, slow, zero_points
-from harness import assert_bit_exact
 from tflite_builder import ACT, GraphBuilder
+
+from tinygen.ir import parse_tflite
+from tinygen.plan.aot import plan_aot
 
 tb.OPTION_TABLES.setdefault("SUB", "SubOptions")
 _OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions"}

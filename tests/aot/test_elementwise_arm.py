@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ew_models import check, options
 from harness import ARM_CFLAGS, REPO, compile_cortex_m4
 from tflite_builder import ACT, GraphBuilder
+
 from tinygen.codegen.aot import generate_aot
 from tinygen.ir import parse_tflite
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ew_models import check, fast, int8_data, options, scales, seeds, shapes, slow, zero_points
 from hypothesis import given
 from hypothesis import strategies as st
-
-from ew_models import check, fast, int8_data, options, scales, seeds, shapes, slow, zero_points
 from tflite_builder import GraphBuilder
-from tinygen.codegen.aot_lowering import LoweringContext, LoweringError, lower
+
 from tinygen.ir import parse_tflite
+from tinygen.plan.lowering import LoweringContext, LoweringError
+from tinygen.plan.ops import lower
 
 
 def concat_model(in_shapes, axis, q, dtype="int8", in_q=None):

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ew_models import check, fast, scales, seeds, shapes, slow
 from hypothesis import given
 from hypothesis import strategies as st
-
-from ew_models import check, fast, scales, seeds, shapes, slow
 from tflite_builder import GraphBuilder
 
 QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}

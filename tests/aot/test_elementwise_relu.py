@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ew_models import check, fast, options, scales, seeds, slow, zero_points
 from hypothesis import given
 from hypothesis import strategies as st
-
-from ew_models import check, fast, options, scales, seeds, slow, zero_points
 from tflite_builder import GraphBuilder
 
 ALL_CODES = np.arange(-128, 128, dtype=np.int8)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ew_models import check, fast, int8_data, options, patterns, scales, seeds, shapes, slow, zero_points
 from hypothesis import given
 from hypothesis import strategies as st
-
-from ew_models import check, fast, int8_data, options, patterns, scales, seeds, shapes, slow, \
-    zero_points
 from tflite_builder import GraphBuilder
 
 

@@ -14,7 +14,6 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from harness import REPO, _run
 
 KERNELS = REPO / "firmware_templates" / "aot" / "kernels"

@@ -18,9 +18,9 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from harness import assert_bit_exact, random_inputs, run_tflm
+
 from tinygen.ir import parse_tflite
 
 pytestmark = pytest.mark.slow
@@ -91,6 +91,7 @@ def _quant(t):
 def test_the_h5_is_one_keras3_refuses(keras2):
     """The premise: the file carries Keras 2 config keys and Keras 3 cannot load it."""
     import h5py
+
     from tinygen import tfenv
     with h5py.File(keras2["h5"], "r") as h5:
         assert h5.attrs["keras_version"].startswith("2.")
@@ -102,7 +103,7 @@ def test_the_h5_is_one_keras3_refuses(keras2):
     keras = tfenv.keras()
     with pytest.raises(Exception, match="DepthwiseConv2D"):
         keras.models.load_model(keras2["h5"], compile=False)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever the library raises
         keras.models.load_model(keras2["savedmodel"], compile=False)
 
 
@@ -153,8 +154,9 @@ def test_keras2_file_converts_as_keras2_and_runs_bit_exact(keras2, form, tmp_pat
 def test_keras2_file_no_keras_can_rebuild_is_not_called_corrupt(keras2, tmp_path):
     """A well-formed Keras 2 .h5 whose layer no installed Keras knows (a custom layer):
     the message says so, not 'corrupt'."""
-    import h5py
     import shutil
+
+    import h5py
     path = tmp_path / "custom.h5"
     shutil.copyfile(keras2["h5"], path)
     with h5py.File(path, "r+") as h5:

@@ -24,16 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tflite_builder as tb
+from harness import HOST_CFLAGS, REPO, SANITIZE, HostBinary, _cache_dir, _run, random_inputs, run_tflm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import tflite_builder as tb
-from harness import HOST_CFLAGS, REPO, SANITIZE, HostBinary, _cache_dir, _run, random_inputs, \
-    run_tflm
-from tinygen.codegen.aot import generate_aot
 from tflite_builder import GraphBuilder
-from tinygen.codegen.aot_lowering import LoweringError
+
+from tinygen.codegen.aot import generate_aot
 from tinygen.ir import parse_tflite
+from tinygen.plan.lowering import LoweringError
 
 schema = tb.schema
 tb.OPTION_TABLES.setdefault("UNIDIRECTIONAL_SEQUENCE_LSTM", "UnidirectionalSequenceLSTMOptions")
@@ -218,8 +217,8 @@ def _host_with_reset(binary, batches, reset_after):
 
 
 def _tflm_with_reset(tflite, batches, reset_after):
-    from tflite_micro.python.tflite_micro import runtime
     from harness import tflm_arena_size
+    from tflite_micro.python.tflite_micro import runtime
     model = parse_tflite(tflite)
     interp = runtime.Interpreter.from_bytes(bytes(tflite), arena_size=tflm_arena_size(model))
     results = []
@@ -286,7 +285,7 @@ def test_sigmoid_int16_every_input_matches_tflm(tmp_path):
 
 @pytest.mark.parametrize("power", [-12, -11])
 def test_tanh_int16_every_input_matches_tflm(tmp_path, power):
-    from tinygen.codegen.aot_ops.lstm import tanh_rescale
+    from tinygen.plan.ops.lstm import tanh_rescale
     exe = _activation_driver(tmp_path)
     mult, shift = tanh_rescale(power)
     ours = np.frombuffer(subprocess.run([str(exe), "t", str(mult), str(shift)],
@@ -393,7 +392,7 @@ def test_lstm_state_persists_and_reset_restores(tmp_path):
 def test_lstm_variants_tflm_rejects_are_rejected(tmp_path, variant):
     from tflite_micro.python.tflite_micro import runtime
     model = lstm_model(1, variant=variant)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever the library raises
         runtime.Interpreter.from_bytes(model, arena_size=1 << 18).invoke()
     with pytest.raises(LoweringError, match="standard Keras LSTM"):
         generate_aot(parse_tflite(model), tmp_path / "aot")

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinygen.analyze.memory_plan import (GraphOp, PlanError, check_plan, greedy_first_fit,
-                                         plan_graph, plan_memory, simulate_plan)
+from tinygen.plan.memory import GraphOp, PlanError, check_plan, greedy_first_fit, plan_graph, plan_memory, simulate_plan
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -217,8 +216,9 @@ def test_beats_or_matches_tflm_greedy_on_branchy_graph():
 
 def test_plan_memory_on_ir_model():
     from tflite_builder import conv2d_model
-    from tinygen.codegen.aot import lower_model
+
     from tinygen.ir import parse_tflite
+    from tinygen.plan.aot import lower_model
     model = parse_tflite(conv2d_model(np.random.default_rng(0), h=6, w=6))
     calls = lower_model(model)
     plan = plan_memory(model, calls, overlap=False)

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from harness import REPO
 
 SCRIPT = REPO / "tools" / "derive_sigmoid_lut.py"

@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
-from hypothesis import strategies as st
-
 import tflite_builder as tb
 from ew_models import fast, options, slow
 from harness import build_host, run_host, run_tflm
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from tflite_builder import GraphBuilder
-from tinygen.codegen.aot_lowering import LoweringError
-from tinygen.codegen.aot_ops.slicing import gather_plan, strided_slice_loops, \
-    strided_slice_out_shape
-from tinygen.ir import parse_tflite
+
 from tinygen.codegen.aot import generate_aot
+from tinygen.ir import parse_tflite
+from tinygen.plan.lowering import LoweringError
+from tinygen.plan.ops.slicing import gather_plan, strided_slice_loops, strided_slice_out_shape
 
 for _op, _table in (("STRIDED_SLICE", "StridedSliceOptions"), ("REVERSE_V2", "ReverseV2Options"),
                     ("BROADCAST_TO", "BroadcastToOptions"), ("UNPACK", "UnpackOptions"),

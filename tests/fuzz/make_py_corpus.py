@@ -18,7 +18,6 @@ import io
 import sys
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 from flatbuffers import flexbuffers
 

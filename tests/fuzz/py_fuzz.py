@@ -82,12 +82,12 @@ def _import_targets() -> None:
     _work = Path(tempfile.mkdtemp(prefix="tg_pyfuzz_"))
     atexit.register(shutil.rmtree, _work, True)
     from tinygen import data, load
-    from tinygen.codegen.aot_lowering import LoweringError
-    from tinygen.codegen.aot_ops.detection import detection_options
     from tinygen.convert import convert
     from tinygen.errors import TinygenError
     from tinygen.ir import Operator, flexbuffer
     from tinygen.ir.model import ModelFormatError
+    from tinygen.plan.lowering import LoweringError
+    from tinygen.plan.ops.detection import detection_options
     _modules.update(data=data, load=load, convert=convert, TinygenError=TinygenError,
                     ModelFormatError=ModelFormatError, flexbuffer=flexbuffer,
                     Operator=Operator, detection_options=detection_options,

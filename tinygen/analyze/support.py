@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import Model
-from .ops import TFLM_RESOLVER
+from .tflm_resolver import TFLM_RESOLVER
 
 
 @dataclass
@@ -41,9 +41,8 @@ def tflm_support(model: Model) -> Support:
 
 
 def aot_support(model: Model, core: str | None = None) -> Support:
-    from ..codegen.aot import (ARENA_ALIGN, SCRATCH_GROWTH, _choose_scratch, check_model_io,
-                               lower_each)
-    from ..codegen.aot_lowering import LoweringError
+    from ..plan.aot import ARENA_ALIGN, SCRATCH_GROWTH, check_model_io, choose_scratch, lower_each
+    from ..plan.lowering import LoweringError
     s = Support("aot")
     try:
         check_model_io(model)
@@ -56,7 +55,7 @@ def aot_support(model: Model, core: str | None = None) -> Support:
             if r.internal:
                 s.internal.add(op.index)
     if s.ok:
-        s.calls, s.plan = _choose_scratch(model, results, ARENA_ALIGN, True, SCRATCH_GROWTH)
+        s.calls, s.plan = choose_scratch(model, results, ARENA_ALIGN, True, SCRATCH_GROWTH)
     return s
 
 

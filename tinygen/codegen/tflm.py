@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..analyze.ops import tflm_method
+from ..analyze.tflm_resolver import tflm_method
 from ..errors import TinygenError
 from ..ir import Model
 from .render import render_to, signature_c_bytes, tensor_info_rows

@@ -52,7 +52,7 @@ class QemuError(TinygenError):
 
 def machine_for_board(board: str) -> str:
     """QEMU machine of a tinygen-qemu PlatformIO board id (boards/*.json)."""
-    from ..build.pio_offline import PLATFORM_DIR
+    from ..project.pio_offline import PLATFORM_DIR
     path = PLATFORM_DIR / "boards" / f"{board}.json"
     try:
         return json.loads(path.read_text())["build"]["qemu_machine"]
@@ -285,7 +285,7 @@ class QemuProcess:
         """(bytes used, bytes reserved) of the firmware's stack so far, the
         region found from the ELF's __tg_stack_bottom / __tg_stack_top (the
         tinygen QEMU boards' linker script).  Needs ``qmp=True``."""
-        from ..build.elf_size import elf_symbols
+        from ..project.elf_size import elf_symbols
         sym = elf_symbols(self.elf, ["__tg_stack_bottom", "__tg_stack_top"])
         bottom, top = sym["__tg_stack_bottom"], sym["__tg_stack_top"]
         return stack_high_water(self, bottom, top), top - bottom

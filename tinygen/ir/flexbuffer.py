@@ -328,7 +328,7 @@ class FlexMap:
         if n_keys != len(self._values):
             raise FlexBufferError(f"map has {n_keys} keys but {len(self._values)} values")
         _check(b, keys, n_keys * keys_width, "map keys")
-        names = []
+        names: list[str] = []
         for i in range(n_keys):
             key = Ref(b, keys + i * keys_width, keys_width, 1, KEY).as_key()
             if names and key.encode() <= names[-1].encode():

@@ -10,7 +10,7 @@ finding re-run alone:
   keep_dims, broadcasting, negative axes, per-channel quantization on
   unusual dimensions (a 1-D bias with quantized_dimension 3, as in TFLM's
   person_detect.tflite), ...
-* ``zoo/<name>``: the MLPerf Tiny architectures of tinygen.zoo at a reduced
+* ``zoo/<name>``: the MLPerf Tiny architectures of tinygen.models.zoo at a reduced
   width, converted by tinygen (slow: TensorFlow's converter).
 * ``<base>~bytes<seed>`` / ``<base>~struct<seed>``: a base model with bytes
   flipped or truncated, or one field of its structure (an option, a shape,
@@ -398,9 +398,9 @@ def zoo_cases(width: float = 0.25, names=None, cache_dir=None) -> list[Case]:
     import tempfile
     from pathlib import Path
 
-    from .. import zoo
     from ..convert import convert
     from ..load import load_model
+    from ..models import zoo
     key = hashlib.sha256(Path(zoo.__file__).read_bytes()).hexdigest()[:12]
     cases = []
     for name in zoo.MLPERF_TINY:

@@ -75,9 +75,10 @@ int main(void) {
 BOTH_ACCEPT = "accepted by both (0 LSB)"
 BOTH_REFUSE = "refused by both"
 TINYGEN_REFUSES = "refused by tinygen only"
-FINDINGS = ("wrong answer", "aot lowering bug (refused with an internal error)", "tinygen accepts what TFLM rejects", "tinygen traceback",
-            "tinygen crash", "tinygen hang", "generated C does not compile",
-            "generated program fails", "refusal is not one line")
+FINDINGS = ("wrong answer", "aot lowering bug (refused with an internal error)",
+            "tinygen accepts what TFLM rejects", "tinygen traceback", "tinygen crash",
+            "tinygen hang", "generated C does not compile", "generated program fails",
+            "refusal is not one line")
 
 
 @dataclass

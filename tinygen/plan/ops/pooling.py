@@ -8,9 +8,16 @@ activation becomes a clamp range (TFLM's CalculateOpDataPool).
 from __future__ import annotations
 
 from ...ir import Operator
-from ..aot_lowering import KernelCall, LoweringContext, activation_range_int8, lowers
-from .conv import (dims4, out_size, padding_before, raster_overlap, require,
-                   require_int8_activation, with_overlap)
+from ..lowering import KernelCall, LoweringContext, activation_range_int8, lowers
+from .conv import (
+    dims4,
+    out_size,
+    padding_before,
+    raster_overlap,
+    require,
+    require_int8_activation,
+    with_overlap,
+)
 
 
 @lowers("AVERAGE_POOL_2D", "MAX_POOL_2D")

@@ -30,8 +30,8 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from ..errors import TinygenError
@@ -186,7 +186,7 @@ def _provision_scons(pkg: Path) -> None:
                  "requirements": SCONS_REQUIREMENT, "uri": None},
     }) + "\n")
     _write_if_changed(pkg / "scons.py", (
-        "# Written by tinygen (tinygen/build/pio_offline.py): PlatformIO's tool-scons\n"
+        "# Written by tinygen (tinygen/project/pio_offline.py): PlatformIO's tool-scons\n"
         "# package, satisfied offline by the SCons installed with pip.\n"
         "import sys\n"
         "\n"

@@ -13,8 +13,15 @@ import dataclasses
 import numpy as np
 
 from ...ir import Operator, Tensor
-from ..aot_lowering import (ConstArray, KernelCall, LoweringContext, LoweringError,
-                            activation_range_int8, lowers, quantize_multiplier)
+from ..lowering import (
+    ConstArray,
+    KernelCall,
+    LoweringContext,
+    LoweringError,
+    activation_range_int8,
+    lowers,
+    quantize_multiplier,
+)
 
 # ---------------------------------------------------------------------------
 # helpers shared with the pooling lowerings

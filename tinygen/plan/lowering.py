@@ -114,29 +114,13 @@ def lowers(*opcodes: str):
     return register
 
 
-def supported_opcodes() -> set[str]:
-    _load_all()
+def registered_lowering(opcode: str) -> Lowering | None:
+    """The lowering registered for an opcode (tinygen.plan.ops registers them all)."""
+    return _LOWERINGS.get(opcode)
+
+
+def registered_opcodes() -> set[str]:
     return set(_LOWERINGS)
-
-
-def lower(op: Operator, ctx: LoweringContext) -> KernelCall:
-    _load_all()
-    fn = _LOWERINGS.get(op.opcode)
-    if fn is None:
-        raise LoweringError(f"tinygen has no aot kernel for {op.opcode}")
-    for t in list(op.inputs) + list(op.outputs):
-        tt = ctx.model.tensors[t] if t >= 0 else None
-        # A zero scale on a quantized integer tensor turns every multiplier
-        # TFLM derives from it into inf or 0 (it divides without checking).
-        if tt is not None and tt.quant is not None and tt.dtype in ("int8", "uint8", "int16") \
-                and float(tt.quant.scale[0]) == 0.0:
-            raise LoweringError(f"tensor '{tt.name}' has quantization scale 0")
-    return fn(op, ctx)
-
-
-def _load_all() -> None:
-    # Kernel families register themselves on import.
-    from . import aot_ops  # noqa: F401
 
 
 # ---------------------------------------------------------------------------

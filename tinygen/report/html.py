@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .convert import dequantize, is_classifier_shape
+from ..convert import dequantize, is_classifier_shape
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf"]
@@ -352,7 +352,7 @@ def _short_label(label: str) -> str:
 
 def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_name="model",
                 board=None, payload=None) -> str:
-    from .verify import stacked_outputs
+    from ..verify import stacked_outputs
     ok_runs = [r for r in runs if r.report is not None]
     reports = [r.report for r in ok_runs]
     passed = bool(reports) and len(reports) == len(runs) and all(r.passed for r in reports)
@@ -507,7 +507,7 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
 
 
 def write_html(path: Path, ir, runs, ref_outs, **kwargs) -> None:
-    from .errors import TinygenError
+    from ..errors import TinygenError
     text = render_html(ir, runs, ref_outs, **kwargs)
     tmp = path.with_name(f".{path.name}.tmp")
     try:

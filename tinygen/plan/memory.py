@@ -216,7 +216,7 @@ def plan_graph(tensor_bytes: dict[int, int], ops: Sequence[GraphOp], inputs: Seq
     for t in life:
         by_root.setdefault(groups.find(t), []).append(t)
     buffers: list[Buffer] = []
-    for root, members in by_root.items():
+    for members in by_root.values():
         members.sort()
         size = align_up(max(max(tensor_bytes.get(t, 0) for t in members), 1), alignment)
         buffers.append(Buffer(key=f"t{members[0]}", size=size,

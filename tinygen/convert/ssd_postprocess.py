@@ -191,8 +191,7 @@ def detection_function(model, anchors, options: DetectionOptions,
     In TF (not TFLite) the function returns zeros: it is for conversion only.
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     from . import keras_compat
     if keras_compat.needs_legacy_conversion(model):
@@ -250,7 +249,7 @@ def convert_int8(model, anchors, options: DetectionOptions, representative_datas
     """int8 backbone + float TFLite_Detection_PostProcess, finalized (see module doc)."""
     import tensorflow as tf
 
-    from . import tfenv
+    from .. import tfenv
     conv = tflite_converter(model, anchors, options, outputs)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative_dataset

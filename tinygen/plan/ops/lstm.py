@@ -26,8 +26,15 @@ import math
 import numpy as np
 
 from ...ir import Operator, Tensor
-from ..aot_lowering import ConstArray, KernelCall, LoweringContext, LoweringError, lowers, \
-    quantize_multiplier
+from ..c_literals import c_ints
+from ..lowering import (
+    ConstArray,
+    KernelCall,
+    LoweringContext,
+    LoweringError,
+    lowers,
+    quantize_multiplier,
+)
 
 # TFLite's input tensor positions of the fused LSTM (lstm_shared.h)
 INPUT = 0
@@ -102,8 +109,6 @@ def _wrap32(v: np.ndarray) -> np.ndarray:
     return (((v + (1 << 31)) % (1 << 32)) - (1 << 31)).astype(np.int32)
 
 
-def _c_ints(values) -> str:
-    return "{" + ", ".join(str(int(v)) for v in values) + "}"
 
 
 @lowers("UNIDIRECTIONAL_SEQUENCE_LSTM")
@@ -246,8 +251,8 @@ def lower_lstm(op: Operator, ctx: LoweringContext) -> KernelCall:
         "units": str(units), "time_major": "1" if time_major else "0",
         "w_in": ctx.name(op, "w_in"), "w_rec": ctx.name(op, "w_rec"),
         "kbias_in": ctx.name(op, "kbias_in"), "kbias_rec": ctx.name(op, "kbias_rec"),
-        "in_mult": _c_ints(in_mult), "in_shift": _c_ints(in_shift),
-        "rec_mult": _c_ints(rec_mult), "rec_shift": _c_ints(rec_shift),
+        "in_mult": c_ints(in_mult), "in_shift": c_ints(in_shift),
+        "rec_mult": c_ints(rec_mult), "rec_shift": c_ints(rec_shift),
         "forget_mult": str(forget_mult), "forget_shift": str(forget_shift),
         "input_mult": str(input_mult), "input_shift": str(input_shift),
         "hidden_mult": str(hidden_mult), "hidden_shift": str(hidden_shift),

@@ -8,7 +8,7 @@ when the buffers cannot be shared (a constant input).
 from __future__ import annotations
 
 from ...ir import Operator
-from ..aot_lowering import KernelCall, LoweringContext, LoweringError, lowers
+from ..lowering import KernelCall, LoweringContext, LoweringError, lowers
 
 
 @lowers("RESHAPE", "SQUEEZE", "EXPAND_DIMS")

@@ -538,7 +538,7 @@ def to_tf_keras(model, batch_size: int | None = None, unroll_rnns: bool = True):
     if not _is_keras3(model):
         raise TranslationError(f"{type(model).__name__} is not a Keras 3 model")
     tr = _Translator(unroll_rnns)
-    from . import tfenv
+    from .. import tfenv
     with tfenv.quiet():
         new = tr.model(model, batch_size)
         tr.copy_weights()

@@ -15,10 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from .data import load_samples  # noqa: F401  (callers import it from here)
-from .errors import TinygenError
-from .ir import Model, parse_tflite
-from .load import SourceModel
+from ..data import load_samples  # noqa: F401  (callers import it from here)
+from ..errors import TinygenError
+from ..ir import Model, parse_tflite
+from ..load import SourceModel
 
 MAX_REPORT_SAMPLES = 200
 SYNTHETIC_SAMPLES = 64
@@ -106,13 +106,13 @@ def convert(source: SourceModel, calib: Path | None = None,
 
     if calib is not None:
         # Unreadable or object-array files fail here, before TensorFlow is imported.
-        from .data import check_sample_file
+        from ..data import check_sample_file
         check_sample_file(calib)
-    from . import tfenv
+    from .. import tfenv
     tf = tfenv.tf()
     if detection is not None:
         return _convert_detector(source, calib, Path(detection), note, tf)
-    fn, input_shapes, input_names, float_model = _traceable(source, tf)
+    fn, input_shapes, input_names, float_model = traceable_float_model(source, tf)
 
     samples = load_samples(calib, input_shapes)
     warnings = []
@@ -183,8 +183,8 @@ def load_detection_spec(path: Path):
 
 def _convert_detector(source: SourceModel, calib: Path | None, spec_path: Path, note, tf):
     """An SSD-style Keras detector + TFLite_Detection_PostProcess, int8 except the op."""
+    from .. import tfenv
     from . import ssd_postprocess as sp
-    from . import tfenv
     if source.kind != "keras":
         raise TinygenError("--detection needs the Keras detector (.h5/.keras), not "
                            f"a {source.kind}")
@@ -224,8 +224,8 @@ def _convert_detector(source: SourceModel, calib: Path | None, spec_path: Path, 
 def _detection_report(ir, model, anchors, opts, outputs, samples, name, calib_name):
     """Float Keras heads + NumPy post-processing vs the int8 model on TFLM: compared
     on the first min(count) detections (rows past count are undefined)."""
+    from ..reference import TflmReference
     from . import ssd_postprocess as sp
-    from .reference import TflmReference
     ref = TflmReference(ir.tflite)
     tin = ir.input_tensors()[0]
     box_err, same_class, same_count = [], [], []
@@ -260,7 +260,7 @@ def model_input_shapes(source: SourceModel) -> list[tuple]:
     dimensions stay None; the conversion refuses them with its own message)."""
     if source.kind == "tflite":
         return [tuple(t.shape) for t in parse_checked(source.tflite, str(source.path)).input_tensors()]
-    from . import tfenv
+    from .. import tfenv
     tf = tfenv.tf()
     if source.kind == "keras":
         return [(1,) + tuple(t.shape[1:]) for t in source.keras_model.inputs]
@@ -272,7 +272,7 @@ def model_input_shapes(source: SourceModel) -> list[tuple]:
             for _name, spec in sorted(sig.structured_input_signature[1].items())]
 
 
-def _traceable(source: SourceModel, tf):
+def traceable_float_model(source: SourceModel, tf):
     """A tf.function with a fixed batch-1 signature, plus what the converter needs."""
     if source.kind == "keras":
         model = source.keras_model
@@ -333,8 +333,8 @@ def _converter_reason(exc: Exception) -> str:
 
 def parse_checked(tflite: bytes, what: str) -> Model:
     """The IR of a model inspect, build and verify may use: readable and consistent."""
-    from .ir import ModelFormatError
-    from .ir.consistency import check_consistency
+    from ..ir import ModelFormatError
+    from ..ir.consistency import check_consistency
     try:
         ir = parse_tflite(tflite)
         check_consistency(ir)
@@ -371,7 +371,7 @@ def check_full_int8(ir: Model, what: str) -> None:
 
 def quantization_report(ir: Model, fn, samples, model_name: str, calib_name: str
                         ) -> QuantizationReport:
-    from .reference import TflmReference
+    from ..reference import TflmReference
     ref = TflmReference(ir.tflite)
     ins = ir.input_tensors()
     outs = ir.output_tensors()

@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from ...ir import Operator, Tensor
-from ..aot_lowering import ConstArray, KernelCall, LoweringContext, LoweringError, lowers
+from ..c_literals import c_ints
+from ..lowering import ConstArray, KernelCall, LoweringContext, LoweringError, lowers
 
 MAX_GATHER_DIMS = 6   # TG_GATHER_MAX_DIMS
 _SOURCES = ["tg_slice.c", "tg_slice.h"]
@@ -30,9 +31,6 @@ def _fail(op: Operator, why: str) -> LoweringError:
     return LoweringError(f"{op.describe()}: {why}")
 
 
-def _c_ints(values, n: int) -> str:
-    vals = [int(v) for v in values] + [0] * (n - len(values))
-    return "{" + ", ".join(str(v) for v in vals) + "}"
 
 
 def _io(op: Operator, ctx: LoweringContext, k: int, out: bool = False) -> Tensor:
@@ -107,8 +105,8 @@ def gather_call(op: Operator, x: Tensor, y: Tensor, plan: dict, comment: str) ->
         raise _fail(op, f"the selection yields {total} bytes but the output "
                         f"{list(y.shape)} holds {y.nbytes}")
     params = {"ndim": str(plan["ndim"]),
-              "count": _c_ints(plan["count"], MAX_GATHER_DIMS),
-              "step": _c_ints(plan["step"], MAX_GATHER_DIMS),
+              "count": c_ints(plan["count"], MAX_GATHER_DIMS),
+              "step": c_ints(plan["step"], MAX_GATHER_DIMS),
               "start": str(plan["start"]), "run": str(plan["run"])}
     return KernelCall(kernel="tg_gather", params_type="tg_gather_params", params=params,
                       inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=list(_SOURCES),

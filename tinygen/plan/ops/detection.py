@@ -13,13 +13,10 @@ the arena by the memory planner; its layout is passed as byte offsets.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from ...ir import Operator, Tensor
 from ...ir.flexbuffer import FlexBufferError, read_map
-from ..aot_lowering import KernelCall, LoweringContext, LoweringError, lowers
+from ..c_literals import c_float
+from ..lowering import KernelCall, LoweringContext, LoweringError, lowers
 
 CUSTOM_CODE = "TFLite_Detection_PostProcess"
 _SRC = "tg_detection_postprocess.c"
@@ -51,11 +48,6 @@ def detection_options(op: Operator) -> dict:
     return opts
 
 
-def _c_float(v: float, what: str) -> str:
-    f = float(np.float32(v))
-    if not math.isfinite(f):
-        raise LoweringError(f"{what} is {v!r}; the aot kernel needs a finite value")
-    return repr(f) + "f"
 
 
 def _align(n: int, a: int = 4) -> int:
@@ -163,11 +155,11 @@ def lower_detection_postprocess(op: Operator, ctx: LoweringContext) -> KernelCal
         "num_classes_with_background": str(ncwb), "max_detections": str(d),
         "nms_limit": str(limit), "output_rows": str(rows),
         "use_regular_nms": "1" if regular else "0",
-        "score_threshold": _c_float(o["nms_score_threshold"], "nms_score_threshold"),
-        "iou_threshold": _c_float(iou, "nms_iou_threshold"),
+        "score_threshold": c_float(o["nms_score_threshold"], "nms_score_threshold"),
+        "iou_threshold": c_float(iou, "nms_iou_threshold"),
     }
     for k in ("y_scale", "x_scale", "h_scale", "w_scale"):
-        params[k] = _c_float(o[k], k)
+        params[k] = c_float(o[k], k)
     params.update({k: f"{v}u" for k, v in offsets.items()})
     return KernelCall(
         kernel="tg_detection_postprocess", params_type="tg_detection_postprocess_params",

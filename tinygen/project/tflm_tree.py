@@ -104,7 +104,8 @@ class TflmTree:
         files and a model uses a handful, and compiling the rest is most of a
         build's time.  The linker would drop them anyway (--gc-sections)."""
         keep = ["+<tensorflow/>"]
-        needed = None if methods is None else {self.resolver_methods.get(m) for m in methods}
+        needed = None if methods is None else {self.resolver_methods[m] for m in methods
+                                               if m in self.resolver_methods}
         if needed is None or any(r in self.signal_registrations() for r in needed):
             keep.append("+<signal/>")
         if self.cmsis_nn:
@@ -243,7 +244,7 @@ def _scan(root: str):
     header = base / MICRO / "micro_mutable_op_resolver.h"
     text = header.read_text(errors="replace")
     starts = list(_RESOLVER_METHOD.finditer(text))
-    methods = {}
+    methods: dict[str, str] = {}
     # A method's registration is the first Register_X() between its name and the next method.
     for k, match in enumerate(starts):
         end = starts[k + 1].start() if k + 1 < len(starts) else len(text)

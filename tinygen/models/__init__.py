@@ -1,0 +1,1 @@
+"""Reference model architectures (MLPerf Tiny shapes) that tests and the bench build."""

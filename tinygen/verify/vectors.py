@@ -1,0 +1,91 @@
+"""The input vectors a verification runs: from --data, from --calib, or random
+int8 vectors, each with the float input it stands for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..convert import dequantize, quantize
+from ..data import check_sample_file, load_samples, random_vector_count, tell
+from ..errors import TinygenError
+from ..ir import Model
+
+DEFAULT_SAMPLES = 10
+
+
+def make_vectors(ir: Model, samples: int | None, data: str | None, calib: str | None,
+                 seed: int = 1234) -> list[list[np.ndarray]]:
+    """int8 input vectors: from --data, else from --calib, else random."""
+    return make_vector_set(ir, samples, data, calib, seed)[0]
+
+
+def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str | None,
+                    seed: int = 1234) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """(int8 vectors, the same vectors in float): the float ones are the
+    samples as given when they were float, else the int8 ones dequantized."""
+    ins = ir.input_tensors()
+    n = samples if samples is not None else DEFAULT_SAMPLES
+    if n <= 0:
+        raise TinygenError("--samples must be at least 1")
+    source = data or calib
+    vectors, floats = [], []
+    if source:
+        # --data may hold int8 vectors (any integer type within int8); --calib holds
+        # what the conversion took: floats, integers converted to float, or int8 vectors.
+        loaded = load_samples(Path(source), [t.shape for t in ins],
+                              what="data" if data else "calibration",
+                              integers="int8" if data else "float", keep_int8=True)
+        if samples is not None and samples > len(loaded):
+            tell(f"--samples {samples:,}: {Path(source).name} holds {len(loaded):,} usable "
+                 f"samples; verifying {len(loaded):,}")
+        for s in loaded[: (None if data and samples is None else n)]:
+            vec, fvec = [], []
+            for x, t in zip(s, ins):
+                x = np.asarray(x)
+                if x.dtype == np.int8:
+                    q = x.astype(np.int8).reshape(t.shape)
+                    fvec.append(dequantize(q, t).astype(np.float32) if t.quant
+                                else q.astype(np.float32))
+                else:
+                    q = quantize(x, t)
+                    fvec.append(np.asarray(x, np.float32).reshape(t.shape))
+                vec.append(q)
+            vectors.append(vec)
+            floats.append(fvec)
+        return vectors, floats
+    rng = np.random.default_rng(seed)
+    n = random_vector_count(n, sum(int(np.prod(t.shape)) for t in ins))
+    for _ in range(n):
+        vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ins]
+        vectors.append(vec)
+        floats.append([dequantize(q, t).astype(np.float32) if t.quant else q.astype(np.float32)
+                       for q, t in zip(vec, ins)])
+    return vectors, floats
+
+
+def precheck_sample_files(model: str | Path, data: str | Path | None,
+                          calib: str | Path | None) -> None:
+    """Fail on an unusable --data/--calib file before minutes of building: unreadable,
+    object or structured arrays, values that cannot be inputs, and non-finite samples
+    (named precisely with the model's input shapes, read then); a .tflite's shapes
+    are known now, so its files are loaded in full."""
+    shapes = None
+    for what, f in (("data", data), ("calibration", calib)):
+        if not f:
+            continue
+        integers = "int8" if what == "data" else "float"
+        if Path(model).suffix.lower() == ".tflite" and Path(model).exists():
+            from ..load import load_ir
+            ir = load_ir(model)
+            load_samples(Path(f), [t.shape for t in ir.input_tensors()], what=what,
+                         integers=integers, keep_int8=True, note=lambda _m: None)
+            continue
+        if check_sample_file(Path(f), what, integers=integers):
+            if shapes is None:
+                from ..convert import model_input_shapes
+                from ..load import load_model
+                shapes = model_input_shapes(load_model(model))
+            load_samples(Path(f), shapes, what=what, integers=integers, keep_int8=True)
+
