@@ -36,11 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinygen.boards import get_board  # noqa: E402
-from tinygen.build.elf_size import measure_elf  # noqa: E402
-from tinygen.build.project import build  # noqa: E402
 from tinygen.device.protocol import DeviceClient  # noqa: E402
 from tinygen.device.qemu import QemuProcess  # noqa: E402
 from tinygen.ir import parse_tflite  # noqa: E402
+from tinygen.project.build import build  # noqa: E402
+from tinygen.project.elf_size import measure_elf  # noqa: E402
 from tinygen.reference import TflmReference  # noqa: E402
 from tinygen.verify import stacked_outputs  # noqa: E402
 
@@ -89,7 +89,7 @@ def make_model(name: str, work: Path) -> tuple[Path, Path, str | None]:
     if name in EXAMPLES:
         model, calib, det = EXAMPLES[name]
         return ROOT / model, ROOT / calib, (str(ROOT / det) if det else None)
-    from tinygen import zoo
+    from tinygen.models import zoo
     m = zoo.build(name)
     path = work / f"{name}.keras"
     m.save(path)
@@ -410,6 +410,7 @@ def ablation(models: list[str], work: Path) -> list[dict]:
 
     sys.path.insert(0, str(ROOT / "tests" / "aot"))
     import harness  # noqa: E402
+
     from tinygen.codegen import aot  # noqa: E402
     from tinygen.convert import convert  # noqa: E402
     from tinygen.load import load_model  # noqa: E402
