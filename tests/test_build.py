@@ -126,3 +126,34 @@ def test_build_ssd_model_resolver(tmp_path):
     assert "TFLite_Detection_PostProcess" in ir.op_names()
     glue, _ = check_project(out, ir, "nucleo_h743zi")
     assert "AddDetectionPostprocess" in glue
+
+
+def test_build_esp32_c3_devkit_gets_an_esp_idf_tflm_project(cnn_tflite, tmp_path):
+    """The ESP32-C3 is RISC-V, not Xtensa: still an ESP-IDF project with the
+    espressif/esp-tflite-micro component (its emulated twin is qemu-esp32c3)."""
+    out = tmp_path / "c3"
+    r = run_cli("build", "--board", "esp32-c3-devkitm-1", cnn_tflite, "-o", out)
+    assert r.returncode == 0, r.stderr
+    check_project(out, parse_tflite(cnn_tflite.read_bytes()), "esp32-c3-devkitm-1")
+    assert "espressif/esp-tflite-micro" in (out / "src" / "idf_component.yml").read_text()
+    assert "framework = espidf" in (out / "platformio.ini").read_text()
+
+
+def test_build_nodemcu_gets_an_arduino_aot_project(cnn_tflite, tmp_path):
+    """The ESP8266 (LX106) has no ESP-IDF and no TFLM component: an Arduino-core
+    project with the aot runtime, counting cycles with CCOUNT."""
+    out = tmp_path / "nodemcu"
+    r = run_cli("build", "--board", "nodemcuv2", cnn_tflite, "-o", out)
+    assert r.returncode == 0, r.stderr
+    ini = (out / "platformio.ini").read_text()
+    assert "platform = espressif8266" in ini and "framework = arduino" in ini
+    assert (out / "src" / "model.c").is_file() and not (out / "src" / "tg_model_tflm.cc").exists()
+    hal = (out / "src" / "tg_hal_arduino.cpp").read_text()
+    assert "ESP.getCycleCount()" in hal
+    assert json.loads((out / "tinygen.json").read_text())["runtime"] == "aot"
+    cfg = subprocess.run([sys.executable, "-m", "platformio", "project", "config", "-d", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    r = run_cli("build", "--board", "nodemcuv2", cnn_tflite, "--runtime", "tflm",
+                "-o", tmp_path / "x")
+    assert r.returncode == 2 and "does not offer the tflm runtime" in r.stderr

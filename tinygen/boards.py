@@ -38,6 +38,13 @@ class Board:
     # Constant data (the model's weights) in RAM, not flash: the ESP8266
     # reads flash only with aligned 32-bit loads (docs/espressif-cores.md).
     constants_in_ram: bool = False
+    # Datasheet run current (mA) at power_clock_mhz and supply voltage, with where
+    # the figures come from; an emulated board names its real twin instead.
+    run_current_ma: float = 0.0
+    supply_v: float = 0.0
+    power_clock_mhz: int = 0
+    power_source: str = ""
+    power_twin: str = ""
 
     @property
     def emulated(self) -> bool:
@@ -47,8 +54,10 @@ class Board:
     def family(self) -> str:
         if self.emulated:            # before the core: qemu-esp8266 is an Xtensa core too
             return "qemu"
-        if self.core.startswith("xtensa"):
-            return "esp32"
+        if self.core == "xtensa-lx106":
+            return "esp8266"         # Arduino core (no ESP-IDF, no TFLM component)
+        if self.core.startswith(("xtensa", "riscv-esp")):
+            return "esp32"           # ESP-IDF with espressif/esp-tflite-micro
         return "stm32"
 
     @property
@@ -69,9 +78,30 @@ def _from_toml(path: Path) -> Board:
             upload_protocol=pio["upload_protocol"], serial_port=ser["port"], baud=int(ser["baud"]),
             runtimes=tuple(rt["supported"]), default_runtime=rt["default"],
             qemu_machine=d.get("qemu", {}).get("machine", ""), notes=d.get("notes", ""),
-            constants_in_ram=bool(mem.get("constants_in_ram", False)))
+            constants_in_ram=bool(mem.get("constants_in_ram", False)),
+            **_power(d.get("power", {}), int(d["clock_mhz"])))
     except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise TinygenError(f"board file {path} is malformed: {exc}") from None
+
+
+def _power(p: dict, clock_mhz: int) -> dict:
+    if not p:
+        return {}
+    if "twin" in p:
+        return {"power_twin": str(p["twin"])}
+    return {"run_current_ma": float(p["run_current_ma"]), "supply_v": float(p["voltage_v"]),
+            "power_clock_mhz": int(p.get("clock_mhz", clock_mhz)), "power_source": str(p["source"])}
+
+
+def power_figures(board: Board) -> Board | None:
+    """The board whose datasheet figures estimate ``board``'s energy: itself, its
+    real twin (emulated boards), or None when no figures are known."""
+    if board.run_current_ma > 0:
+        return board
+    if board.power_twin:
+        twin = get_board(board.power_twin)
+        return twin if twin.run_current_ma > 0 else None
+    return None
 
 
 def all_boards() -> list[Board]:
