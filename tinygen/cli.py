@@ -117,10 +117,16 @@ def cmd_inspect(args, con: Console) -> int:
     board = get_board(args.board) if args.board else None
     conv = _load_ir_any(args.model, args.calib, con, args.detection)
     ir = conv.ir
+    for w in (conv.report.warnings if conv.report is not None else []):
+        con.warn(w)
     con.progress("measuring the TFLM arena with the recording allocator")
     a = analyze(ir, board)
     if args.json:
-        con.out(json.dumps(a.as_dict(), indent=2, default=str))
+        d = a.as_dict()
+        if conv.report is not None:
+            d["calibration"] = {"source": conv.report.calibration,
+                                "synthetic": conv.report.synthetic_calibration}
+        con.out(json.dumps(d, indent=2, default=str))
         return 0
     con.out(f"model {args.model}: {len(ir.tflite):,} bytes, SHA-256 {ir.signature}")
     for t in a.inputs:
@@ -173,7 +179,7 @@ def cmd_build(args, con: Console) -> int:
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
               progress=con.progress, detection=args.detection, profile=args.profile,
-              arena_bytes=args.arena_bytes)
+              arena_bytes=args.arena_bytes, force=args.force)
     print_build_summary(r, con)
     return 0
 
@@ -215,7 +221,10 @@ def cmd_verify(args, con: Console) -> int:
         calib=args.calib, data=args.data, samples=args.samples, tolerance=args.tolerance,
         detection=args.detection, output=args.output, profile=args.profile,
         tflm_source=args.tflm_source, arena_bytes=args.arena_bytes,
-        float_reference=bool(html), progress=con.progress, warn=con.warn,
+        class_names=args.labels, force=args.force,
+        min_agreement=None if args.min_agreement is None else args.min_agreement / 100,
+        min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
+        progress=con.progress, warn=con.warn,
         progress_bar=lambda n, labels: VectorProgress(n, labels, quiet=con.quiet))
     runs, reports, failed = outcome.runs, outcome.reports, outcome.failed
     human = sys.stderr if json_to_stdout else sys.stdout
@@ -228,8 +237,10 @@ def cmd_verify(args, con: Console) -> int:
               file=sys.stderr, flush=True)
     if len(runs) > 1 and not quiet_human:
         exact = not failed and all(r.bit_exact for r in reports)
+        notes = outcome.failures + outcome.warnings
         print(f"{'PASS' if outcome.passed else 'FAIL'}: {len(reports)} of {len(runs)} boards "
-              "verified" + (", all bit-exact" if exact else ""), file=human, flush=True)
+              "verified" + (", all bit-exact" if exact else "")
+              + (f" ({'; '.join(notes)})" if notes else ""), file=human, flush=True)
     if json_to_stdout:
         sys.stdout.write(json.dumps(outcome.payload, indent=2) + "\n")
         sys.stdout.flush()
@@ -252,6 +263,9 @@ def cmd_verify(args, con: Console) -> int:
         raise TinygenError(f"{len(failed)} of {len(runs)} boards could not be verified: "
                            + "; ".join(f"{r.label}: {r.error}" for r in failed))
     if not outcome.passed:
+        if outcome.failures and all(r.bit_exact or all(o.passed for o in r.outputs)
+                                    for r in reports):
+            raise VerificationFailed("; ".join(outcome.failures))
         raise VerificationFailed("device outputs differ from the reference beyond the tolerance")
     return 0
 
@@ -287,6 +301,11 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument("--arena-bytes", type=int, metavar="N",
                         help="tflm: reserve N bytes of tensor arena instead of the size tinygen "
                              "measures with TFLM's recording allocator plus a margin")
+
+    def force_arg(sp):
+        sp.add_argument("--force", action="store_true",
+                        help="let -o DIR replace a project built for another board or model "
+                             "(without it that is refused, never silently overwritten)")
 
     def model_arg(sp):
         sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")
@@ -341,6 +360,10 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="DIR", help="project directory (default tinygen-out/MODEL-BOARD)")
     tflm_args(sp)
     sp.add_argument("--no-compile", action="store_true", help="render the project only")
+    sp.add_argument("--name", default="model", metavar="NAME",
+                    help="C name of the model: its API is NAME_init(), NAME_invoke(), ... in "
+                         "NAME.h (default: model; docs/api.md)")
+    force_arg(sp)
     sp.add_argument("--profile", action="store_true",
                     help="aot runtime: time every operator on the device (read back by "
                          "`tinygen verify`; adds two counter reads per operator)")
@@ -373,7 +396,20 @@ def make_parser() -> argparse.ArgumentParser:
     group = sp.add_mutually_exclusive_group()
     group.add_argument("--samples", type=int, default=None, metavar="N",
                        help="number of input vectors (default 10; from --data or --calib, else random)")
-    group.add_argument("--data", metavar="FILE", help="input vectors (.npy/.npz, float or int8)")
+    group.add_argument("--data", metavar="FILE",
+                       help="test inputs (.npy/.npz, float or int8), with labels for accuracy: "
+                            "a .npz holding x and y, or a labels .npy beside the inputs "
+                            "(test_x.npy + test_y.npy, or X_labels.npy); docs/data.md")
+    sp.add_argument("--labels", metavar="NAMES.TXT",
+                    help="class names, one per line in class-index order, for the accuracy "
+                         "report and confusion matrix (default: labels.txt beside --data)")
+    sp.add_argument("--min-accuracy", type=float, metavar="PCT",
+                    help="fail when a device's top-1 accuracy on the --data labels is below "
+                         "PCT percent")
+    sp.add_argument("--min-agreement", type=float, metavar="PCT",
+                    help="fail when the float model and the int8 model agree on the top-1 "
+                         "class for fewer than PCT percent of the vectors (without it, below "
+                         "90%% is a warning in the verdict)")
     sp.add_argument("--tolerance", type=int, default=None, metavar="LSB",
                     help="max allowed |device - reference| in LSB (default 0: bit-exact)")
     sp.add_argument("--json", metavar="FILE",
@@ -388,6 +424,7 @@ def make_parser() -> argparse.ArgumentParser:
                     help="build the firmware with per-operator timing (aot, emulated boards "
                          "built here; flashed boards need `tinygen build --profile`)")
     sp.add_argument("-o", "--output", metavar="DIR", help="project directory (default tinygen-out/MODEL-BOARD)")
+    force_arg(sp)
     sp.set_defaults(func=cmd_verify)
     return p
 

@@ -226,10 +226,12 @@ class Samples(list):
     """load_samples' result: a list of samples, plus how many the file held and
     how many were dropped for non-finite values."""
 
-    def __init__(self, samples, total: int, dropped: int = 0):
+    def __init__(self, samples, total: int, dropped: int = 0, kept: np.ndarray | None = None):
         super().__init__(samples)
         self.total = total
         self.dropped = dropped
+        # Which of the file's samples survived --drop-nonfinite: labels must drop the same.
+        self.kept = kept
 
 
 def load_samples(path: Path | str | None, input_shapes: Sequence[Sequence[int]],
@@ -304,7 +306,8 @@ def load_samples(path: Path | str | None, input_shapes: Sequence[Sequence[int]],
     per_input = [_as_model_dtype(a, what, path, label, integers, keep_int8, note)
                  for a, label in zip(per_input, labels)]
     return Samples([[a[j:j + 1] for a in per_input] for j in range(n - n_bad)],
-                   total=n, dropped=n_bad if drop else 0)
+                   total=n, dropped=n_bad if drop else 0,
+                   kept=~np.logical_or.reduce(bad) if n_bad else None)
 
 
 def check_sample_file(path: Path | str, what: str = "calibration", *, integers: str = "float",
@@ -345,3 +348,107 @@ def random_vector_count(requested: int, elements_per_vector: int,
     tell(f"--samples {requested:,}: tinygen makes at most {cap:,} random vectors for this model "
          f"(they are held in memory); verifying {cap:,}. Give --data FILE to run more", note)
     return cap
+
+
+# ---------------------------------------------------------------------------
+# labels and class names (verify --data, --labels)
+
+# Keys that hold the labels in a .npz next to the inputs (x/y, inputs/labels).
+LABEL_KEYS = ("y", "labels", "label", "targets")
+
+
+def labels_file_beside(path: Path) -> Path | None:
+    """A labels .npy saved beside an inputs .npy: foo_labels.npy or foo_y.npy for
+    foo.npy, and test_y.npy for test_x.npy (the usual np.save(x)/np.save(y) pair)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return None
+    stem = path.stem
+    names = [f"{stem}_labels.npy", f"{stem}_y.npy"]
+    if stem.endswith("_x"):
+        names.insert(0, f"{stem[:-2]}_y.npy")
+    if stem in ("x", "inputs"):
+        names.insert(0, "y.npy" if stem == "x" else "labels.npy")
+    for name in names:
+        if (path.parent / name).is_file():
+            return path.parent / name
+    return None
+
+
+def load_labels(path: Path | str, samples: Samples | None = None) -> tuple[np.ndarray, str] | None:
+    """The integer class label of every sample of a --data file, or None when it
+    has none: the array y/labels/label/targets of a .npz, or a labels .npy beside
+    an inputs .npy (labels_file_beside).  One-hot rows are turned into indices.
+    Returns (labels, where they came from); the labels follow ``samples``
+    (its length, and the samples --drop-nonfinite dropped)."""
+    path = Path(path)
+    source: Path | None
+    arr = None
+    where = ""
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                key = next((k for k in LABEL_KEYS if k in z.files), None)
+                if key is None:
+                    return None
+                arr = z[key]
+                where = f"{path.name} (array '{key}')"
+        except _READ_ERRORS as exc:
+            raise _unreadable("data", path, exc) from None
+    else:
+        source = labels_file_beside(path)
+        if source is None:
+            return None
+        try:
+            arr = np.load(source, allow_pickle=False)
+        except _READ_ERRORS as exc:
+            raise _unreadable("labels", source, exc) from None
+        where = source.name
+    if not isinstance(arr, np.ndarray):
+        raise TinygenError(f"labels {where} are not a NumPy array")
+    if arr.ndim == 2 and arr.shape[1] > 1:        # one-hot or per-class scores
+        arr = arr.argmax(axis=1)
+    arr = arr.reshape(-1) if arr.ndim == 2 else arr
+    if arr.ndim != 1:
+        raise TinygenError(f"labels {where} have shape {list(arr.shape)}; expected one class "
+                           "index per sample [N] (or one-hot [N, classes])")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+            raise TinygenError(f"labels {where} hold non-integer values; expected class indices")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iub":
+        raise TinygenError(f"labels {where} hold {arr.dtype} values; expected integer class "
+                           "indices")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise TinygenError(f"labels {where} hold a negative class index ({int(arr.min())})")
+    if samples is not None:
+        if len(arr) != samples.total:
+            raise TinygenError(f"labels {where} hold {len(arr):,} labels for {samples.total:,} "
+                               "samples; give one label per sample")
+        if samples.kept is not None:
+            arr = arr[samples.kept]
+    return arr, where
+
+
+def load_class_names(path: Path | str) -> list[str]:
+    """--labels FILE: one class name per line, in class-index order."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TinygenError(f"--labels file {path} does not exist") from None
+    except IsADirectoryError:
+        raise TinygenError(f"--labels file {path} is a directory; give a text file with one "
+                           "class name per line") from None
+    except UnicodeDecodeError:
+        raise TinygenError(f"--labels file {path} is not UTF-8 text; give one class name "
+                           "per line") from None
+    except OSError as exc:
+        raise TinygenError(f"cannot read --labels file {path}: {exc.strerror}") from None
+    names = [line.strip() for line in text.splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise TinygenError(f"--labels file {path} is empty; give one class name per line")
+    return names

@@ -105,7 +105,8 @@ class Dut:
     ``counter``, ``counter_unit``).  ``reference(x)`` returns what the
     tflite_micro interpreter computes for the same (quantized) input."""
 
-    def __init__(self, client, board, url: str, ir=None, qemu=None):
+    def __init__(self, client, board, url: str, ir=None, qemu=None, model_path=None):
+        self._model_path = model_path
         self.client = client
         self.board = board
         self.url = url
@@ -189,6 +190,50 @@ class Dut:
             from tinygen.reference import TflmReference
             self._reference = TflmReference(self.model.tflite)
         return self._reference.run(self.quantize(x))
+
+    def evaluate(self, x, y, class_names: Sequence[str] | None = None,
+                 float_model: bool = True):
+        """Top-1 accuracy of the device, of the int8 model on the tflite_micro
+        interpreter and (for a Keras/SavedModel --tinygen-model) of the float
+        model, on samples ``x`` (float or int8, one per row; for several inputs
+        a list of arrays) with integer labels ``y``.  Returns a
+        :class:`tinygen.verify.accuracy.Accuracy`: ``.device``, ``.int8``,
+        ``.float``, ``.float_vs_int8_top1``, ``.confusion`` -- so a test can
+        assert a floor: ``assert dut.evaluate(x, y).device >= 0.9``."""
+        import numpy as np
+
+        from tinygen.verify.accuracy import classifier_output, measure_accuracy, top1
+        if self.model is None:
+            pytest.fail("dut.evaluate() needs the model: give --tinygen-model", pytrace=False)
+        k = classifier_output(self.model)
+        if k is None:
+            pytest.fail("dut.evaluate(): the model has no int8 classifier output", pytrace=False)
+        xs = list(x) if isinstance(x, (list, tuple)) else [np.asarray(x)]
+        n = len(xs[0])
+        rows = [[np.asarray(a[j]) for a in xs] for j in range(n)]
+        rows_in = [r if len(r) > 1 else r[0] for r in rows]
+        device, reference = [], []
+        for row in rows_in:
+            device.append(self.infer(row).outputs)
+            reference.append(self.reference(row))
+        float_pred = None
+        if float_model and self._model_path and not str(self._model_path).endswith(".tflite"):
+            from tinygen.convert import dequantize
+            from tinygen.verify.device_run import run_float_model
+            ins = self.model.input_tensors()
+            # int8 samples stand for the float values they quantize
+            floats = [[np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f"
+                       else dequantize(q, t).astype(np.float32)
+                       for v, q, t in zip(r, self.quantize(r if len(r) > 1 else r[0]), ins)]
+                      for r in rows]
+            outs = run_float_model(self._model_path, self.model, floats)
+            float_pred = top1(outs, k) if outs else None
+        t = self.model.output_tensors()[k]
+        return measure_accuracy(np.asarray(y).reshape(-1).astype(np.int64), top1(reference, k),
+                                int(np.prod(t.shape)), output=t.name,
+                                device_preds={self.url: top1(device, k)}, float_pred=float_pred,
+                                names=list(class_names) if class_names else None,
+                                labels_from="dut.evaluate")
 
     def close(self) -> None:
         try:
@@ -279,7 +324,7 @@ def dut(tinygen_board, tinygen_options, request):
         pytest.skip(f"{board.id} is a real board: give its port with --tinygen-port")
     try:
         client = DeviceClient.open(url, board.baud)
-        device = Dut(client, board, url, ir=ir, qemu=qemu)
+        device = Dut(client, board, url, ir=ir, qemu=qemu, model_path=opts.model)
         info = device.info()
         if ir is not None:
             from tinygen.verify import check_device_matches

@@ -59,6 +59,7 @@ class BuildResult:
     tflm_tree: str | None = None           # TFLM source tree compiled in (tflm runtime)
     tflm_flavour: str | None = None        # its kernels: cmsis-nn or reference
     arena_measured: int | None = None      # tflm: TFLM's recording allocator on the host
+    model_path: str = ""                   # the source model, resolved (-o reuse check)
 
     def manifest(self) -> dict:
         return {
@@ -71,7 +72,7 @@ class BuildResult:
             "inputs": self.analysis.inputs, "outputs": self.analysis.outputs,
             "profile": self.profile, "memory_plan": self.memory_plan,
             "tflm_tree": self.tflm_tree, "tflm_flavour": self.tflm_flavour,
-            "arena_measured": self.arena_measured,
+            "arena_measured": self.arena_measured, "model_path": self.model_path,
         }
 
 
@@ -113,7 +114,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
           tflm_source: str | Path | None = None, compile_firmware: bool = True,
           progress: Callable[[str], None] | None = None,
           detection: str | Path | None = None, profile: bool = False,
-          arena_bytes: int | None = None) -> BuildResult:
+          arena_bytes: int | None = None, force: bool = False) -> BuildResult:
     note = progress or (lambda _m: None)
     board = get_board(board_id)
     runtime = choose_runtime(board, runtime)
@@ -127,7 +128,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
                            f"(at least {MIN_ARENA_BYTES})")
     model_path = Path(model_path)
     out = Path(out_dir) if out_dir else default_out_dir(model_path, board)
-    _check_destination(out, board)
+    _check_destination(out, board, model_path, force)
     tree = _open_tflm_tree(board, runtime, tflm_source, note)
 
     note(f"loading {model_path}")
@@ -155,6 +156,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     result.out_dir = out
+    result.model_path = str(model_path.resolve())
     if result.elf is not None:
         result.elf = out / result.elf.relative_to(staging)
     (out / MANIFEST).write_text(json.dumps(result.manifest(), indent=2))
@@ -190,7 +192,8 @@ def _open_tflm_tree(board: Board, runtime: str, option, note):
     return tree
 
 
-def _check_destination(out: Path, board: Board | None = None) -> None:
+def _check_destination(out: Path, board: Board | None = None, model_path: Path | None = None,
+                       force: bool = False) -> None:
     if out.exists():
         if not out.is_dir():
             raise TinygenError(f"output path {out} exists and is not a directory")
@@ -199,10 +202,16 @@ def _check_destination(out: Path, board: Board | None = None) -> None:
                 f"output directory {out} is not empty and was not made by tinygen; "
                 "choose another -o or empty it")
         previous = _manifest_board(out / MANIFEST)
-        if board is not None and previous and previous != board.id:
+        if board is not None and previous and previous != board.id and not force:
             raise TinygenError(
                 f"output directory {out} holds the project for board {previous}, not "
-                f"{board.id}; choose another -o (or remove {out} to reuse the name)")
+                f"{board.id}; choose another -o, or pass --force to replace it")
+        old_model = _manifest_model(out / MANIFEST)
+        if model_path is not None and old_model and not force and \
+                Path(old_model) != model_path.resolve():
+            raise TinygenError(
+                f"output directory {out} holds the project of another model ({old_model}); "
+                "choose another -o, or pass --force to replace it")
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +223,16 @@ def _check_destination(out: Path, board: Board | None = None) -> None:
         probe.unlink()
     except OSError as exc:
         raise TinygenError(f"output directory {parent} is not writable: {exc.strerror}") from None
+
+
+def _manifest_model(path: Path) -> str | None:
+    """The source model a project was built from (projects before tinygen
+    recorded it: None, and they may be replaced)."""
+    try:
+        value = json.loads(path.read_text()).get("model_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 def _manifest_board(path: Path) -> str | None:

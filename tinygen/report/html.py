@@ -50,6 +50,7 @@ th{background:#f0f2f5} td.l,th.l{text-align:left}
 td.bad{background:#fde2e1} td.good{background:#eef9ef}
 img{max-width:100%;display:block;margin:6px 0 4px}
 .note{color:#555;font-size:12.5px;margin:2px 0 10px}
+.warn{color:#8a4b00;background:#fff4e0;padding:4px 10px;border-left:3px solid #e69500}
 code{background:#f0f2f5;padding:1px 4px;border-radius:3px;font-size:12.5px}
 """
 
@@ -239,6 +240,8 @@ def plot_latency(runs, unit: str) -> str:
     ax.legend(fontsize=8)
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     ax.yaxis.set_major_formatter(_thousands())
+    # From zero: a 0.1 % spread must not look like a factor of two.
+    ax.set_ylim(bottom=0)
     return _png(fig)
 
 
@@ -372,6 +375,17 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
     add(f'<span class="badge {"pass" if passed else "fail"}">{"PASS" if passed else "FAIL"}</span>')
     add(f'<span class="badge {"pass" if exact else "info"}">'
         f'{"bit-exact" if exact else "not bit-exact"}</span>')
+    notes = (list(first.failures) + list(first.warnings)) if first else []
+    if notes:
+        add("<ul class='warn'>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+    if first and first.calibration:
+        synthetic = first.calibration.get("synthetic")
+        add(f"<p class='{'warn' if synthetic else 'note'}'>calibration: "
+            f"{_e(first.calibration.get('source'))}"
+            + (" — synthetic random inputs: the int8 model's accuracy is unknown"
+               if synthetic else "") + "</p>")
+    if first and first.accuracy:
+        parts.extend(accuracy_html(first.accuracy))
 
     # -- summary per board
     add("<h2>Agreement with the reference</h2>")
@@ -452,6 +466,20 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
                 if unit == "instructions" else "core clock cycles")
         add(f'<p class="note">Counter delta of each inference: {note}. The warm figure in the '
             "table is the second vector's, as MLPerf Tiny quotes it.</p>")
+        add("<table><tr><th class='l'>board / port</th><th>ms per inference</th>"
+            "<th>MACs per cycle</th><th>µJ per inference</th><th class='l'>basis</th></tr>")
+        for run in ok_runs:
+            lat = run.report.latency
+            if lat.get("ms") is None:
+                continue
+            rate = lat.get("macs_per_cycle", lat.get("macs_per_instruction"))
+            energy = lat.get("energy_uj")
+            add(f"<tr><td class='l'>{_e(run.label)}</td><td>{lat['ms']:.3f}</td>"
+                f"<td>{'-' if rate is None else f'{rate:.3f}'}</td>"
+                f"<td>{'-' if energy is None else f'{energy:,.1f}'}</td>"
+                f"<td class='l'>{_e(lat['ms_basis'])}; energy: {_e(lat.get('energy_basis', '-'))}"
+                "</td></tr>")
+        add("</table>")
         profiled = [(run.label, run.report.latency["per_op"]) for run in ok_runs
                     if run.report.latency.get("per_op")]
         if profiled:
@@ -504,6 +532,40 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>tinygen verify: {_e(model_name)}</title><style>{CSS}</style></head>"
             f"<body><main>\n{body}\n</main></body></html>\n")
+
+
+def accuracy_html(acc: dict) -> list[str]:
+    """Accuracy per level and the confusion matrix (device, else int8 host) as tables."""
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    out = ["<h2>Accuracy on labelled data</h2>",
+           f'<p class="note">{acc["samples"]:,} labelled vectors ({_e(acc["labels_from"])}), '
+           f'output {_e(acc["output"])}, top-1.</p>',
+           "<table><tr><th class='l'>model</th><th>accuracy</th></tr>",
+           f"<tr><td class='l'>float (Keras)</td><td>{pct(acc['float'])}</td></tr>",
+           f"<tr><td class='l'>int8 on the host (tflite_micro)</td><td>{pct(acc['int8'])}</td></tr>"]
+    for label, value in acc["devices"].items():
+        out.append(f"<tr><td class='l'>device {_e(label)}</td><td>{pct(value)}</td></tr>")
+    if acc.get("float_vs_int8_top1") is not None:
+        out.append(f"<tr><td class='l'>top-1 agreement float/int8</td>"
+                   f"<td>{pct(acc['float_vs_int8_top1'])}</td></tr>")
+    out.append("</table>")
+    level = next(iter(acc["devices"]), "int8")
+    m = np.asarray(acc["confusion"][level])
+    names = acc["classes"]
+    top = max(1, int(m.max()))
+    out.append(f"<h3>Confusion matrix ({'device ' + _e(level) if level != 'int8' else 'int8 host'};"
+               " rows: true class, columns: predicted)</h3>")
+    out.append("<table class='confusion'><tr><th></th>"
+               + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>")
+    for i, row in enumerate(m):
+        cells = []
+        for j, v in enumerate(row):
+            alpha = 0.15 + 0.85 * v / top if v else 0
+            colour = "46,125,50" if i == j else "198,40,40"
+            cells.append(f"<td style='background:rgba({colour},{alpha:.2f})'>{int(v)}</td>")
+        out.append(f"<tr><th class='l'>{_e(names[i])}</th>{''.join(cells)}</tr>")
+    out.append("</table>")
+    return out
 
 
 def write_html(path: Path, ir, runs, ref_outs, **kwargs) -> None:

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+from ..verify.accuracy import Accuracy, format_confusion
 from ..verify.results import VerifyReport
 
 
@@ -24,11 +25,26 @@ def format_report(r: VerifyReport) -> str:
         key = "instructions" if "instructions" in lat else "cycles"
         lines.append(f"  latency: {lat[key]:,} {key} per inference (min {lat['min']:,}, "
                      f"max {lat['max']:,})")
+        if lat.get("ms") is not None:
+            measured = lat["ms_basis"].startswith("measured")
+            lines.append(f"  time: {lat['ms']:.3f} ms per inference at {lat['clock_mhz']} MHz "
+                         + ("(cycle counter)" if measured else
+                            "(estimate: one instruction per cycle)"))
+        rate = lat.get("macs_per_cycle", lat.get("macs_per_instruction"))
+        if rate is not None:
+            per = "cycle" if "macs_per_cycle" in lat else "instruction"
+            lines.append(f"  compute: {lat['macs']:,} MACs, {rate:.3f} MACs per {per}")
+        if lat.get("energy_uj") is not None:
+            lines.append(f"  energy: {lat['energy_uj']:,.1f} µJ per inference "
+                         f"({lat['energy_basis']})")
+        elif lat.get("energy_basis"):
+            lines.append(f"  energy: {lat['energy_basis']}")
         per_op = lat.get("per_op") or []
         if per_op:
             top = sorted(per_op, key=lambda o: -o["mean"])[:3]
             lines.append("  slowest ops: " + ", ".join(
-                f"#{o['index']} {o['op']} {o['share']:.0%}" for o in top))
+                f"#{o['index']} {o['op']} {o['share']:.0%}"
+                + (f" ({o['ms']:.3f} ms)" if o.get("ms") is not None else "") for o in top))
     m = r.memory
     if m.get("flash_code") is not None:
         lines.append(f"  flash: code {m['flash_code']:,} B + weights {m['flash_weights']:,} B; "
@@ -40,11 +56,41 @@ def format_report(r: VerifyReport) -> str:
     if used is not None and reserved and r.runtime == "tflm":
         lines.append(f"  arena: TFLM used {used:,} B of the {reserved:,} B reserved "
                      f"({used / reserved:.0%}; read from the device after the run)")
+    if r.calibration:
+        lines.append(f"  calibration: {r.calibration.get('source')}"
+                     + (" (SYNTHETIC: random inputs, not your data)"
+                        if r.calibration.get("synthetic") else ""))
+    if r.accuracy:
+        lines.extend(format_accuracy(r.accuracy, r.port))
+    lines.append(verdict_line(r))
+    return "\n".join(lines)
+
+
+def verdict_line(r: VerifyReport) -> str:
+    """PASS/FAIL, and everything a PASS does not vouch for, on the same line:
+    "PASS (bit-exact; accuracy unknown: synthetic calibration)"."""
     verdict = "PASS" if r.passed else "FAIL"
     exact = "bit-exact" if r.bit_exact else "not bit-exact"
-    lines.append(f"{verdict}: {exact} on all {len(r.outputs)} outputs" if r.bit_exact
-                 else f"{verdict}: {exact}")
-    return "\n".join(lines)
+    notes = list(r.failures) + list(r.warnings)
+    if notes:
+        return f"{verdict} ({exact}; {'; '.join(notes)})"
+    return (f"{verdict}: {exact} on all {len(r.outputs)} outputs" if r.bit_exact
+            else f"{verdict}: {exact}")
+
+
+def format_accuracy(acc: dict, port: str | None = None) -> list[str]:
+    """Accuracy at each level, top-1 agreement and the device's confusion matrix."""
+    a = Accuracy(**{k: v for k, v in acc.items() if k != "device"})
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    dev = a.devices.get(port) if port in a.devices else a.device
+    lines = [f"  accuracy on {a.samples:,} labelled vectors ({a.labels_from}), output {a.output}: "
+             f"float {pct(a.float)}, int8 host (TFLM) {pct(a.int8)}, device {pct(dev)}"]
+    if a.float_vs_int8_top1 is not None:
+        lines.append(f"  top-1 agreement float/int8: {a.float_vs_int8_top1:.1%}")
+    level = port if port in a.confusion else "int8"
+    lines.append(f"  confusion ({'device' if level == port else 'int8 host'}; rows: true class):")
+    lines.extend(format_confusion(a, level))
+    return lines
 
 
 class VectorProgress:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from ..boards import DEFAULT_EMULATED_BOARD, Board, get_board
 from ..errors import TinygenError
 from ..ir import Model
+from .accuracy import Accuracy, quality_notes, verify_accuracy
 from .compare import float_comparison
 from .device_run import (
     combined_payload,
@@ -24,7 +25,7 @@ from .device_run import (
 )
 from .measure import add_stack_figure
 from .results import BoardRun, VerifyReport
-from .vectors import make_vector_set, precheck_sample_files
+from .vectors import labelled_vector_set, precheck_sample_files
 
 
 @dataclass
@@ -38,6 +39,10 @@ class VerifyOutcome:
     float_check: dict | None
     project_dir: Path | None
     payload: dict = field(default_factory=dict)
+    accuracy: Accuracy | None = None
+    calibration: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)    # in the verdict line, not failures
+    failures: list[str] = field(default_factory=list)    # thresholds the user set, missed
 
     @property
     def reports(self) -> list[VerifyReport]:
@@ -62,19 +67,34 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
                  tolerance: int | None = None, detection: str | Path | None = None,
                  output: str | Path | None = None, profile: bool = False,
                  tflm_source: str | Path | None = None, arena_bytes: int | None = None,
-                 float_reference: bool = False,
+                 float_reference: bool = True, class_names: str | Path | None = None,
+                 min_agreement: float | None = None, min_accuracy: float | None = None,
+                 force: bool = False,
                  progress: Callable[[str], None] = _quiet, warn: Callable[[str], None] = _quiet,
                  progress_bar: Callable[[int, list[str]], Any] | None = None) -> VerifyOutcome:
     """Build (emulated boards without ``ports``) or convert, run the vectors on
     the device(s) and on the TFLM reference, compare.  Raises TinygenError for
     bad input or when the only board could not be verified; a failed
-    comparison is in the outcome (``passed``), not an exception."""
+    comparison is in the outcome (``passed``), not an exception.
+
+    ``float_reference`` runs the float model on the same inputs (Keras and
+    SavedModel sources): float/int8 agreement, and float accuracy on labels.
+    ``class_names`` is a text file of class names (else labels.txt beside
+    --data, if there is one); ``min_agreement``/``min_accuracy`` (fractions)
+    fail the run below them; ``force`` lets -o replace another model's project."""
     from ..project.build import build, choose_runtime, default_out_dir
     board = get_board(board_id or DEFAULT_EMULATED_BOARD)
     runtime = choose_runtime(board, runtime)
     tolerance = 0 if tolerance is None else tolerance
     if tolerance < 0:
         raise TinygenError("--tolerance must be >= 0")
+    for name, value in (("--min-agreement", min_agreement), ("--min-accuracy", min_accuracy)):
+        if value is not None and not 0 <= value <= 1:
+            raise TinygenError(f"{name} is a percentage from 0 to 100")
+    names, names_given = _class_names(class_names, data)
+    if min_accuracy is not None and not data:
+        raise TinygenError("--min-accuracy needs labelled test data: --data FILE holding "
+                           "labels (a .npz with x and y, or a labels .npy beside the inputs)")
     unique = list(dict.fromkeys(ports))
     if len(unique) != len(ports):
         warn("the same --port was given more than once; it is verified once")
@@ -95,8 +115,9 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         out = Path(output) if output else default_out_dir(Path(model), board)
         result = build(model, board.id, runtime=runtime, calib=calib, out_dir=out,
                        progress=progress, detection=detection, profile=profile,
-                       tflm_source=tflm_source, arena_bytes=arena_bytes)
-        ir = result.conversion.ir
+                       tflm_source=tflm_source, arena_bytes=arena_bytes, force=force)
+        conversion = result.conversion
+        ir = conversion.ir
         project_dir = result.out_dir
         elf = result.elf
     else:
@@ -105,13 +126,20 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
                  "boards' firmware decides (build and flash it with `tinygen build --profile`)")
         from ..convert import convert
         from ..load import load_model
-        ir = convert(load_model(model), Path(calib) if calib else None,
-                     progress=progress, detection=detection).ir
+        conversion = convert(load_model(model), Path(calib) if calib else None,
+                             progress=progress, detection=detection)
+        ir = conversion.ir
         if output and (Path(output) / "tinygen.json").exists():
             project_dir = Path(output)
 
-    vectors, float_vectors = make_vector_set(ir, samples, data, calib)
-    progress(f"{len(vectors)} input vectors")
+    calibration = _calibration(conversion)
+    for w in (conversion.report.warnings if conversion.report is not None else []):
+        warn(w)
+    vectors, float_vectors, labels = labelled_vector_set(ir, samples, data, calib)
+    progress(f"{len(vectors)} input vectors" + (f", labelled ({labels[1]})" if labels else ""))
+    if min_accuracy is not None and labels is None:
+        raise TinygenError(f"--min-accuracy needs labels, and {Path(str(data)).name} holds none "
+                           "(save x and y in one .npz, or the labels as a .npy beside it)")
     progress("running the tflite_micro reference")
     ref_outs = run_reference(ir, vectors)
 
@@ -139,13 +167,66 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         raise failed[0].exception or TinygenError(failed[0].error)
 
     float_outs = None
-    if float_reference and not detection and not str(model).endswith(".tflite"):
+    if (float_reference or labels) and not detection and not str(model).endswith(".tflite"):
         progress("running the float model on the same inputs")
         try:
             float_outs = run_float_model(model, ir, float_vectors)
         except TinygenError as exc:
             warn(f"float model comparison skipped: {exc}")
     float_check = float_comparison(ir, float_outs, ref_outs, runs)
+    accuracy = None
+    if labels is not None:
+        outs = {r.label: r.device_outs for r in runs if r.report is not None}
+        try:
+            accuracy = verify_accuracy(ir, labels[0], ref_outs, outs, float_outs, names,
+                                       labels_from=labels[1])
+        except TinygenError as exc:
+            if names_given or names is None:
+                raise
+            # A labels.txt found beside the data that does not fit is not the user's doing.
+            warn(f"{Path(str(data)).parent / 'labels.txt'} not used: {exc}")
+            accuracy = verify_accuracy(ir, labels[0], ref_outs, outs, float_outs, None,
+                                       labels_from=labels[1])
+    elif names is not None and names_given:
+        warn("--labels names the classes, but the test data holds no labels: no accuracy")
+    warnings, failures = quality_notes(
+        synthetic=bool(calibration.get("synthetic")), float_check=float_check, accuracy=accuracy,
+        min_agreement=min_agreement, min_accuracy=min_accuracy)
+    for w in warnings:
+        warn(w)
+    for r in runs:
+        if r.report is not None:
+            r.report.warnings, r.report.failures = list(warnings), list(failures)
+            r.report.calibration = calibration
+            r.report.accuracy = accuracy.as_dict() if accuracy is not None else None
+            if failures:
+                r.report.passed = False
+    payload = combined_payload(runs, float_check)
+    if len(runs) > 1:
+        payload.update(warnings=warnings, failures=failures, calibration=calibration,
+                       accuracy=accuracy.as_dict() if accuracy is not None else None)
+        if failures:
+            payload["passed"] = False
     return VerifyOutcome(board=board, runtime=runtime, ir=ir, runs=runs, ref_outs=ref_outs,
                          float_outs=float_outs, float_check=float_check,
-                         project_dir=project_dir, payload=combined_payload(runs, float_check))
+                         project_dir=project_dir, payload=payload, accuracy=accuracy,
+                         calibration=calibration, warnings=warnings, failures=failures)
+
+
+def _class_names(class_names: str | Path | None,
+                 data: str | Path | None) -> tuple[list[str] | None, bool]:
+    """(names, given with --labels): --labels FILE, else a labels.txt beside --data."""
+    from ..data import load_class_names
+    if class_names is not None:
+        return load_class_names(class_names), True
+    if data is not None and (Path(data).parent / "labels.txt").is_file():
+        return load_class_names(Path(data).parent / "labels.txt"), False
+    return None, False
+
+
+def _calibration(conversion) -> dict:
+    if conversion.report is None:
+        return {"source": "none (the model is an int8 .tflite, calibrated before)",
+                "synthetic": False}
+    return {"source": conversion.report.calibration,
+            "synthetic": bool(conversion.report.synthetic_calibration)}

@@ -19,7 +19,7 @@ from ..boards import Board
 from ..errors import TinygenError
 from ..ir import Model
 from .compare import compare_outputs
-from .measure import latency_figures, memory_figures, profile_figures
+from .measure import latency_figures, memory_figures, model_macs, profile_figures, time_and_energy
 from .results import BoardRun, VerifyReport
 
 
@@ -150,6 +150,7 @@ def run_board(client, ir: Model, board: Board, runtime: str, vectors, tolerance:
     latency = latency_figures(counters, info.counter_unit)
     if profiles:
         latency["per_op"] = profile_figures(ir, profiles)
+    latency.update(time_and_energy(latency, board, model_macs(ir)))
     report = VerifyReport(
         passed=all(o.passed for o in metrics), bit_exact=bit_exact, board=board.id,
         runtime=info.runtime, port=port, model_signature=ir.signature, vectors=len(vectors),

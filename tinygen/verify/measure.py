@@ -83,3 +83,53 @@ def load_memory_plan(project_dir: Path | None, ir: Model, runtime: str) -> dict 
     except Exception:  # a model the aot planner cannot take: no picture
         return None
 
+
+
+def model_macs(ir: Model) -> int:
+    from ..analyze.ops import macs
+    total = 0
+    for op in ir.operators:
+        try:
+            total += macs(ir, op)
+        except Exception:  # an operand the MAC count cannot read: counted as none
+            continue
+    return total
+
+
+def time_and_energy(latency: dict, board, macs: int) -> dict:
+    """Milliseconds at the board's clock, MACs per cycle (instruction) and the
+    energy per inference from datasheet run current and voltage.
+
+    Real boards count cycles, so their time is measured; emulated boards count
+    guest instructions (QEMU -icount), so their time assumes one instruction per
+    cycle: an estimate, and said to be one.  Energy is always an estimate (a
+    datasheet current, not a measured one), MLPerf Tiny's µJ per inference."""
+    from ..boards import power_figures
+    unit = latency.get("unit")
+    count = latency.get("cycles" if unit == "cycles" else "instructions")
+    if not count or not board.clock_mhz:
+        return {}
+    measured = unit == "cycles"
+    out: dict = {
+        "ms": count / (board.clock_mhz * 1e3), "clock_mhz": board.clock_mhz,
+        "ms_basis": (f"measured: cycle counter at {board.clock_mhz} MHz" if measured else
+                     f"estimate: {count:,} instructions at {board.clock_mhz} MHz, one "
+                     "instruction per cycle (QEMU counts instructions, not cycles)"),
+    }
+    if macs:
+        out["macs"] = macs
+        out["macs_per_cycle" if measured else "macs_per_instruction"] = macs / count
+    for op in latency.get("per_op") or []:
+        op["ms"] = op["mean"] / (board.clock_mhz * 1e3)
+    p = power_figures(board)
+    if p is None:
+        out["energy_basis"] = (f"unknown: boards/{board.id}.toml has no datasheet run current "
+                               "([power])")
+        return out
+    ms_at = count / (p.power_clock_mhz * 1e3)
+    out["energy_uj"] = p.run_current_ma * p.supply_v * ms_at     # mA x V x ms = µJ
+    twin = f" of its real twin {p.id}" if p is not board else ""
+    out["energy_basis"] = (f"estimate: {p.run_current_ma:g} mA x {p.supply_v:g} V x "
+                           f"{ms_at:.3f} ms at {p.power_clock_mhz} MHz; datasheet figures"
+                           f"{twin} ({p.power_source})")
+    return out

@@ -37,6 +37,12 @@ class VerifyReport:
     memory: dict
     device: dict = field(default_factory=dict)
     duration_s: float = 0.0
+    # What the verdict does not cover (synthetic calibration, float/int8 drift) and
+    # what a threshold the user set (--min-agreement, --min-accuracy) failed on.
+    warnings: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)
+    accuracy: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..convert import dequantize, quantize
-from ..data import check_sample_file, load_samples, random_vector_count, tell
+from ..data import check_sample_file, load_labels, load_samples, random_vector_count, tell
 from ..errors import TinygenError
 from ..ir import Model
 
@@ -25,6 +25,14 @@ def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str
                     seed: int = 1234) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     """(int8 vectors, the same vectors in float): the float ones are the
     samples as given when they were float, else the int8 ones dequantized."""
+    vectors, floats, _labels = labelled_vector_set(ir, samples, data, calib, seed)
+    return vectors, floats
+
+
+def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib: str | None,
+                        seed: int = 1234):
+    """make_vector_set, plus the labels of a --data file that holds them:
+    ((labels, where they came from) or None)."""
     ins = ir.input_tensors()
     n = samples if samples is not None else DEFAULT_SAMPLES
     if n <= 0:
@@ -37,10 +45,14 @@ def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str
         loaded = load_samples(Path(source), [t.shape for t in ins],
                               what="data" if data else "calibration",
                               integers="int8" if data else "float", keep_int8=True)
+        labels = load_labels(Path(source), loaded) if data else None
         if samples is not None and samples > len(loaded):
             tell(f"--samples {samples:,}: {Path(source).name} holds {len(loaded):,} usable "
                  f"samples; verifying {len(loaded):,}")
-        for s in loaded[: (None if data and samples is None else n)]:
+        cut = None if data and samples is None else n
+        if labels is not None and cut is not None:
+            labels = (labels[0][:cut], labels[1])
+        for s in loaded[:cut]:
             vec, fvec = [], []
             for x, t in zip(s, ins):
                 x = np.asarray(x)
@@ -54,7 +66,7 @@ def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str
                 vec.append(q)
             vectors.append(vec)
             floats.append(fvec)
-        return vectors, floats
+        return vectors, floats, labels
     rng = np.random.default_rng(seed)
     n = random_vector_count(n, sum(int(np.prod(t.shape)) for t in ins))
     for _ in range(n):
@@ -62,7 +74,7 @@ def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str
         vectors.append(vec)
         floats.append([dequantize(q, t).astype(np.float32) if t.quant else q.astype(np.float32)
                        for q, t in zip(vec, ins)])
-    return vectors, floats
+    return vectors, floats, None
 
 
 def precheck_sample_files(model: str | Path, data: str | Path | None,

@@ -1,0 +1,250 @@
+"""Accuracy on labelled data, the verdict's warnings, time and energy, -o reuse.
+
+Fast: labels files made here, a one-operator model built as a flatbuffer with
+its TFLM reference, and hand-computed expectations.  The QEMU run with the
+keyword-spotting test set is test_kws_accuracy_on_labelled_data (slow)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygen.errors import TinygenError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "aot"))
+KWS = ROOT / "examples" / "kws_cnn"
+
+
+# ---------------------------------------------------------------------------
+# labels
+
+
+def test_labels_from_npz_x_y():
+    from tinygen.data import load_labels
+    y, where = load_labels(KWS / "test.npz")
+    assert where == "test.npz (array 'y')"
+    assert y.dtype == np.int64 and y.tolist() == np.load(KWS / "test.npz")["y"].tolist()
+
+
+def test_labels_npy_beside_the_inputs(tmp_path):
+    from tinygen.data import labels_file_beside, load_labels
+    np.save(tmp_path / "test_x.npy", np.zeros((3, 4), np.float32))
+    assert load_labels(tmp_path / "test_x.npy") is None          # no labels beside it yet
+    np.save(tmp_path / "test_y.npy", np.array([2, 0, 1]))
+    assert labels_file_beside(tmp_path / "test_x.npy") == tmp_path / "test_y.npy"
+    y, where = load_labels(tmp_path / "test_x.npy")
+    assert y.tolist() == [2, 0, 1] and where == "test_y.npy"
+    np.save(tmp_path / "clips.npy", np.zeros((2, 4), np.float32))
+    np.save(tmp_path / "clips_labels.npy", np.eye(3)[[1, 2]])    # one-hot
+    assert load_labels(tmp_path / "clips.npy")[0].tolist() == [1, 2]
+
+
+def test_labels_follow_dropped_samples(tmp_path):
+    from tinygen.data import load_labels, load_samples
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    x[1, 0] = np.nan
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([5, 6, 7, 8]))
+    s = load_samples(tmp_path / "d.npz", [(1, 3)], what="data", drop_nonfinite=True,
+                     note=lambda _m: None)
+    assert len(s) == 3
+    assert load_labels(tmp_path / "d.npz", s)[0].tolist() == [5, 7, 8]
+
+
+@pytest.mark.parametrize("y, message", [
+    (np.array([0, 1]), "hold 2 labels for 3 samples"),
+    (np.array([0, -1, 2]), "negative class index"),
+    (np.array([0.5, 1, 2]), "non-integer"),
+    (np.array(["a", "b", "c"]), "expected integer class indices"),
+])
+def test_bad_labels_are_one_clear_error(tmp_path, y, message):
+    from tinygen.data import load_labels, load_samples
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 2), np.float32), y=y)
+    s = load_samples(tmp_path / "d.npz", [(1, 2)], what="data")
+    with pytest.raises(TinygenError, match=message):
+        load_labels(tmp_path / "d.npz", s)
+
+
+def test_class_names_file(tmp_path):
+    from tinygen.data import load_class_names
+    (tmp_path / "names.txt").write_text("cat\n dog \n\n")
+    assert load_class_names(tmp_path / "names.txt") == ["cat", "dog"]
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(TinygenError, match="is empty"):
+        load_class_names(tmp_path / "empty.txt")
+    with pytest.raises(TinygenError, match="does not exist"):
+        load_class_names(tmp_path / "missing.txt")
+
+
+# ---------------------------------------------------------------------------
+# accuracy, confusion, verdict
+
+
+def test_accuracy_and_confusion_by_hand():
+    from tinygen.verify.accuracy import measure_accuracy
+    y = np.array([0, 1, 2, 2])
+    acc = measure_accuracy(y, np.array([0, 1, 1, 2]), 3, output="probs",
+                           device_preds={"dev": np.array([0, 1, 1, 2])},
+                           float_pred=np.array([0, 1, 2, 2]), names=["a", "b", "c"])
+    assert acc.int8 == 0.75 and acc.devices == {"dev": 0.75} and acc.float == 1.0
+    assert acc.float_vs_int8_top1 == 0.75 and acc.device == 0.75
+    assert acc.confusion["int8"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert acc.confusion["float"] == [[1, 0, 0], [0, 1, 0], [0, 0, 2]]
+    with pytest.raises(TinygenError, match="names 2 classes but the model's classifier output "
+                                           "has 3"):
+        measure_accuracy(y, y, 3, output="probs", names=["a", "b"])
+    with pytest.raises(TinygenError, match="hold class 2 but .* has 2 classes"):
+        measure_accuracy(y, y, 2, output="probs")
+
+
+def test_quality_notes_warn_and_fail():
+    from tinygen.verify.accuracy import measure_accuracy, quality_notes
+    warnings, failures = quality_notes(synthetic=True, float_check=None, accuracy=None)
+    assert warnings == ["accuracy unknown: synthetic calibration"] and failures == []
+    drift = {"out": {"float_vs_reference_top1": 2 / 3, "devices": {}}}
+    warnings, failures = quality_notes(synthetic=False, float_check=drift, accuracy=None)
+    assert warnings == ["float/int8 top-1 agreement 66.7% (below 90%)"] and not failures
+    warnings, failures = quality_notes(synthetic=False, float_check=drift, accuracy=None,
+                                       min_agreement=0.9)
+    assert failures == ["float/int8 top-1 agreement 66.7% < --min-agreement 90%"]
+    assert quality_notes(synthetic=False, float_check=drift, accuracy=None,
+                         min_agreement=0.5) == ([], [])
+    y = np.array([0, 1, 1, 0])
+    acc = measure_accuracy(y, np.array([0, 1, 0, 0]), 2, output="o",
+                           device_preds={"d": np.array([0, 1, 0, 0])}, float_pred=y)
+    warnings, failures = quality_notes(synthetic=False, float_check=None, accuracy=acc,
+                                       min_accuracy=0.8)
+    assert "int8 accuracy 75.0% vs float 100.0%" in warnings
+    assert failures == ["device accuracy 75.0% < --min-accuracy 80%"]
+
+
+@pytest.fixture(scope="module")
+def fc_report():
+    from tflite_builder import fully_connected_model
+
+    from tinygen.ir import parse_tflite
+    from tinygen.verify import VerifyReport, compare_outputs, latency_figures, make_vector_set, run_reference
+    from tinygen.verify.accuracy import top1, verify_accuracy
+    ir = parse_tflite(fully_connected_model(np.random.default_rng(3), depth=16, units=4))
+    vectors, _floats = make_vector_set(ir, 12, None, None)
+    ref = run_reference(ir, vectors)
+    labels = top1(ref, 0)
+    labels[:3] = (labels[:3] + 1) % 4           # three wrong: 75 % accuracy
+    acc = verify_accuracy(ir, labels, ref, {"socket://dev": ref}, None,
+                          ["yes", "no", "up", "down"], labels_from="test.npz (array 'y')")
+    report = VerifyReport(passed=True, bit_exact=True, board="qemu-cortex-m4", runtime="aot",
+                          port="socket://dev", model_signature=ir.signature,
+                          vectors=len(vectors), tolerance_lsb=0,
+                          outputs=compare_outputs(ir, ref, ref, 0),
+                          latency=latency_figures([1000] * len(vectors), "instructions"),
+                          memory={}, warnings=["accuracy unknown: synthetic calibration"],
+                          calibration={"source": "synthetic", "synthetic": True},
+                          accuracy=acc.as_dict())
+    return ir, report, acc
+
+
+def test_verdict_line_carries_the_warnings(fc_report):
+    from dataclasses import replace
+
+    from tinygen.report.text import format_report, verdict_line
+    _ir, report, acc = fc_report
+    assert acc.int8 == 0.75 and acc.device == 0.75
+    assert verdict_line(report) == "PASS (bit-exact; accuracy unknown: synthetic calibration)"
+    clean = replace(report, warnings=[])
+    assert verdict_line(clean) == "PASS: bit-exact on all 1 outputs"
+    failed = replace(report, passed=False, warnings=[],
+                     failures=["device accuracy 75.0% < --min-accuracy 90%"])
+    assert verdict_line(failed) == "FAIL (bit-exact; device accuracy 75.0% < --min-accuracy 90%)"
+    text = format_report(report)
+    assert "int8 host (TFLM) 75.0%, device 75.0%" in text
+    assert "calibration: synthetic (SYNTHETIC" in text
+    confusion = text[text.index("confusion"):]
+    for name in ("yes", "no", "up", "down"):
+        assert name in confusion
+
+
+def test_junit_and_html_carry_accuracy(fc_report, tmp_path):
+    from dataclasses import replace
+
+    from tinygen.report.html import accuracy_html
+    from tinygen.report.junit import write_junit
+    _ir, report, _acc = fc_report
+    failed = replace(report, passed=False, failures=["device accuracy 75.0% < --min-accuracy 90%"])
+    write_junit(failed, tmp_path / "j.xml")
+    suite = ET.parse(tmp_path / "j.xml").getroot()
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["accuracy.device"] == "0.750000" and props["classes"] == "yes,no,up,down"
+    assert props["calibration.synthetic"] == "true"
+    assert sum(json.loads(props["confusion"]), []).count(0) < 16    # a real matrix
+    quality = [c for c in suite.iter("testcase") if c.get("name") == "quality"]
+    assert quality and quality[0].find("failure") is not None
+    assert suite.get("failures") == "1" and suite.get("tests") == "2"
+    html = "\n".join(accuracy_html(report.accuracy))
+    assert "Confusion matrix" in html and "<th>down</th>" in html and "75.0%" in html
+
+
+# ---------------------------------------------------------------------------
+# time and energy
+
+
+def test_time_and_energy_from_datasheet_figures():
+    from tinygen.boards import get_board
+    from tinygen.verify.measure import time_and_energy
+    esp = get_board("esp32cam")
+    assert esp.run_current_ma == 68 and esp.supply_v == 3.3 and "Datasheet" in esp.power_source
+    lat = {"cycles": 240_000, "unit": "cycles"}
+    t = time_and_energy(lat, esp, macs=480_000)
+    assert t["ms"] == pytest.approx(1.0) and t["ms_basis"].startswith("measured")
+    assert t["macs_per_cycle"] == pytest.approx(2.0)
+    assert t["energy_uj"] == pytest.approx(68 * 3.3 * 1.0)       # mA x V x ms = µJ
+    qemu = get_board("qemu-stm32f405")
+    t = time_and_energy({"instructions": 168_000, "unit": "instructions"}, qemu, macs=0)
+    assert t["ms"] == pytest.approx(1.0) and t["ms_basis"].startswith("estimate")
+    assert "energy_uj" not in t and "no datasheet run current" in t["energy_basis"]
+
+
+def test_emulated_board_borrows_its_twins_figures():
+    from dataclasses import replace
+
+    from tinygen.boards import get_board
+    from tinygen.verify.measure import time_and_energy
+    emu = replace(get_board("qemu-cortex-m4"), power_twin="esp32dev")
+    t = time_and_energy({"instructions": 480_000, "unit": "instructions"}, emu, macs=0)
+    # at the twin's 240 MHz: 2 ms
+    assert t["energy_uj"] == pytest.approx(68 * 3.3 * 2.0)
+    assert "real twin esp32dev" in t["energy_basis"]
+
+
+# ---------------------------------------------------------------------------
+# -o DIR holding another model's project
+
+
+def test_output_dir_of_another_model_needs_force(tmp_path):
+    from tinygen.boards import get_board
+    from tinygen.project.build import _check_destination
+    out = tmp_path / "proj"
+    out.mkdir()
+    (out / "tinygen.json").write_text(json.dumps(
+        {"board": "qemu-stm32f405", "model_path": str(tmp_path / "other.h5")}))
+    board = get_board("qemu-stm32f405")
+    with pytest.raises(TinygenError, match="another model .*other.h5.*--force"):
+        _check_destination(out, board, tmp_path / "mine.h5")
+    _check_destination(out, board, tmp_path / "other.h5")         # the same model: rebuilt
+    _check_destination(out, board, tmp_path / "mine.h5", force=True)
+    with pytest.raises(TinygenError, match="board qemu-stm32f405, not esp32dev.*--force"):
+        _check_destination(out, get_board("esp32dev"), tmp_path / "other.h5")
+    _check_destination(out, get_board("esp32dev"), tmp_path / "other.h5", force=True)
+
+
+def test_min_accuracy_without_labels_is_one_line(tmp_path):
+    from conftest import run_cli
+    r = run_cli("verify", ROOT / "examples" / "quickstart" / "model.h5", "--min-accuracy", 90,
+                "-o", tmp_path / "p")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "tinygen: error: --min-accuracy needs labelled test data")
