@@ -319,7 +319,7 @@ def make_parser() -> argparse.ArgumentParser:
                              "many); without it such samples are an error")
         sp.add_argument("--detection", metavar="JSON",
                         help="SSD detectors: anchors and TFLite_Detection_PostProcess options "
-                             "to append to the model's box/class outputs (see docs/ssd.md)")
+                             "to append to the model's box/class outputs (see examples/mobilenet_ssd/README.md)")
 
     sp = sub.add_parser("boards", help="list the boards tinygen knows",
                         description="List the boards in boards/: real boards (built with their "
