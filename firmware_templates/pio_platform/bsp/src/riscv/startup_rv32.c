@@ -10,7 +10,6 @@
  * protocol UART as one line starting with "*** tinygen" and the hart then
  * sleeps forever.
  */
-#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,7 +34,6 @@ void tg_reset_c(void) __attribute__((noreturn, used));
 void tg_trap_entry(void) __attribute__((naked, aligned(4)));
 void tg_trap_report(void) __attribute__((noreturn, used));
 void _exit(int status) __attribute__((noreturn));
-void *_sbrk(ptrdiff_t increment);
 
 /* The image starts here (0x80000000, where QEMU's reset code jumps). */
 void _start(void)
@@ -133,42 +131,4 @@ void _exit(int status)
     tg_halt();
 }
 
-static uint8_t *s_brk = __tg_heap_start;
-
-void *_sbrk(ptrdiff_t increment)
-{
-    uint8_t *previous = s_brk;
-    const size_t free_bytes = (size_t)(__tg_heap_end - s_brk);
-    const size_t used_bytes = (size_t)(s_brk - __tg_heap_start);
-    if ((increment > 0 && (size_t)increment > free_bytes) ||
-        (increment < 0 && (size_t)(-increment) > used_bytes)) {
-        errno = ENOMEM;
-        return (void *)-1;
-    }
-    s_brk += increment;
-    return previous;
-}
-
-size_t tg_qemu_stack_size(void)
-{
-    return (size_t)((uint8_t *)__tg_stack_top - (uint8_t *)__tg_stack_bottom);
-}
-
-size_t tg_qemu_stack_used(void)
-{
-    const volatile uint32_t *p = __tg_stack_bottom;
-    while (p < __tg_stack_top && *p == TG_QEMU_STACK_PAINT) {
-        ++p;
-    }
-    return (size_t)((const uint8_t *)__tg_stack_top - (const uint8_t *)p);
-}
-
-size_t tg_qemu_heap_used(void)
-{
-    return (size_t)(s_brk - __tg_heap_start);
-}
-
-size_t tg_qemu_heap_size(void)
-{
-    return (size_t)(__tg_heap_end - __tg_heap_start);
-}
+/* _sbrk and the stack/heap figures: tg_memory.c (the same on every core). */

@@ -8,7 +8,6 @@
  * except around a WAITI, and ICOUNT (ICOUNTLEVEL = 2) counts every
  * instruction of the program (see board_esp8266.c).
  */
-#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,7 +29,6 @@ void tg_reset_c(void) __attribute__((noreturn, used, section(".iram.text.tg_rese
 void tg_xtensa_fault(uint32_t cause, uint32_t pc, uint32_t vaddr)
     __attribute__((noreturn, used));
 void _exit(int status) __attribute__((noreturn));
-void *_sbrk(ptrdiff_t increment);
 
 static void tg_halt(void) __attribute__((noreturn));
 static void tg_halt(void)
@@ -107,42 +105,4 @@ void abort(void)
     _exit(134);
 }
 
-static uint8_t *s_brk = __tg_heap_start;
-
-void *_sbrk(ptrdiff_t increment)
-{
-    uint8_t *previous = s_brk;
-    const size_t free_bytes = (size_t)(__tg_heap_end - s_brk);
-    const size_t used_bytes = (size_t)(s_brk - __tg_heap_start);
-    if ((increment > 0 && (size_t)increment > free_bytes) ||
-        (increment < 0 && (size_t)(-increment) > used_bytes)) {
-        errno = ENOMEM;
-        return (void *)-1;
-    }
-    s_brk += increment;
-    return previous;
-}
-
-size_t tg_qemu_stack_size(void)
-{
-    return (size_t)((uint8_t *)__tg_stack_top - (uint8_t *)__tg_stack_bottom);
-}
-
-size_t tg_qemu_stack_used(void)
-{
-    const volatile uint32_t *p = __tg_stack_bottom;
-    while (p < __tg_stack_top && *p == TG_QEMU_STACK_PAINT) {
-        ++p;
-    }
-    return (size_t)((const uint8_t *)__tg_stack_top - (const uint8_t *)p);
-}
-
-size_t tg_qemu_heap_used(void)
-{
-    return (size_t)(s_brk - __tg_heap_start);
-}
-
-size_t tg_qemu_heap_size(void)
-{
-    return (size_t)(__tg_heap_end - __tg_heap_start);
-}
+/* _sbrk and the stack/heap figures: tg_memory.c (the same on every core). */
