@@ -19,10 +19,14 @@ Cortex-M0/M3) the portable C kernels.  `core` defaults to the core of
 carry portable C equivalents of every intrinsic, so they also run -- and are
 tested bit-exactly -- on the host when core="cortex-m4f" is asked for.
 
-out_dir receives a flat set of files: model.c, model.h, tg_kernels.h and the
-kernel sources the model uses (only those).  model.c implements
-firmware_templates/common/tg_model_api.h, which the build stage copies next
-to it (pass copy_api_header=True to have it copied here too).
+out_dir receives a flat set of files: <name>.c, <name>.h (name="model" by
+default), tg_kernels.h and the kernel sources the model uses (only those).
+<name>.c implements the prefixed API of <name>.h (docs/api.md) and, with
+protocol_binding=True (the default), also tg_model_info and the tg_model_*
+functions of firmware_templates/common/tg_model_api.h that the serial
+protocol calls; several models in one image need protocol_binding=False on
+all but one.  The build stage copies tg_model_api.h next to the sources (pass
+copy_api_header=True to have it copied here too).
 
 Compiling model.c with -DTG_PROFILE_OPS makes it call
 `void tg_profile_op(int op_index, int phase)` (defined by the application)
@@ -40,6 +44,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from .. import __version__
 from ..ir import Model
 from ..paths import TEMPLATES_DIR
 from ..plan.aot import (
@@ -51,6 +56,7 @@ from ..plan.aot import (
 from ..plan.c_literals import C_TYPES, MAX_DIMS, c_float, c_type
 from ..plan.lowering import ConstArray, KernelCall, LoweringError, c_array_literal
 from ..plan.memory import MemoryPlan, check_plan
+from .api import DEFAULT_NAME, check_name, header_name, render_header
 
 KERNELS_DIR = TEMPLATES_DIR / "aot" / "kernels"
 AOT_TEMPLATES_DIR = TEMPLATES_DIR / "aot"
@@ -153,7 +159,8 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
                  copy_api_header: bool = False, alignment: int = ARENA_ALIGN,
                  memory_first: bool = True, core: str | None = None,
                  scratch_growth: float = SCRATCH_GROWTH, overlap: bool = True,
-                 fast_requant: bool = True) -> AotResult:
+                 fast_requant: bool = True, name: str = DEFAULT_NAME,
+                 protocol_binding: bool = True) -> AotResult:
     """Write the aot sources for `model` into out_dir; see the module docstring.
 
     core: the target core ("cortex-m4f", "xtensa-lx6", ...); default: the
@@ -166,6 +173,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     0: not at all) -- those kernels then run their scratch-free variants;
     False keeps every faster kernel whatever it costs in RAM."""
     out_dir = Path(out_dir)
+    check_name(name)
     tensors = model.tensors
     if core is None:
         core = board_core(board)
@@ -295,15 +303,18 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         "inputs_ptr": inputs_ptr, "outputs_ptr": outputs_ptr, "variables": variables,
         "weights_bytes": weights_bytes, "tables_bytes": tables_bytes,
         "plan_summary": plan.summary(), "num_ops": len(model.operators),
+        "name": name, "header": header_name(name), "protocol_binding": protocol_binding,
+        "version": __version__,
     }
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     env = _env()
-    for template, name in (("model.c.j2", "model.c"), ("model.h.j2", "model.h")):
-        path = out_dir / name
-        path.write_text(env.get_template(template).render(**context))
-        written.append(path)
+    path = out_dir / f"{name}.c"
+    path.write_text(env.get_template("model.c.j2").render(**context))
+    written.append(path)
+    written.append(render_header(model, name, runtime_name, plan.arena_bytes, out_dir,
+                                 [("WEIGHTS_BYTES", f"{weights_bytes}u")]))
     for f in files:
         dst = out_dir / f
         shutil.copyfile(KERNELS_DIR / f, dst)

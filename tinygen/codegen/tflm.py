@@ -9,6 +9,7 @@ from .. import __version__
 from ..analyze.tflm_resolver import tflm_method
 from ..errors import TinygenError
 from ..ir import Model
+from .api import DEFAULT_NAME, check_name, header_name, render_header
 from .render import render_to, signature_c_bytes, tensor_info_rows
 
 TEMPLATE_DIR = "tflm"
@@ -46,24 +47,47 @@ def model_array(data: bytes, per_line: int = 16) -> str:
     return ",\n  ".join(rows)
 
 
-def generate_model_data(model: Model, model_name: str, out_dir: Path) -> list[Path]:
+def source_names(name: str) -> tuple[str, str]:
+    """(glue file, model data stem): the default name keeps the names projects
+    have always had; any other gets its own, so models share one folder."""
+    if name == DEFAULT_NAME:
+        return "tg_model_tflm.cc", "model_data"
+    return f"{name}_tflm.cc", f"{name}_data"
+
+
+def data_symbol(name: str) -> str:
+    """The C array holding the .tflite (what the ELF's weights are)."""
+    return f"{name}_tflite"
+
+
+def generate_model_data(model: Model, model_name: str, out_dir: Path,
+                        name: str = DEFAULT_NAME) -> list[Path]:
+    stem = source_names(name)[1]
     ctx = dict(version=__version__, model_name=model_name, model_bytes=len(model.tflite),
                model_array=model_array(model.tflite), signature=model.signature,
-               signature_bytes=signature_c_bytes(model.signature))
-    return [render_to(f"{TEMPLATE_DIR}/model_data.h.j2", out_dir / "model_data.h", ctx),
-            render_to(f"{TEMPLATE_DIR}/model_data.c.j2", out_dir / "model_data.c", ctx)]
+               name=name, NAME=name.upper(), data_header=f"{stem}.h")
+    return [render_to(f"{TEMPLATE_DIR}/model_data.h.j2", out_dir / f"{stem}.h", ctx),
+            render_to(f"{TEMPLATE_DIR}/model_data.c.j2", out_dir / f"{stem}.c", ctx)]
 
 
 def generate_tflm(model: Model, model_name: str, board_id: str, arena_measured: int,
-                  arena_bytes: int, arena_in_psram: bool, out_dir: Path) -> TflmResult:
+                  arena_bytes: int, arena_in_psram: bool, out_dir: Path,
+                  name: str = DEFAULT_NAME, protocol_binding: bool = True) -> TflmResult:
+    """The model data, `<name>.h` and the glue implementing it; see
+    codegen/aot.py for name and protocol_binding."""
+    check_name(name)
     resolver = resolver_entries(model)
-    files = generate_model_data(model, model_name, out_dir)
+    glue, stem = source_names(name)
+    files = generate_model_data(model, model_name, out_dir, name)
+    files.append(render_header(model, name, "tflm", arena_bytes, out_dir))
     ctx = dict(version=__version__, model_name=model_name, board=board_id,
+               name=name, header=header_name(name), data_header=f"{stem}.h",
+               protocol_binding=protocol_binding,
                ops=[{"name": e.name, "method": e.method} for e in resolver],
                arena_bytes=arena_bytes, arena_measured=arena_measured,
                arena_margin=arena_bytes - arena_measured, arena_in_psram=arena_in_psram,
                inputs=tensor_info_rows(model.input_tensors()),
                outputs=tensor_info_rows(model.output_tensors()),
                signature_bytes=signature_c_bytes(model.signature))
-    files.append(render_to(f"{TEMPLATE_DIR}/tg_model_tflm.cc.j2", out_dir / "tg_model_tflm.cc", ctx))
+    files.append(render_to(f"{TEMPLATE_DIR}/tg_model_tflm.cc.j2", out_dir / glue, ctx))
     return TflmResult(files=files, resolver=resolver, arena_bytes=arena_bytes)
