@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tinygen.analyze.ops import macs as op_macs  # noqa: E402
 from tinygen.boards import get_board  # noqa: E402
 from tinygen.device.protocol import DeviceClient  # noqa: E402
 from tinygen.device.qemu import QemuProcess  # noqa: E402
@@ -48,6 +49,16 @@ from tinygen.verify import stacked_outputs  # noqa: E402
 TARGETS = {"instructions": 0.8, "arena": 0.75, "code": 0.5}
 TARGET_BOARD = "qemu-cortex-m4"
 MLPERF = ["ds_cnn_kws", "mobilenet_v1_vww", "resnet8_cifar", "fc_autoencoder_ad"]
+# Zoo models beyond MLPerf Tiny (issue 19): depth multiplier > 1, int8 LSTM.
+MORE = ["tiny_conv_kws", "lstm_classifier"]
+# Issue 19's targets, fractions of TFLM + CMSIS-NN on qemu-cortex-m4: instructions
+# per kind of model, arena and code for every model.
+TARGETS_19 = {"cnn": 0.5, "lstm": 0.33, "arena": 0.45, "code": 0.25}
+KIND_19 = {"ds_cnn_kws": "cnn", "mobilenet_v1_vww": "cnn", "resnet8_cifar": "cnn",
+           "tiny_conv_kws": "cnn", "kws_cnn": "cnn", "quickstart": "cnn",
+           "mobilenet_ssd": "cnn", "lstm_classifier": "lstm", "lstm_anomaly": "lstm"}
+# The M4's multiply-accumulate ceiling: SMLAD does two 16-bit MACs per instruction.
+M4_MACS_PER_INSTRUCTION = 2.0
 
 # The two TFLM builds, by their folder under --tflm-trees (see ../shared/tflm/README.md).
 TFLM_FLAVOURS = {"reference": "TFLM ref", "cmsis-nn": "TFLM+CMSIS-NN"}
@@ -204,8 +215,9 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int, trees: Path) -
     aot = run_firmware(res, board, vec, ir, expect)
     plan_arena = res.arena_bytes
     tflm_arena = ref.arena_usage().total
+    macs = sum(op_macs(ir, op) for op in ir.operators)
     row = {
-        "model": name, "board": board_id, "bit_exact": aot["bit_exact"],
+        "model": name, "board": board_id, "bit_exact": aot["bit_exact"], "macs": macs,
         "instructions": aot["instructions"], "instructions_first": aot["instructions_first"],
         "flash_code": aot["flash_code"], "flash_weights": aot["flash_weights"],
         "ram_activations": plan_arena, "ram_total": aot["ram_total"],
@@ -277,6 +289,57 @@ def targets_markdown(rows: list[dict]) -> str:
             f"<= {int(t_ram):,} B | {r['flash_code'] / 1024:.1f} KB "
             f"({r['flash_code'] / b['flash_code']:.2f}x) | <= {t_code / 1024:.1f} KB | "
             f"{'yes' if r['bit_exact'] else 'NO'} | {'yes' if met else 'NO'} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def targets19_markdown(rows: list[dict]) -> str:
+    """Issue 19's targets, every model of the run on the target board, against
+    the TFLM + CMSIS-NN figures of the same run."""
+    lines = ["| model | kind | instructions | target | arena | target | code | target | "
+             "bit-exact | met |", "|" + "---|" * 10]
+    for r in rows:
+        if r.get("board") != TARGET_BOARD or "skipped" in r:
+            continue
+        b = r["tflm"]["cmsis-nn"]
+        kind = KIND_19.get(r["model"], "other")
+        if "instructions" not in b:
+            lines.append(f"| {r['model']} | {kind} | TFLM+CMSIS-NN failed: {b['error']} |"
+                         + " |" * 7)
+            continue
+        ti = TARGETS_19.get(kind)
+        ins = r["instructions"] / b["instructions"]
+        arena = r["ram_activations"] / b["arena_used"] if b["arena_used"] else None
+        code = r["flash_code"] / b["flash_code"]
+        met = ((ti is None or ins <= ti) and arena is not None
+               and arena <= TARGETS_19["arena"] and code <= TARGETS_19["code"]
+               and r["bit_exact"])
+        arena_cell = f"{arena:.2f}x" if arena is not None else "-"
+        lines.append(
+            f"| {r['model']} | {kind} | {r['instructions'] / 1e6:.2f} M ({ins:.2f}x) | "
+            f"{f'<= {ti:.2f}x' if ti else '-'} | {r['ram_activations']:,} B ({arena_cell}) | "
+            f"<= {TARGETS_19['arena']:.2f}x | {r['flash_code'] / 1024:.1f} KB ({code:.2f}x) | "
+            f"<= {TARGETS_19['code']:.2f}x | {'yes' if r['bit_exact'] else 'NO'} | "
+            f"{'yes' if met else 'NO'} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def roofline_markdown(rows: list[dict]) -> str:
+    """MACs per instruction: how close each runtime comes to the core's
+    multiply-accumulate ceiling (2 per SMLAD on the M4 and M7).  Time outside
+    dot products (requantization, im2col, activations, softmax) counts against
+    it, so a kernel's own rate is higher than its model's."""
+    lines = ["| model | board | MACs | aot MACs/instr | of 2/instr | TFLM+CMSIS-NN MACs/instr | "
+             "of 2/instr |", "|" + "---|" * 7]
+    for r in rows:
+        if "skipped" in r or not r.get("macs"):
+            continue
+        a = r["macs"] / r["instructions"]
+        cm = r["tflm"]["cmsis-nn"]
+        c = r["macs"] / cm["instructions"] if "instructions" in cm else None
+        lines.append(
+            f"| {r['model']} | {r['board']} | {r['macs']:,} | {a:.2f} | "
+            f"{a / M4_MACS_PER_INSTRUCTION:.0%} | {'-' if c is None else f'{c:.2f}'} | "
+            f"{'-' if c is None else f'{c / M4_MACS_PER_INSTRUCTION:.0%}'} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -519,7 +582,7 @@ tinygen's MLPerf Tiny models are the reference architectures built in Keras with
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--boards", default="qemu-cortex-m4,qemu-cortex-m7")
-    ap.add_argument("--models", default=",".join(MLPERF + list(EXAMPLES)))
+    ap.add_argument("--models", default=",".join(MLPERF + MORE + list(EXAMPLES)))
     ap.add_argument("--tflm-trees", default=None,
                     help=f"folder holding the reference/ and cmsis-nn/ TFLM trees "
                          f"(default {DEFAULT_TREES})")
@@ -554,9 +617,12 @@ def main(argv=None) -> int:
                 partial.write_text(json.dumps(rows, indent=2))
     table = markdown(rows)
     targets = targets_markdown(rows)
+    targets19 = targets19_markdown(rows)
+    roofline = roofline_markdown(rows)
     print(table)
-    if targets:
-        print("\n" + targets)
+    for extra in (targets, targets19, roofline):
+        if extra:
+            print("\n" + extra)
     out.write_text(json.dumps(rows, indent=2))
     partial.unlink(missing_ok=True)
     target_part = (
@@ -565,10 +631,27 @@ def main(argv=None) -> int:
         "RAM <= 0.75x the arena TFLM+CMSIS-NN uses, code <= 0.5x TFLM+CMSIS-NN's code, "
         "bit-exact. TFLM+CMSIS-NN is measured in the same run on the same .tflite (ratios in "
         "brackets).\n\n" + targets + "\n\n") if targets else ""
+    target19_part = (
+        f"## Issue #19 targets ({TARGET_BOARD})\n\n"
+        f"Against TFLM+CMSIS-NN in the same run: instructions <= {TARGETS_19['cnn']}x on "
+        f"every CNN and <= {TARGETS_19['lstm']}x on every LSTM, arena <= "
+        f"{TARGETS_19['arena']}x the arena TFLM+CMSIS-NN uses and code <= "
+        f"{TARGETS_19['code']}x for every model, bit-exact.\n\n" + targets19 + "\n\n"
+    ) if targets19 else ""
+    roofline_part = (
+        "## Roofline: MACs per instruction\n\n"
+        "Multiply-accumulates of the model's convolutions, fully connected layers and LSTM "
+        "gate matmuls (tinygen.analyze.ops.macs) divided by the instructions of one "
+        "inference, against the Cortex-M4/M7 ceiling of 2 MACs per instruction (SMLAD: two "
+        "16-bit products and an accumulate). Everything outside the dot products "
+        "(requantization, im2col, activations, softmax, LSTM gate arithmetic) counts "
+        "against the rate.\n\n" + roofline + "\n\n") if roofline else ""
     Path(args.doc).write_text(
         "# Benchmarks\n\nMade by `python3 bench/run.py` (raw figures: bench/results.json); "
         "how the figures came about: [performance.md](performance.md).\n\n"
         + target_part
+        + target19_part
+        + roofline_part
         + "## aot against TFLM, all models and emulated boards\n\n"
         + NOTES.format(flags=flags_markdown(rows)) + "\n"
         + failures_markdown(rows)

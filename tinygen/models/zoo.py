@@ -1,4 +1,4 @@
-"""Reference architectures: the four MLPerf Tiny models, built in Keras.
+"""Reference architectures: the four MLPerf Tiny models and more, built in Keras.
 
 Layer for layer as the MLPerf Tiny training scripts define them (keyword
 spotting DS-CNN, visual wake words MobileNetV1 0.25, image classification
@@ -15,7 +15,7 @@ import numpy as np
 
 
 def _keras():
-    from . import tfenv
+    from .. import tfenv
     return tfenv.keras()
 
 
@@ -108,12 +108,49 @@ def fc_autoencoder_ad(width: float = 1.0):
     return keras.Model(inp, out, name="fc_autoencoder_ad")
 
 
+def tiny_conv_kws(width: float = 1.0):
+    """TFLM micro_speech's tiny_conv: a 49x40 spectrogram, one 10x8 convolution
+    (stride 2, 8 filters) and a classifier.  On a single-channel input TFLite
+    writes the convolution as DEPTHWISE_CONV_2D with depth multiplier 8, as
+    the micro_speech model has it; built here as that layer."""
+    keras = _keras()
+    L = keras.layers
+    mult = max(2, int(8 * width))
+    inp = keras.Input((49, 40, 1), name="spectrogram")
+    x = L.DepthwiseConv2D((10, 8), strides=(2, 2), padding="same", depth_multiplier=mult)(inp)
+    x = L.Activation("relu")(x)
+    x = L.Flatten()(x)
+    out = L.Dense(4, activation="softmax")(x)
+    return keras.Model(inp, out, name="tiny_conv_kws")
+
+
+def lstm_classifier(width: float = 1.0):
+    """Sequence classification with an int8 UNIDIRECTIONAL_SEQUENCE_LSTM: 28
+    steps of 28 features (MNIST read row by row), 32 units, 10 classes."""
+    keras = _keras()
+    L = keras.layers
+    units = max(4, int(32 * width))
+    inp = keras.Input((28, 28), name="rows")
+    x = L.LSTM(units)(inp)
+    out = L.Dense(10, activation="softmax")(x)
+    return keras.Model(inp, out, name="lstm_classifier")
+
+
 MLPERF_TINY: dict[str, Callable] = {
     "ds_cnn_kws": ds_cnn_kws,
     "mobilenet_v1_vww": mobilenet_v1_vww,
     "resnet8_cifar": resnet8_cifar,
     "fc_autoencoder_ad": fc_autoencoder_ad,
 }
+
+# Shapes the MLPerf models do not have (issue 19): a depthwise convolution
+# with depth multiplier > 1 on one channel, an int8 LSTM.
+MORE: dict[str, Callable] = {
+    "tiny_conv_kws": tiny_conv_kws,
+    "lstm_classifier": lstm_classifier,
+}
+
+ZOO: dict[str, Callable] = {**MLPERF_TINY, **MORE}
 
 
 def randomize_batchnorm(model, seed: int = 0) -> None:
@@ -131,7 +168,7 @@ def randomize_batchnorm(model, seed: int = 0) -> None:
 def build(name: str, width: float = 1.0, seed: int = 0):
     keras = _keras()
     keras.utils.set_random_seed(seed)
-    model = MLPERF_TINY[name](width)
+    model = ZOO[name](width)
     randomize_batchnorm(model, seed)
     return model
 

@@ -129,6 +129,10 @@ class TflmTree:
                       if regs and not (set(regs) & needed) and f.startswith("tensorflow/")}
         used_stems = {Path(f).stem for f, regs in self.kernel_files.items()
                       if regs and f not in unused_ops}
+        # depthwise_conv_common.cc uses conv_common.cc's tensor indices
+        # (kConvInputTensor, ...): a model with DEPTHWISE_CONV_2D and no CONV_2D
+        # needs conv_common.cc all the same
+        used_stems |= {d for s in used_stems for d in _COMMON_NEEDED_BY.get(s, ())}
         unused_stems = {Path(f).stem for f in unused_ops} - used_stems
         commons = [f for f, regs in self.kernel_files.items()
                    if not regs and Path(f).stem.endswith("_common")
@@ -166,6 +170,10 @@ class TflmTree:
     def fingerprint(self) -> str:
         """Content hash of the files that are compiled or included (for caches)."""
         return _fingerprint(str(self.root.resolve()))
+
+
+# kernel stems whose X_common.cc another kernel's sources use
+_COMMON_NEEDED_BY = {"depthwise_conv": ("conv",)}
 
 
 def tflm_source_from(option: str | os.PathLike | None) -> Path | None:
