@@ -92,6 +92,27 @@ def cmd_convert(args, con: Console) -> int:
     return 0
 
 
+def cmd_frontend(args, con: Console) -> int:
+    from .convert.frontend import FrontendParams, make_frontend
+    params = FrontendParams(
+        sample_rate=args.sample_rate, window_ms=args.window_ms, stride_ms=args.stride_ms,
+        channels=args.channels, lower_hz=args.lower_hz, upper_hz=args.upper_hz,
+        noise_reduction=not args.no_noise_reduction,
+        pcan=not (args.no_pcan or args.no_noise_reduction),
+        out_scale=args.out_scale, out_zero_point=args.out_zero_point)
+    tflite, ir = make_frontend(params)
+    out = Path(args.output)
+    _write_atomic(out, tflite)
+    con.out(f"wrote {out} ({len(tflite):,} bytes, {len(ir.operators)} ops: "
+            f"{', '.join(ir.op_names())})")
+    con.out(f"  input  int16 [{params.window_samples}] ({params.window_ms:g} ms at "
+            f"{params.sample_rate} Hz; a new window every {params.stride_samples} samples, "
+            f"{params.stride_ms:g} ms), {params.fft_length}-point FFT")
+    con.out(f"  output int8 [{params.channels}] scale {params.out_scale:.6g} "
+            f"zp {params.out_zero_point}")
+    return 0
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -336,6 +357,34 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="FILE", help="output .tflite (default MODEL.int8.tflite)")
     calib_arg(sp)
     sp.set_defaults(func=cmd_convert)
+
+    sp = sub.add_parser("frontend", help="write an audio front end .tflite (TFLM signal ops)",
+                        description="Write a microphone front end as a .tflite graph of TFLM's "
+                                    "signal ops: one window of int16 audio in, int8 log-mel "
+                                    "features out (Hann window, FFT, mel filter bank, noise "
+                                    "reduction, PCAN, log). It runs on --runtime tflm and on the "
+                                    "tflite_micro interpreter, its reference; docs/frontend.md.")
+    sp.add_argument("-o", "--output", metavar="FILE", default="frontend.tflite",
+                    help="output .tflite (default frontend.tflite)")
+    sp.add_argument("--sample-rate", type=int, default=16000, metavar="HZ")
+    sp.add_argument("--window-ms", type=float, default=30.0, metavar="MS",
+                    help="samples per window, in ms (default 30)")
+    sp.add_argument("--stride-ms", type=float, default=20.0, metavar="MS",
+                    help="hop between windows, in ms (default 20)")
+    sp.add_argument("--channels", type=int, default=40, metavar="N",
+                    help="mel channels = features per frame (default 40)")
+    sp.add_argument("--lower-hz", type=float, default=125.0, metavar="HZ")
+    sp.add_argument("--upper-hz", type=float, default=7500.0, metavar="HZ")
+    sp.add_argument("--no-noise-reduction", action="store_true",
+                    help="leave out SignalFilterBankSpectralSubtraction (and so PCAN)")
+    sp.add_argument("--no-pcan", action="store_true",
+                    help="leave out SignalPCAN (per-channel amplitude normalization)")
+    sp.add_argument("--out-scale", type=float, default=26.0 / 255.0, metavar="S",
+                    help="int8 features' scale, in the microfrontend's unit (log energy x "
+                         "10/256; default 26/255)")
+    sp.add_argument("--out-zero-point", type=int, default=-128, metavar="ZP",
+                    help="int8 features' zero point (default -128)")
+    sp.set_defaults(func=cmd_frontend)
 
     sp = sub.add_parser("inspect", help="ops, runtime support, MACs, weights, arena, fit",
                         description="Show each op with its TFLM resolver method and runtime support, "

@@ -6,6 +6,8 @@ the resolver it writes, the TFLM tree check for the kernels it needs).
 
 from __future__ import annotations
 
+from ..ir.signal_ops import SIGNAL_OPS
+
 # Builtin operator -> MicroMutableOpResolver method, for the ops TFLM has kernels for.
 TFLM_RESOLVER = {
     "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax",
@@ -44,6 +46,8 @@ TFLM_RESOLVER = {
     "VAR_HANDLE": "AddVarHandle", "WHILE": "AddWhile", "ZEROS_LIKE": "AddZerosLike",
     # custom ops TFLM ships
     "TFLite_Detection_PostProcess": "AddDetectionPostprocess",
+    # the signal library's ops (front ends) register through their own methods
+    **SIGNAL_OPS,
 }
 
 

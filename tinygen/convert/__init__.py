@@ -18,6 +18,7 @@ import numpy as np
 from ..data import load_samples  # noqa: F401  (callers import it from here)
 from ..errors import TinygenError
 from ..ir import Model, parse_tflite
+from ..ir.signal_ops import FRONTEND_INPUT_DTYPES, FRONTEND_OUTPUT_DTYPES, is_frontend
 from ..load import SourceModel
 
 MAX_REPORT_SAMPLES = 200
@@ -345,6 +346,9 @@ def parse_checked(tflite: bytes, what: str) -> Model:
 
 def check_full_int8(ir: Model, what: str) -> None:
     """Refuse float or mixed models: firmware needs int8 inputs, outputs and ops."""
+    if is_frontend(ir):
+        check_frontend(ir, what)
+        return
     # Post-processing custom ops (SSD's TFLite_Detection_PostProcess) produce float
     # boxes and scores by design; their outputs are model outputs, not compute.
     custom_outputs = {i for op in ir.operators if op.is_custom for i in op.outputs}
@@ -363,6 +367,29 @@ def check_full_int8(ir: Model, what: str) -> None:
                 raise TinygenError(
                     f"{what} is not a full-int8 model: {op.describe()} computes in float "
                     f"(tensor '{ir.tensors[ti].name}'); quantize it to int8 first")
+
+
+def check_frontend(ir: Model, what: str) -> None:
+    """A signal-op front end: int16 audio in, int8 (or int16) features out; the
+    ops between compute in integers of other widths by design, not in float."""
+    for t in ir.input_tensors():
+        if t.dtype not in FRONTEND_INPUT_DTYPES:
+            raise TinygenError(
+                f"{what} is a front end (signal ops) but its input '{t.name}' is {t.dtype}; "
+                "a front end takes int16 audio samples")
+    for t in ir.output_tensors():
+        if t.dtype not in FRONTEND_OUTPUT_DTYPES:
+            raise TinygenError(
+                f"{what} is a front end (signal ops) but its output '{t.name}' is {t.dtype}; "
+                "tinygen takes int8 or int16 features")
+    for op in ir.operators:
+        if op.is_custom:
+            continue
+        for ti in op.inputs + op.outputs:
+            if ti >= 0 and ir.tensors[ti].dtype in ("float32", "float16"):
+                raise TinygenError(
+                    f"{what}: {op.describe()} computes in float (tensor "
+                    f"'{ir.tensors[ti].name}'); tinygen takes integer front ends only")
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,201 @@
+"""Audio front ends: .tflite graphs of TFLM's signal ops (int16 audio in, int8
+features out), made by `tinygen frontend`, run by the tflite_micro interpreter
+(the reference), accepted by inspect/build/verify with the tflm runtime and
+refused in one line by aot.  The slow tests verify them on an emulated
+Cortex-M4 with both shared TFLM trees at 0 LSB."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_tflm_runtime import TREES, tree_path
+
+from tinygen.convert.frontend import FrontendParams, build_frontend, filter_bank, make_frontend
+from tinygen.errors import TinygenError
+from tinygen.ir import parse_tflite
+from tinygen.ir.flexbuffer import loads as flex_decode
+from tinygen.ir.signal_ops import SIGNAL_OPS, is_frontend
+from tinygen.reference import TflmReference
+
+CHAINS = {
+    "full": FrontendParams(),
+    "no_pcan": FrontendParams(pcan=False),
+    "plain": FrontendParams(noise_reduction=False, pcan=False),
+}
+
+
+def audio_windows(n_windows: int, samples: int, seed: int = 0) -> np.ndarray:
+    """Tones, chirps, noise, silence and full-scale clipping: what a microphone gives."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 16000.0
+    out = []
+    for k in range(n_windows):
+        kind = k % 5
+        if kind == 0:
+            x = 3000 * np.sin(2 * np.pi * rng.uniform(100, 7000) * t)
+        elif kind == 1:
+            x = rng.normal(0, rng.uniform(10, 3000), samples)
+        elif kind == 2:
+            x = np.zeros(samples)
+        elif kind == 3:
+            x = 40000 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)   # clips
+        else:
+            x = 800 * np.sin(2 * np.pi * (300 + 4000 * t) * t) + rng.normal(0, 50, samples)
+        out.append(np.clip(np.round(x), -32768, 32767).astype(np.int16))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_reference_runs_the_frontend(chain):
+    p = CHAINS[chain]
+    tflite, ir = make_frontend(p)
+    assert is_frontend(ir)
+    assert [t.dtype for t in ir.input_tensors()] == ["int16"]
+    assert list(ir.input_tensors()[0].shape) == [p.window_samples] == [480]
+    out = ir.output_tensors()[0]
+    assert (out.dtype, list(out.shape)) == ("int8", [40])
+    assert abs(out.scale - p.out_scale) < 1e-7 and out.zero_point == p.out_zero_point
+    ref = TflmReference(tflite)
+    feats = [ref.run([w])[0] for w in audio_windows(10, p.window_samples)]
+    assert all(f.dtype == np.int8 and f.shape == (40,) for f in feats)
+    # silence is the quietest frame, and a tone is not flat
+    assert feats[2].astype(int).sum() < feats[0].astype(int).sum()
+    assert len(set(feats[0].tolist())) > 5
+    signal = [op.opcode for op in ir.operators if op.opcode in SIGNAL_OPS]
+    assert signal[:4] == ["SignalWindow", "SignalFftAutoScale", "SignalRfft", "SignalEnergy"]
+    assert ("SignalPCAN" in signal) == p.pcan
+    assert ("SignalFilterBankSpectralSubtraction" in signal) == p.noise_reduction
+
+
+def test_custom_options_are_flexbuffer_maps_the_kernels_read_by_key_order():
+    ir = parse_tflite(build_frontend(FrontendParams()))
+    opts = {op.opcode: flex_decode(op.custom_options) for op in ir.operators
+            if op.is_custom and op.custom_options}
+    assert opts["SignalWindow"] == {"shift": 12}
+    assert opts["SignalRfft"] == {"T": 7, "fft_length": 512}
+    # the kernels take values by index in sorted key order (spectral subtraction: 9)
+    ss = opts["SignalFilterBankSpectralSubtraction"]
+    assert list(ss) == sorted(ss) and len(ss) == 9 and ss["clamping"] is False
+    assert opts["SignalFilterBank"] == {"num_channels": 40}
+    e = opts["SignalEnergy"]
+    assert 0 < e["start_index"] < e["end_index"] <= 257
+
+
+def test_filter_bank_tables():
+    p = FrontendParams()
+    fb = filter_bank(p)
+    # every used tap's weight and unweight sum to one in Q12 (rounding: +-1)
+    used = (fb.weights != 0) | (fb.unweights != 0)
+    assert np.all(np.abs(fb.weights[used].astype(int) + fb.unweights[used] - 4096) <= 1)
+    assert len(fb.freq_starts) == p.channels + 1
+    assert np.all(fb.widths % 4 == 0) and np.all(fb.freq_starts % 2 == 0)
+    assert int((fb.freq_starts + fb.widths).max()) <= p.fft_length // 2 + 1
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(upper_hz=9000), "half the sample rate"),
+    (dict(channels=200), "without an FFT bin"),
+    (dict(window_ms=0.5), "samples; use 16..4096"),
+    (dict(stride_ms=40), "at most the window"),
+    (dict(noise_reduction=False), "PCAN needs noise reduction"),
+    (dict(out_zero_point=300), "zero point"),
+])
+def test_bad_parameters_are_one_line(kwargs, needle):
+    with pytest.raises(TinygenError) as e:
+        build_frontend(FrontendParams(**kwargs))
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_frontend_cli_writes_the_tflite(tmp_path):
+    out = tmp_path / "fe.tflite"
+    r = run_cli("frontend", "-o", out, "--channels", "32", "--window-ms", "25", "--stride-ms",
+                "10", "--no-noise-reduction")
+    assert r.returncode == 0, r.stderr
+    ir = parse_tflite(out.read_bytes())
+    assert list(ir.input_tensors()[0].shape) == [400]
+    assert list(ir.output_tensors()[0].shape) == [32]
+    assert "SignalPCAN" not in ir.op_names()
+    assert "int16 [400]" in r.stdout and "every 160 samples" in r.stdout
+    bad = run_cli("frontend", "-o", tmp_path / "bad.tflite", "--upper-hz", "12000")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.count("\n") == 1 and not (tmp_path / "bad.tflite").exists()
+    h = run_cli("frontend", "--help")
+    assert h.returncode == 0 and "--sample-rate" in h.stdout and "--no-pcan" in h.stdout
+
+
+@pytest.fixture(scope="module")
+def fe_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fe") / "frontend.tflite"
+    path.write_bytes(build_frontend(FrontendParams()))
+    return path
+
+
+def test_inspect_takes_a_frontend(fe_file):
+    r = run_cli("inspect", fe_file, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    ops = {o["opcode"]: o for o in d["ops"]}
+    assert ops["SignalWindow"]["tflm_method"] == "AddWindow"
+    assert ops["SignalPCAN"]["tflm_method"] == "AddPCAN"
+    assert all(o["supported"]["tflm"] for o in d["ops"])
+    assert not ops["SignalRfft"]["supported"]["aot"]
+    assert d["tflm_arena"]["total"] > 0
+
+
+def test_aot_refuses_a_frontend_in_one_line(fe_file, tmp_path):
+    r = run_cli("build", fe_file, "--board", "qemu-cortex-m4", "--runtime", "aot",
+                "-o", tmp_path / "proj")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("tinygen: error:") and "SignalWindow" in line
+    assert "signal" in line and "--runtime tflm" in line
+    assert not (tmp_path / "proj").exists()
+
+
+def test_int16_input_is_still_refused_without_signal_ops(tmp_path):
+    from tinygen.convert import check_full_int8
+    ir = parse_tflite(build_frontend(FrontendParams()))
+    plain = type(ir)(tensors=ir.tensors, operators=[o for o in ir.operators
+                                                    if not o.is_custom],
+                     inputs=ir.inputs, outputs=ir.outputs, tflite=ir.tflite)
+    with pytest.raises(TinygenError, match="not a full-int8 model: input 'audio' is int16"):
+        check_full_int8(plain, "m.tflite")
+
+
+def test_tflm_tree_compiles_signal_only_for_frontends():
+    from tinygen.codegen.tflm import resolver_entries
+    from tinygen.project.tflm_tree import open_tree
+    t = open_tree(tree_path("reference"))
+    methods = [e.method for e in resolver_entries(parse_tflite(build_frontend(FrontendParams())))]
+    assert t.missing_methods(methods) == []
+    assert "+<signal/>" in t.src_filter(methods)
+    assert t.resolver_methods["AddWindow"] == "WINDOW"
+
+
+# ---------------------------------------------------------------------------
+# built, run in QEMU, verified against the tflite_micro interpreter (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tree_name", TREES)
+@pytest.mark.parametrize("chain", ["full", "plain"])
+def test_frontend_verifies_bit_exact_with_tflm(chain, tree_name, tmp_path):
+    tree = tree_path(tree_name)
+    p = CHAINS[chain]
+    fe = tmp_path / "frontend.tflite"
+    fe.write_bytes(build_frontend(p))
+    data_file = tmp_path / "audio.npy"
+    np.save(data_file, audio_windows(10, p.window_samples, seed=1))
+    report = tmp_path / "report.json"
+    r = run_cli("verify", "--board", "qemu-cortex-m4", fe, "--data", data_file,
+                "--runtime", "tflm", "--tflm-source", tree, "-o", tmp_path / "proj",
+                "--json", report, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(report.read_text())
+    assert d["passed"] and d["bit_exact"] and d["runtime"] == "tflm", d
+    for o in d["outputs"]:
+        assert o["max_abs_diff_lsb"] == 0 and o["exact_match_pct"] == 100.0
+    assert d["latency"]["instructions"] > 0
+    used, reserved = d["device"]["arena_used_bytes"], d["device"]["arena_bytes"]
+    assert 0 < used <= reserved
