@@ -127,8 +127,38 @@ def test_depthwise_dsp_host(case, sanitize, fast_requant):
     kw, seed = case
     ours, ref = _dw_models(kw, seed)
     kernels = _host(ours, seed, sanitize=sanitize, reference=ref, fast_requant=fast_requant)
-    assert kernels == ["tg_depthwise_dsp_s8" if kw["depth_multiplier"] == 1
-                       else "tg_depthwise_conv2d_s8"]
+    assert kernels == [_dw_kernel(kw)]
+
+
+def _dw_kernel(kw: dict) -> str:
+    """The kernel a depthwise lowers to on a DSP core with scratch allowed."""
+    if kw["depth_multiplier"] == 1:
+        return "tg_depthwise_dsp_s8"
+    return "tg_conv2d_dsp_s8" if kw["cin"] == 1 else "tg_depthwise_conv2d_s8"
+
+
+@st.composite
+def multiplier_depthwise_cases(draw):
+    """Depth multiplier > 1 on one input channel (TFLM micro_speech's
+    tiny_conv: 10x8, multiplier 8, on a 49x40x1 spectrogram): lowered to the
+    convolution kernel, windows up to 10x8, clipped by the border or not."""
+    kw, seed = draw(depthwise_cases())
+    kh, kwid = draw(st.integers(1, 10)), draw(st.integers(1, 8))
+    kw.update(cin=1, depth_multiplier=draw(st.sampled_from([2, 3, 4, 8, 8, 13])),
+              kh=kh, kw=kwid, h=draw(st.integers(kh, kh + 8)), w=draw(st.integers(kwid, kwid + 8)),
+              dilation=(1, draw(st.sampled_from([1, 1, 2]))))
+    if kw["dilation"][1] == 2 and kw["padding"] == "VALID" and (kwid - 1) * 2 + 1 > kw["w"]:
+        kw.update(padding="SAME")
+    return kw, seed
+
+
+@FAST
+@given(multiplier_depthwise_cases(), st.booleans(), st.booleans())
+def test_depthwise_multiplier_dsp_host(case, sanitize, fast_requant):
+    kw, seed = case
+    ours, ref = _dw_models(kw, seed)
+    assert _host(ours, seed, sanitize=sanitize, reference=ref,
+                 fast_requant=fast_requant) == ["tg_conv2d_dsp_s8"]
 
 
 @st.composite
@@ -167,7 +197,7 @@ def test_conv2d_dsp_host_sweep(case, memory_first):
 
 @pytest.mark.slow
 @SLOW
-@given(depthwise_cases(big=True) | wide_depthwise_cases())
+@given(depthwise_cases(big=True) | wide_depthwise_cases() | multiplier_depthwise_cases())
 def test_depthwise_dsp_host_sweep(case):
     kw, seed = case
     ours, ref = _dw_models(kw, seed)
@@ -209,6 +239,15 @@ def test_depthwise_dsp_m4(case, fast_requant):
 
 @needs_qemu
 @M4
+@given(multiplier_depthwise_cases(), st.booleans())
+def test_depthwise_multiplier_dsp_m4(case, fast_requant):
+    kw, seed = case
+    ours, ref = _dw_models(kw, seed)
+    assert _m4(ours, seed, reference=ref, fast_requant=fast_requant) == ["tg_conv2d_dsp_s8"]
+
+
+@needs_qemu
+@M4
 @given(fc_cases(), st.booleans())
 def test_fully_connected_dsp_m4(case, fast_requant):
     kw, seed = case
@@ -231,7 +270,7 @@ def test_conv2d_dsp_m4_sweep(case, memory_first):
 @pytest.mark.slow
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(wide_depthwise_cases() | depthwise_cases(big=True))
+@given(wide_depthwise_cases() | depthwise_cases(big=True) | multiplier_depthwise_cases())
 def test_depthwise_dsp_m4_sweep(case):
     kw, seed = case
     ours, ref = _dw_models(kw, seed)

@@ -446,6 +446,14 @@ def lower_depthwise_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
     if ctx.dsp and dm == 1:
         call = _depthwise_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
                               call)
+    elif ctx.dsp and ic == 1:
+        # One input channel: output channel m filters that channel with column
+        # m, which is a convolution with filters [m][fh][fw][1].  The conv
+        # kernel's SMLAD runs two taps per instruction where a depthwise
+        # kernel gets no pairwise sum; the integers are the same sums.
+        w_conv = w.reshape(fh, fw, oc).transpose(2, 0, 1)[..., None]
+        call = _conv2d_dsp(op, ctx, inp, out, w_conv, bias, win, mult, shift, act_min,
+                           act_max, call)
     return with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))
 
 
