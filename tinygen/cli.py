@@ -200,7 +200,7 @@ def cmd_build(args, con: Console) -> int:
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
               progress=con.progress, detection=args.detection, profile=args.profile,
-              arena_bytes=args.arena_bytes, force=args.force)
+              arena_bytes=args.arena_bytes, force=args.force, name=args.name)
     print_build_summary(r, con)
     return 0
 

@@ -203,3 +203,46 @@ def test_two_models_cortex_m4_qemu(tmp_path):
                          cwd=tmp_path, capture_output=True, timeout=120)
     assert res.returncode == 0, res
     _check_outputs((tmp_path / "tg_out.bin").read_bytes(), kws, vib, mk, mv, floats, ints)
+
+
+# ---- the name through the CLI and the build stage -------------------------------
+
+def test_cli_refuses_a_bad_name_in_one_line(tmp_path):
+    from conftest import run_cli
+    model = tmp_path / "m.tflite"
+    model.write_bytes(fully_connected_model(np.random.default_rng(1)))
+    out = tmp_path / "proj"
+    for bad in ("int", "kws-1", "tg_x"):
+        res = run_cli("build", str(model), "--name", bad, "-o", str(out), "--no-compile")
+        assert res.returncode == 2
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tinygen: error: --name"), res.stderr
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("runtime, board, files", [
+    ("aot", "qemu-cortex-m4", ["kws.c", "kws.h"]),
+    ("tflm", "esp32cam", ["kws_tflm.cc", "kws_data.c", "kws_data.h", "kws.h"]),
+])
+def test_named_project(tmp_path, runtime, board, files):
+    from tinygen.project.build import build
+    model = tmp_path / "m.tflite"
+    model.write_bytes(conv2d_model(np.random.default_rng(2)))
+    out = tmp_path / "proj"
+    r = build(model, board, runtime=runtime, out_dir=out, compile_firmware=False, name="kws")
+    src = out / "src"
+    for f in files:
+        assert (src / f).is_file(), f
+    assert not (src / "model.c").exists() and not (src / "tg_model_tflm.cc").exists()
+    header = (src / "kws.h").read_text()
+    for decl in ("tg_status kws_init(void);", "tg_status kws_invoke(void);",
+                 "const tg_tensor *kws_input(int index);",
+                 "tg_status kws_quantize_input(const float *values);",
+                 "#define KWS_INPUT0_BYTES 192u"):
+        assert decl in header, decl
+    assert r.c_name == "kws" and '"c_name": "kws"' in (out / "tinygen.json").read_text()
+    readme = (out / "README.md").read_text()
+    assert "src/kws.h" in readme and "kws_invoke()" in readme and "TG_NO_MAIN" in readme
+    if runtime == "tflm":
+        assert r.weight_symbols == ["kws_tflite"]
+        assert "kws_tflite[" in (src / "kws_data.c").read_text()

@@ -20,6 +20,7 @@ from .. import __version__
 from ..analyze import fit as fitmod
 from ..analyze.analysis import Analysis, analyze, require_fit
 from ..boards import Board, get_board
+from ..codegen.api import DEFAULT_NAME, check_name
 from ..codegen.render import render_to
 from ..convert import ConversionResult, convert
 from ..errors import TinygenError
@@ -59,6 +60,7 @@ class BuildResult:
     tflm_tree: str | None = None           # TFLM source tree compiled in (tflm runtime)
     tflm_flavour: str | None = None        # its kernels: cmsis-nn or reference
     arena_measured: int | None = None      # tflm: TFLM's recording allocator on the host
+    c_name: str = DEFAULT_NAME             # prefix of the model's C API (--name)
     model_path: str = ""                   # the source model, resolved (-o reuse check)
 
     def manifest(self) -> dict:
@@ -73,6 +75,7 @@ class BuildResult:
             "profile": self.profile, "memory_plan": self.memory_plan,
             "tflm_tree": self.tflm_tree, "tflm_flavour": self.tflm_flavour,
             "arena_measured": self.arena_measured, "model_path": self.model_path,
+            "c_name": self.c_name,
         }
 
 
@@ -114,8 +117,10 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
           tflm_source: str | Path | None = None, compile_firmware: bool = True,
           progress: Callable[[str], None] | None = None,
           detection: str | Path | None = None, profile: bool = False,
-          arena_bytes: int | None = None, force: bool = False) -> BuildResult:
+          arena_bytes: int | None = None, force: bool = False,
+          name: str = DEFAULT_NAME) -> BuildResult:
     note = progress or (lambda _m: None)
+    check_name(name)
     board = get_board(board_id)
     runtime = choose_runtime(board, runtime)
     if profile and runtime != "aot":
@@ -147,7 +152,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
                                     dir=out.parent))
     try:
         result = _render(staging, board, runtime, source.name, conversion, analysis, fit,
-                         tree, note, profile, arena_bytes)
+                         tree, note, profile, arena_bytes, name)
         if compile_firmware and board.emulated:
             note(f"compiling firmware for {board.id} with PlatformIO (offline platform)")
             _compile_emulated(staging, result)
@@ -267,7 +272,7 @@ def _copy_common(src: Path, names: list[str]) -> None:
 def _render(root: Path, board: Board, runtime: str, model_name: str,
             conversion: ConversionResult, analysis: Analysis, fit: dict,
             tree, note, profile: bool = False,
-            arena_override: int | None = None) -> BuildResult:
+            arena_override: int | None = None, name: str = DEFAULT_NAME) -> BuildResult:
     ir = conversion.ir
     src = root / "src"
     src.mkdir(parents=True)
@@ -280,19 +285,21 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
     in_psram = bool(fit.get("arena_in_psram"))
     result = BuildResult(out_dir=root, board=board, runtime=runtime, model_name=model_name,
                          signature=ir.signature, analysis=analysis, conversion=conversion,
-                         arena_bytes=0, arena_in_psram=in_psram, weights_bytes=0)
+                         arena_bytes=0, arena_in_psram=in_psram, weights_bytes=0,
+                         c_name=name)
     note(f"generating the {runtime} runtime sources")
     if runtime == "tflm":
         from ..codegen.tflm import generate_tflm
         measured = analysis.tflm_arena["total"]
         arena = arena_override or fitmod.tflm_arena_with_margin(measured)
         tflm = generate_tflm(ir, model_name, board.id, 0 if arena_override else measured,
-                             arena, in_psram, src)
+                             arena, in_psram, src, name=name)
         result.arena_bytes = arena
         result.arena_measured = measured
         result.weights_bytes = len(ir.tflite)
         result.resolver = [f"{e.method}  // {e.name}" for e in tflm.resolver]
-        result.weight_symbols = ["tg_model_data"]
+        from ..codegen.tflm import data_symbol
+        result.weight_symbols = [data_symbol(name)]
         result.code_estimate = fitmod.TFLM_CODE_BASE + fitmod.TFLM_CODE_PER_OP * len(tflm.resolver)
         if board.family != "esp32":
             _copy_tflm_target(src)
@@ -302,7 +309,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
                 result.tflm_flavour = tree.flavour
     else:
         from ..codegen.aot import generate_aot
-        aot = generate_aot(ir, src, board=board.id)
+        aot = generate_aot(ir, src, board=board.id, name=name)
         result.arena_bytes = aot.arena_bytes
         result.weights_bytes = aot.weights_bytes
         # Model data = everything derived from the model's constants (weights, biases,
@@ -337,7 +344,16 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
     else:
         shutil.copy2(TEMPLATES_DIR / "hal" / "tg_hal_arduino.cpp", src / "tg_hal_arduino.cpp")
     render_to("project/platformio.ini.j2", root / "platformio.ini", ctx)
+    _write_readme(root, ctx, result, conversion.report is not None)
     return result
+
+
+def _write_readme(root: Path, ctx: dict, result: BuildResult, has_report: bool) -> None:
+    from ..codegen.tflm import source_names
+    glue, stem = source_names(result.c_name)
+    render_to("project/README.md.j2", root / "README.md",
+              dict(ctx, c_name=result.c_name, glue=glue, data_stem=stem,
+                   arena_bytes=result.arena_bytes, has_report=has_report))
 
 
 def _src_flags(board: Board) -> list[str]:
