@@ -246,3 +246,116 @@ def test_named_project(tmp_path, runtime, board, files):
     if runtime == "tflm":
         assert r.weight_symbols == ["kws_tflite"]
         assert "kws_tflite[" in (src / "kws_data.c").read_text()
+
+
+# ---- two tflm models in one image, on an emulated board ---------------------------
+
+TFLM_TWO_MAIN = r"""/* Two tflm models (one MicroInterpreter each) in one firmware. */
+#include <stdio.h>
+#include <string.h>
+#include "tg_hal.h"
+#include "kws.h"
+#include "vib.h"
+
+static void put_line(const char *s) { tg_hal_uart_write((const uint8_t *)s, strlen(s)); }
+
+static void put_tensor(const char *tag, const tg_tensor *t) {
+  char buf[8];
+  uint32_t i;
+  put_line(tag);
+  for (i = 0; i < t->bytes; ++i) {
+    snprintf(buf, sizeof buf, " %d", (int)((const int8_t *)t->data)[i]);
+    put_line(buf);
+  }
+  put_line("\n");
+}
+
+static void fill(const tg_tensor *t, unsigned mul, unsigned add) {
+  uint32_t i;
+  for (i = 0; i < t->bytes; ++i) ((uint8_t *)t->data)[i] = (uint8_t)((i * mul + add) & 0xFFu);
+}
+
+int main(void) {
+  tg_hal_init();
+  for (;;) {
+    int c = tg_hal_uart_read(100);
+    char line[96];
+    if (c == 'a') { tg_hal_uart_write((const uint8_t *)"b", 1); continue; }
+    if (c != 'g') continue;
+    if (kws_invoke() != TG_ERR_NOT_INITIALIZED) { put_line("E order\n"); continue; }
+    if (kws_init() != TG_OK || vib_init() != TG_OK) {
+      snprintf(line, sizeof line, "E init %s|%s\n", kws_last_error(), vib_last_error());
+      put_line(line);
+      continue;
+    }
+    fill(kws_input(0), 37u, 11u);
+    fill(vib_input(0), 13u, 5u);
+    if (kws_invoke() != TG_OK || vib_invoke() != TG_OK) { put_line("E invoke\n"); continue; }
+    put_tensor("K", kws_output(0));
+    put_tensor("V", vib_output(0));
+    snprintf(line, sizeof line, "A %lu %lu %lu %lu\n", (unsigned long)kws_arena_used(),
+             (unsigned long)kws_arena_bytes(), (unsigned long)vib_arena_used(),
+             (unsigned long)vib_arena_bytes());
+    put_line(line);
+  }
+}
+"""
+
+
+def _pattern(shape, mul: int, add: int) -> np.ndarray:
+    n = int(np.prod(shape))
+    return ((np.arange(n) * mul + add) & 0xFF).astype(np.uint8).view(np.int8).reshape(shape)
+
+
+@pytest.mark.slow
+def test_two_tflm_models_qemu(tmp_path):
+    import time
+
+    import serial
+    from test_tflm_runtime import tree_path
+
+    from tinygen.codegen.tflm import generate_tflm
+    from tinygen.device.qemu import QemuProcess
+    from tinygen.project import pio_offline
+    from tinygen.project.build import build
+    tree = tree_path("cmsis-nn")
+    rng = np.random.default_rng(11)
+    # one op kind for both: the project's TFLM library compiles the first model's kernels
+    kws = conv2d_model(rng, h=6, w=6, cin=2, cout=5)
+    vib = conv2d_model(rng, h=8, w=8, cin=3, cout=4, kh=1, kw=1)
+    (tmp_path / "kws.tflite").write_bytes(kws)
+    proj = tmp_path / "proj"
+    board = "qemu-cortex-m4"
+    r = build(tmp_path / "kws.tflite", board, runtime="tflm", tflm_source=tree, out_dir=proj,
+              compile_firmware=False, name="kws")
+    src = proj / "src"
+    generate_tflm(parse_tflite(vib), "vib", board, 0, 16384, False, src, name="vib",
+                  protocol_binding=False)
+    (src / "two_main.c").write_text(TFLM_TWO_MAIN)
+    ini = proj / "platformio.ini"
+    ini.write_text(ini.read_text().replace("build_src_flags =\n",
+                                           "build_src_flags =\n    -DTG_NO_MAIN\n", 1))
+    assert "-DTG_NO_MAIN" in ini.read_text()
+    elf = pio_offline.run_build(proj, r.board.pio_board)
+    with QemuProcess(board, elf) as qemu:
+        port = serial.serial_for_url(qemu.url, timeout=0.2)
+        deadline = time.monotonic() + 10
+        while port.read(1) != b"b":
+            assert time.monotonic() < deadline, qemu.output
+            port.write(b"a")
+        time.sleep(0.1)
+        port.reset_input_buffer()
+        port.timeout = 20
+        port.write(b"g")
+        lines = [port.readline().decode() for _ in range(3)]
+        port.close()
+    assert lines[0].startswith("K "), lines
+    got_k = np.array([int(v) for v in lines[0].split()[1:]], np.int8)
+    got_v = np.array([int(v) for v in lines[1].split()[1:]], np.int8)
+    mk, mv = parse_tflite(kws), parse_tflite(vib)
+    ref_k = run_tflm(kws, [[_pattern(mk.tensors[mk.inputs[0]].shape, 37, 11)]])[0][0]
+    ref_v = run_tflm(vib, [[_pattern(mv.tensors[mv.inputs[0]].shape, 13, 5)]])[0][0]
+    assert np.array_equal(got_k, ref_k.reshape(-1).astype(np.int8))     # 0 LSB
+    assert np.array_equal(got_v, ref_v.reshape(-1).astype(np.int8))
+    used_k, bytes_k, used_v, bytes_v = (int(v) for v in lines[2].split()[1:])
+    assert 0 < used_k <= bytes_k == r.arena_bytes and 0 < used_v <= bytes_v == 16384
