@@ -248,3 +248,27 @@ def test_min_accuracy_without_labels_is_one_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith(
         "tinygen: error: --min-accuracy needs labelled test data")
+
+
+@pytest.mark.slow
+def test_kws_accuracy_on_labelled_data(tmp_path):
+    """The keyword spotter's 325 labelled clips on an emulated Cortex-M4: the
+    accuracies match what the example's own training script measured
+    (results.json, TFLite interpreter), and labels.txt names the classes."""
+    from conftest import run_cli
+    report = tmp_path / "kws.json"
+    r = run_cli("verify", "--board", "qemu-cortex-m4", KWS / "model.h5",
+                "--calib", KWS / "calib.npy", "--data", KWS / "test.npz",
+                "-o", tmp_path / "proj", "--json", report, "--min-accuracy", 80, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(report.read_text())
+    expected = json.loads((KWS / "results.json").read_text())
+    acc = data["accuracy"]
+    assert acc["samples"] == 325 and acc["classes"] == (KWS / "labels.txt").read_text().split()
+    assert acc["float"] == pytest.approx(expected["float_accuracy"], abs=6e-5)
+    assert acc["int8"] == pytest.approx(expected["int8_accuracy"], abs=6e-5)
+    assert acc["device"] == acc["int8"]                    # bit-exact: the same predictions
+    assert sum(map(sum, acc["confusion"]["int8"])) == 325
+    assert data["calibration"] == {"source": "calib.npy", "synthetic": False}
+    assert data["latency"]["ms"] > 0 and "estimate" in data["latency"]["ms_basis"]
+    assert "device 86.8%" in r.stdout and "_silence_" in r.stdout

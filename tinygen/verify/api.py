@@ -135,9 +135,9 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     calibration = _calibration(conversion)
     for w in (conversion.report.warnings if conversion.report is not None else []):
         warn(w)
-    vectors, float_vectors, labels = labelled_vector_set(ir, samples, data, calib)
-    progress(f"{len(vectors)} input vectors" + (f", labelled ({labels[1]})" if labels else ""))
-    if min_accuracy is not None and labels is None:
+    vectors, float_vectors, truth = labelled_vector_set(ir, samples, data, calib)
+    progress(f"{len(vectors)} input vectors" + (f", labelled ({truth[1]})" if truth else ""))
+    if min_accuracy is not None and truth is None:
         raise TinygenError(f"--min-accuracy needs labels, and {Path(str(data)).name} holds none "
                            "(save x and y in one .npz, or the labels as a .npy beside it)")
     progress("running the tflite_micro reference")
@@ -167,7 +167,7 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         raise failed[0].exception or TinygenError(failed[0].error)
 
     float_outs = None
-    if (float_reference or labels) and not detection and not str(model).endswith(".tflite"):
+    if (float_reference or truth) and not detection and not str(model).endswith(".tflite"):
         progress("running the float model on the same inputs")
         try:
             float_outs = run_float_model(model, ir, float_vectors)
@@ -175,18 +175,18 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
             warn(f"float model comparison skipped: {exc}")
     float_check = float_comparison(ir, float_outs, ref_outs, runs)
     accuracy = None
-    if labels is not None:
+    if truth is not None:
         outs = {r.label: r.device_outs for r in runs if r.report is not None}
         try:
-            accuracy = verify_accuracy(ir, labels[0], ref_outs, outs, float_outs, names,
-                                       labels_from=labels[1])
+            accuracy = verify_accuracy(ir, truth[0], ref_outs, outs, float_outs, names,
+                                       labels_from=truth[1])
         except TinygenError as exc:
             if names_given or names is None:
                 raise
             # A labels.txt found beside the data that does not fit is not the user's doing.
             warn(f"{Path(str(data)).parent / 'labels.txt'} not used: {exc}")
-            accuracy = verify_accuracy(ir, labels[0], ref_outs, outs, float_outs, None,
-                                       labels_from=labels[1])
+            accuracy = verify_accuracy(ir, truth[0], ref_outs, outs, float_outs, None,
+                                       labels_from=truth[1])
     elif names is not None and names_given:
         warn("--labels names the classes, but the test data holds no labels: no accuracy")
     warnings, failures = quality_notes(

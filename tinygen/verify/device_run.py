@@ -110,8 +110,8 @@ def run_float_model(model_path: str | Path, ir: Model, float_vectors) -> list | 
     src = load_model(model_path)
     if src.kind == "tflite":
         return None
+    from .. import tfenv
     from ..convert import traceable_float_model
-    from . import tfenv
     tf = tfenv.tf()
     fn, shapes, _names, _model = traceable_float_model(src, tf)
     outs = []
