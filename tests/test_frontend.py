@@ -52,12 +52,12 @@ def test_reference_runs_the_frontend(chain):
     tflite, ir = make_frontend(p)
     assert is_frontend(ir)
     assert [t.dtype for t in ir.input_tensors()] == ["int16"]
-    assert list(ir.input_tensors()[0].shape) == [p.window_samples] == [480]
+    assert list(ir.input_tensors()[0].shape) == [1, p.window_samples] == [1, 480]
     out = ir.output_tensors()[0]
-    assert (out.dtype, list(out.shape)) == ("int8", [40])
+    assert (out.dtype, list(out.shape)) == ("int8", [1, 40])
     assert abs(out.scale - p.out_scale) < 1e-7 and out.zero_point == p.out_zero_point
     ref = TflmReference(tflite)
-    feats = [ref.run([w])[0] for w in audio_windows(10, p.window_samples)]
+    feats = [ref.run([w[None]])[0][0] for w in audio_windows(10, p.window_samples)]
     assert all(f.dtype == np.int8 and f.shape == (40,) for f in feats)
     # silence is the quietest frame, and a tone is not flat
     assert feats[2].astype(int).sum() < feats[0].astype(int).sum()
@@ -113,8 +113,8 @@ def test_frontend_cli_writes_the_tflite(tmp_path):
                 "10", "--no-noise-reduction")
     assert r.returncode == 0, r.stderr
     ir = parse_tflite(out.read_bytes())
-    assert list(ir.input_tensors()[0].shape) == [400]
-    assert list(ir.output_tensors()[0].shape) == [32]
+    assert list(ir.input_tensors()[0].shape) == [1, 400]
+    assert list(ir.output_tensors()[0].shape) == [1, 32]
     assert "SignalPCAN" not in ir.op_names()
     assert "int16 [400]" in r.stdout and "every 160 samples" in r.stdout
     bad = run_cli("frontend", "-o", tmp_path / "bad.tflite", "--upper-hz", "12000")
@@ -199,3 +199,45 @@ def test_frontend_verifies_bit_exact_with_tflm(chain, tree_name, tmp_path):
     assert d["latency"]["instructions"] > 0
     used, reserved = d["device"]["arena_used_bytes"], d["device"]["arena_bytes"]
     assert 0 < used <= reserved
+
+
+# ---------------------------------------------------------------------------
+# a front end feeding a model: what differs, in one line
+
+
+def _model_with_input(shape, dtype="int8", scale=26.0 / 255.0, zp=-128):
+    from tinygen.convert.frontend import _Graph
+    g = _Graph()
+    x = g.tensor("x", shape, dtype, scale=scale, zp=zp)
+    y = g.tensor("y", [int(np.prod(shape))], dtype, scale=scale, zp=zp)
+    g.op("RESHAPE", [x], [y])
+    return parse_tflite(g.build([x], [y], "test model"))
+
+
+def test_frontend_feeds_a_kws_input_window():
+    from tinygen.convert.frontend import frames_per_input
+    fe = parse_tflite(build_frontend(FrontendParams()))
+    assert frames_per_input(fe, _model_with_input([1, 49, 40, 1])) == 49
+    assert frames_per_input(fe, _model_with_input([1, 1960])) == 49
+    assert frames_per_input(fe, _model_with_input([40])) == 1
+
+
+@pytest.mark.parametrize("shape,kwargs,needle", [
+    ([1, 49, 40, 1], dict(scale=0.1), "scale 0.101961 vs 0.1 (make the front end with "
+                                      "--out-scale 0.100000001)"),
+    ([1, 49, 40, 1], dict(zp=0), "zero point -128 vs 0 (make the front end with "
+                                 "--out-zero-point 0)"),
+    ([1, 49, 40, 1], dict(dtype="int16", scale=0.1, zp=0), "type int8 vs int16"),
+    ([1, 49, 32, 1], {}, "innermost axes [32] are not the front end's [40] features"),
+    ([1, 40, 49], {}, "innermost axes [49] are not"),
+    ([1, 1961], {}, "innermost axes [1961] are not"),
+])
+def test_frontend_that_does_not_fit_the_model_says_what_differs(shape, kwargs, needle):
+    from tinygen.convert.frontend import frames_per_input
+    fe = parse_tflite(build_frontend(FrontendParams()))
+    with pytest.raises(TinygenError) as e:
+        frames_per_input(fe, _model_with_input(shape, **kwargs))
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg
+    assert msg.startswith("the front end's features (int8 [1, 40], scale 0.101961 zp -128) do "
+                          "not fit the model's input 'x'")

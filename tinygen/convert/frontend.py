@@ -2,10 +2,10 @@
 
 int16 audio (one window of samples) in, int8 features (one frame) out:
 
-    SignalWindow -> SignalFftAutoScale -> SignalRfft -> SignalEnergy ->
+    SignalWindow -> RESHAPE -> SignalFftAutoScale -> SignalRfft -> SignalEnergy ->
     SignalFilterBank -> SignalFilterBankSquareRoot ->
     [SignalFilterBankSpectralSubtraction -> [SignalPCAN]] ->
-    SignalFilterBankLog -> QUANTIZE (int16 log features -> int8)
+    SignalFilterBankLog -> QUANTIZE (int16 log features -> int8) -> RESHAPE
 
 The tables (Hann window, mel filter bank, PCAN gain curve) follow TensorFlow's
 microfrontend (tensorflow/lite/experimental/microfrontend/lib/*_util.c), the
@@ -302,17 +302,21 @@ class _Graph:
 
 
 def build_frontend(p: FrontendParams) -> bytes:
-    """The front end's .tflite: input int16 [window_samples], output int8 [channels]."""
+    """The front end's .tflite: input int16 [1, window_samples], output int8 [1, channels]."""
     p.check()
     g = _Graph()
     n, fft, ch = p.window_samples, p.fft_length, p.channels
     bins = fft // 2 + 1
     fb = filter_bank(p)
 
-    audio = g.tensor("audio", [n], "int16")
+    # [1, n] like every model tinygen takes (axis 0 is the batch for sample files
+    # and vectors); FftAutoScale wants one axis, hence the RESHAPE.
+    audio = g.tensor("audio", [1, n], "int16")
     weights = g.tensor("window_weights", [n], "int16", hann_weights(n))
+    windowed2 = g.tensor("windowed_2d", [1, n], "int16")
+    g.op("SignalWindow", [audio, weights], [windowed2], {"shift": _WINDOW_SHIFT})
     windowed = g.tensor("windowed", [n], "int16")
-    g.op("SignalWindow", [audio, weights], [windowed], {"shift": _WINDOW_SHIFT})
+    g.op("RESHAPE", [windowed2, g.tensor("shape_1d", [1], "int32", [n])], [windowed])
     scaled = g.tensor("fft_input", [n], "int16")
     scale_bits = g.tensor("fft_scale_bits", [], "int32")
     g.op("SignalFftAutoScale", [windowed], [scaled, scale_bits])
@@ -353,8 +357,10 @@ def build_frontend(p: FrontendParams) -> bytes:
     logs = g.tensor("log_features", [ch], "int16", scale=_LOG_FEATURE_SCALE, zp=0)
     g.op("SignalFilterBankLog", [x], [logs], {
         "input_correction_bits": p.log_correction_bits, "output_scale": 1 << _LOG_SCALE_SHIFT})
-    features = g.tensor("features", [ch], "int8", scale=p.out_scale, zp=p.out_zero_point)
-    g.op("QUANTIZE", [logs], [features])
+    flat = g.tensor("features_1d", [ch], "int8", scale=p.out_scale, zp=p.out_zero_point)
+    g.op("QUANTIZE", [logs], [flat])
+    features = g.tensor("features", [1, ch], "int8", scale=p.out_scale, zp=p.out_zero_point)
+    g.op("RESHAPE", [flat, g.tensor("shape_2d", [2], "int32", [1, ch])], [features])
     desc = (f"tinygen front end: {p.sample_rate} Hz, {p.window_ms:g}/{p.stride_ms:g} ms, "
             f"{ch} mel channels {p.lower_hz:g}-{p.upper_hz:g} Hz, "
             f"noise reduction {'on' if p.noise_reduction else 'off'}, "
@@ -370,5 +376,44 @@ def make_frontend(p: FrontendParams):
     tflite = build_frontend(p)
     ir = parse_checked(tflite, "the front end")
     check_full_int8(ir, "the front end")
-    TflmReference(tflite).run([np.zeros(p.window_samples, np.int16)])
+    TflmReference(tflite).run([np.zeros((1, p.window_samples), np.int16)])
     return tflite, ir
+
+
+def _describe(t) -> str:
+    q = f", scale {t.scale:.6g} zp {t.zero_point}" if t.quant else ""
+    return f"{t.dtype} {list(t.shape)}{q}"
+
+
+def frames_per_input(frontend, model) -> int:
+    """How many front-end frames make the model's input window; TinygenError,
+    one line naming what differs, when the features cannot feed the model.
+
+    The features are stacked frame after frame, so the model's input must be
+    frames x features with the features innermost (size-1 axes ignored:
+    [1, 49, 40, 1] is 49 frames of 40), or flat ([1, 1960] is 49 frames of 40)."""
+    if len(frontend.outputs) != 1:
+        raise TinygenError(f"the front end has {len(frontend.outputs)} outputs; it needs one "
+                           "(the features of a frame)")
+    if len(model.inputs) != 1:
+        raise TinygenError(f"the model has {len(model.inputs)} inputs; a front end feeds one")
+    f, m = frontend.output_tensors()[0], model.input_tensors()[0]
+    what = f"the front end's features ({_describe(f)}) do not fit the model's input " \
+           f"'{m.name}' ({_describe(m)})"
+    if f.dtype != m.dtype:
+        raise TinygenError(f"{what}: type {f.dtype} vs {m.dtype}")
+    if f.scale != m.scale and abs(f.scale - m.scale) > 1e-6 * max(abs(m.scale), 1e-30):
+        raise TinygenError(f"{what}: scale {f.scale:.6g} vs {m.scale:.6g} (make the front end "
+                           f"with --out-scale {m.scale:.9g})")
+    if f.zero_point != m.zero_point:
+        raise TinygenError(f"{what}: zero point {f.zero_point} vs {m.zero_point} (make the "
+                           f"front end with --out-zero-point {m.zero_point})")
+    feats = [int(d) for d in f.shape if int(d) != 1]
+    dims = [int(d) for d in m.shape if int(d) != 1]
+    if len(dims) == 1 and len(feats) == 1 and dims[0] % feats[0] == 0:
+        return dims[0] // feats[0]          # a flat input: the frames stacked end to end
+    k = len(dims) - len(feats)
+    if k < 0 or dims[k:] != feats:
+        raise TinygenError(f"{what}: the model's innermost axes {dims[max(k, 0):]} are not "
+                           f"the front end's {feats} features of a frame")
+    return int(np.prod(dims[:k])) if k else 1

@@ -39,12 +39,15 @@ def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib:
         raise TinygenError("--samples must be at least 1")
     source = data or calib
     vectors, floats = [], []
+    audio = _takes_audio(ir)
     if source:
         # --data may hold int8 vectors (any integer type within int8); --calib holds
         # what the conversion took: floats, integers converted to float, or int8 vectors.
+        # A front end takes int16 audio from either.
         loaded = load_samples(Path(source), [t.shape for t in ins],
                               what="data" if data else "calibration",
-                              integers="int8" if data else "float", keep_int8=True)
+                              integers="int16" if audio else "int8" if data else "float",
+                              keep_int8=True)
         labels = load_labels(Path(source), loaded) if data else None
         if samples is not None and samples > len(loaded):
             tell(f"--samples {samples:,}: {Path(source).name} holds {len(loaded):,} usable "
@@ -56,8 +59,8 @@ def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib:
             vec, fvec = [], []
             for x, t in zip(s, ins):
                 x = np.asarray(x)
-                if x.dtype == np.int8:
-                    q = x.astype(np.int8).reshape(t.shape)
+                if x.dtype == np.int8 or (audio and x.dtype == np.int16):
+                    q = x.reshape(t.shape)
                     fvec.append(dequantize(q, t).astype(np.float32) if t.quant
                                 else q.astype(np.float32))
                 else:
@@ -70,11 +73,17 @@ def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib:
     rng = np.random.default_rng(seed)
     n = random_vector_count(n, sum(int(np.prod(t.shape)) for t in ins))
     for _ in range(n):
-        vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ins]
+        vec = [rng.integers(-32768, 32768, t.shape, dtype=np.int16) if t.dtype == "int16"
+               else rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ins]
         vectors.append(vec)
         floats.append([dequantize(q, t).astype(np.float32) if t.quant else q.astype(np.float32)
                        for q, t in zip(vec, ins)])
     return vectors, floats, None
+
+
+def _takes_audio(ir: Model) -> bool:
+    """A front end: every input is int16 audio, never quantized from floats."""
+    return all(t.dtype == "int16" for t in ir.input_tensors())
 
 
 def precheck_sample_files(model: str | Path, data: str | Path | None,
@@ -92,7 +101,8 @@ def precheck_sample_files(model: str | Path, data: str | Path | None,
             from ..load import load_ir
             ir = load_ir(model)
             load_samples(Path(f), [t.shape for t in ir.input_tensors()], what=what,
-                         integers=integers, keep_int8=True, note=lambda _m: None)
+                         integers="int16" if _takes_audio(ir) else integers, keep_int8=True,
+                         note=lambda _m: None)
             continue
         if check_sample_file(Path(f), what, integers=integers):
             if shapes is None:
