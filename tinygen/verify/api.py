@@ -143,15 +143,15 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     progress("running the tflite_micro reference")
     ref_outs = run_reference(ir, vectors)
 
-    labels = list(ports) or [f"qemu:{board.qemu_machine}"]
-    bar = progress_bar(len(vectors), labels) if progress_bar else None
+    port_names = list(ports) or [f"qemu:{board.qemu_machine}"]
+    bar = progress_bar(len(vectors), port_names) if progress_bar else None
     try:
         if own_qemu:
             from ..device.qemu import QemuProcess
             progress(f"starting QEMU ({board.qemu_machine}) with {elf.name}")
             with QemuProcess(board.qemu_machine, elf, qmp=True) as qemu:
                 runs = verify_ports([qemu.url], ir, board, runtime, vectors, tolerance,
-                                    project_dir, ref_outs, bar, labels=labels)
+                                    project_dir, ref_outs, bar, labels=port_names)
                 add_stack_figure(runs, qemu, warn)
         else:
             if len(ports) > 1:
