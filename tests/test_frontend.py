@@ -241,3 +241,20 @@ def test_frontend_that_does_not_fit_the_model_says_what_differs(shape, kwargs, n
     assert needle in msg and "\n" not in msg
     assert msg.startswith("the front end's features (int8 [1, 40], scale 0.101961 zp -128) do "
                           "not fit the model's input 'x'")
+
+
+def test_audio_vectors_for_a_frontend(fe_file, tmp_path):
+    from tinygen.verify.vectors import make_vectors, precheck_sample_files
+    ir = parse_tflite(fe_file.read_bytes())
+    good = tmp_path / "audio.npy"
+    np.save(good, audio_windows(3, 480))
+    precheck_sample_files(fe_file, good, None)
+    vecs = make_vectors(ir, None, str(good), None)
+    assert len(vecs) == 3 and vecs[0][0].dtype == np.int16 and vecs[0][0].shape == (1, 480)
+    assert np.array_equal(vecs[0][0][0], audio_windows(3, 480)[0])
+    rand = make_vectors(ir, 4, None, None)
+    assert rand[0][0].dtype == np.int16 and int(np.abs(rand[0][0]).max()) > 128
+    bad = tmp_path / "float.npy"
+    np.save(bad, np.zeros((2, 480), np.float32))
+    with pytest.raises(TinygenError, match="int16 audio: give int16 samples"):
+        precheck_sample_files(fe_file, bad, None)

@@ -192,6 +192,13 @@ def _as_model_dtype(arr: np.ndarray, what: str, path: Path, label: str, integers
     """float32 for a float input; int8 kept (or made) for quantized inputs, see load_samples."""
     kind, name = arr.dtype.kind, str(arr.dtype)
     where = f"{what} file {path}, {label}"
+    if integers == "int16":
+        # audio samples for a front end's int16 input: taken as they are
+        if arr.dtype.kind not in "iu" or (arr.size and (int(arr.min()) < -32768
+                                                        or int(arr.max()) > 32767)):
+            raise TinygenError(f"{where} holds {name} values; the model's input is int16 "
+                               "audio: give int16 samples")
+        return arr.astype(np.int16, copy=False)
     if kind == "f":
         if arr.dtype.itemsize > 4:
             finite = np.isfinite(arr)
@@ -204,13 +211,6 @@ def _as_model_dtype(arr: np.ndarray, what: str, path: Path, label: str, integers
         return arr.astype(np.float32, copy=False)
     if arr.dtype == np.int8 and (keep_int8 or integers == "int8"):
         return arr
-    if integers == "int16":
-        # audio samples for a front end's int16 input: taken as they are
-        if arr.dtype.kind not in "iu" or (arr.size and (int(arr.min()) < -32768
-                                                        or int(arr.max()) > 32767)):
-            raise TinygenError(f"{where} holds {name} values; the model's input is int16 "
-                               "audio: give int16 samples")
-        return arr.astype(np.int16, copy=False)
     if integers == "float":
         tell(f"{where} holds {name} values: converted to float32 (the model's float input)",
               note)
