@@ -127,12 +127,15 @@ def _seq_inputs(model, seed, n):
 
 def _check_sequence(tflite: bytes, workdir: Path, n: int = 4, seed: int = 0,
                     inputs=None, reset_after: int | None = None, opt: str = "-O1",
-                    sanitize: bool = False) -> int:
+                    sanitize: bool = False, **aot_opts) -> int:
     """Run n consecutive invocations on both (state carried); if reset_after
     is given, reset both after that many and run the rest again.  Returns the
     number of output values compared."""
     model = parse_tflite(tflite)
-    binary = build_reset_host(model, workdir, opt=opt, sanitize=sanitize)
+    binary = build_reset_host(model, workdir, opt=opt, sanitize=sanitize, **aot_opts)
+    if aot_opts.get("core") == "cortex-m4f":
+        assert all("w4_in" in c.params for c in binary.result.calls
+                   if c.kernel == "tg_lstm_s8")
     batches = inputs if inputs is not None else _seq_inputs(model, seed, n)
     ref = _tflm_with_reset(tflite, batches, reset_after)
     ours = _host_with_reset(binary, batches, reset_after)
@@ -176,11 +179,13 @@ int main(void) {
 """
 
 
-def build_reset_host(model, workdir: Path, opt: str = "-O1", sanitize: bool = False):
-    """generate_aot + one host executable driven by RESET_MAIN_C."""
+def build_reset_host(model, workdir: Path, opt: str = "-O1", sanitize: bool = False,
+                     **aot_opts):
+    """generate_aot + one host executable driven by RESET_MAIN_C (aot_opts:
+    core="cortex-m4f" for the dsp layout with portable intrinsics)."""
     workdir = Path(workdir)
     src = workdir / "aot"
-    result = generate_aot(model, src, board="host", copy_api_header=True)
+    result = generate_aot(model, src, board="host", copy_api_header=True, **aot_opts)
     main = workdir / "tg_reset_main.c"
     main.write_text(RESET_MAIN_C)
     exe = workdir / "tg_host_reset"
@@ -312,11 +317,12 @@ def lstm_cases(draw, max_units=10):
     return kw, draw(st.integers(0, 2 ** 31))
 
 
-def _lstm_case(kw, seed, sanitize=False) -> int:
+def _lstm_case(kw, seed, sanitize=False, **aot_opts) -> int:
     work = Path(tempfile.mkdtemp(prefix="tg_lstm_"))
     try:
         model = lstm_model(seed, **kw)
-        return _check_sequence(model, work, n=5, seed=seed, reset_after=3, sanitize=sanitize)
+        return _check_sequence(model, work, n=5, seed=seed, reset_after=3, sanitize=sanitize,
+                               **aot_opts)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -326,6 +332,20 @@ def _lstm_case(kw, seed, sanitize=False) -> int:
 def test_lstm_matches_tflm(case):
     kw, seed = case
     _lstm_case(kw, seed)
+
+
+@settings(max_examples=30, **FAST)
+@given(lstm_cases(max_units=13), st.booleans(), st.booleans(), st.sampled_from([None, 0.01, 0.03]))
+def test_lstm_dsp_matches_tflm(case, fast_requant, sanitize, small):
+    """The DSP cores' layout (four gates interleaved for tg_dot4_s8, the fast
+    requantization where the lowering proves it) with portable intrinsics.
+    Gate multipliers below 1/2, as trained models have them, need small
+    weight scales in these generated models (`small` spreads): those take
+    the fast requantization."""
+    kw, seed = case
+    if small is not None:
+        kw = {**kw, "spread": small}
+    _lstm_case(kw, seed, sanitize=sanitize, core="cortex-m4f", fast_requant=fast_requant)
 
 
 @pytest.mark.slow
@@ -575,6 +595,20 @@ def test_lstm_on_cortex_m4_qemu(case):
     kw, seed = case
     with tempfile.TemporaryDirectory(prefix="tg_lstm_m4_") as d:
         assert_bit_exact_m4(lstm_model(seed, **kw), Path(d), n_inputs=4, seed=seed)
+
+
+@pytest.mark.skipif(not (__import__("harness").qemu_available()), reason="no QEMU")
+@settings(max_examples=4, **FAST)
+@given(lstm_cases(max_units=12), st.sampled_from([0.01, 0.03]))
+def test_lstm_fast_requant_on_cortex_m4_qemu(case, spread):
+    """Small gate multipliers: the fast requantization with the real SMMULR."""
+    from harness import assert_bit_exact_m4
+    kw, seed = case
+    with tempfile.TemporaryDirectory(prefix="tg_lstm_m4_") as d:
+        binary = assert_bit_exact_m4(lstm_model(seed, **{**kw, "spread": spread}), Path(d),
+                                     n_inputs=4, seed=seed)
+        assert all(c.params.get("fast") == "1" for c in binary.result.calls
+                   if c.kernel == "tg_lstm_s8")
 
 
 def test_state_tensors_are_never_shared(whole_models, tmp_path):

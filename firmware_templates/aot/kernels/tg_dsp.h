@@ -220,6 +220,63 @@ TG_INLINE void tg_mm_2x2(const int32_t *col, const int32_t *w, int32_t groups, i
   *a11 = s11;
 }
 
+#define TG_DOT4_ROW(acc, wv)                                      \
+  do {                                                          \
+    acc = tg_smlad(xe, tg_sxtb16((uint32_t)(wv)), acc);         \
+    acc = tg_smlad(xo, tg_sxtb16_ror8((uint32_t)(wv)), acc);    \
+  } while (0)
+
+#define TG_DOT4_GROUP(xv)                                         \
+  do {                                                          \
+    const int32_t xe = tg_sxtb16(xv), xo = tg_sxtb16_ror8(xv);  \
+    int32_t w0, w1, w2, w3;                                     \
+    TG_LDRD(w0, w1, w);                                         \
+    TG_LDRD(w2, w3, w);                                         \
+    TG_DOT4_ROW(a0, w0);                                          \
+    TG_DOT4_ROW(a1, w1);                                          \
+    TG_DOT4_ROW(a2, w2);                                          \
+    TG_DOT4_ROW(a3, w3);                                          \
+  } while (0)
+
+/* the last 1..3 inputs of a row, zero-extended to a word (no read past them) */
+TG_INLINE uint32_t tg_dot4_load_tail(const int8_t *x, int32_t n) {
+  uint32_t t = 0;
+  memcpy(&t, x, (size_t)n);
+  return t;
+}
+
+/* ---- four rows of int8 weights against one raw int8 vector -----------------
+ * w: per group of four inputs one word of each of the four rows (the rows
+ * interleaved at build time, the depth padded with zero weights); per four
+ * inputs one load and two SXTB16 of the input, two LDRD, eight SXTB16 and
+ * eight SMLAD.  full / tail: whole groups and the 1..3 inputs after them
+ * (never read past).  The accumulators start from rq[0..3]. */
+TG_INLINE void tg_dot4_s8(const int8_t *x, const int32_t *w, int32_t full, int32_t tail,
+                          const int32_t *rq, int32_t *acc) {
+  int32_t a0 = rq[0], a1 = rq[1], a2 = rq[2], a3 = rq[3];
+  int32_t g;
+  uint32_t v;
+  if (full & 1) {
+    v = tg_load_u32(x);
+    x += 4;
+    TG_DOT4_GROUP(v);
+  }
+  for (g = full >> 1; g > 0; --g) {
+    v = tg_load_u32(x);
+    TG_DOT4_GROUP(v);
+    v = tg_load_u32(x + 4);
+    x += 8;
+    TG_DOT4_GROUP(v);
+  }
+  if (tail) {
+    TG_DOT4_GROUP(tg_dot4_load_tail(x, tail));
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,7 @@
 #ifndef TG_LSTM_H
 #define TG_LSTM_H
 
-#include "tg_kernels.h"
+#include "tg_dsp.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,6 +47,18 @@ typedef struct {
   int32_t tanh_mult, tanh_shift;
   int32_t use_cell_clip;       /* cell_clip > 0 in the model */
   int32_t cell_clip;           /* quantized clip value (int16 range) */
+  /* DSP cores (NULL elsewhere): the same weights with the four gates of a
+   * unit interleaved for tg_dot4_s8, per unit [ceil(n/4) groups][4 gates]
+   * words, and per unit the folded starts {kbias_in[0..3], kbias_rec[0..3]}. */
+  const int32_t *w4_in;
+  const int32_t *w4_rec;
+  const int32_t *kb4;
+  /* 1: every requantization above was proved to fit tg_rq_fast (see tg_dsp.h):
+   * the *_shift fields then hold e = -shift and the *_rnd fields its rounding
+   * constant (hidden_rnd with hidden_zp folded in). */
+  int32_t fast;
+  int32_t in_rnd[TG_LSTM_GATES], rec_rnd[TG_LSTM_GATES];
+  int32_t forget_rnd, input_rnd, hidden_rnd;
 } tg_lstm_params;
 
 /* input: the sequence; hidden [batches][units] and cell [batches][units] are

@@ -35,6 +35,7 @@ from ..lowering import (
     lowers,
     quantize_multiplier,
 )
+from .conv import acc_bounds, pack_words, rq_records, wrap_int32
 
 # TFLite's input tensor positions of the fused LSTM (lstm_shared.h)
 INPUT = 0
@@ -260,6 +261,9 @@ def lower_lstm(op: Operator, ctx: LoweringContext) -> KernelCall:
         "tanh_mult": str(tanh_mult), "tanh_shift": str(tanh_shift),
         "use_cell_clip": "1" if use_clip else "0", "cell_clip": str(clip_q),
     }
+    if ctx.dsp:
+        consts += _dsp_layout(op, ctx, params, w_in_vals, w_rec_vals, kbias_in, kbias_rec,
+                              n_in, units, x_zp, h_zp, b_t)
     return KernelCall(
         kernel="tg_lstm_s8", params_type="tg_lstm_params", params=params,
         inputs=[op.inputs[INPUT], op.inputs[HIDDEN_STATE], op.inputs[CELL_STATE]],
@@ -268,3 +272,65 @@ def lower_lstm(op: Operator, ctx: LoweringContext) -> KernelCall:
                  f"batch{'es' if batches != 1 else ''}, input {n_in}"
                  f"{', time major' if time_major else ''}"
                  f"{f', cell clip {clip_q}' if use_clip else ''}"))
+
+
+def _interleave4(rows: list[np.ndarray], units: int, depth: int) -> np.ndarray:
+    """The four gates' [units][depth] matrices as tg_dot4_s8 words: per unit,
+    per group of four inputs, one word of each gate (depth padded with 0)."""
+    g4 = -(-depth // 4)
+    w = np.zeros((units, 4, g4 * 4), np.int8)
+    for g in range(4):
+        w[:, g, :depth] = rows[g].reshape(units, depth)
+    return pack_words(w.reshape(units, 4, g4, 4).transpose(0, 2, 1, 3))
+
+
+def _dsp_layout(op: Operator, ctx: LoweringContext, params: dict, w_in_vals, w_rec_vals,
+                kbias_in, kbias_rec, n_in: int, units: int, x_zp: int, h_zp: int,
+                b_t) -> list[ConstArray]:
+    """Interleaved gate weights for tg_dot4_s8 and, where provable, the fast
+    requantization (tg_rq_fast): every accumulator and product below 2^30 in
+    magnitude for every input, every shift a right shift."""
+    kb4 = np.stack([np.stack(kbias_in, axis=1), np.stack(kbias_rec, axis=1)], axis=1)
+    consts = [
+        ConstArray(ctx.name(op, "w4_in"), "int32_t", _interleave4(w_in_vals, units, n_in),
+                   align=16),
+        ConstArray(ctx.name(op, "w4_rec"), "int32_t", _interleave4(w_rec_vals, units, units),
+                   align=16),
+        ConstArray(ctx.name(op, "kb4"), "int32_t", wrap_int32(kb4.reshape(-1)), align=16,
+                   is_weight=False),
+    ]
+    params.update(w4_in=ctx.name(op, "w4_in"), w4_rec=ctx.name(op, "w4_rec"),
+                  kb4=ctx.name(op, "kb4"))
+    if not ctx.fast_requant:
+        return consts
+    ints = lambda field: [int(v) for v in params[field].strip("{}").split(",")]  # noqa: E731
+    # |accumulator| of each gate's matmul, over every input, per unit
+    b_in = [np.asarray(b.data, np.int64).reshape(-1) for b in b_t]
+    in_bound = max(int(acc_bounds(w_in_vals[g].reshape(units, n_in), b_in[g], -x_zp).max())
+                   for g in range(4))
+    rec_bound = max(int(acc_bounds(w_rec_vals[g].reshape(units, units), None, -h_zp).max())
+                    for g in range(4))
+    # sigmoid outputs are in [0, 32767], tanh and cell values in [-32768, 32767]
+    prod = np.array([32767 * 32768], np.int64)
+    checks = [
+        ("in", ints("in_mult"), ints("in_shift"), 0, in_bound),
+        ("rec", ints("rec_mult"), ints("rec_shift"), 0, rec_bound),
+        ("forget", [int(params["forget_mult"])], [int(params["forget_shift"])], 0, prod[0]),
+        ("input", [int(params["input_mult"])], [int(params["input_shift"])], 0, prod[0]),
+        ("hidden", [int(params["hidden_mult"])], [int(params["hidden_shift"])], h_zp, prod[0]),
+    ]
+    recs = {}
+    for name, mult, shift, offset, bound in checks:
+        fast, rec = rq_records(None, np.array(mult, np.int32), np.array(shift, np.int32),
+                               offset, np.full(len(mult), int(bound), np.int64))
+        if not fast:
+            return consts
+        recs[name] = rec
+    params["fast"] = "1"
+    for name in ("in", "rec"):
+        params[f"{name}_shift"] = c_ints([int(v) for v in recs[name][:, 3]])
+        params[f"{name}_rnd"] = c_ints([int(v) for v in recs[name][:, 2]])
+    for name in ("forget", "input", "hidden"):
+        params[f"{name}_shift"] = str(int(recs[name][0, 3]))
+        params[f"{name}_rnd"] = str(int(recs[name][0, 2]))
+    return consts
