@@ -65,6 +65,22 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
     for (ky = 0; ky < fh; ++ky, src += dh * in_w * c, w += row_bytes) {
       tg_conv_dsp_copy(w, src, row_bytes);
     }
+  } else if (dw == 1) {
+    /* clipped by the border, taps of a row contiguous: one fill of the
+     * window and per row one copy of the columns inside, not a test and a
+     * copy per tap (with one input channel, as in a spectrogram's first
+     * layer, a tap is a byte) */
+    const int8_t pad = (int8_t)(-p->input_offset);
+    const int32_t kx0 = ix0 < 0 ? (-ix0 < fw ? -ix0 : fw) : 0;
+    const int32_t kx1 = in_w - ix0 < fw ? (in_w - ix0 > kx0 ? in_w - ix0 : kx0) : fw;
+    int8_t *w = win + kx0 * c;
+    memset(win, pad, (size_t)(fh * row_bytes));
+    for (ky = 0; ky < fh && kx0 < kx1; ++ky, w += row_bytes) {
+      const int32_t iy = iy0 + ky * dh;
+      if (iy >= 0 && iy < in_h) {
+        tg_conv_dsp_copy(w, in_b + (iy * in_w + ix0 + kx0) * c, (kx1 - kx0) * c);
+      }
+    }
   } else {
     const int8_t pad = (int8_t)(-p->input_offset);
     int8_t *w = win;
