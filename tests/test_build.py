@@ -24,7 +24,7 @@ EXPECTED_METHOD = {
 
 def resolver_calls(glue: str):
     n = int(re.search(r"MicroMutableOpResolver<(\d+)>", glue).group(1))
-    calls = re.findall(r"resolver->(Add\w+)\(\)", glue)
+    calls = re.findall(r"resolver->(Add\w+)\((?:tflite::Register_\w+\(\))?\)", glue)
     return n, calls
 
 

@@ -305,3 +305,29 @@ def test_nucleo_f446re_library_links_and_runs(tree, example_tflites, tmp_path):
             for a, b in zip(got, ref):
                 assert np.array_equal(a.reshape(b.shape), b)
         client.close()
+
+
+def test_cmsis_nn_lstm_state_is_warned_about(tmp_path):
+    """TFLM's CMSIS-NN LSTM restarts from zero state every invoke (the bench
+    measured 49 LSB on lstm_anomaly's second inference): building a stateful
+    model with such a tree says so; a reference tree does not."""
+    lstm = EXAMPLES / "lstm_anomaly" / "foreign_lstm.tflite"
+    for flavour, warned in (("cmsis-nn", True), ("reference", False)):
+        r = run_cli("build", "--board", "qemu-cortex-m4", lstm, "--runtime", "tflm",
+                    "--tflm-source", tree_path(flavour), "--no-compile", "-o", tmp_path / flavour)
+        assert r.returncode == 0, r.stderr
+        assert ("zero state" in r.stderr) == warned, r.stderr
+
+
+def test_int8_kernels_are_registered_where_the_tree_has_them(tree, cnn_tflite, tmp_path):
+    """CMSIS-NN trees define int8-only kernels (Register_CONV_2D_INT8, ...); the
+    glue names them so the generic kernels' int4/int16 paths are not linked.
+    A reference tree only aliases them in headers: the generic call stays."""
+    out = tmp_path / "p"
+    r = run_cli("build", "--board", "qemu-cortex-m4", cnn_tflite, "--runtime", "tflm",
+                "--tflm-source", tree, "--no-compile", "-o", out)
+    assert r.returncode == 0, r.stderr
+    glue = next((out / "src").glob("*tflm.cc")).read_text()
+    cmsis = (tree / "third_party" / "cmsis_nn").is_dir()
+    assert ("AddConv2D(tflite::Register_CONV_2D_INT8())" in glue) == cmsis, glue
+    assert ("AddConv2D()" in glue) == (not cmsis)

@@ -211,6 +211,8 @@ def print_build_summary(r, con: Console) -> None:
     if r.conversion.report is not None:
         for w in r.conversion.report.warnings:
             con.warn(w)
+    for w in r.warnings:
+        con.warn(w)
     code = (f"{r.code_bytes:,} B (from the ELF)" if r.code_bytes is not None
             else f"~{r.code_estimate:,} B (estimate; not linked here)")
     where = " in PSRAM" if r.arena_in_psram else ""

@@ -19,6 +19,54 @@ TEMPLATE_DIR = "tflm"
 class ResolverEntry:
     name: str                    # op name as in the model
     method: str                  # MicroMutableOpResolver method
+    registration: str = ""       # argument of the method: a type-specialised kernel, or ""
+
+
+# Kernels TFLM offers specialised for int8 activations and int8 weights
+# (CMSIS-NN defines them; reference trees alias them to the generic kernel).
+# The generic Add<Op>() links the kernel for every type the op supports (with
+# CMSIS-NN its int4 and int16 paths too); naming the int8 one links only it.
+_INT8_REGISTRATIONS = {
+    "CONV_2D": "Register_CONV_2D_INT8", "DEPTHWISE_CONV_2D": "Register_DEPTHWISE_CONV_2D_INT8",
+    "FULLY_CONNECTED": "Register_FULLY_CONNECTED_INT8", "TRANSPOSE_CONV": "Register_TRANSPOSE_CONV_INT8",
+    "AVERAGE_POOL_2D": "Register_AVERAGE_POOL_2D_INT8", "MAX_POOL_2D": "Register_MAX_POOL_2D_INT8",
+    "ADD": "Register_ADD_INT8", "MUL": "Register_MUL_INT8", "SVDF": "Register_SVDF_INT8",
+    "BATCH_MATMUL": "Register_BATCH_MATMUL_INT8",
+    # Not UNIDIRECTIONAL_SEQUENCE_LSTM: CMSIS-NN's int8-only LSTM kernel aborted on
+    # lstm_anomaly (TFLM tree 90b983c) where the generic registration runs it.
+}
+
+
+def int8_registration(model: Model, opcode: str, defined: frozenset[str] | set[str] = frozenset()) -> str:
+    """The int8-only kernel for an opcode when every use of it in the model has
+    int8 activations and (where it has them) int8 weights and the TFLM source
+    defines that kernel itself (`defined`: the Register_X names its kernel files
+    define, as read from the tree); else "" (the generic kernel).  Without a tree
+    (ESP-IDF's component) nothing is assumed."""
+    ops = [op for op in model.operators if op.opcode == opcode]
+
+    def dtypes(idxs):
+        return {model.tensors[i].dtype for i in idxs if i >= 0}
+
+    if opcode == "SOFTMAX":
+        ins = set().union(*(dtypes(op.inputs) for op in ops))
+        outs = set().union(*(dtypes(op.outputs) for op in ops))
+        if ins == {"int8"} and outs == {"int8"} and "SOFTMAX_INT8" in defined:
+            return "tflite::Register_SOFTMAX_INT8()"
+        if ins == {"int8"} and outs == {"int16"} and "SOFTMAX_INT8_INT16" in defined:
+            return "tflite::Register_SOFTMAX_INT8_INT16()"
+        return ""
+    name = _INT8_REGISTRATIONS.get(opcode)
+    if name is None or not ops or name.removeprefix("Register_") not in defined:
+        return ""
+    allowed = {"int8", "int32"}      # int32: biases
+    for op in ops:
+        first_in = model.tensors[op.inputs[0]].dtype if op.inputs and op.inputs[0] >= 0 else None
+        if first_in != "int8" or dtypes(op.outputs) != {"int8"}:
+            return ""
+        if not dtypes(op.inputs) <= allowed:
+            return ""
+    return f"tflite::{name}()"
 
 
 @dataclass
@@ -28,7 +76,7 @@ class TflmResult:
     arena_bytes: int
 
 
-def resolver_entries(model: Model) -> list[ResolverEntry]:
+def resolver_entries(model: Model, defined: frozenset[str] | set[str] = frozenset()) -> list[ResolverEntry]:
     """Exactly the model's distinct ops, in first-use order."""
     entries = []
     for name in model.op_names():
@@ -36,7 +84,8 @@ def resolver_entries(model: Model) -> list[ResolverEntry]:
         if method is None:
             op = next(o for o in model.operators if o.opcode == name)
             raise TinygenError(f"TFLM has no kernel for {op.describe()}")
-        entries.append(ResolverEntry(name=name, method=method))
+        entries.append(ResolverEntry(name=name, method=method,
+                                     registration=int8_registration(model, name, defined)))
     return entries
 
 
@@ -72,18 +121,22 @@ def generate_model_data(model: Model, model_name: str, out_dir: Path,
 
 def generate_tflm(model: Model, model_name: str, board_id: str, arena_measured: int,
                   arena_bytes: int, arena_in_psram: bool, out_dir: Path,
-                  name: str = DEFAULT_NAME, protocol_binding: bool = True) -> TflmResult:
+                  name: str = DEFAULT_NAME, protocol_binding: bool = True,
+                  defined_kernels: frozenset[str] | set[str] = frozenset()) -> TflmResult:
     """The model data, `<name>.h` and the glue implementing it; see
-    codegen/aot.py for name and protocol_binding."""
+    codegen/aot.py for name and protocol_binding.  `defined_kernels`: the
+    Register_X names the TFLM tree's kernel files define (int8-only kernels
+    are registered where the tree has them)."""
     check_name(name)
-    resolver = resolver_entries(model)
+    resolver = resolver_entries(model, defined_kernels)
     glue, stem = source_names(name)
     files = generate_model_data(model, model_name, out_dir, name)
     files.append(render_header(model, name, "tflm", arena_bytes, out_dir))
     ctx = dict(version=__version__, model_name=model_name, board=board_id,
                name=name, header=header_name(name), data_header=f"{stem}.h",
                protocol_binding=protocol_binding,
-               ops=[{"name": e.name, "method": e.method} for e in resolver],
+               ops=[{"name": e.name, "method": e.method, "registration": e.registration}
+                    for e in resolver],
                arena_bytes=arena_bytes, arena_measured=arena_measured,
                arena_margin=arena_bytes - arena_measured, arena_in_psram=arena_in_psram,
                inputs=tensor_info_rows(model.input_tensors()),

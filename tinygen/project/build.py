@@ -60,6 +60,7 @@ class BuildResult:
     tflm_tree: str | None = None           # TFLM source tree compiled in (tflm runtime)
     tflm_flavour: str | None = None        # its kernels: cmsis-nn or reference
     arena_measured: int | None = None      # tflm: TFLM's recording allocator on the host
+    warnings: list[str] = field(default_factory=list)   # said to the user at the end
     c_name: str = DEFAULT_NAME             # prefix of the model's C API (--name)
     model_path: str = ""                   # the source model, resolved (-o reuse check)
 
@@ -293,7 +294,8 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
         measured = analysis.tflm_arena["total"]
         arena = arena_override or fitmod.tflm_arena_with_margin(measured)
         tflm = generate_tflm(ir, model_name, board.id, 0 if arena_override else measured,
-                             arena, in_psram, src, name=name)
+                             arena, in_psram, src, name=name,
+                             defined_kernels=tree.registrations if tree is not None else frozenset())
         result.arena_bytes = arena
         result.arena_measured = measured
         result.weights_bytes = len(ir.tflite)
@@ -307,6 +309,13 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
             if tree is not None:
                 result.tflm_tree = str(tree.root.resolve())
                 result.tflm_flavour = tree.flavour
+                if tree.cmsis_nn and "UNIDIRECTIONAL_SEQUENCE_LSTM" in ir.op_names():
+                    # arm_lstm_unidirectional_s8 gets no hidden state from TFLM's glue
+                    result.warnings.append(
+                        "TFLM's CMSIS-NN UNIDIRECTIONAL_SEQUENCE_LSTM starts every inference from "
+                        "a zero state, so a stateful model's second and later inferences differ "
+                        "from the tflite_micro interpreter (49 LSB on lstm_anomaly in the bench); "
+                        "for streaming use a reference-kernel TFLM tree or --runtime aot")
     else:
         from ..codegen.aot import generate_aot
         aot = generate_aot(ir, src, board=board.id, name=name)

@@ -116,6 +116,8 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         result = build(model, board.id, runtime=runtime, calib=calib, out_dir=out,
                        progress=progress, detection=detection, profile=profile,
                        tflm_source=tflm_source, arena_bytes=arena_bytes, force=force)
+        for w in result.warnings:
+            warn(w)
         conversion = result.conversion
         ir = conversion.ir
         project_dir = result.out_dir
