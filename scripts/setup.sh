@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
+APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib clang-format
               qemu-system-arm clang libclang-rt-14-dev espeak-ng ser2net
               qemu-system-misc gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf
               picolibc-riscv64-unknown-elf gcc-xtensa-lx106 binutils-xtensa-lx106

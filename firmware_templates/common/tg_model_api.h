@@ -38,19 +38,19 @@ extern "C" {
 #define TG_DTYPE_INT8 9u
 
 typedef struct {
-  uint8_t dtype;                 /* TG_DTYPE_* */
+  uint8_t dtype; /* TG_DTYPE_* */
   uint8_t rank;
   int32_t dims[TG_MAX_DIMS];
-  uint32_t bytes;                /* element count * element size */
-  float scale;                   /* per-tensor quantization (0 when none) */
+  uint32_t bytes; /* element count * element size */
+  float scale;    /* per-tensor quantization (0 when none) */
   int32_t zero_point;
 } tg_tensor_info;
 
 typedef struct {
-  const char *runtime;           /* "aot" or "tflm" */
-  const char *board;             /* board id as in boards/ */
-  uint8_t signature[32];         /* SHA-256 of the .tflite the code came from */
-  uint32_t arena_bytes;          /* activation RAM the runtime reserved */
+  const char *runtime;   /* "aot" or "tflm" */
+  const char *board;     /* board id as in boards/ */
+  uint8_t signature[32]; /* SHA-256 of the .tflite the code came from */
+  uint32_t arena_bytes;  /* activation RAM the runtime reserved */
   uint8_t num_inputs;
   uint8_t num_outputs;
   const tg_tensor_info *inputs;
@@ -61,24 +61,24 @@ typedef struct {
  * the protocol's model status). */
 typedef enum {
   TG_OK = 0,
-  TG_ERR_SCHEMA = -1,            /* tflm: the model's schema is not this TFLM's */
-  TG_ERR_OP_RESOLVER = -2,       /* tflm: registering an operator failed */
-  TG_ERR_ARENA = -3,             /* tflm: the arena is too small (see last_error) */
-  TG_ERR_INVOKE = -4,            /* an operator failed (see last_error) */
-  TG_ERR_NOT_INITIALIZED = -5,   /* <name>_init() has not succeeded yet */
-  TG_ERR_INDEX = -6,             /* no input/output with that index */
-  TG_ERR_DTYPE = -7              /* the tensor is not a quantized int8/uint8/int16 one */
+  TG_ERR_SCHEMA = -1,          /* tflm: the model's schema is not this TFLM's */
+  TG_ERR_OP_RESOLVER = -2,     /* tflm: registering an operator failed */
+  TG_ERR_ARENA = -3,           /* tflm: the arena is too small (see last_error) */
+  TG_ERR_INVOKE = -4,          /* an operator failed (see last_error) */
+  TG_ERR_NOT_INITIALIZED = -5, /* <name>_init() has not succeeded yet */
+  TG_ERR_INDEX = -6,           /* no input/output with that index */
+  TG_ERR_DTYPE = -7            /* the tensor is not a quantized int8/uint8/int16 one */
 } tg_status;
 
 /* One input or output of a model: its buffer and what its bytes mean.
  * real value = scale * (q - zero_point). */
 typedef struct {
-  void *data;                    /* NULL until <name>_init() succeeded */
-  uint32_t bytes;                /* element count * element size */
-  uint8_t dtype;                 /* TG_DTYPE_* */
+  void *data;     /* NULL until <name>_init() succeeded */
+  uint32_t bytes; /* element count * element size */
+  uint8_t dtype;  /* TG_DTYPE_* */
   uint8_t rank;
-  int32_t dims[TG_MAX_DIMS];     /* dims[0..rank-1], batch first */
-  float scale;                   /* 0 when the tensor is not quantized */
+  int32_t dims[TG_MAX_DIMS]; /* dims[0..rank-1], batch first */
+  float scale;               /* 0 when the tensor is not quantized */
   int32_t zero_point;
 } tg_tensor;
 
@@ -97,10 +97,20 @@ static inline tg_status tg_quantize(const tg_tensor *t, const float *values) {
   uint32_t i, n;
   if (!t || !t->data) return TG_ERR_NOT_INITIALIZED;
   switch (t->dtype) {
-    case TG_DTYPE_INT8: lo = -128; hi = 127; break;
-    case TG_DTYPE_UINT8: lo = 0; hi = 255; break;
-    case TG_DTYPE_INT16: lo = -32768; hi = 32767; break;
-    default: return TG_ERR_DTYPE;
+    case TG_DTYPE_INT8:
+      lo = -128;
+      hi = 127;
+      break;
+    case TG_DTYPE_UINT8:
+      lo = 0;
+      hi = 255;
+      break;
+    case TG_DTYPE_INT16:
+      lo = -32768;
+      hi = 32767;
+      break;
+    default:
+      return TG_ERR_DTYPE;
   }
   if (!(t->scale > 0.0f)) return TG_ERR_DTYPE;
   n = tg_tensor_count(t);
@@ -117,16 +127,24 @@ static inline tg_status tg_quantize(const tg_tensor *t, const float *values) {
       float whole = (float)(int32_t)r; /* truncates toward zero, exact here */
       float frac = r - whole;
       q = (int32_t)whole;
-      if (frac >= 0.5f) q += 1;
-      else if (frac <= -0.5f) q -= 1;
+      if (frac >= 0.5f)
+        q += 1;
+      else if (frac <= -0.5f)
+        q -= 1;
     }
     q += t->zero_point;
     if (q < lo) q = lo;
     if (q > hi) q = hi;
     switch (t->dtype) {
-      case TG_DTYPE_INT8: ((int8_t *)t->data)[i] = (int8_t)q; break;
-      case TG_DTYPE_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)q; break;
-      default: ((int16_t *)t->data)[i] = (int16_t)q; break;
+      case TG_DTYPE_INT8:
+        ((int8_t *)t->data)[i] = (int8_t)q;
+        break;
+      case TG_DTYPE_UINT8:
+        ((uint8_t *)t->data)[i] = (uint8_t)q;
+        break;
+      default:
+        ((int16_t *)t->data)[i] = (int16_t)q;
+        break;
     }
   }
   return TG_OK;
@@ -143,10 +161,17 @@ static inline tg_status tg_dequantize(const tg_tensor *t, float *values) {
   for (i = 0; i < n; ++i) {
     int32_t q;
     switch (t->dtype) {
-      case TG_DTYPE_INT8: q = ((const int8_t *)t->data)[i]; break;
-      case TG_DTYPE_UINT8: q = ((const uint8_t *)t->data)[i]; break;
-      case TG_DTYPE_INT16: q = ((const int16_t *)t->data)[i]; break;
-      default: return TG_ERR_DTYPE;
+      case TG_DTYPE_INT8:
+        q = ((const int8_t *)t->data)[i];
+        break;
+      case TG_DTYPE_UINT8:
+        q = ((const uint8_t *)t->data)[i];
+        break;
+      case TG_DTYPE_INT16:
+        q = ((const int16_t *)t->data)[i];
+        break;
+      default:
+        return TG_ERR_DTYPE;
     }
     values[i] = t->scale * (float)(q - t->zero_point);
   }

@@ -19,9 +19,9 @@
 #include "tg_hal.h"
 #include "tg_model_api.h"
 
-#define ARGS_BYTES 8u      /* INPUT_CHUNK: index, 3 reserved, offset */
-#define READ_BYTES 12u     /* READ_OUTPUT: index, 3 reserved, offset, length */
-#define INVOKE_BYTES 4u    /* INVOKE: inline limit */
+#define ARGS_BYTES 8u   /* INPUT_CHUNK: index, 3 reserved, offset */
+#define READ_BYTES 12u  /* READ_OUTPUT: index, 3 reserved, offset, length */
+#define INVOKE_BYTES 4u /* INVOKE: inline limit */
 #define ERROR_BYTES 8u
 #define BOOT_BYTES 8u
 #define ACK_BYTES 8u
@@ -50,24 +50,20 @@ static void put32(uint8_t *d, uint32_t v) {
   d[3] = (uint8_t)(v >> 24);
 }
 
-static uint16_t get16(const uint8_t *s) {
-  return (uint16_t)(s[0] | (s[1] << 8));
-}
+static uint16_t get16(const uint8_t *s) { return (uint16_t)(s[0] | (s[1] << 8)); }
 
 static uint32_t get32(const uint8_t *s) {
-  return (uint32_t)s[0] | ((uint32_t)s[1] << 8) | ((uint32_t)s[2] << 16) |
-         ((uint32_t)s[3] << 24);
+  return (uint32_t)s[0] | ((uint32_t)s[1] << 8) | ((uint32_t)s[2] << 16) | ((uint32_t)s[3] << 24);
 }
 
 /* ------------------------------------------------------------------ */
 /* CRC-32/ISO-HDLC (reflected 0xEDB88320), a 16-entry table: 64 bytes of
  * flash, two lookups per byte.  The state is kept inverted while running. */
 
-static const uint32_t crc_nibble[16] = {
-    0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu,
-    0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
-    0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
-    0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
+static const uint32_t crc_nibble[16] = {0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu,
+                                        0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
+                                        0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+                                        0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
 
 static uint32_t crc_step(uint32_t c, uint8_t b) {
   c ^= b;
@@ -90,7 +86,7 @@ uint32_t tg_proto_crc32(uint32_t crc, const uint8_t *data, size_t len) {
 #ifndef TG_PROFILE_MAX_OPS
 #define TG_PROFILE_MAX_OPS 256u
 #endif
-#define PROFILE_ARGS_BYTES 8u  /* READ_PROFILE: first, count */
+#define PROFILE_ARGS_BYTES 8u /* READ_PROFILE: first, count */
 /* Counter delta of every operator in the last inference, by operator index
  * (0 for operators that run no code).  The aot model.c calls tg_profile_op
  * before (phase 0) and after (phase 1) each operator. */
@@ -216,8 +212,7 @@ static void tx_end(tg_proto_t *p) {
   tx_raw(p, &delim, 1);
 }
 
-static void send_small(tg_proto_t *p, uint8_t type, uint16_t seq, const uint8_t *d,
-                       uint32_t n) {
+static void send_small(tg_proto_t *p, uint8_t type, uint16_t seq, const uint8_t *d, uint32_t n) {
   tx_begin(p, type, seq, n);
   tx_bytes(p, d, n);
   tx_end(p);
@@ -407,9 +402,7 @@ static int session_ok(const tg_proto_t *p) {
   return p->session != 0 && get32(p->hdr + 4) == p->session;
 }
 
-static void clear_inputs(tg_proto_t *p) {
-  memset(p->filled, 0, sizeof p->filled);
-}
+static void clear_inputs(tg_proto_t *p) { memset(p->filled, 0, sizeof p->filled); }
 
 /* Validates an INPUT_CHUNK whose header and arguments are in; returns 0 and
  * sets *dst when its data may be written, else an error code and *detail. */
@@ -469,8 +462,7 @@ static void chunk_begin(tg_proto_t *p) {
 /* A frame that may have written input bytes failed: what it wrote from
  * wr_offset on can no longer be trusted. */
 static void chunk_fail(tg_proto_t *p) {
-  if (p->wr_active && p->filled[p->wr_index] > p->wr_offset)
-    p->filled[p->wr_index] = p->wr_offset;
+  if (p->wr_active && p->filled[p->wr_index] > p->wr_offset) p->filled[p->wr_index] = p->wr_offset;
   p->wr_active = 0;
 }
 
@@ -568,7 +560,9 @@ static void dispatch(tg_proto_t *p) {
     case TG_CMD_INVOKE:
     case TG_CMD_RESET_STATE:
     case TG_CMD_READ_OUTPUT: {
-      uint32_t want = type == TG_CMD_INVOKE ? INVOKE_BYTES : type == TG_CMD_READ_OUTPUT ? READ_BYTES : 0u;
+      uint32_t want = type == TG_CMD_INVOKE        ? INVOKE_BYTES
+                      : type == TG_CMD_READ_OUTPUT ? READ_BYTES
+                                                   : 0u;
       if (!session_ok(p)) {
         send_error(p, seq, TG_ERR_SESSION, type, p->session);
       } else if (p->rx_len != want) {
@@ -661,8 +655,7 @@ static void rx_end(tg_proto_t *p) {
     return;
   }
   if (p->cobs_left != 0 || p->cobs_bad ||
-      (uint64_t)p->rx_count !=
-          (uint64_t)p->rx_len + TG_PROTO_HEADER_BYTES + TG_PROTO_CRC_BYTES) {
+      (uint64_t)p->rx_count != (uint64_t)p->rx_len + TG_PROTO_HEADER_BYTES + TG_PROTO_CRC_BYTES) {
     chunk_fail(p);
     send_error(p, seq, TG_ERR_FRAME, type, p->rx_count);
   } else if (get32(p->crc_in) != ~p->rx_crc) {

@@ -55,24 +55,24 @@ extern "C" {
 #define TG_CMD_READ_PROFILE 0x06u
 /* Replies from the device: success = 0x80 | request type, plus: */
 #define TG_REPLY_FLAG 0x80u
-#define TG_MSG_BOOT 0xF0u  /* unsolicited, sent once after every boot */
+#define TG_MSG_BOOT 0xF0u /* unsolicited, sent once after every boot */
 #define TG_MSG_ERROR 0xFFu
 
 /* Error codes (first byte of an ERROR payload). */
-#define TG_ERR_UNKNOWN_COMMAND 1u  /* detail: the request type */
-#define TG_ERR_BAD_LENGTH 2u       /* detail: the payload length expected / max */
-#define TG_ERR_BAD_CRC 3u          /* detail: 0 */
-#define TG_ERR_FRAME 4u            /* detail: decoded frame length */
-#define TG_ERR_VERSION 5u          /* detail: device protocol major version */
-#define TG_ERR_SESSION 6u          /* detail: device session (0 after a boot) */
-#define TG_ERR_MODEL 7u            /* detail: model status code */
-#define TG_ERR_INPUT_INDEX 8u      /* detail: number of inputs */
-#define TG_ERR_INPUT_SIZE 9u       /* detail: bytes of that input tensor */
-#define TG_ERR_INPUT_OFFSET 10u    /* detail: bytes filled so far */
+#define TG_ERR_UNKNOWN_COMMAND 1u   /* detail: the request type */
+#define TG_ERR_BAD_LENGTH 2u        /* detail: the payload length expected / max */
+#define TG_ERR_BAD_CRC 3u           /* detail: 0 */
+#define TG_ERR_FRAME 4u             /* detail: decoded frame length */
+#define TG_ERR_VERSION 5u           /* detail: device protocol major version */
+#define TG_ERR_SESSION 6u           /* detail: device session (0 after a boot) */
+#define TG_ERR_MODEL 7u             /* detail: model status code */
+#define TG_ERR_INPUT_INDEX 8u       /* detail: number of inputs */
+#define TG_ERR_INPUT_SIZE 9u        /* detail: bytes of that input tensor */
+#define TG_ERR_INPUT_OFFSET 10u     /* detail: bytes filled so far */
 #define TG_ERR_INPUT_INCOMPLETE 11u /* detail: index of first incomplete input */
-#define TG_ERR_OUTPUT_INDEX 12u    /* detail: number of outputs */
-#define TG_ERR_OUTPUT_RANGE 13u    /* detail: bytes of that output tensor */
-#define TG_ERR_NO_OUTPUT 14u       /* detail: 0 (no inference result to read) */
+#define TG_ERR_OUTPUT_INDEX 12u     /* detail: number of outputs */
+#define TG_ERR_OUTPUT_RANGE 13u     /* detail: bytes of that output tensor */
+#define TG_ERR_NO_OUTPUT 14u        /* detail: 0 (no inference result to read) */
 
 /* Model status codes of the protocol itself (the model's own are > -1000). */
 #define TG_PROTO_STATUS_BAD_MODEL_INFO (-1001) /* too many inputs, rank > 6 */
@@ -92,33 +92,33 @@ typedef struct {
   void *write_user;
 
   /* model */
-  int32_t model_status;  /* 0 when tg_model_init succeeded */
-  uint32_t session;      /* token set by INFO; 0 after boot */
+  int32_t model_status;                 /* 0 when tg_model_init succeeded */
+  uint32_t session;                     /* token set by INFO; 0 after boot */
   uint32_t filled[TG_PROTO_MAX_INPUTS]; /* valid prefix of each input */
 
   /* last INVOKE, replayed when the same request is retransmitted */
-  uint8_t outputs_valid;  /* the last inference succeeded: outputs readable */
+  uint8_t outputs_valid; /* the last inference succeeded: outputs readable */
   uint8_t last_invoke_valid;
   uint16_t last_invoke_seq;
   int32_t last_invoke_status;
   uint64_t last_invoke_counter;
 
   /* COBS decoder */
-  uint8_t rx_started;    /* a frame has begun (non-zero bytes seen) */
-  uint8_t cobs_left;     /* data bytes left in the current COBS block */
-  uint8_t zero_pending;  /* a zero follows if the frame goes on */
-  uint8_t cobs_bad;      /* malformed COBS or frame too long */
+  uint8_t rx_started;   /* a frame has begun (non-zero bytes seen) */
+  uint8_t cobs_left;    /* data bytes left in the current COBS block */
+  uint8_t zero_pending; /* a zero follows if the frame goes on */
+  uint8_t cobs_bad;     /* malformed COBS or frame too long */
 
   /* frame being received */
-  uint32_t rx_count;     /* decoded bytes so far */
+  uint32_t rx_count; /* decoded bytes so far */
   uint32_t rx_crc;
-  uint32_t rx_len;       /* payload length from the header */
+  uint32_t rx_len; /* payload length from the header */
   uint8_t hdr[TG_PROTO_HEADER_BYTES];
-  uint8_t args[12];      /* first payload bytes */
+  uint8_t args[12]; /* first payload bytes */
   uint8_t crc_in[TG_PROTO_CRC_BYTES];
 
   /* in-place write of INPUT_CHUNK data */
-  uint8_t wr_active;     /* this frame may have written input bytes */
+  uint8_t wr_active; /* this frame may have written input bytes */
   uint8_t wr_index;
   uint32_t wr_offset;
   uint32_t wr_left;
@@ -126,7 +126,7 @@ typedef struct {
 
   /* COBS encoder: tx_block[0] is the code byte */
   uint8_t tx_n;
-  uint8_t tx_ff;         /* the last block flushed was a full 0xFF block */
+  uint8_t tx_ff; /* the last block flushed was a full 0xFF block */
   uint32_t tx_crc;
   uint8_t tx_block[255];
 } tg_proto_t;

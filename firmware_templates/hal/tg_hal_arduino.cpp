@@ -31,9 +31,7 @@ extern "C" void tg_hal_init(void) {
 #endif
 }
 
-extern "C" void tg_hal_uart_write(const uint8_t *data, size_t len) {
-  Serial.write(data, len);
-}
+extern "C" void tg_hal_uart_write(const uint8_t *data, size_t len) { Serial.write(data, len); }
 
 extern "C" int tg_hal_uart_read(uint32_t timeout_ms) {
   uint32_t start = millis();

@@ -16,12 +16,12 @@
 
 void tg_hal_init(void) {
   const uart_config_t cfg = {
-    .baud_rate = TG_BAUD,
-    .data_bits = UART_DATA_8_BITS,
-    .parity = UART_PARITY_DISABLE,
-    .stop_bits = UART_STOP_BITS_1,
-    .flow_ctrl = UART_HW_FLOWCTRL_DISABLE,
-    .source_clk = UART_SCLK_DEFAULT,
+      .baud_rate = TG_BAUD,
+      .data_bits = UART_DATA_8_BITS,
+      .parity = UART_PARITY_DISABLE,
+      .stop_bits = UART_STOP_BITS_1,
+      .flow_ctrl = UART_HW_FLOWCTRL_DISABLE,
+      .source_clk = UART_SCLK_DEFAULT,
   };
   uart_driver_install(TG_UART, 4096, 0, 0, NULL, 0);
   uart_param_config(TG_UART, &cfg);

@@ -64,8 +64,7 @@ extern "C" void DebugLog(const char *format, va_list args) {
   g_log[g_log_len] = '\0';
 }
 
-extern "C" int DebugVsnprintf(char *buffer, size_t buf_size, const char *format,
-                              va_list vlist) {
+extern "C" int DebugVsnprintf(char *buffer, size_t buf_size, const char *format, va_list vlist) {
   return vsnprintf(buffer, buf_size, format, vlist);
 }
 

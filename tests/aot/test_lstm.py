@@ -572,7 +572,8 @@ def test_whole_models_cortex_m4_build(whole_models, tmp_path):
         sizes = compile_cortex_m4(
             generate_aot(parse_tflite(tflite), tmp_path / name, copy_api_header=True).out_dir)
         if name not in UNROLLED:
-            assert sizes["tg_lstm.c"] < 2048, sizes
+            # the DSP build adds the interleaved four-gate path (docs/performance.md §10)
+            assert sizes["tg_lstm.c"] < 4096, sizes
 
 
 @pytest.mark.skipif(not (__import__("harness").qemu_available()), reason="no QEMU")
@@ -623,7 +624,8 @@ def test_state_tensors_are_never_shared(whole_models, tmp_path):
         if any(m.tensors[t].is_variable for t in buf.tensors):
             assert len(buf.tensors) == 1 and buf.first == -1 and buf.last == n_ops
     model_c = (tmp_path / "aot" / "model.c").read_text()
-    reset = model_c[model_c.index("void tg_model_reset(void)"):model_c.index("int tg_model_init")]
+    # the model's own reset (<name>_reset; tg_model_reset only forwards to it)
+    reset = model_c[model_c.index("void model_reset(void)"):model_c.index("model_init(void)")]
     for t in states:
         fill = t.zero_point & 0xFF if t.dtype == "int8" else 0
         assert f"tg_arena[{res.plan.offsets[t.index]}u + i] = (int8_t){fill};" in reset

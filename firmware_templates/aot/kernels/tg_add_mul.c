@@ -57,43 +57,43 @@ TG_INLINE int8_t tg_mul_one(const tg_mul_s8_params *p, int32_t a, int32_t b) {
 
 /* Walk the output in row-major order; the innermost dimension is a plain
  * strided loop, the outer ones an odometer that keeps both input offsets. */
-#define TG_BCAST_LOOP(BC, IN1, IN2, OUT, ELEM)                                        \
-  do {                                                                                \
-    const tg_bcast *bc_ = (BC);                                                       \
-    const int32_t nd_ = bc_->ndim;                                                    \
-    const int32_t inner_ = bc_->dims[nd_ - 1];                                        \
-    const int32_t is1_ = bc_->stride1[nd_ - 1];                                       \
-    const int32_t is2_ = bc_->stride2[nd_ - 1];                                       \
-    int32_t idx_[TG_EW_MAX_DIMS] = {0};                                               \
-    int32_t rows_ = 1, r_, j_, d_, oa_ = 0, ob_ = 0;                                  \
-    int8_t *o_ = (OUT);                                                               \
-    for (d_ = 0; d_ < nd_ - 1; ++d_) {                                                \
-      rows_ *= bc_->dims[d_];                                                         \
-    }                                                                                 \
-    for (r_ = 0; r_ < rows_; ++r_) {                                                  \
-      const int8_t *pa_ = (IN1) + oa_;                                                \
-      const int8_t *pb_ = (IN2) + ob_;                                                \
-      for (j_ = 0; j_ < inner_; ++j_) {                                               \
-        *o_++ = ELEM((int32_t)pa_[j_ * is1_], (int32_t)pb_[j_ * is2_]);               \
-      }                                                                               \
-      for (d_ = nd_ - 2; d_ >= 0; --d_) {                                             \
-        oa_ += bc_->stride1[d_];                                                      \
-        ob_ += bc_->stride2[d_];                                                      \
-        if (++idx_[d_] < bc_->dims[d_]) {                                             \
-          break;                                                                      \
-        }                                                                             \
-        oa_ -= bc_->stride1[d_] * bc_->dims[d_];                                      \
-        ob_ -= bc_->stride2[d_] * bc_->dims[d_];                                      \
-        idx_[d_] = 0;                                                                 \
-      }                                                                               \
-    }                                                                                 \
+#define TG_BCAST_LOOP(BC, IN1, IN2, OUT, ELEM)                          \
+  do {                                                                  \
+    const tg_bcast *bc_ = (BC);                                         \
+    const int32_t nd_ = bc_->ndim;                                      \
+    const int32_t inner_ = bc_->dims[nd_ - 1];                          \
+    const int32_t is1_ = bc_->stride1[nd_ - 1];                         \
+    const int32_t is2_ = bc_->stride2[nd_ - 1];                         \
+    int32_t idx_[TG_EW_MAX_DIMS] = {0};                                 \
+    int32_t rows_ = 1, r_, j_, d_, oa_ = 0, ob_ = 0;                    \
+    int8_t *o_ = (OUT);                                                 \
+    for (d_ = 0; d_ < nd_ - 1; ++d_) {                                  \
+      rows_ *= bc_->dims[d_];                                           \
+    }                                                                   \
+    for (r_ = 0; r_ < rows_; ++r_) {                                    \
+      const int8_t *pa_ = (IN1) + oa_;                                  \
+      const int8_t *pb_ = (IN2) + ob_;                                  \
+      for (j_ = 0; j_ < inner_; ++j_) {                                 \
+        *o_++ = ELEM((int32_t)pa_[j_ * is1_], (int32_t)pb_[j_ * is2_]); \
+      }                                                                 \
+      for (d_ = nd_ - 2; d_ >= 0; --d_) {                               \
+        oa_ += bc_->stride1[d_];                                        \
+        ob_ += bc_->stride2[d_];                                        \
+        if (++idx_[d_] < bc_->dims[d_]) {                               \
+          break;                                                        \
+        }                                                               \
+        oa_ -= bc_->stride1[d_] * bc_->dims[d_];                        \
+        ob_ -= bc_->stride2[d_] * bc_->dims[d_];                        \
+        idx_[d_] = 0;                                                   \
+      }                                                                 \
+    }                                                                   \
   } while (0)
 
 void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
-  const tg_add_operand o1 = tg_add_operand_of(p->input1_offset, p->input1_multiplier,
-                                              p->input1_shift);
-  const tg_add_operand o2 = tg_add_operand_of(p->input2_offset, p->input2_multiplier,
-                                              p->input2_shift);
+  const tg_add_operand o1 =
+      tg_add_operand_of(p->input1_offset, p->input1_multiplier, p->input1_shift);
+  const tg_add_operand o2 =
+      tg_add_operand_of(p->input2_offset, p->input2_multiplier, p->input2_shift);
   tg_add_output o;
   o.multiplier = p->output_multiplier;
   o.offset = p->output_offset;
@@ -110,16 +110,16 @@ void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, 
  * each input, computed with tg_add_rescale), built in the scratch memory at
  * each call: per element two loads instead of two rescalings.  Scratch:
  * TG_ADD_TABLE_BYTES, 4-byte aligned. */
-void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2,
-                     int8_t *out, void *scratch) {
+void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out,
+                     void *scratch) {
   int32_t *const t1 = (int32_t *)scratch;
   int32_t *const t2 = t1 + 256;
   const int32_t *const r1 = t1 + 128; /* r1[x] for x in [-128, 127] */
   const int32_t *const r2 = t2 + 128;
-  const tg_add_operand o1 = tg_add_operand_of(p->input1_offset, p->input1_multiplier,
-                                              p->input1_shift);
-  const tg_add_operand o2 = tg_add_operand_of(p->input2_offset, p->input2_multiplier,
-                                              p->input2_shift);
+  const tg_add_operand o1 =
+      tg_add_operand_of(p->input1_offset, p->input1_multiplier, p->input1_shift);
+  const tg_add_operand o2 =
+      tg_add_operand_of(p->input2_offset, p->input2_multiplier, p->input2_shift);
   const int32_t sign2 = p->subtract ? -1 : 1;
   const int32_t multiplier = p->output_multiplier, offset = p->output_offset;
   const int32_t act_min = p->act_min, act_max = p->act_max;
@@ -130,9 +130,11 @@ void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t 
     t2[x + 128] = sign2 * tg_add_rescale(&o2, x);
   }
 #define TG_ADD_TABLE_ELEM(a, b)                                                              \
-  ((int8_t)tg_clamp_i32(                                                                    \
-      tg_divide_by_pot((int32_t)(((int64_t)(r1[(a)] + r2[(b)]) * multiplier +               \
-                                  ((int64_t)1 << 30)) >> 31), &divide) + offset,            \
+  ((int8_t)tg_clamp_i32(                                                                     \
+      tg_divide_by_pot(                                                                      \
+          (int32_t)(((int64_t)(r1[(a)] + r2[(b)]) * multiplier + ((int64_t)1 << 30)) >> 31), \
+          &divide) +                                                                         \
+          offset,                                                                            \
       act_min, act_max))
   TG_BCAST_LOOP(&p->bc, in1, in2, out, TG_ADD_TABLE_ELEM);
 #undef TG_ADD_TABLE_ELEM
@@ -143,4 +145,3 @@ void tg_mul_s8(const tg_mul_s8_params *p, const int8_t *in1, const int8_t *in2, 
   TG_BCAST_LOOP(&p->bc, in1, in2, out, TG_MUL_ELEM);
 #undef TG_MUL_ELEM
 }
-

@@ -51,15 +51,14 @@ static void tg_copy_s8(int8_t *dst, const int8_t *src, int32_t n) {
   }
 }
 
-void tg_conv2d_s8(const tg_conv2d_params *p, const int8_t *input, int8_t *output,
-                  void *scratch) {
+void tg_conv2d_s8(const tg_conv2d_params *p, const int8_t *input, int8_t *output, void *scratch) {
   const int32_t in_h = p->in.h, in_w = p->in.w, in_c = p->in.c;
   const int32_t out_h = p->out.h, out_w = p->out.w, out_c = p->out.c;
   const int32_t fh = p->filter_h, fw = p->filter_w, fc = p->filter_c;
   const int32_t k = fh * fw * fc;
   const int32_t groups = in_c / fc;
   const int32_t per_group = out_c / groups;
-  const int8_t pad_value = (int8_t)(-p->input_offset);  /* the input zero point */
+  const int8_t pad_value = (int8_t)(-p->input_offset); /* the input zero point */
   int8_t *window = (int8_t *)scratch;
   int32_t b, oy, ox, g, ky, kx;
 
@@ -144,8 +143,8 @@ void tg_conv2d_direct_s8(const tg_conv2d_params *p, const int8_t *input, int8_t 
             const int8_t *f0 = p->filter + oc * k;
             int32_t acc = p->kbias[oc];
             for (ky = 0; ky < fh; ++ky) {
-              acc += tg_dot_s8(in_b + ((iy0 + ky * dh) * in_w + ix0) * in_c,
-                               f0 + ky * fw * fc, fw * fc);
+              acc += tg_dot_s8(in_b + ((iy0 + ky * dh) * in_w + ix0) * in_c, f0 + ky * fw * fc,
+                               fw * fc);
             }
             out_px[oc] = tg_conv_out(p, oc, acc);
           }

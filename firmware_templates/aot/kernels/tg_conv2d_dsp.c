@@ -46,8 +46,7 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
     tg_expand_s8(input + q * c, c, off2, col, 4);
     return;
   }
-  if (p->direct_rows && iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h &&
-      ix0 + fw - 1 < in_w) {
+  if (p->direct_rows && iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h && ix0 + fw - 1 < in_w) {
     const int8_t *src = in_b + (iy0 * in_w + ix0) * c;
     for (ky = 0; ky < fh; ++ky) {
       /* row_bytes is a multiple of 4 (or this is the only row): whole groups */
@@ -57,8 +56,7 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
     }
     return;
   }
-  if (iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h && ix0 + (fw - 1) * dw < in_w &&
-      dw == 1) {
+  if (iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h && ix0 + (fw - 1) * dw < in_w && dw == 1) {
     /* inside the image, rows contiguous: gather whole rows */
     const int8_t *src = in_b + (iy0 * in_w + ix0) * c;
     int8_t *w = win;
@@ -103,8 +101,8 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
 
 /* Requantize a 2x2 block and store it; out0/out1 are the two pixels' rows. */
 TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *rq, int32_t a00,
-                                 int32_t a01, int32_t a10, int32_t a11, int8_t *out0,
-                                 int8_t *out1, int32_t both) {
+                                 int32_t a01, int32_t a10, int32_t a11, int8_t *out0, int8_t *out1,
+                                 int32_t both) {
   if (p->fast) {
     a00 = tg_rq_fast(a00, rq[2], rq[4], rq[6]);
     a10 = tg_rq_fast(a10, rq[2], rq[4], rq[6]);
@@ -141,8 +139,9 @@ TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *r
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline))
 #endif
-static void tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col,
-                                 int8_t *out0, int8_t *out1) {
+static void
+tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *out0,
+                     int8_t *out1) {
   const int32_t oc = p->out.c, g4 = p->groups4;
   const int32_t *w = p->filter;
   const int32_t *rq = p->rq;

@@ -38,7 +38,7 @@ void tg_depthwise_conv2d_s8(const tg_depthwise_conv2d_params *p, const int8_t *i
   const int32_t out_h = p->out.h, out_w = p->out.w, out_c = p->out.c;
   const int32_t fw = p->filter_w, dm = p->depth_multiplier;
   const int32_t dh = p->dilation_h, dw = p->dilation_w;
-  const int32_t x_step = dw * in_c;           /* input stride between taps of a row */
+  const int32_t x_step = dw * in_c; /* input stride between taps of a row */
   int32_t b, oy, ox, oc, ky, kx;
 
   for (b = 0; b < p->out.n; ++b) {

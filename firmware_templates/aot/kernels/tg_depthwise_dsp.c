@@ -41,16 +41,16 @@ static void tg_dw_range(int32_t origin, int32_t dilation, int32_t taps, int32_t 
 #endif
 
 /* one tap: four channels */
-#define TG_DW_TAP(xw, wp)                                     \
-  do {                                                        \
-    const int32_t xe_ = tg_sxtab16(off2, (xw));               \
-    const int32_t xo_ = tg_sxtab16_ror8(off2, (xw));          \
-    int32_t w0_, w1_;                                         \
-    TG_LDRD(w0_, w1_, wp);                                    \
-    a0 = tg_smlabb(xe_, w0_, a0);                             \
-    a2 = tg_smlatt(xe_, w0_, a2);                             \
-    a1 = tg_smlabb(xo_, w1_, a1);                             \
-    a3 = tg_smlatt(xo_, w1_, a3);                             \
+#define TG_DW_TAP(xw, wp)                            \
+  do {                                               \
+    const int32_t xe_ = tg_sxtab16(off2, (xw));      \
+    const int32_t xo_ = tg_sxtab16_ror8(off2, (xw)); \
+    int32_t w0_, w1_;                                \
+    TG_LDRD(w0_, w1_, wp);                           \
+    a0 = tg_smlabb(xe_, w0_, a0);                    \
+    a2 = tg_smlatt(xe_, w0_, a2);                    \
+    a1 = tg_smlabb(xo_, w1_, a1);                    \
+    a3 = tg_smlatt(xo_, w1_, a3);                    \
   } while (0)
 
 static uint32_t tg_dw_load_part(const int8_t *x, int32_t n) {
@@ -60,8 +60,8 @@ static uint32_t tg_dw_load_part(const int8_t *x, int32_t n) {
 }
 
 TG_INLINE uint32_t tg_dw_pack(int32_t a0, int32_t a1, int32_t a2, int32_t a3) {
-  return ((uint32_t)a0 & 0xFFu) | (((uint32_t)a1 & 0xFFu) << 8) |
-         (((uint32_t)a2 & 0xFFu) << 16) | ((uint32_t)a3 << 24);
+  return ((uint32_t)a0 & 0xFFu) | (((uint32_t)a1 & 0xFFu) << 8) | (((uint32_t)a2 & 0xFFu) << 16) |
+         ((uint32_t)a3 << 24);
 }
 
 static void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, int32_t a0,
@@ -99,8 +99,8 @@ static void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, in
 
 /* Fast requantization of four channels (rq: their multipliers, rounds and
  * shifts, 4 words each) and store: the accumulators are 2 * acc. */
-TG_INLINE void tg_dw_rq4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
-                              const int32_t *rq, int8_t *out) {
+TG_INLINE void tg_dw_rq4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
+                              int8_t *out) {
   int32_t m0, m1;
   TG_LDRD(m0, m1, rq);
   a0 = tg_smmulr(a0, m0);
@@ -129,9 +129,10 @@ TG_INLINE void tg_dw_rq4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline))
 #endif
-static void tg_dw_window_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w,
-                              int32_t nrows, int32_t ncols, int32_t wskip, int32_t wgroup,
-                              const int32_t *rq, int8_t *out, int32_t groups, int32_t off2) {
+static void
+tg_dw_window_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w, int32_t nrows,
+                  int32_t ncols, int32_t wskip, int32_t wgroup, const int32_t *rq, int8_t *out,
+                  int32_t groups, int32_t off2) {
   for (; groups > 0; --groups, x += 4, w += wgroup, rq += 16, out += 4) {
     const int8_t *xr = x;
     const int32_t *wt = w;
@@ -156,58 +157,58 @@ static void tg_dw_window_fast(const int8_t *x, int32_t cs, int32_t rs, const int
  * first window's top-left input; cs / rs: input steps between columns / rows
  * of taps. */
 #if defined(__GNUC__) || defined(__clang__)
-__attribute__((noinline))   /* its own register allocation: no spills in the taps */
+__attribute__((noinline)) /* its own register allocation: no spills in the taps */
 #endif
-static void tg_dw3x3_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w_px,
-                          const int32_t *rq_px, int8_t *out, int32_t groups, int32_t off2,
-                          int32_t n_px, int32_t px_step, int32_t out_step) {
-  const int32_t back = 4 - 2 * rs;   /* from the last row to the next group's first */
+static void
+tg_dw3x3_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w_px, const int32_t *rq_px,
+              int8_t *out, int32_t groups, int32_t off2, int32_t n_px, int32_t px_step,
+              int32_t out_step) {
+  const int32_t back = 4 - 2 * rs; /* from the last row to the next group's first */
   for (; n_px > 0; --n_px, x += px_step - 4 * groups, out += out_step - 4 * groups) {
-  const int32_t *w = w_px, *rq = rq_px;
-  int32_t g;
-  for (g = groups; g > 0; --g) {
-    int32_t a0, a1, a2, a3;
-    uint32_t v;
-    TG_LDRD(a0, a1, rq);
-    TG_LDRD(a2, a3, rq);
-    v = tg_load_u32(x);
-    TG_DW_TAP(v, w);
-    TG_DW_ORDER();
-    v = tg_load_u32(x + cs);
-    TG_DW_TAP(v, w);
-    TG_DW_ORDER();
-    v = tg_load_u32(x + 2 * cs);
-    TG_DW_TAP(v, w);
-    TG_DW_ORDER();
-    x += rs;
-    v = tg_load_u32(x);
-    TG_DW_TAP(v, w);
-    TG_DW_ORDER();
-    v = tg_load_u32(x + cs);
-    TG_DW_TAP(v, w);
-    TG_DW_ORDER();
-    v = tg_load_u32(x + 2 * cs);
-    TG_DW_TAP(v, w);
-    TG_DW_ORDER();
-    x += rs;
-    v = tg_load_u32(x);
-    TG_DW_TAP(v, w);
-    TG_DW_ORDER();
-    v = tg_load_u32(x + cs);
-    TG_DW_TAP(v, w);
-    TG_DW_ORDER();
-    v = tg_load_u32(x + 2 * cs);
-    TG_DW_TAP(v, w);
-    x += back;
-    tg_dw_rq4_fast(a0, a1, a2, a3, rq, out);   /* rq: past the 4 biases */
-    rq += 12;
-    out += 4;
-  }
+    const int32_t *w = w_px, *rq = rq_px;
+    int32_t g;
+    for (g = groups; g > 0; --g) {
+      int32_t a0, a1, a2, a3;
+      uint32_t v;
+      TG_LDRD(a0, a1, rq);
+      TG_LDRD(a2, a3, rq);
+      v = tg_load_u32(x);
+      TG_DW_TAP(v, w);
+      TG_DW_ORDER();
+      v = tg_load_u32(x + cs);
+      TG_DW_TAP(v, w);
+      TG_DW_ORDER();
+      v = tg_load_u32(x + 2 * cs);
+      TG_DW_TAP(v, w);
+      TG_DW_ORDER();
+      x += rs;
+      v = tg_load_u32(x);
+      TG_DW_TAP(v, w);
+      TG_DW_ORDER();
+      v = tg_load_u32(x + cs);
+      TG_DW_TAP(v, w);
+      TG_DW_ORDER();
+      v = tg_load_u32(x + 2 * cs);
+      TG_DW_TAP(v, w);
+      TG_DW_ORDER();
+      x += rs;
+      v = tg_load_u32(x);
+      TG_DW_TAP(v, w);
+      TG_DW_ORDER();
+      v = tg_load_u32(x + cs);
+      TG_DW_TAP(v, w);
+      TG_DW_ORDER();
+      v = tg_load_u32(x + 2 * cs);
+      TG_DW_TAP(v, w);
+      x += back;
+      tg_dw_rq4_fast(a0, a1, a2, a3, rq, out); /* rq: past the 4 biases */
+      rq += 12;
+      out += 4;
+    }
   }
 }
 
-void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
-                         int8_t *output) {
+void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input, int8_t *output) {
   const int32_t in_h = p->in.h, in_w = p->in.w, c = p->in.c;
   const int32_t out_h = p->out.h, out_w = p->out.w;
   const int32_t fh = p->filter_h, fw = p->filter_w, dh = p->dilation_h, dw = p->dilation_w;
@@ -235,8 +236,7 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
         const int32_t *rq = p->rq;
         tg_dw_range(ix0, dw, fw, in_w, &kx0, &kx1);
         /* first tap inside the image (none: no tap is read) */
-        x0 = ky0 < ky1 && kx0 < kx1 ? in_b + ((iy0 + ky0 * dh) * in_w + ix0 + kx0 * dw) * c
-                                    : in_b;
+        x0 = ky0 < ky1 && kx0 < kx1 ? in_b + ((iy0 + ky0 * dh) * in_w + ix0 + kx0 * dw) * c : in_b;
         g = 0;
         if (fast3 && ky1 - ky0 == 3 && kx1 - kx0 == 3) {
           if (fast3 * 4 == c) {
@@ -245,8 +245,7 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
             while (ox + n < out_w && (ox + n) * p->stride_w - p->pad_w + 2 * dw < in_w) {
               ++n;
             }
-            tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, off2, n,
-                          p->stride_w * c, c);
+            tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, off2, n, p->stride_w * c, c);
             ox += n - 1;
             out_px += (n - 1) * c;
             continue;
@@ -256,9 +255,8 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input,
           wg += 2 * taps * g;
           rq += 16 * g;
         } else if (fastw && ky0 < ky1 && kx0 < kx1) {
-          tg_dw_window_fast(x0, x_step, row_step, wg + (ky0 * fw + kx0) * 2, ky1 - ky0,
-                            kx1 - kx0, 2 * (fw - (kx1 - kx0)), 2 * taps, rq, out_px, fastw,
-                            off2);
+          tg_dw_window_fast(x0, x_step, row_step, wg + (ky0 * fw + kx0) * 2, ky1 - ky0, kx1 - kx0,
+                            2 * (fw - (kx1 - kx0)), 2 * taps, rq, out_px, fastw, off2);
           g = fastw;
           wg += 2 * taps * g;
           rq += 16 * g;

@@ -111,8 +111,8 @@ static void tg_dp_sort(uint16_t *idx, uint16_t *tmp, int32_t n, const float *s, 
  * anchors with score >= threshold, visit them by decreasing score, select an
  * active one and deactivate the later ones it overlaps (IoU > threshold).
  * Stops after `limit` selections (the selections before are the same). */
-static int32_t tg_dp_nms(const tg_detection_postprocess_params *p, uint8_t *scratch,
-                         const float *s, int32_t stride, int32_t limit) {
+static int32_t tg_dp_nms(const tg_detection_postprocess_params *p, uint8_t *scratch, const float *s,
+                         int32_t stride, int32_t limit) {
   const float *decoded = (const float *)(void *)(scratch + p->off_decoded);
   uint16_t *keep = (uint16_t *)(void *)(scratch + p->off_keep);
   uint16_t *tmp = (uint16_t *)(void *)(scratch + p->off_sort_tmp);
@@ -172,8 +172,8 @@ static void tg_dp_write_row(float *boxes, float *classes, float *scores, int32_t
   scores[row] = score;
 }
 
-static void tg_dp_zero_rows(const tg_detection_postprocess_params *p, float *boxes,
-                            float *classes, float *scores, int32_t from) {
+static void tg_dp_zero_rows(const tg_detection_postprocess_params *p, float *boxes, float *classes,
+                            float *scores, int32_t from) {
   int32_t r;
   for (r = from; r < p->output_rows; ++r) {
     float *b = boxes + 4 * (size_t)r;
@@ -186,10 +186,9 @@ static void tg_dp_zero_rows(const tg_detection_postprocess_params *p, float *box
   }
 }
 
-void tg_detection_postprocess(const tg_detection_postprocess_params *p,
-                              const float *box_encodings, const float *class_scores,
-                              const float *anchors, float *boxes, float *classes,
-                              float *scores, float *num_detections, void *scratch) {
+void tg_detection_postprocess(const tg_detection_postprocess_params *p, const float *box_encodings,
+                              const float *class_scores, const float *anchors, float *boxes,
+                              float *classes, float *scores, float *num_detections, void *scratch) {
   uint8_t *sc = (uint8_t *)scratch;
   float *decoded = (float *)(void *)(sc + p->off_decoded);
   const int32_t ncwb = p->num_classes_with_background;
@@ -248,8 +247,8 @@ void tg_detection_postprocess(const tg_detection_postprocess_params *p,
       count = m;
     }
     for (k = 0; k < count; ++k) {
-      tg_dp_write_row(boxes, classes, scores, k, decoded + 4 * (size_t)cur[k].anchor,
-                      cur[k].cls, cur[k].score);
+      tg_dp_write_row(boxes, classes, scores, k, decoded + 4 * (size_t)cur[k].anchor, cur[k].cls,
+                      cur[k].score);
     }
   }
   tg_dp_zero_rows(p, boxes, classes, scores, count);

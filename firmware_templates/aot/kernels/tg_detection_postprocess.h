@@ -40,26 +40,25 @@ typedef struct {
   int32_t num_classes;                 /* classes without background (<= 65535) */
   int32_t num_classes_with_background; /* columns of class_scores */
   int32_t max_detections;
-  int32_t nms_limit;                   /* selections per NMS run that can reach the outputs */
-  int32_t output_rows;                 /* rows of boxes/classes/scores (>= max_detections) */
+  int32_t nms_limit;   /* selections per NMS run that can reach the outputs */
+  int32_t output_rows; /* rows of boxes/classes/scores (>= max_detections) */
   int32_t use_regular_nms;
   float score_threshold;
   float iou_threshold;
   float y_scale, x_scale, h_scale, w_scale;
   /* scratch layout (byte offsets) */
-  uint32_t off_decoded;                /* float[4 * N] */
-  uint32_t off_max_scores;             /* float[N] (fast NMS) */
-  uint32_t off_candidates;             /* tg_dp_candidate[2 * max_detections] (regular NMS) */
-  uint32_t off_keep;                   /* uint16_t[N] */
-  uint32_t off_sort_tmp;               /* uint16_t[N] */
-  uint32_t off_selected;               /* uint16_t[nms_limit] */
-  uint32_t off_active;                 /* uint8_t[N] */
+  uint32_t off_decoded;    /* float[4 * N] */
+  uint32_t off_max_scores; /* float[N] (fast NMS) */
+  uint32_t off_candidates; /* tg_dp_candidate[2 * max_detections] (regular NMS) */
+  uint32_t off_keep;       /* uint16_t[N] */
+  uint32_t off_sort_tmp;   /* uint16_t[N] */
+  uint32_t off_selected;   /* uint16_t[nms_limit] */
+  uint32_t off_active;     /* uint8_t[N] */
 } tg_detection_postprocess_params;
 
-void tg_detection_postprocess(const tg_detection_postprocess_params *p,
-                              const float *box_encodings, const float *class_scores,
-                              const float *anchors, float *boxes, float *classes,
-                              float *scores, float *num_detections, void *scratch);
+void tg_detection_postprocess(const tg_detection_postprocess_params *p, const float *box_encodings,
+                              const float *class_scores, const float *anchors, float *boxes,
+                              float *classes, float *scores, float *num_detections, void *scratch);
 
 #ifdef __cplusplus
 }

@@ -172,7 +172,7 @@ typedef struct {
 
 #ifdef TG_HAVE_DSP
 /* two words, post-incremented pointer: one LDRD (GCC does not form it) */
-#define TG_LDRD(lo, hi, ptr)                                                       \
+#define TG_LDRD(lo, hi, ptr) \
   __asm__("ldrd %0, %1, [%2], #8" : "=r"(lo), "=r"(hi), "+r"(ptr) : "m"(*(const tg_w2 *)(ptr)))
 #else
 #define TG_LDRD(lo, hi, ptr) \
@@ -220,22 +220,22 @@ TG_INLINE void tg_mm_2x2(const int32_t *col, const int32_t *w, int32_t groups, i
   *a11 = s11;
 }
 
-#define TG_DOT4_ROW(acc, wv)                                      \
-  do {                                                          \
-    acc = tg_smlad(xe, tg_sxtb16((uint32_t)(wv)), acc);         \
-    acc = tg_smlad(xo, tg_sxtb16_ror8((uint32_t)(wv)), acc);    \
+#define TG_DOT4_ROW(acc, wv)                                 \
+  do {                                                       \
+    acc = tg_smlad(xe, tg_sxtb16((uint32_t)(wv)), acc);      \
+    acc = tg_smlad(xo, tg_sxtb16_ror8((uint32_t)(wv)), acc); \
   } while (0)
 
-#define TG_DOT4_GROUP(xv)                                         \
-  do {                                                          \
-    const int32_t xe = tg_sxtb16(xv), xo = tg_sxtb16_ror8(xv);  \
-    int32_t w0, w1, w2, w3;                                     \
-    TG_LDRD(w0, w1, w);                                         \
-    TG_LDRD(w2, w3, w);                                         \
-    TG_DOT4_ROW(a0, w0);                                          \
-    TG_DOT4_ROW(a1, w1);                                          \
-    TG_DOT4_ROW(a2, w2);                                          \
-    TG_DOT4_ROW(a3, w3);                                          \
+#define TG_DOT4_GROUP(xv)                                      \
+  do {                                                         \
+    const int32_t xe = tg_sxtb16(xv), xo = tg_sxtb16_ror8(xv); \
+    int32_t w0, w1, w2, w3;                                    \
+    TG_LDRD(w0, w1, w);                                        \
+    TG_LDRD(w2, w3, w);                                        \
+    TG_DOT4_ROW(a0, w0);                                       \
+    TG_DOT4_ROW(a1, w1);                                       \
+    TG_DOT4_ROW(a2, w2);                                       \
+    TG_DOT4_ROW(a3, w3);                                       \
   } while (0)
 
 /* the last 1..3 inputs of a row, zero-extended to a word (no read past them) */

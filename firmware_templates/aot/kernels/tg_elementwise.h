@@ -44,14 +44,14 @@ typedef struct {
   int32_t input2_multiplier, input2_shift;
   int32_t output_multiplier, output_shift;
   int32_t act_min, act_max;
-  int32_t subtract;  /* 1 for SUB: in1 - in2 */
+  int32_t subtract; /* 1 for SUB: in1 - in2 */
 } tg_add_s8_params;
 
 void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 /* The same result through per-call tables of the rescaled operands. */
 #define TG_ADD_TABLE_BYTES (2 * 256 * 4)
-void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2,
-                     int8_t *out, void *scratch);
+void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out,
+                     void *scratch);
 /* SUB is tg_add_s8 with subtract = 1 (same rescaling, difference of the
  * rescaled inputs). */
 
@@ -71,7 +71,7 @@ typedef struct {
   int32_t depth;            /* row length (innermost dimension) */
   int32_t input_multiplier; /* beta * input_scale, Q31, from PreprocessSoftmaxScaling */
   int32_t input_left_shift;
-  int32_t diff_min;         /* differences below this give exp() == 0 */
+  int32_t diff_min; /* differences below this give exp() == 0 */
 } tg_softmax_s8_params;
 
 void tg_softmax_s8(const tg_softmax_s8_params *p, const int8_t *in, int8_t *out);
@@ -94,7 +94,7 @@ void tg_tanh_s8(const tg_sigmoid_s8_params *p, const int8_t *in, int8_t *out);
 typedef struct {
   int32_t size;
   int32_t input_zero_point, output_zero_point;
-  int32_t multiplier, shift;   /* input scale / output scale */
+  int32_t multiplier, shift; /* input scale / output scale */
   int32_t act_min, act_max;
 } tg_relu_s8_params;
 
@@ -113,7 +113,7 @@ void tg_clamp_s8(const tg_clamp_s8_params *p, const int8_t *in, int8_t *out);
 typedef struct {
   int32_t size;
   int32_t input_zero_point, output_zero_point;
-  int32_t multiplier_identity, shift_identity;   /* x >= 0 */
+  int32_t multiplier_identity, shift_identity; /* x >= 0 */
   /* x < 0: |alpha| requantized, then negated when alpha < 0.  TFLM rounds a
    * negative alpha's products like the negated products of |alpha| (measured
    * against the interpreter at exact ties), not as gemmlowp would round a
@@ -138,13 +138,13 @@ void tg_hard_swish_s8(const tg_hard_swish_s8_params *p, const int8_t *in, int8_t
 /* out = clamp(requantize(sum(q) - zp_in * count, multiplier, shift) + zp_out);
  * for MEAN the 1/count factor is already folded into the multiplier. */
 typedef struct {
-  int32_t out_ndim;                       /* kept dimensions (output order) */
+  int32_t out_ndim; /* kept dimensions (output order) */
   int32_t out_dims[TG_EW_MAX_DIMS];
-  int32_t out_stride[TG_EW_MAX_DIMS];     /* input element stride of each kept dim */
-  int32_t red_ndim;                       /* reduced dimensions */
+  int32_t out_stride[TG_EW_MAX_DIMS]; /* input element stride of each kept dim */
+  int32_t red_ndim;                   /* reduced dimensions */
   int32_t red_dims[TG_EW_MAX_DIMS];
   int32_t red_stride[TG_EW_MAX_DIMS];
-  int32_t count;                          /* elements summed per output */
+  int32_t count; /* elements summed per output */
   int32_t input_zero_point, output_zero_point;
   int32_t multiplier, shift;
 } tg_reduce_s8_params;
@@ -155,8 +155,8 @@ void tg_reduce_sum_s8(const tg_reduce_s8_params *p, const int8_t *in, int8_t *ou
  *      output quantization, the lowering checks it) -------------------- */
 typedef struct {
   int32_t num_inputs;
-  int32_t outer;                              /* product of dims before the axis */
-  int32_t copy_size[TG_CONCAT_MAX_INPUTS];    /* bytes per outer step, per input */
+  int32_t outer;                           /* product of dims before the axis */
+  int32_t copy_size[TG_CONCAT_MAX_INPUTS]; /* bytes per outer step, per input */
 } tg_concat_params;
 
 /* Arguments after p: num_inputs input pointers, then the output pointer. */
@@ -167,7 +167,7 @@ typedef struct {
   int32_t ndim;
   int32_t in_dims[TG_EW_MAX_DIMS];
   int32_t out_dims[TG_EW_MAX_DIMS];
-  int32_t before[TG_EW_MAX_DIMS];        /* leading padding of each dimension */
+  int32_t before[TG_EW_MAX_DIMS]; /* leading padding of each dimension */
   int32_t pad_value;
 } tg_pad_s8_params;
 
@@ -176,9 +176,9 @@ void tg_pad_s8(const tg_pad_s8_params *p, const int8_t *in, int8_t *out);
 /* ---- QUANTIZE / DEQUANTIZE / requantize --------------------------------- */
 typedef struct {
   int32_t size;
-  float scale;             /* output scale */
-  int32_t zero_point;      /* output zero point */
-  int32_t qmin, qmax;      /* -128..127 for int8, -32768..32767 for int16 */
+  float scale;        /* output scale */
+  int32_t zero_point; /* output zero point */
+  int32_t qmin, qmax; /* -128..127 for int8, -32768..32767 for int16 */
 } tg_quantize_f32_params;
 
 /* float32 -> int8 / int16 (TFLM AffineQuantize) */
@@ -199,8 +199,8 @@ void tg_requantize_s16_s16(const tg_requantize_params *p, const int16_t *in, int
 
 typedef struct {
   int32_t size;
-  float scale;         /* input scale */
-  int32_t zero_point;  /* input zero point */
+  float scale;        /* input scale */
+  int32_t zero_point; /* input zero point */
 } tg_dequantize_params;
 
 /* int8 / int16 -> float32 (TFLM Dequantize) */

@@ -19,13 +19,9 @@ TG_INLINE int32_t tg_fx_mul(int32_t a, int32_t b) {
   return tg_sat_rounding_doubling_high_mul(a, b);
 }
 
-TG_INLINE int32_t tg_fx_add(int32_t a, int32_t b) {
-  return (int32_t)((uint32_t)a + (uint32_t)b);
-}
+TG_INLINE int32_t tg_fx_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 
-TG_INLINE int32_t tg_fx_sub(int32_t a, int32_t b) {
-  return (int32_t)((uint32_t)a - (uint32_t)b);
-}
+TG_INLINE int32_t tg_fx_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
 
 /* x * 2^e for 0 < e < 31, saturating to the int32 range. */
 TG_INLINE int32_t tg_fx_sat_shl(int32_t x, int e) {
@@ -55,10 +51,9 @@ static inline int32_t tg_fx_exp_quarter_interval(int32_t a) {
   const int32_t x3 = tg_fx_mul(x2, x);
   const int32_t x4 = tg_fx_mul(x2, x2);
   const int32_t x4_over_4 = tg_rounding_divide_by_pot(x4, 2);
-  const int32_t poly = tg_rounding_divide_by_pot(
-      tg_fx_add(tg_fx_mul(tg_fx_add(x4_over_4, x3), one_third), x2), 1);
-  return tg_fx_add(exp_minus_one_eighth,
-                   tg_fx_mul(exp_minus_one_eighth, tg_fx_add(x, poly)));
+  const int32_t poly =
+      tg_rounding_divide_by_pot(tg_fx_add(tg_fx_mul(tg_fx_add(x4_over_4, x3), one_third), x2), 1);
+  return tg_fx_add(exp_minus_one_eighth, tg_fx_mul(exp_minus_one_eighth, tg_fx_add(x, poly)));
 }
 
 /* exp(a) for a <= 0; a has `integer_bits` integer bits (1..5), the result is
@@ -78,8 +73,8 @@ static inline int32_t tg_fx_exp_on_negative_values(int32_t a, int integer_bits) 
   const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
   const int32_t mask = one_quarter - 1;
   const int32_t a_mod_quarter_minus_quarter = tg_fx_sub(a & mask, one_quarter);
-  int32_t result = tg_fx_exp_quarter_interval(
-      tg_fx_sat_shl(a_mod_quarter_minus_quarter, integer_bits));
+  int32_t result =
+      tg_fx_exp_quarter_interval(tg_fx_sat_shl(a_mod_quarter_minus_quarter, integer_bits));
   const int32_t remainder = tg_fx_sub(a_mod_quarter_minus_quarter, a);
   int e;
   for (e = -2; e <= 4; ++e) {

@@ -11,8 +11,7 @@
  */
 #include "tg_fully_connected_dsp.h"
 
-static void tg_fc_requant(const tg_fully_connected_dsp_params *p, const int32_t *rq,
-                          int32_t *a) {
+static void tg_fc_requant(const tg_fully_connected_dsp_params *p, const int32_t *rq, int32_t *a) {
   int32_t i;
   for (i = 0; i < 4; ++i) {
     int32_t v = p->fast ? tg_rq_fast(a[i], rq[4 + i], rq[8 + i], rq[12 + i])
@@ -27,7 +26,7 @@ void tg_fully_connected_dsp_s8(const tg_fully_connected_dsp_params *p, const int
   const int32_t full = depth >> 2, tail = depth & 3;
   const int32_t quads = units >> 2;
   const int32_t quick = p->fast && p->act_full;
-  const int32_t w_quad = 4 * ((depth + 3) >> 2);   /* words per block of four rows */
+  const int32_t w_quad = 4 * ((depth + 3) >> 2); /* words per block of four rows */
   int32_t b, u;
   for (b = 0; b < p->batches; ++b) {
     const int8_t *x = input + b * depth;

@@ -131,13 +131,10 @@ TG_INLINE int32_t tg_requantize_smaller_than_one(int32_t x, int32_t multiplier,
 /* TFLite MultiplyByQuantizedMultiplierGreaterThanOne (left_shift >= 0). */
 TG_INLINE int32_t tg_requantize_greater_than_one(int32_t x, int32_t multiplier,
                                                  int32_t left_shift) {
-  return tg_sat_rounding_doubling_high_mul(tg_shift_left_wrap(x, (int)left_shift),
-                                           multiplier);
+  return tg_sat_rounding_doubling_high_mul(tg_shift_left_wrap(x, (int)left_shift), multiplier);
 }
 
-TG_INLINE int8_t tg_sat_i8(int32_t v) {
-  return (int8_t)tg_clamp_i32(v, INT8_MIN, INT8_MAX);
-}
+TG_INLINE int8_t tg_sat_i8(int32_t v) { return (int8_t)tg_clamp_i32(v, INT8_MIN, INT8_MAX); }
 
 /* Copy n bytes (reshape-like operators whose output cannot alias the input). */
 TG_INLINE void tg_copy_bytes(void *dst, const void *src, size_t n) {
@@ -163,9 +160,7 @@ TG_INLINE uint32_t tg_load_u32(const int8_t *p) {
   return v;
 }
 /* bytes 0 and 2 sign-extended to two halfwords */
-TG_INLINE int32_t tg_sxtb16(uint32_t x) {
-  return __sxtb16((int32_t)x);
-}
+TG_INLINE int32_t tg_sxtb16(uint32_t x) { return __sxtb16((int32_t)x); }
 /* bytes 1 and 3 sign-extended to two halfwords */
 TG_INLINE int32_t tg_sxtb16_ror8(uint32_t x) {
   int32_t r;

@@ -64,9 +64,7 @@ TG_INLINE int16_t tg_lstm_tanh(int32_t v, int32_t mult, int32_t shift) {
   return (int16_t)(r >> 8);
 }
 
-TG_INLINE int32_t tg_lstm_sat16(int32_t v) {
-  return tg_clamp_i32(v, INT16_MIN, INT16_MAX);
-}
+TG_INLINE int32_t tg_lstm_sat16(int32_t v) { return tg_clamp_i32(v, INT16_MIN, INT16_MAX); }
 
 /* requantize and saturate to int16 (kept out of line: called 11 times per
  * unit, inlining it everywhere only makes the code bigger) */
@@ -97,30 +95,27 @@ static void tg_lstm_row_dsp(const tg_lstm_params *p, const int8_t *x, int8_t *h,
         act[g] = g == 2 ? tg_lstm_tanh(pre, 3, 0) : tg_lstm_sigmoid(pre);
       }
       c_new = tg_lstm_sat16(
-          tg_lstm_sat16(tg_rq_fast(act[1] * (int32_t)c[u], p->forget_mult, p->forget_rnd,
-                                   p->forget_shift)) +
-          tg_lstm_sat16(tg_rq_fast(act[0] * act[2], p->input_mult, p->input_rnd,
-                                   p->input_shift)));
+          tg_lstm_sat16(
+              tg_rq_fast(act[1] * (int32_t)c[u], p->forget_mult, p->forget_rnd, p->forget_shift)) +
+          tg_lstm_sat16(tg_rq_fast(act[0] * act[2], p->input_mult, p->input_rnd, p->input_shift)));
     } else {
       for (g = 0; g < TG_LSTM_GATES; ++g) {
-        const int32_t pre = tg_lstm_sat16(
-            tg_lstm_rq16(ai[g], p->in_mult[g], p->in_shift[g]) +
-            tg_lstm_rq16(ar[g], p->rec_mult[g], p->rec_shift[g]));
+        const int32_t pre = tg_lstm_sat16(tg_lstm_rq16(ai[g], p->in_mult[g], p->in_shift[g]) +
+                                          tg_lstm_rq16(ar[g], p->rec_mult[g], p->rec_shift[g]));
         act[g] = g == 2 ? tg_lstm_tanh(pre, 3, 0) : tg_lstm_sigmoid(pre);
       }
-      c_new = tg_lstm_sat16(
-          tg_lstm_rq16(act[1] * (int32_t)c[u], p->forget_mult, p->forget_shift) +
-          tg_lstm_rq16(act[0] * act[2], p->input_mult, p->input_shift));
+      c_new = tg_lstm_sat16(tg_lstm_rq16(act[1] * (int32_t)c[u], p->forget_mult, p->forget_shift) +
+                            tg_lstm_rq16(act[0] * act[2], p->input_mult, p->input_shift));
     }
     if (p->use_cell_clip) {
       c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
     }
     c[u] = (int16_t)c_new;
     t = tg_lstm_tanh(c_new, p->tanh_mult, p->tanh_shift);
-    y[u] = p->fast ? tg_sat_i8(tg_rq_fast(t * act[3], p->hidden_mult, p->hidden_rnd,
-                                          p->hidden_shift))
-                   : tg_sat_i8(p->hidden_zp + tg_requantize(t * act[3], p->hidden_mult,
-                                                            p->hidden_shift));
+    y[u] =
+        p->fast
+            ? tg_sat_i8(tg_rq_fast(t * act[3], p->hidden_mult, p->hidden_rnd, p->hidden_shift))
+            : tg_sat_i8(p->hidden_zp + tg_requantize(t * act[3], p->hidden_mult, p->hidden_shift));
   }
   tg_copy_bytes(h, y, (size_t)units);
 }
@@ -148,8 +143,7 @@ static void tg_lstm_row(const tg_lstm_params *p, const int8_t *x, int8_t *h, int
      * own, then added with saturation; i, f, o take the sigmoid, g the tanh */
     for (g = 0; g < TG_LSTM_GATES; ++g) {
       const int32_t pre = tg_lstm_sat16(tg_lstm_rq16(acc_in[g], p->in_mult[g], p->in_shift[g]) +
-                                        tg_lstm_rq16(acc_rec[g], p->rec_mult[g],
-                                                     p->rec_shift[g]));
+                                        tg_lstm_rq16(acc_rec[g], p->rec_mult[g], p->rec_shift[g]));
       act[g] = g == 2 ? tg_lstm_tanh(pre, 3, 0) : tg_lstm_sigmoid(pre);
     }
 
@@ -174,11 +168,11 @@ void tg_lstm_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, in
     for (b = 0; b < batches; ++b) {
       const int32_t row = p->time_major ? t * batches + b : b * steps + t;
       if (p->w4_in != NULL) {
-        tg_lstm_row_dsp(p, input + row * p->input_size, hidden + b * p->units,
-                        cell + b * p->units, output + row * p->units);
+        tg_lstm_row_dsp(p, input + row * p->input_size, hidden + b * p->units, cell + b * p->units,
+                        output + row * p->units);
       } else {
-        tg_lstm_row(p, input + row * p->input_size, hidden + b * p->units,
-                    cell + b * p->units, output + row * p->units);
+        tg_lstm_row(p, input + row * p->input_size, hidden + b * p->units, cell + b * p->units,
+                    output + row * p->units);
       }
     }
   }

@@ -24,7 +24,7 @@ typedef struct {
   int32_t time_steps;
   int32_t input_size;
   int32_t units;
-  int32_t time_major;          /* 1: input [time][batch][in]; 0: [batch][time][in] */
+  int32_t time_major; /* 1: input [time][batch][in]; 0: [batch][time][in] */
   /* Weights of the four gates back to back: w_in [4][units][input_size],
    * w_rec [4][units][units] (symmetric int8, zero point 0). */
   const int8_t *w_in;
@@ -45,8 +45,8 @@ typedef struct {
   int32_t hidden_mult, hidden_shift, hidden_zp;
   /* tanh of the cell state: t = (c * tanh_mult + round) >> tanh_shift */
   int32_t tanh_mult, tanh_shift;
-  int32_t use_cell_clip;       /* cell_clip > 0 in the model */
-  int32_t cell_clip;           /* quantized clip value (int16 range) */
+  int32_t use_cell_clip; /* cell_clip > 0 in the model */
+  int32_t cell_clip;     /* quantized clip value (int16 range) */
   /* DSP cores (NULL elsewhere): the same weights with the four gates of a
    * unit interleaved for tg_dot4_s8, per unit [ceil(n/4) groups][4 gates]
    * words, and per unit the folded starts {kbias_in[0..3], kbias_rec[0..3]}. */

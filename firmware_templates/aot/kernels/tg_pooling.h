@@ -10,7 +10,7 @@ extern "C" {
 
 typedef struct {
   tg_dims4 in;
-  tg_dims4 out;                /* out.n == in.n, out.c == in.c */
+  tg_dims4 out; /* out.n == in.n, out.c == in.c */
   int32_t filter_h, filter_w;
   int32_t stride_h, stride_w;
   int32_t pad_h, pad_w;

@@ -21,8 +21,8 @@ static int32_t tg_round_half_away_sat(float x) {
   if (x <= -lim) {
     return -(int32_t)1048576;
   }
-  i = (int32_t)x;          /* truncates toward zero */
-  frac = x - (float)i;     /* exact: the fraction of a float is a float */
+  i = (int32_t)x;      /* truncates toward zero */
+  frac = x - (float)i; /* exact: the fraction of a float is a float */
   if (frac >= 0.5f) {
     ++i;
   } else if (frac <= -0.5f) {

@@ -29,8 +29,8 @@ static int tg_clz_u32(uint32_t x) {
 
 /* exp((x - max) * beta * scale) in Q0.31 for an element kept by diff_min. */
 TG_INLINE int32_t tg_softmax_exp(const tg_softmax_s8_params *p, int32_t diff) {
-  const int32_t scaled = tg_requantize_greater_than_one(diff, p->input_multiplier,
-                                                        p->input_left_shift);
+  const int32_t scaled =
+      tg_requantize_greater_than_one(diff, p->input_multiplier, p->input_left_shift);
   return tg_fx_exp_on_negative_values(scaled, TG_SOFTMAX_DIFF_INTEGER_BITS);
 }
 
@@ -55,8 +55,8 @@ static void tg_softmax_rows(const tg_softmax_s8_params *p, const int8_t *in, int
       if (diff >= p->diff_min) {
         /* Q0.31 -> Q12.19: a rounding division by 2^12 */
         sum_of_exps = tg_fx_add(
-            sum_of_exps, tg_rounding_divide_by_pot(tg_softmax_exp(p, diff),
-                                                   TG_SOFTMAX_ACCUM_INTEGER_BITS));
+            sum_of_exps,
+            tg_rounding_divide_by_pot(tg_softmax_exp(p, diff), TG_SOFTMAX_ACCUM_INTEGER_BITS));
       }
     }
     /* 1 / sum: normalise the sum to [1, 2), invert in Q0.31, remember the
@@ -70,8 +70,8 @@ static void tg_softmax_rows(const tg_softmax_s8_params *p, const int8_t *in, int
       const int32_t diff = (int32_t)row[c] - max_in_row;
       const size_t o = (size_t)i * (size_t)depth + (size_t)c;
       if (diff >= p->diff_min) {
-        const int32_t unsat = tg_rounding_divide_by_pot(
-            tg_fx_mul(shifted_scale, tg_softmax_exp(p, diff)), exponent);
+        const int32_t unsat =
+            tg_rounding_divide_by_pot(tg_fx_mul(shifted_scale, tg_softmax_exp(p, diff)), exponent);
         if (out16) {
           out16[o] = (int16_t)tg_clamp_i32(unsat - 32768, INT16_MIN, INT16_MAX);
         } else {

@@ -55,79 +55,70 @@
 
 const uint32_t tg_board_ticks_per_ms = 25000u;
 
-void tg_board_uart_init(void)
-{
-    UART_BAUDDIV = 217u; /* 115200 Bd from 25 MHz (ignored by QEMU) */
-    UART_CTRL = UART_CTRL_TX_EN | UART_CTRL_RX_EN | UART_CTRL_RX_INTEN;
-    NVIC_ISER(UART0_RX_IRQ / 32u) = 1u << (UART0_RX_IRQ % 32u);
+void tg_board_uart_init(void) {
+  UART_BAUDDIV = 217u; /* 115200 Bd from 25 MHz (ignored by QEMU) */
+  UART_CTRL = UART_CTRL_TX_EN | UART_CTRL_RX_EN | UART_CTRL_RX_INTEN;
+  NVIC_ISER(UART0_RX_IRQ / 32u) = 1u << (UART0_RX_IRQ % 32u);
 }
 
-void tg_board_uart_putc(uint8_t byte)
-{
-    while ((UART_STATE & UART_STATE_TX_FULL) != 0u) {
-    }
-    UART_DATA = byte;
+void tg_board_uart_putc(uint8_t byte) {
+  while ((UART_STATE & UART_STATE_TX_FULL) != 0u) {
+  }
+  UART_DATA = byte;
 }
 
-int tg_board_uart_getc(void)
-{
-    if ((UART_STATE & UART_STATE_RX_FULL) == 0u) {
-        return -1;
-    }
-    return (int)(UART_DATA & 0xFFu);
+int tg_board_uart_getc(void) {
+  if ((UART_STATE & UART_STATE_RX_FULL) == 0u) {
+    return -1;
+  }
+  return (int)(UART_DATA & 0xFFu);
 }
 
 static uint32_t s_running; /* Timer0 started */
 static uint32_t s_last;    /* last up-count seen */
 static uint32_t s_high;    /* number of 32-bit wraps seen */
 
-void tg_board_timer_init(void)
-{
-    if (s_running) {
-        return;
-    }
-    TIMER0_CTRL = 0u;
-    TIMER0_RELOAD = 0xFFFFFFFFu;
-    TIMER0_VALUE = 0xFFFFFFFFu;
-    TIMER0_CTRL = TIMER_CTRL_EN;
-    s_last = 0u;
-    s_high = 0u;
-    s_running = 1u;
+void tg_board_timer_init(void) {
+  if (s_running) {
+    return;
+  }
+  TIMER0_CTRL = 0u;
+  TIMER0_RELOAD = 0xFFFFFFFFu;
+  TIMER0_VALUE = 0xFFFFFFFFu;
+  TIMER0_CTRL = TIMER_CTRL_EN;
+  s_last = 0u;
+  s_high = 0u;
+  s_running = 1u;
 }
 
-void tg_board_arm_wakeup(uint64_t ticks)
-{
-    /* Timer0 and SysTick both count the 25 MHz clock. */
-    const uint32_t reload =
-        ticks >= SYST_MAX_RELOAD ? SYST_MAX_RELOAD : (uint32_t)ticks;
-    SYST_CSR = 0u;
-    SYST_RVR = reload > 1u ? reload - 1u : 1u;
-    SYST_CVR = 0u;
-    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
+void tg_board_arm_wakeup(uint64_t ticks) {
+  /* Timer0 and SysTick both count the 25 MHz clock. */
+  const uint32_t reload = ticks >= SYST_MAX_RELOAD ? SYST_MAX_RELOAD : (uint32_t)ticks;
+  SYST_CSR = 0u;
+  SYST_RVR = reload > 1u ? reload - 1u : 1u;
+  SYST_CVR = 0u;
+  SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
 }
 
-void tg_board_clear_wakeups(void)
-{
-    SYST_CSR = 0u; /* a short period would otherwise keep QEMU busy */
-    UART_INTSTATUS = UART_INT_RX;
-    SCB_ICSR = SCB_ICSR_PENDSTCLR;
-    NVIC_ICPR(UART0_RX_IRQ / 32u) = 1u << (UART0_RX_IRQ % 32u);
+void tg_board_clear_wakeups(void) {
+  SYST_CSR = 0u; /* a short period would otherwise keep QEMU busy */
+  UART_INTSTATUS = UART_INT_RX;
+  SCB_ICSR = SCB_ICSR_PENDSTCLR;
+  NVIC_ICPR(UART0_RX_IRQ / 32u) = 1u << (UART0_RX_IRQ % 32u);
 }
 
 /* Up-count (ticks since start) from a down-counter value, extended to 64
  * bits without branches. */
-static inline uint64_t extend(uint32_t value)
-{
-    const uint32_t now = ~value;
-    s_high += (uint32_t)(now < s_last);
-    s_last = now;
-    return ((uint64_t)s_high << 32) | now;
+static inline uint64_t extend(uint32_t value) {
+  const uint32_t now = ~value;
+  s_high += (uint32_t)(now < s_last);
+  s_last = now;
+  return ((uint64_t)s_high << 32) | now;
 }
 
-uint64_t tg_board_time(void)
-{
-    tg_board_timer_init();
-    return extend(TIMER0_VALUE);
+uint64_t tg_board_time(void) {
+  tg_board_timer_init();
+  return extend(TIMER0_VALUE);
 }
 
 /* Exact guest-instruction count.
@@ -144,47 +135,42 @@ uint64_t tg_board_time(void)
  * return every call executes the same number of instructions; back-to-back
  * reads therefore differ by a constant and a measured region by exactly
  * its own instruction count plus that constant. */
-uint64_t tg_hal_counter(void)
-{
-    const volatile uint32_t *value = &TIMER0_VALUE;
-    uint32_t v0, vn, n, p0, p1, p2, p3, pad;
+uint64_t tg_hal_counter(void) {
+  const volatile uint32_t *value = &TIMER0_VALUE;
+  uint32_t v0, vn, n, p0, p1, p2, p3, pad;
 
-    tg_board_timer_init();
-    __asm volatile(
-        "ldr   %[v0], [%[val]]      \n\t" /* S0 at T */
-        "movs  %[n], #0             \n\t"
-        "1:                         \n\t"
-        "ldr   %[vn], [%[val]]      \n\t" /* sample k at T + 4k - 2 */
-        "adds  %[n], %[n], #1       \n\t"
-        "cmp   %[vn], %[v0]         \n\t"
-        "beq   1b                   \n\t"
-        ".rept 33                   \n\t" /* ts + 4 .. ts + 36 */
-        "nop                        \n\t"
-        ".endr                      \n\t"
-        "ldr   %[p0], [%[val]]      \n\t" /* ts + 37 */
-        "ldr   %[p1], [%[val]]      \n\t" /* ts + 38 */
-        "ldr   %[p2], [%[val]]      \n\t" /* ts + 39 */
-        "ldr   %[p3], [%[val]]      \n\t" /* ts + 40 */
-        "rsb   %[pad], %[n], #12    \n\t" /* n <= 11 */
-        "2:                         \n\t"
-        "subs  %[pad], %[pad], #1   \n\t"
-        "nop                        \n\t"
-        "nop                        \n\t"
-        "bne   2b                   \n\t"
-        : [v0] "=&r"(v0), [vn] "=&r"(vn), [n] "=&r"(n), [p0] "=&r"(p0),
-          [p1] "=&r"(p1), [p2] "=&r"(p2), [p3] "=&r"(p3), [pad] "=&r"(pad)
-        : [val] "r"(value)
-        : "cc", "memory");
-    (void)v0;
-    (void)pad;
-    const uint32_t j = (uint32_t)(p0 == vn) + (uint32_t)(p1 == vn) +
-                       (uint32_t)(p2 == vn) + (uint32_t)(p3 == vn);
-    /* ticks(E) = ticks(vn) + 1; +64 keeps the first reading positive. */
-    return INSTRUCTIONS_PER_TICK * extend(vn) + 64u + INSTRUCTIONS_PER_TICK -
-           4u * n - j - 35u;
+  tg_board_timer_init();
+  __asm volatile(
+      "ldr   %[v0], [%[val]]      \n\t" /* S0 at T */
+      "movs  %[n], #0             \n\t"
+      "1:                         \n\t"
+      "ldr   %[vn], [%[val]]      \n\t" /* sample k at T + 4k - 2 */
+      "adds  %[n], %[n], #1       \n\t"
+      "cmp   %[vn], %[v0]         \n\t"
+      "beq   1b                   \n\t"
+      ".rept 33                   \n\t" /* ts + 4 .. ts + 36 */
+      "nop                        \n\t"
+      ".endr                      \n\t"
+      "ldr   %[p0], [%[val]]      \n\t" /* ts + 37 */
+      "ldr   %[p1], [%[val]]      \n\t" /* ts + 38 */
+      "ldr   %[p2], [%[val]]      \n\t" /* ts + 39 */
+      "ldr   %[p3], [%[val]]      \n\t" /* ts + 40 */
+      "rsb   %[pad], %[n], #12    \n\t" /* n <= 11 */
+      "2:                         \n\t"
+      "subs  %[pad], %[pad], #1   \n\t"
+      "nop                        \n\t"
+      "nop                        \n\t"
+      "bne   2b                   \n\t"
+      : [v0] "=&r"(v0), [vn] "=&r"(vn), [n] "=&r"(n), [p0] "=&r"(p0), [p1] "=&r"(p1),
+        [p2] "=&r"(p2), [p3] "=&r"(p3), [pad] "=&r"(pad)
+      : [val] "r"(value)
+      : "cc", "memory");
+  (void)v0;
+  (void)pad;
+  const uint32_t j =
+      (uint32_t)(p0 == vn) + (uint32_t)(p1 == vn) + (uint32_t)(p2 == vn) + (uint32_t)(p3 == vn);
+  /* ticks(E) = ticks(vn) + 1; +64 keeps the first reading positive. */
+  return INSTRUCTIONS_PER_TICK * extend(vn) + 64u + INSTRUCTIONS_PER_TICK - 4u * n - j - 35u;
 }
 
-uint32_t tg_hal_counter_unit(void)
-{
-    return TG_COUNTER_INSTRUCTIONS;
-}
+uint32_t tg_hal_counter_unit(void) { return TG_COUNTER_INSTRUCTIONS; }

@@ -53,88 +53,75 @@
 
 const uint32_t tg_board_ticks_per_ms = 1000000u; /* 1 GHz under QEMU */
 
-void tg_board_uart_init(void)
-{
-    /* 115200 Bd from the 84 MHz APB2 clock of a real F405 (ignored by QEMU). */
-    USART_BRR = 0x2D9u;
-    USART_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE | USART_CR1_RXNEIE;
-    NVIC_ISER(USART1_IRQ / 32u) = 1u << (USART1_IRQ % 32u);
+void tg_board_uart_init(void) {
+  /* 115200 Bd from the 84 MHz APB2 clock of a real F405 (ignored by QEMU). */
+  USART_BRR = 0x2D9u;
+  USART_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE | USART_CR1_RXNEIE;
+  NVIC_ISER(USART1_IRQ / 32u) = 1u << (USART1_IRQ % 32u);
 }
 
-void tg_board_uart_putc(uint8_t byte)
-{
-    while ((USART_SR & USART_SR_TXE) == 0u) {
-    }
-    USART_DR = byte;
+void tg_board_uart_putc(uint8_t byte) {
+  while ((USART_SR & USART_SR_TXE) == 0u) {
+  }
+  USART_DR = byte;
 }
 
-int tg_board_uart_getc(void)
-{
-    if ((USART_SR & USART_SR_RXNE) == 0u) {
-        return -1;
-    }
-    return (int)(USART_DR & 0xFFu);
+int tg_board_uart_getc(void) {
+  if ((USART_SR & USART_SR_RXNE) == 0u) {
+    return -1;
+  }
+  return (int)(USART_DR & 0xFFu);
 }
 
 static uint32_t s_running; /* TIM2 started */
 static uint32_t s_last;    /* last TIM2 value seen */
 static uint32_t s_high;    /* number of 32-bit wraps seen */
 
-void tg_board_timer_init(void)
-{
-    if (s_running) {
-        return;
-    }
-    TIM2_PSC = 0u;
-    TIM2_ARR = 0xFFFFFFFFu;
-    TIM2_EGR = TIM_EGR_UG; /* load PSC, CNT = 0 */
-    TIM2_CR1 = TIM_CR1_CEN;
-    s_last = 0u;
-    s_high = 0u;
-    s_running = 1u;
+void tg_board_timer_init(void) {
+  if (s_running) {
+    return;
+  }
+  TIM2_PSC = 0u;
+  TIM2_ARR = 0xFFFFFFFFu;
+  TIM2_EGR = TIM_EGR_UG; /* load PSC, CNT = 0 */
+  TIM2_CR1 = TIM_CR1_CEN;
+  s_last = 0u;
+  s_high = 0u;
+  s_running = 1u;
 }
 
-void tg_board_arm_wakeup(uint64_t ticks)
-{
-    /* TIM2 ticks are ns; SysTick counts the 168 MHz core clock. */
-    const uint64_t max_ns = (uint64_t)SYST_MAX_RELOAD * 1000u / 168u;
-    const uint32_t reload =
-        ticks >= max_ns ? SYST_MAX_RELOAD : (uint32_t)(ticks * 168u / 1000u);
-    SYST_CSR = 0u;
-    SYST_RVR = reload > 1u ? reload - 1u : 1u;
-    SYST_CVR = 0u;
-    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
+void tg_board_arm_wakeup(uint64_t ticks) {
+  /* TIM2 ticks are ns; SysTick counts the 168 MHz core clock. */
+  const uint64_t max_ns = (uint64_t)SYST_MAX_RELOAD * 1000u / 168u;
+  const uint32_t reload = ticks >= max_ns ? SYST_MAX_RELOAD : (uint32_t)(ticks * 168u / 1000u);
+  SYST_CSR = 0u;
+  SYST_RVR = reload > 1u ? reload - 1u : 1u;
+  SYST_CVR = 0u;
+  SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
 }
 
-void tg_board_clear_wakeups(void)
-{
-    SYST_CSR = 0u; /* a short period would otherwise keep QEMU busy */
-    SCB_ICSR = SCB_ICSR_PENDSTCLR;
-    NVIC_ICPR(USART1_IRQ / 32u) = 1u << (USART1_IRQ % 32u);
+void tg_board_clear_wakeups(void) {
+  SYST_CSR = 0u; /* a short period would otherwise keep QEMU busy */
+  SCB_ICSR = SCB_ICSR_PENDSTCLR;
+  NVIC_ICPR(USART1_IRQ / 32u) = 1u << (USART1_IRQ % 32u);
 }
 
 /* Extend a 32-bit reading to 64 bits (branch-free, so the instruction count
  * of a counter read does not depend on the value). */
-static inline uint64_t extend(uint32_t now)
-{
-    s_high += (uint32_t)(now < s_last);
-    s_last = now;
-    return ((uint64_t)s_high << 32) | now;
+static inline uint64_t extend(uint32_t now) {
+  s_high += (uint32_t)(now < s_last);
+  s_last = now;
+  return ((uint64_t)s_high << 32) | now;
 }
 
-uint64_t tg_board_time(void)
-{
-    tg_board_timer_init();
-    return extend(TIM2_CNT);
+uint64_t tg_board_time(void) {
+  tg_board_timer_init();
+  return extend(TIM2_CNT);
 }
 
-uint64_t tg_hal_counter(void)
-{
-    tg_board_timer_init();
-    return extend(TIM2_CNT);
+uint64_t tg_hal_counter(void) {
+  tg_board_timer_init();
+  return extend(TIM2_CNT);
 }
 
-uint32_t tg_hal_counter_unit(void)
-{
-    return TG_COUNTER_INSTRUCTIONS;
-}
+uint32_t tg_hal_counter_unit(void) { return TG_COUNTER_INSTRUCTIONS; }

@@ -48,92 +48,77 @@
 
 const uint32_t tg_board_ticks_per_ms = 10000u; /* mtime: 10 MHz */
 
-void tg_board_uart_init(void)
-{
-    UART_LCR = 0x03u; /* 8N1 (the divisor latch is ignored by QEMU) */
-    /* FCR is left alone: QEMU empties both FIFOs when the FIFO-enable bit
-     * changes, which would drop bytes received before this call. */
-    UART_MCR = 0x08u; /* OUT2: the interrupt line on a real 16550 */
-    UART_IER = UART_IER_ERBFI;
-    PLIC_PRIORITY(UART_IRQ) = 1u;
-    PLIC_ENABLE_CTX0 = 1u << UART_IRQ;
-    PLIC_THRESHOLD_CTX0 = 0u;
+void tg_board_uart_init(void) {
+  UART_LCR = 0x03u; /* 8N1 (the divisor latch is ignored by QEMU) */
+  /* FCR is left alone: QEMU empties both FIFOs when the FIFO-enable bit
+   * changes, which would drop bytes received before this call. */
+  UART_MCR = 0x08u; /* OUT2: the interrupt line on a real 16550 */
+  UART_IER = UART_IER_ERBFI;
+  PLIC_PRIORITY(UART_IRQ) = 1u;
+  PLIC_ENABLE_CTX0 = 1u << UART_IRQ;
+  PLIC_THRESHOLD_CTX0 = 0u;
 }
 
-void tg_board_uart_putc(uint8_t byte)
-{
-    while ((UART_LSR & UART_LSR_THRE) == 0u) {
-    }
-    UART_THR = byte;
+void tg_board_uart_putc(uint8_t byte) {
+  while ((UART_LSR & UART_LSR_THRE) == 0u) {
+  }
+  UART_THR = byte;
 }
 
-int tg_board_uart_getc(void)
-{
-    if ((UART_LSR & UART_LSR_DR) == 0u) {
-        return -1;
-    }
-    return (int)UART_RBR;
+int tg_board_uart_getc(void) {
+  if ((UART_LSR & UART_LSR_DR) == 0u) {
+    return -1;
+  }
+  return (int)UART_RBR;
 }
 
-void tg_board_timer_init(void)
-{
-    /* mtime runs from reset. */
+/* mtime runs from reset: nothing to set up. */
+void tg_board_timer_init(void) {}
+
+static uint64_t read_mtime(void) {
+  uint32_t hi, lo;
+  do {
+    hi = CLINT_MTIME_HI;
+    lo = CLINT_MTIME_LO;
+  } while (hi != CLINT_MTIME_HI);
+  return ((uint64_t)hi << 32) | lo;
 }
 
-static uint64_t read_mtime(void)
-{
-    uint32_t hi, lo;
-    do {
-        hi = CLINT_MTIME_HI;
-        lo = CLINT_MTIME_LO;
-    } while (hi != CLINT_MTIME_HI);
-    return ((uint64_t)hi << 32) | lo;
+uint64_t tg_board_time(void) { return read_mtime(); }
+
+void tg_board_arm_wakeup(uint64_t ticks) {
+  const uint64_t when = read_mtime() + (ticks > 0u ? ticks : 1u);
+  CLINT_MTIMECMP_HI = 0xFFFFFFFFu; /* no spurious match while writing */
+  CLINT_MTIMECMP_LO = (uint32_t)when;
+  CLINT_MTIMECMP_HI = (uint32_t)(when >> 32);
+  __asm volatile("csrs mie, %0" ::"r"(MIE_MTIE | MIE_MEIE) : "memory");
 }
 
-uint64_t tg_board_time(void)
-{
-    return read_mtime();
+void tg_board_clear_wakeups(void) {
+  /* mip.MTIP follows mtime >= mtimecmp.  QEMU's PLIC pends the UART
+   * source on each rising edge (a received byte) and keeps it pending until
+   * it is claimed, whatever the line does after: claim and complete
+   * everything, or every later WFI would return at once (a busy loop that
+   * runs at a crawl under -icount). */
+  CLINT_MTIMECMP_HI = 0xFFFFFFFFu;
+  CLINT_MTIMECMP_LO = 0xFFFFFFFFu;
+  for (uint32_t id = PLIC_CLAIM_CTX0; id != 0u; id = PLIC_CLAIM_CTX0) {
+    PLIC_CLAIM_CTX0 = id;
+  }
+  __asm volatile("csrs mie, %0" ::"r"(MIE_MEIE) : "memory");
 }
 
-void tg_board_arm_wakeup(uint64_t ticks)
-{
-    const uint64_t when = read_mtime() + (ticks > 0u ? ticks : 1u);
-    CLINT_MTIMECMP_HI = 0xFFFFFFFFu; /* no spurious match while writing */
-    CLINT_MTIMECMP_LO = (uint32_t)when;
-    CLINT_MTIMECMP_HI = (uint32_t)(when >> 32);
-    __asm volatile("csrs mie, %0" ::"r"(MIE_MTIE | MIE_MEIE) : "memory");
+uint64_t tg_hal_counter(void) {
+  uint32_t hi, lo, hi2;
+  __asm volatile(
+      "1: rdinstreth %0   \n\t"
+      "   rdinstret  %1   \n\t"
+      "   rdinstreth %2   \n\t"
+      "   bne %0, %2, 1b  \n\t"
+      : "=&r"(hi), "=&r"(lo), "=&r"(hi2)
+      :
+      : "memory");
+  return ((uint64_t)hi << 32) | lo;
 }
 
-void tg_board_clear_wakeups(void)
-{
-    /* mip.MTIP follows mtime >= mtimecmp.  QEMU's PLIC pends the UART
-     * source on each rising edge (a received byte) and keeps it pending until
-     * it is claimed, whatever the line does after: claim and complete
-     * everything, or every later WFI would return at once (a busy loop that
-     * runs at a crawl under -icount). */
-    CLINT_MTIMECMP_HI = 0xFFFFFFFFu;
-    CLINT_MTIMECMP_LO = 0xFFFFFFFFu;
-    for (uint32_t id = PLIC_CLAIM_CTX0; id != 0u; id = PLIC_CLAIM_CTX0) {
-        PLIC_CLAIM_CTX0 = id;
-    }
-    __asm volatile("csrs mie, %0" ::"r"(MIE_MEIE) : "memory");
-}
-
-uint64_t tg_hal_counter(void)
-{
-    uint32_t hi, lo, hi2;
-    __asm volatile(
-        "1: rdinstreth %0   \n\t"
-        "   rdinstret  %1   \n\t"
-        "   rdinstreth %2   \n\t"
-        "   bne %0, %2, 1b  \n\t"
-        : "=&r"(hi), "=&r"(lo), "=&r"(hi2)
-        :
-        : "memory");
-    return ((uint64_t)hi << 32) | lo;
-}
-
-uint32_t tg_hal_counter_unit(void)
-{
-    return TG_COUNTER_INSTRUCTIONS;
-}
+uint32_t tg_hal_counter_unit(void) { return TG_COUNTER_INSTRUCTIONS; }

@@ -36,99 +36,88 @@ void tg_trap_report(void) __attribute__((noreturn, used));
 void _exit(int status) __attribute__((noreturn));
 
 /* The image starts here (0x80000000, where QEMU's reset code jumps). */
-void _start(void)
-{
-    __asm volatile(
-        ".option push            \n\t"
-        ".option norelax         \n\t"
-        "la   gp, __global_pointer$\n\t"
-        ".option pop             \n\t"
-        "la   sp, __tg_stack_top \n\t"
-        "j    tg_reset_c         \n\t");
+void _start(void) {
+  __asm volatile(
+      ".option push            \n\t"
+      ".option norelax         \n\t"
+      "la   gp, __global_pointer$\n\t"
+      ".option pop             \n\t"
+      "la   sp, __tg_stack_top \n\t"
+      "j    tg_reset_c         \n\t");
 }
 
 static void tg_halt(void) __attribute__((noreturn));
-static void tg_halt(void)
-{
-    __asm volatile("csrw mie, zero" ::: "memory");
-    tg_board_clear_wakeups();
-    for (;;) {
-        __asm volatile("wfi" ::: "memory");
-    }
+static void tg_halt(void) {
+  __asm volatile("csrw mie, zero" ::: "memory");
+  tg_board_clear_wakeups();
+  for (;;) {
+    __asm volatile("wfi" ::: "memory");
+  }
 }
 
-void tg_reset_c(void)
-{
-    __asm volatile("csrci mstatus, 8" ::: "memory"); /* MIE = 0 */
-    __asm volatile("csrw mtvec, %0" ::"r"((uint32_t)(uintptr_t)&tg_trap_entry)
-                   : "memory");
-    tg_board_uart_init();
+void tg_reset_c(void) {
+  __asm volatile("csrci mstatus, 8" ::: "memory"); /* MIE = 0 */
+  __asm volatile("csrw mtvec, %0" ::"r"((uint32_t)(uintptr_t)&tg_trap_entry) : "memory");
+  tg_board_uart_init();
 
-    const uint32_t *src = __tg_data_load;
-    for (uint32_t *dst = __tg_data_start; dst < __tg_data_end; ++dst) {
-        *dst = *src++;
-    }
-    for (uint32_t *dst = __tg_bss_start; dst < __tg_bss_end; ++dst) {
-        *dst = 0u;
-    }
+  const uint32_t *src = __tg_data_load;
+  for (uint32_t *dst = __tg_data_start; dst < __tg_data_end; ++dst) {
+    *dst = *src++;
+  }
+  for (uint32_t *dst = __tg_bss_start; dst < __tg_bss_end; ++dst) {
+    *dst = 0u;
+  }
 
-    uint32_t *sp;
-    __asm volatile("mv %0, sp" : "=r"(sp));
-    for (volatile uint32_t *p = __tg_stack_bottom; p < sp - 16; ++p) {
-        *p = TG_QEMU_STACK_PAINT;
-    }
+  uint32_t *sp;
+  __asm volatile("mv %0, sp" : "=r"(sp));
+  for (volatile uint32_t *p = __tg_stack_bottom; p < sp - 16; ++p) {
+    *p = TG_QEMU_STACK_PAINT;
+  }
 
-    __libc_init_array();
-    _exit(main());
+  __libc_init_array();
+  _exit(main());
 }
 
 /* Direct-mode trap vector: any trap is a fault. */
-void tg_trap_entry(void)
-{
-    __asm volatile("j tg_trap_report");
+void tg_trap_entry(void) { __asm volatile("j tg_trap_report"); }
+
+static void tg_put_text(const char *text) {
+  while (*text != '\0') {
+    tg_board_uart_putc((uint8_t)*text++);
+  }
 }
 
-static void tg_put_text(const char *text)
-{
-    while (*text != '\0') {
-        tg_board_uart_putc((uint8_t)*text++);
-    }
+static void tg_put_hex(const char *label, uint32_t value) {
+  static const char digits[] = "0123456789abcdef";
+  tg_put_text(label);
+  for (int shift = 28; shift >= 0; shift -= 4) {
+    tg_board_uart_putc((uint8_t)digits[(value >> shift) & 0xFu]);
+  }
 }
 
-static void tg_put_hex(const char *label, uint32_t value)
-{
-    static const char digits[] = "0123456789abcdef";
-    tg_put_text(label);
-    for (int shift = 28; shift >= 0; shift -= 4) {
-        tg_board_uart_putc((uint8_t)digits[(value >> shift) & 0xFu]);
-    }
+void tg_trap_report(void) {
+  uint32_t mcause, mepc, mtval, ra;
+  __asm volatile("csrr %0, mcause" : "=r"(mcause));
+  __asm volatile("csrr %0, mepc" : "=r"(mepc));
+  __asm volatile("csrr %0, mtval" : "=r"(mtval));
+  __asm volatile("mv %0, ra" : "=r"(ra));
+  /* A fault may come from a broken stack: report from the top of ours. */
+  __asm volatile("la sp, __tg_stack_top" ::: "memory");
+  tg_board_uart_init();
+  tg_put_text("\r\n*** tinygen fault:");
+  tg_put_hex(" mcause=", mcause);
+  tg_put_hex(" pc=", mepc);
+  tg_put_hex(" ra=", ra);
+  tg_put_hex(" mtval=", mtval);
+  tg_put_text(" ***\r\n");
+  tg_halt();
 }
 
-void tg_trap_report(void)
-{
-    uint32_t mcause, mepc, mtval, ra;
-    __asm volatile("csrr %0, mcause" : "=r"(mcause));
-    __asm volatile("csrr %0, mepc" : "=r"(mepc));
-    __asm volatile("csrr %0, mtval" : "=r"(mtval));
-    __asm volatile("mv %0, ra" : "=r"(ra));
-    /* A fault may come from a broken stack: report from the top of ours. */
-    __asm volatile("la sp, __tg_stack_top" ::: "memory");
-    tg_board_uart_init();
-    tg_put_text("\r\n*** tinygen fault:");
-    tg_put_hex(" mcause=", mcause);
-    tg_put_hex(" pc=", mepc);
-    tg_put_hex(" ra=", ra);
-    tg_put_hex(" mtval=", mtval);
-    tg_put_text(" ***\r\n");
-    tg_halt();
-}
-
-void _exit(int status)
-{
-    tg_board_uart_init();
-    tg_put_hex("\r\n*** tinygen exit: status=", (uint32_t)status);
-    tg_put_text(" ***\r\n");
-    tg_halt();
+void _exit(int status) {
+  tg_board_uart_init();
+  tg_put_hex("\r\n*** tinygen exit: status=", (uint32_t)status);
+  tg_put_text(" ***\r\n");
+  tg_halt();
 }
 
 /* _sbrk and the stack/heap figures: tg_memory.c (the same on every core). */

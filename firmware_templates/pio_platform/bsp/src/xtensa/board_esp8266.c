@@ -39,101 +39,88 @@ extern volatile uint32_t tg_icount_hi; /* vectors_lx106.S */
 
 const uint32_t tg_board_ticks_per_ms = 40000u; /* CCOUNT at 40 MHz */
 
-static inline uint32_t read_ccount(void)
-{
-    uint32_t v;
-    __asm volatile("rsr %0, ccount" : "=r"(v));
-    return v;
+static inline uint32_t read_ccount(void) {
+  uint32_t v;
+  __asm volatile("rsr %0, ccount" : "=r"(v));
+  return v;
 }
 
-void tg_board_uart_init(void)
-{
-    UART_LCR = 0x03u;
-    UART_MCR = 0x08u;
-    UART_IER = UART_IER_ERBFI;
+void tg_board_uart_init(void) {
+  UART_LCR = 0x03u;
+  UART_MCR = 0x08u;
+  UART_IER = UART_IER_ERBFI;
 }
 
-void tg_board_uart_putc(uint8_t byte)
-{
-    while ((UART_LSR & UART_LSR_THRE) == 0u) {
-    }
-    UART_THR = byte;
+void tg_board_uart_putc(uint8_t byte) {
+  while ((UART_LSR & UART_LSR_THRE) == 0u) {
+  }
+  UART_THR = byte;
 }
 
-int tg_board_uart_getc(void)
-{
-    if ((UART_LSR & UART_LSR_DR) == 0u) {
-        return -1;
-    }
-    return (int)(UART_RBR & 0xFFu);
+int tg_board_uart_getc(void) {
+  if ((UART_LSR & UART_LSR_DR) == 0u) {
+    return -1;
+  }
+  return (int)(UART_RBR & 0xFFu);
 }
 
 static uint32_t s_running;
 static uint32_t s_last;
 static uint32_t s_high;
 
-void tg_board_timer_init(void)
-{
-    if (s_running) {
-        return;
-    }
-    s_last = read_ccount();
-    s_high = 0u;
-    tg_icount_hi = 0u;
-    __asm volatile(
-        "wsr %0, icount      \n\t"
-        "wsr %1, icountlevel \n\t"
-        "isync               \n\t" ::"r"(0u),
-        "r"(2u)
-        : "memory");
-    s_running = 1u;
+void tg_board_timer_init(void) {
+  if (s_running) {
+    return;
+  }
+  s_last = read_ccount();
+  s_high = 0u;
+  tg_icount_hi = 0u;
+  __asm volatile(
+      "wsr %0, icount      \n\t"
+      "wsr %1, icountlevel \n\t"
+      "isync               \n\t" ::"r"(0u),
+      "r"(2u)
+      : "memory");
+  s_running = 1u;
 }
 
-uint64_t tg_board_time(void)
-{
-    tg_board_timer_init();
-    const uint32_t now = read_ccount();
-    s_high += (uint32_t)(now < s_last);
-    s_last = now;
-    return ((uint64_t)s_high << 32) | now;
+uint64_t tg_board_time(void) {
+  tg_board_timer_init();
+  const uint32_t now = read_ccount();
+  s_high += (uint32_t)(now < s_last);
+  s_last = now;
+  return ((uint64_t)s_high << 32) | now;
 }
 
-void tg_board_arm_wakeup(uint64_t ticks)
-{
-    const uint32_t delta = ticks >= 0x7FFFFFFFu ? 0x7FFFFFFFu : (ticks ? (uint32_t)ticks : 1u);
-    const uint32_t when = read_ccount() + delta;
-    __asm volatile("wsr %0, ccompare0\n\tisync" ::"r"(when) : "memory");
-    __asm volatile("wsr %0, intenable\n\trsync" ::"r"(INT_UART | INT_TIMER0) : "memory");
+void tg_board_arm_wakeup(uint64_t ticks) {
+  const uint32_t delta = ticks >= 0x7FFFFFFFu ? 0x7FFFFFFFu : (ticks ? (uint32_t)ticks : 1u);
+  const uint32_t when = read_ccount() + delta;
+  __asm volatile("wsr %0, ccompare0\n\tisync" ::"r"(when) : "memory");
+  __asm volatile("wsr %0, intenable\n\trsync" ::"r"(INT_UART | INT_TIMER0) : "memory");
 }
 
-void tg_board_clear_wakeups(void)
-{
-    /* Writing CCOMPARE0 clears its interrupt; put the match far away. */
-    __asm volatile("wsr %0, intenable\n\trsync" ::"r"(0u) : "memory");
-    __asm volatile("wsr %0, ccompare0\n\tisync" ::"r"(read_ccount() - 1u) : "memory");
+void tg_board_clear_wakeups(void) {
+  /* Writing CCOMPARE0 clears its interrupt; put the match far away. */
+  __asm volatile("wsr %0, intenable\n\trsync" ::"r"(0u) : "memory");
+  __asm volatile("wsr %0, ccompare0\n\tisync" ::"r"(read_ccount() - 1u) : "memory");
 }
 
-void tg_board_wait(void)
-{
-    /* WAITI 0 lowers PS.INTLEVEL to 0 and waits: a pending enabled
-     * interrupt (also one that arrived before) is taken, the vector disables
-     * every source and returns here; then mask them again. */
-    uint32_t ps;
-    __asm volatile("waiti 0\n\trsil %0, 1" : "=r"(ps)::"memory");
-    (void)ps;
+void tg_board_wait(void) {
+  /* WAITI 0 lowers PS.INTLEVEL to 0 and waits: a pending enabled
+   * interrupt (also one that arrived before) is taken, the vector disables
+   * every source and returns here; then mask them again. */
+  uint32_t ps;
+  __asm volatile("waiti 0\n\trsil %0, 1" : "=r"(ps)::"memory");
+  (void)ps;
 }
 
-uint64_t tg_hal_counter(void)
-{
-    uint32_t hi, lo;
-    do {
-        hi = tg_icount_hi;
-        __asm volatile("rsr %0, icount" : "=r"(lo)::"memory");
-    } while (hi != tg_icount_hi);
-    return ((uint64_t)hi << 32) | lo;
+uint64_t tg_hal_counter(void) {
+  uint32_t hi, lo;
+  do {
+    hi = tg_icount_hi;
+    __asm volatile("rsr %0, icount" : "=r"(lo)::"memory");
+  } while (hi != tg_icount_hi);
+  return ((uint64_t)hi << 32) | lo;
 }
 
-uint32_t tg_hal_counter_unit(void)
-{
-    return TG_COUNTER_INSTRUCTIONS;
-}
+uint32_t tg_hal_counter_unit(void) { return TG_COUNTER_INSTRUCTIONS; }

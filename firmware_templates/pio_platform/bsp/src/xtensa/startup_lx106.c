@@ -26,83 +26,72 @@ extern int main(void);
 extern void __libc_init_array(void);
 
 void tg_reset_c(void) __attribute__((noreturn, used, section(".iram.text.tg_reset")));
-void tg_xtensa_fault(uint32_t cause, uint32_t pc, uint32_t vaddr)
-    __attribute__((noreturn, used));
+void tg_xtensa_fault(uint32_t cause, uint32_t pc, uint32_t vaddr) __attribute__((noreturn, used));
 void _exit(int status) __attribute__((noreturn));
 
 static void tg_halt(void) __attribute__((noreturn));
-static void tg_halt(void)
-{
-    __asm volatile("wsr %0, intenable\n\trsync" ::"r"(0u) : "memory");
-    for (;;) {
-        __asm volatile("waiti 15" ::: "memory");
-    }
+static void tg_halt(void) {
+  __asm volatile("wsr %0, intenable\n\trsync" ::"r"(0u) : "memory");
+  for (;;) {
+    __asm volatile("waiti 15" ::: "memory");
+  }
 }
 
-void tg_reset_c(void)
-{
-    /* Vectors first, then leave the reset state (PS.EXCM = 1, INTLEVEL 15)
-     * for INTLEVEL 1 (level-1 interrupts masked but for the WAITI). */
-    __asm volatile("wsr %0, vecbase\n\tisync" ::"r"((uint32_t)(uintptr_t)tg_vectors)
-                   : "memory");
-    __asm volatile("wsr %0, intenable\n\trsync" ::"r"(0u) : "memory");
-    __asm volatile("wsr %0, ps\n\trsync" ::"r"(1u) : "memory");
-    tg_board_uart_init();
+void tg_reset_c(void) {
+  /* Vectors first, then leave the reset state (PS.EXCM = 1, INTLEVEL 15)
+   * for INTLEVEL 1 (level-1 interrupts masked but for the WAITI). */
+  __asm volatile("wsr %0, vecbase\n\tisync" ::"r"((uint32_t)(uintptr_t)tg_vectors) : "memory");
+  __asm volatile("wsr %0, intenable\n\trsync" ::"r"(0u) : "memory");
+  __asm volatile("wsr %0, ps\n\trsync" ::"r"(1u) : "memory");
+  tg_board_uart_init();
 
-    for (uint32_t *dst = __tg_bss_start; dst < __tg_bss_end; ++dst) {
-        *dst = 0u;
-    }
-    uint32_t *sp;
-    __asm volatile("mov %0, a1" : "=r"(sp));
-    for (volatile uint32_t *p = __tg_stack_bottom; p < sp - 16; ++p) {
-        *p = TG_QEMU_STACK_PAINT;
-    }
-    tg_board_timer_init(); /* starts ICOUNT */
+  for (uint32_t *dst = __tg_bss_start; dst < __tg_bss_end; ++dst) {
+    *dst = 0u;
+  }
+  uint32_t *sp;
+  __asm volatile("mov %0, a1" : "=r"(sp));
+  for (volatile uint32_t *p = __tg_stack_bottom; p < sp - 16; ++p) {
+    *p = TG_QEMU_STACK_PAINT;
+  }
+  tg_board_timer_init(); /* starts ICOUNT */
 
-    __libc_init_array();
-    _exit(main());
+  __libc_init_array();
+  _exit(main());
 }
 
-static void tg_put_text(const char *text)
-{
-    while (*text != '\0') {
-        tg_board_uart_putc((uint8_t)*text++);
-    }
+static void tg_put_text(const char *text) {
+  while (*text != '\0') {
+    tg_board_uart_putc((uint8_t)*text++);
+  }
 }
 
-static void tg_put_hex(const char *label, uint32_t value)
-{
-    static const char digits[] = "0123456789abcdef";
-    tg_put_text(label);
-    for (int shift = 28; shift >= 0; shift -= 4) {
-        tg_board_uart_putc((uint8_t)digits[(value >> shift) & 0xFu]);
-    }
+static void tg_put_hex(const char *label, uint32_t value) {
+  static const char digits[] = "0123456789abcdef";
+  tg_put_text(label);
+  for (int shift = 28; shift >= 0; shift -= 4) {
+    tg_board_uart_putc((uint8_t)digits[(value >> shift) & 0xFu]);
+  }
 }
 
 /* cause: EXCCAUSE, or 0x100 NMI, 0x200 double exception, 0x300 debug
  * exception other than ICOUNT (vaddr then holds DEBUGCAUSE). */
-void tg_xtensa_fault(uint32_t cause, uint32_t pc, uint32_t vaddr)
-{
-    tg_board_uart_init();
-    tg_put_text("\r\n*** tinygen fault:");
-    tg_put_hex(" exccause=", cause);
-    tg_put_hex(" pc=", pc);
-    tg_put_hex(" excvaddr=", vaddr);
-    tg_put_text(" ***\r\n");
-    tg_halt();
+void tg_xtensa_fault(uint32_t cause, uint32_t pc, uint32_t vaddr) {
+  tg_board_uart_init();
+  tg_put_text("\r\n*** tinygen fault:");
+  tg_put_hex(" exccause=", cause);
+  tg_put_hex(" pc=", pc);
+  tg_put_hex(" excvaddr=", vaddr);
+  tg_put_text(" ***\r\n");
+  tg_halt();
 }
 
-void _exit(int status)
-{
-    tg_board_uart_init();
-    tg_put_hex("\r\n*** tinygen exit: status=", (uint32_t)status);
-    tg_put_text(" ***\r\n");
-    tg_halt();
+void _exit(int status) {
+  tg_board_uart_init();
+  tg_put_hex("\r\n*** tinygen exit: status=", (uint32_t)status);
+  tg_put_text(" ***\r\n");
+  tg_halt();
 }
 
-void abort(void)
-{
-    _exit(134);
-}
+void abort(void) { _exit(134); }
 
 /* _sbrk and the stack/heap figures: tg_memory.c (the same on every core). */
