@@ -308,8 +308,14 @@ def act_fields(act_min: int, act_max: int) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 
 
-@lowers("CONV_2D")
-def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
+# ---------------------------------------------------------------------------
+# what CONV_2D and DEPTHWISE_CONV_2D share: their operands and TFLM's
+# per-channel quantization (PopulateConvolutionQuantizationParams)
+
+
+def conv_operands(op: Operator, ctx: LoweringContext):
+    """Input, filter, optional bias, output and the constant filter, checked:
+    int8 activations, 4-D tensors."""
     inp = tensor(op, ctx, 0, "input")
     filt = tensor(op, ctx, 1, "filter")
     bias_t = tensor(op, ctx, 2, "bias", optional=True)
@@ -319,6 +325,22 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
     w = const_weights(op, filt, "filter")
     require(len(inp.shape) == 4 and len(filt.shape) == 4 and len(out.shape) == 4, op,
             "input, filter and output must be 4-D")
+    return inp, filt, bias_t, out, w
+
+
+def conv_quantization(op: Operator, inp: Tensor, filt: Tensor, bias_t: Tensor | None,
+                      out: Tensor, oc: int, fh: int, fw: int):
+    """Bias, window, fused activation and its int8 range, per-channel multipliers."""
+    bias = const_bias(op, bias_t, oc)
+    win = conv_window(op, inp.shape, fh, fw, out.shape)
+    act = op.options.get("fused_activation_function", "NONE")
+    act_range = activation_range_int8(act, out.scale, out.zero_point)
+    return bias, win, act, act_range, per_channel_multipliers(op, inp, filt, out, oc)
+
+
+@lowers("CONV_2D")
+def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
+    inp, filt, bias_t, out, w = conv_operands(op, ctx)
     oc, fh, fw, fc = (int(d) for d in filt.shape)
     n, ih, iw, ic = (int(d) for d in inp.shape)
     require(out.shape[0] == n and out.shape[3] == oc, op,
@@ -328,11 +350,8 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
     groups = ic // fc
     require(oc % groups == 0, op, f"{oc} filters do not split into {groups} groups")
     check_filter_channels(op, filt, oc)
-    bias = const_bias(op, bias_t, oc)
-    win = conv_window(op, inp.shape, fh, fw, out.shape)
-    act = op.options.get("fused_activation_function", "NONE")
-    act_min, act_max = activation_range_int8(act, out.scale, out.zero_point)
-    mult, shift = per_channel_multipliers(op, inp, filt, out, oc)
+    bias, win, act, (act_min, act_max), (mult, shift) = conv_quantization(
+        op, inp, filt, bias_t, out, oc, fh, fw)
     kbias = folded_bias(bias, -inp.zero_point, w.astype(np.int64).sum(axis=(1, 2, 3)))
     consts, fields = quant_constants(ctx, op, w, bias, mult, shift, kbias)
     params = {
@@ -401,15 +420,7 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
 
 @lowers("DEPTHWISE_CONV_2D")
 def lower_depthwise_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
-    inp = tensor(op, ctx, 0, "input")
-    filt = tensor(op, ctx, 1, "filter")
-    bias_t = tensor(op, ctx, 2, "bias", optional=True)
-    out = ctx.model.tensors[op.outputs[0]]
-    require_int8_activation(op, inp, "input")
-    require_int8_activation(op, out, "output")
-    w = const_weights(op, filt, "filter")
-    require(len(inp.shape) == 4 and len(filt.shape) == 4 and len(out.shape) == 4, op,
-            "input, filter and output must be 4-D")
+    inp, filt, bias_t, out, w = conv_operands(op, ctx)
     one, fh, fw, oc = (int(d) for d in filt.shape)
     n, ih, iw, ic = (int(d) for d in inp.shape)
     require(one == 1, op, f"the filter's first dimension is {one}, expected 1")
@@ -421,11 +432,8 @@ def lower_depthwise_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
     require(dm * ic == oc, op,
             f"depth_multiplier {dm} x {ic} input channels != {oc} output channels")
     check_filter_channels(op, filt, oc)
-    bias = const_bias(op, bias_t, oc)
-    win = conv_window(op, inp.shape, fh, fw, out.shape)
-    act = op.options.get("fused_activation_function", "NONE")
-    act_min, act_max = activation_range_int8(act, out.scale, out.zero_point)
-    mult, shift = per_channel_multipliers(op, inp, filt, out, oc)
+    bias, win, act, (act_min, act_max), (mult, shift) = conv_quantization(
+        op, inp, filt, bias_t, out, oc, fh, fw)
     kbias = folded_bias(bias, -inp.zero_point, w.astype(np.int64).sum(axis=(0, 1, 2)))
     consts, fields = quant_constants(ctx, op, w, bias, mult, shift, kbias)
     params = {
