@@ -478,7 +478,9 @@ def test_one_noise_burst_costs_one_retransmission(device_exe, tmp_path):
         rng = np.random.default_rng(5)
         inputs = fake_inputs(rng)
         assert fake_problems(client.infer(inputs), inputs, {}) == []
-        assert client.stats.bad_frames >= 4 and client.stats.retransmissions == 1
+        # At most one: when the intact reply is decoded in the same read as the
+        # junk, no retransmission is needed at all (seen in CI, 1 run in 5 here).
+        assert client.stats.bad_frames >= 4 and client.stats.retransmissions <= 1
     finally:
         port.close()
         device.stop()
