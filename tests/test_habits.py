@@ -7,7 +7,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import ROOT
 
 # Written by tools/derive_sigmoid_lut.py: its layout is the generator's.
