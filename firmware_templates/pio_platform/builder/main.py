@@ -52,7 +52,7 @@ if ARCH == "arm":
     LIBC_FLAGS = []
     LIBC_LINKFLAGS = ["--specs=nano.specs", "--specs=nosys.specs"]
     LINKER = "$CXX"  # the TFLM glue is C++; g++ adds libstdc++ when needed
-    BSP_SOURCES = ["startup.c", "hal.c", "tg_memory.c", "board_%s.c" % BSP]
+    BSP_SOURCES = ["startup.c", "hal.c", "tg_memory.c", "tg_fault_text.c", "board_%s.c" % BSP]
     FLASH_SECTIONS = r"\.isr_vector|\.text|\.rodata|\.ARM\.extab|\.ARM\.exidx"
 elif ARCH in ("riscv32", "xtensa"):
     # RISC-V: compile with the CSR extension, link with -march=rv32imc so gcc
@@ -66,7 +66,7 @@ elif ARCH in ("riscv32", "xtensa"):
     LIBC_LINKFLAGS = ["--specs=" + SPECS, "-nostartfiles",
                       "-Wl,--no-warn-rwx-segments"]
     LINKER = "$CC"  # no libstdc++ for these cores: tg_cxx_min.c has new/delete
-    BSP_SOURCES = ["hal.c", "tg_memory.c", "tg_cxx_min.c"] + board.get("build.tinygen_bsp_sources").split()
+    BSP_SOURCES = ["hal.c", "tg_memory.c", "tg_fault_text.c", "tg_cxx_min.c"] + board.get("build.tinygen_bsp_sources").split()
     FLASH_SECTIONS = r"\.text|\.rodata|\.literal|\.irom0\.text|\.flash\.rodata"
 else:
     env.Exit("tinygen-qemu: unknown build.tinygen_arch %r" % ARCH)

@@ -150,19 +150,7 @@ __attribute__((naked)) void Default_Handler(void) {
       "b     tg_fault_report  \n\t");
 }
 
-static void tg_put_text(const char *text) {
-  while (*text != '\0') {
-    tg_board_uart_putc((uint8_t)*text++);
-  }
-}
-
-static void tg_put_hex(const char *label, uint32_t value) {
-  static const char digits[] = "0123456789abcdef";
-  tg_put_text(label);
-  for (int shift = 28; shift >= 0; shift -= 4) {
-    tg_board_uart_putc((uint8_t)digits[(value >> shift) & 0xFu]);
-  }
-}
+/* tg_put_text and tg_put_hex: tg_fault_text.c (the same on every core). */
 
 void tg_fault_report(const uint32_t *frame, uint32_t exc_return) {
   uint32_t ipsr;

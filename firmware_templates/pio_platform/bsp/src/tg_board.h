@@ -46,4 +46,9 @@ void tg_board_clear_wakeups(void);
 void tg_board_wait(void);
 #endif
 
+/* Text on the UART without the C library, for fault and exit lines
+ * (tg_fault_text.c). */
+void tg_put_text(const char *text);
+void tg_put_hex(const char *label, uint32_t value);
+
 #endif /* TG_BOARD_H */

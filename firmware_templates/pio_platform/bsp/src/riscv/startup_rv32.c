@@ -81,19 +81,7 @@ void tg_reset_c(void) {
 /* Direct-mode trap vector: any trap is a fault. */
 void tg_trap_entry(void) { __asm volatile("j tg_trap_report"); }
 
-static void tg_put_text(const char *text) {
-  while (*text != '\0') {
-    tg_board_uart_putc((uint8_t)*text++);
-  }
-}
-
-static void tg_put_hex(const char *label, uint32_t value) {
-  static const char digits[] = "0123456789abcdef";
-  tg_put_text(label);
-  for (int shift = 28; shift >= 0; shift -= 4) {
-    tg_board_uart_putc((uint8_t)digits[(value >> shift) & 0xFu]);
-  }
-}
+/* tg_put_text and tg_put_hex: tg_fault_text.c (the same on every core). */
 
 void tg_trap_report(void) {
   uint32_t mcause, mepc, mtval, ra;

@@ -59,19 +59,7 @@ void tg_reset_c(void) {
   _exit(main());
 }
 
-static void tg_put_text(const char *text) {
-  while (*text != '\0') {
-    tg_board_uart_putc((uint8_t)*text++);
-  }
-}
-
-static void tg_put_hex(const char *label, uint32_t value) {
-  static const char digits[] = "0123456789abcdef";
-  tg_put_text(label);
-  for (int shift = 28; shift >= 0; shift -= 4) {
-    tg_board_uart_putc((uint8_t)digits[(value >> shift) & 0xFu]);
-  }
-}
+/* tg_put_text and tg_put_hex: tg_fault_text.c (the same on every core). */
 
 /* cause: EXCCAUSE, or 0x100 NMI, 0x200 double exception, 0x300 debug
  * exception other than ICOUNT (vaddr then holds DEBUGCAUSE). */
