@@ -24,7 +24,6 @@ What is decided here, from the tree's files and never from its name:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -152,11 +151,6 @@ class TflmTree:
     def describe(self) -> str:
         return f"{self.root} ({self.flavour} kernels)"
 
-    def method_for(self, registration: str) -> str | None:
-        for method, reg in self.resolver_methods.items():
-            if reg == registration:
-                return method
-        return None
 
     def missing_methods(self, methods: list[str]) -> list[str]:
         """Resolver methods whose kernel the tree does not define (or does not know)."""
@@ -167,9 +161,6 @@ class TflmTree:
                 missing.append(method)
         return missing
 
-    def fingerprint(self) -> str:
-        """Content hash of the files that are compiled or included (for caches)."""
-        return _fingerprint(str(self.root.resolve()))
 
 
 # kernel stems whose X_common.cc another kernel's sources use
@@ -260,15 +251,3 @@ def _scan(root: str):
         if call:
             methods.setdefault(match.group(1), call.group(1))
     return tuple(kernel_files), tuple(sorted(methods.items()))
-
-
-@lru_cache(maxsize=8)
-def _fingerprint(root: str) -> str:
-    digest = hashlib.sha256()
-    base = Path(root)
-    for path in sorted(base.rglob("*")):
-        if path.suffix in (".h", ".hpp", ".c", ".cc", ".cpp", ".inc") and path.is_file():
-            digest.update(path.relative_to(base).as_posix().encode())
-            digest.update(b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
