@@ -1163,7 +1163,9 @@ def test_protocol_on_an_emulated_board(machine, tmp_path):
 
     board_c, ldscript = QEMU_BOARDS[machine]
     elf = tmp_path / "fw.elf"
-    sources = [BSP / "bsp" / "src" / name for name in ("startup.c", "hal.c", board_c)]
+    # the Cortex-M BSP_SOURCES of firmware_templates/pio_platform/builder/main.py
+    bsp_files = ("startup.c", "hal.c", "tg_memory.c", "tg_fault_text.c", board_c)
+    sources = [BSP / "bsp" / "src" / name for name in bsp_files]
     sources += [COMMON / "tg_protocol.c", COMMON / "tg_main.c", HOST / "fake_model.c", HOST / "tg_host_arm.c"]
     cmd = ["arm-none-eabi-gcc", "-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-O2",
            "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections",
