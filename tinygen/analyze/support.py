@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import Model
-from ..ir.signal_ops import SIGNAL_OPS
 from .tflm_resolver import TFLM_RESOLVER
 
 
@@ -55,12 +54,6 @@ def aot_support(model: Model, core: str | None = None) -> Support:
             s.op_reasons[op.index] = r.detail
             if r.internal:
                 s.internal.add(op.index)
-        if op.opcode in SIGNAL_OPS:
-            # not a parameter the lowering refuses: the whole signal library is
-            # missing from aot, and the user's way out is TFLM's kernels
-            s.op_reasons[op.index] = ("a TFLM signal-library op (audio front end); the aot "
-                                      "runtime has no signal kernels yet")
-            s.internal.discard(op.index)
     if s.ok:
         s.calls, s.plan = choose_scratch(model, results, ARENA_ALIGN, True, SCRATCH_GROWTH)
     return s

@@ -224,6 +224,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     params_blocks: list[dict] = []
     steps: list[dict] = []
     skipped: list[int] = []
+    states: list[dict] = []
     for op, call in zip(model.operators, calls):
         for c in call.constants:
             add_const(c)
@@ -253,6 +254,10 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
             if tt.is_constant:
                 raise LoweringError(f"{op.describe()} writes the constant tensor '{tt.name}'")
             args.append(f"TG_ACT({c_type(tt.dtype, tt.name)}, {plan.offsets[t]})")
+        if call.state_bytes > 0:
+            sname = f"tg_state_op{op.index}"
+            states.append({"name": sname, "count": (call.state_bytes + 7) // 8})
+            args.append(f"(void *){sname}")
         if call.scratch_bytes > 0:
             args.append(f"(void *)(tg_arena + {plan.scratch_offsets[op.index]})")
         steps.append({"comment": comment, "code": f"{call.kernel}({', '.join(args)});",
@@ -301,6 +306,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         "inputs": [info_row(i) for i in model.inputs],
         "outputs": [info_row(i) for i in model.outputs],
         "inputs_ptr": inputs_ptr, "outputs_ptr": outputs_ptr, "variables": variables,
+        "states": states,
         "weights_bytes": weights_bytes, "tables_bytes": tables_bytes,
         "plan_summary": plan.summary(), "num_ops": len(model.operators),
         "name": name, "header": header_name(name), "protocol_binding": protocol_binding,

@@ -39,6 +39,10 @@ Interface notes (backward compatible additions, newest last):
     their input (replaces an attribute that conv lowerings set on the fly).
   * quantize_multiplier(limit_shift=False) for multipliers whose shift is not
     applied by MultiplyByQuantizedMultiplier (softmax's input scaling).
+  * KernelCall.state_bytes: memory a kernel keeps from one invoke to the next
+    (the signal library's noise estimate).  The backend declares it as a static
+    array, zeroes it on reset and passes `void *state` after the outputs
+    (before the scratch).
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class KernelCall:
     # raster-order kernels: output 0 may start at most this many bytes after input 0
     # starts (aot_ops.conv.raster_overlap); None: the two must not share bytes
     overlap: int | None = None
+    state_bytes: int = 0         # kept across invokes, zeroed by reset: `void *state`
 
 
 class LoweringContext:

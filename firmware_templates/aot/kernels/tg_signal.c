@@ -1,0 +1,341 @@
+/* Audio front-end kernels (see tg_signal.h).  Every narrowing store below is
+ * deliberate: the reference keeps intermediate values in int16/uint32 and
+ * lets them wrap, and the features only agree bit for bit if we do too. */
+#include "tg_signal.h"
+
+/* Bits needed to hold x; 32 for 0, as TFLM's gcc build counts it (its
+ * FftAutoScale and PCAN depend on that value). */
+static uint32_t tg_msb32(uint32_t x) {
+#if defined(__GNUC__) || defined(__clang__)
+  return x ? 32u - (uint32_t)__builtin_clz(x) : 32u;
+#else
+  uint32_t n = 0;
+  if (x == 0) return 32u;
+  while (x) {
+    x >>= 1;
+    ++n;
+  }
+  return n;
+#endif
+}
+
+void tg_window_s16(const tg_window_params *p, const int16_t *in, const int16_t *weights,
+                   int16_t *out) {
+  int32_t base, i;
+  for (base = 0; base < p->size; base += p->window_size) {
+    for (i = 0; i < p->window_size; ++i) {
+      const int32_t v = ((int32_t)in[base + i] * weights[i]) >> p->shift;
+      out[base + i] = (int16_t)tg_clamp_i32(v, INT16_MIN, INT16_MAX);
+    }
+  }
+}
+
+void tg_fft_auto_scale_s16(const tg_fft_auto_scale_params *p, const int16_t *in, int16_t *out,
+                           int32_t *scale_bits) {
+  /* The largest magnitude, kept in an int16 as the reference keeps it: a
+   * sample of -32768 wraps it back to -32768 and the scale becomes 0. */
+  int16_t peak = 0;
+  int32_t i, bits;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t v = in[i];
+    if (v > peak) {
+      peak = (int16_t)v;
+    } else if (-v > peak) {
+      peak = (int16_t)(-v);
+    }
+  }
+  bits = 15 - (int32_t)tg_msb32((uint32_t)(int32_t)peak);
+  if (bits < 0) bits = 0;
+  for (i = 0; i < p->size; ++i) out[i] = (int16_t)((int32_t)in[i] * (1 << bits));
+  *scale_bits = bits;
+}
+
+/* ---- FFT: kissfft's fixed-point arithmetic (Q15 twiddles, each stage
+ * divides by its radix with rounding), decimation in time. ---- */
+
+typedef struct {
+  int16_t r, i;
+} tg_c16;
+
+/* x * 2^-15, rounded half up, kept in 16 bits. */
+TG_INLINE int16_t tg_q15(int32_t x) { return (int16_t)((x + (1 << 14)) >> 15); }
+
+TG_INLINE tg_c16 tg_c16_scale(tg_c16 a, int32_t q15) {
+  tg_c16 o;
+  o.r = tg_q15((int32_t)a.r * q15);
+  o.i = tg_q15((int32_t)a.i * q15);
+  return o;
+}
+
+TG_INLINE tg_c16 tg_c16_mul(tg_c16 a, tg_c16 b) {
+  tg_c16 o;
+  o.r = tg_q15((int32_t)a.r * b.r - (int32_t)a.i * b.i);
+  o.i = tg_q15((int32_t)a.r * b.i + (int32_t)a.i * b.r);
+  return o;
+}
+
+TG_INLINE tg_c16 tg_c16_add(tg_c16 a, tg_c16 b) {
+  tg_c16 o;
+  o.r = (int16_t)(a.r + b.r);
+  o.i = (int16_t)(a.i + b.i);
+  return o;
+}
+
+TG_INLINE tg_c16 tg_c16_sub(tg_c16 a, tg_c16 b) {
+  tg_c16 o;
+  o.r = (int16_t)(a.r - b.r);
+  o.i = (int16_t)(a.i - b.i);
+  return o;
+}
+
+TG_INLINE tg_c16 tg_c16_at(const int16_t *table, int32_t k) {
+  tg_c16 o;
+  o.r = table[2 * k];
+  o.i = table[2 * k + 1];
+  return o;
+}
+
+/* 32767 / radix: the stage's division by its radix as a Q15 product. */
+#define TG_DIV2 16383
+#define TG_DIV4 8191
+
+static void tg_fft_radix2(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
+  const int32_t span = 2 * m, stride = n / span;
+  int32_t k, base;
+  for (k = 0; k < m; ++k) {
+    const tg_c16 w = tg_c16_at(tw, k * stride);
+    for (base = k; base < n; base += span) {
+      const tg_c16 a = tg_c16_scale(x[base], TG_DIV2);
+      const tg_c16 t = tg_c16_mul(tg_c16_scale(x[base + m], TG_DIV2), w);
+      x[base + m] = tg_c16_sub(a, t);
+      x[base] = tg_c16_add(a, t);
+    }
+  }
+}
+
+static void tg_fft_radix4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
+  const int32_t span = 4 * m, stride = n / span;
+  int32_t k, base;
+  for (k = 0; k < m; ++k) {
+    const tg_c16 w1 = tg_c16_at(tw, k * stride);
+    const tg_c16 w2 = tg_c16_at(tw, 2 * k * stride);
+    const tg_c16 w3 = tg_c16_at(tw, 3 * k * stride);
+    for (base = k; base < n; base += span) {
+      tg_c16 *f = x + base;
+      const tg_c16 a0 = tg_c16_scale(f[0], TG_DIV4);
+      const tg_c16 b1 = tg_c16_mul(tg_c16_scale(f[m], TG_DIV4), w1);
+      const tg_c16 b2 = tg_c16_mul(tg_c16_scale(f[2 * m], TG_DIV4), w2);
+      const tg_c16 b3 = tg_c16_mul(tg_c16_scale(f[3 * m], TG_DIV4), w3);
+      const tg_c16 diff02 = tg_c16_sub(a0, b2);
+      const tg_c16 sum02 = tg_c16_add(a0, b2);
+      const tg_c16 sum13 = tg_c16_add(b1, b3);
+      const tg_c16 diff13 = tg_c16_sub(b1, b3);
+      f[2 * m] = tg_c16_sub(sum02, sum13);
+      f[0] = tg_c16_add(sum02, sum13);
+      f[m].r = (int16_t)(diff02.r + diff13.i);
+      f[m].i = (int16_t)(diff02.i - diff13.r);
+      f[3 * m].r = (int16_t)(diff02.r - diff13.i);
+      f[3 * m].i = (int16_t)(diff02.i + diff13.r);
+    }
+  }
+}
+
+void tg_rfft_s16(const tg_rfft_params *p, const int16_t *in, int16_t *out, void *scratch) {
+  const int32_t n = p->fft_length / 2; /* complex points */
+  const int32_t len = p->input_length;
+  tg_c16 *x = (tg_c16 *)scratch;
+  int32_t frame, i, s, m;
+  for (frame = 0; frame < p->frames; ++frame) {
+    const int16_t *src = in + frame * len;
+    int16_t *dst = out + 2 * frame * p->output_stride;
+    /* samples 2c and 2c+1 are the real and imaginary parts of complex input
+     * c; the first stage reads them in digit-reversed order */
+    for (i = 0; i < n; ++i) {
+      const int32_t at = 2 * (int32_t)p->order[i];
+      x[i].r = at < len ? src[at] : 0;
+      x[i].i = at + 1 < len ? src[at + 1] : 0;
+    }
+    for (s = 0, m = 1; s < p->num_stages; ++s) {
+      if (p->radix[s] == 4) {
+        tg_fft_radix4(x, n, m, p->twiddles);
+      } else {
+        tg_fft_radix2(x, n, m, p->twiddles);
+      }
+      m *= p->radix[s];
+    }
+    /* split the packed transform into the real input's spectrum */
+    {
+      const tg_c16 dc = tg_c16_scale(x[0], TG_DIV2);
+      dst[0] = (int16_t)(dc.r + dc.i);
+      dst[1] = 0;
+      dst[2 * n] = (int16_t)(dc.r - dc.i);
+      dst[2 * n + 1] = 0;
+    }
+    for (i = 1; i <= n / 2; ++i) {
+      tg_c16 mirror = x[n - i];
+      tg_c16 a, b, sum, diff, t;
+      mirror.i = (int16_t)(-mirror.i);
+      a = tg_c16_scale(x[i], TG_DIV2);
+      b = tg_c16_scale(mirror, TG_DIV2);
+      sum = tg_c16_add(a, b);
+      diff = tg_c16_sub(a, b);
+      t = tg_c16_mul(diff, tg_c16_at(p->super_twiddles, i - 1));
+      dst[2 * i] = (int16_t)((sum.r + t.r) >> 1);
+      dst[2 * i + 1] = (int16_t)((sum.i + t.i) >> 1);
+      /* at i == n/2 both lines address the same bin; this one is kept */
+      dst[2 * (n - i)] = (int16_t)((sum.r - t.r) >> 1);
+      dst[2 * (n - i) + 1] = (int16_t)((t.i - sum.i) >> 1);
+    }
+  }
+}
+
+void tg_energy_s16(const tg_energy_params *p, const int16_t *spectrum, uint32_t *out) {
+  int32_t i;
+  /* bins outside [start, end) are never read with a non-zero weight; zero
+   * them so the tensor is defined */
+  for (i = 0; i < p->size; ++i) {
+    if (i < p->start_index || i >= p->end_index) {
+      out[i] = 0;
+    } else {
+      const int32_t re = spectrum[2 * i], im = spectrum[2 * i + 1];
+      /* unsigned: (-32768)^2 twice is 2^31 */
+      out[i] = (uint32_t)(re * re) + (uint32_t)(im * im);
+    }
+  }
+}
+
+void tg_filter_bank(const tg_filter_bank_params *p, const uint32_t *in, const int16_t *weights,
+                    const int16_t *unweights, const int16_t *frequency_starts,
+                    const int16_t *weight_starts, const int16_t *widths, uint64_t *out) {
+  /* Channel c's value is its rising slope plus channel c-1's falling one;
+   * channel 0 only lends its falling slope to channel 1. */
+  uint64_t carried = 0;
+  int32_t c, j;
+  for (c = 0; c <= p->num_channels; ++c) {
+    uint64_t rising = carried, falling = 0;
+    const uint32_t *x = in + frequency_starts[c];
+    const int16_t *w = weights + weight_starts[c];
+    const int16_t *u = unweights + weight_starts[c];
+    for (j = 0; j < widths[c]; ++j) {
+      rising += (uint64_t)(int64_t)w[j] * x[j];
+      falling += (uint64_t)(int64_t)u[j] * x[j];
+    }
+    if (c > 0) out[c - 1] = rising;
+    carried = falling;
+  }
+}
+
+/* Integer square root rounded to nearest, saturating at the type's maximum
+ * (the reference's Sqrt32/Sqrt64 contract). */
+static uint32_t tg_sqrt_rounded(uint64_t v) {
+  uint64_t root = 0, bit, rest = v;
+  const uint64_t top = (v >> 32) ? 0xFFFFFFFFu : 0xFFFFu;
+  if (v == 0) return 0;
+  bit = (uint64_t)1 << 62;
+  while (bit > v) bit >>= 2;
+  while (bit) {
+    if (rest >= root + bit) {
+      rest -= root + bit;
+      root = (root >> 1) + bit;
+    } else {
+      root >>= 1;
+    }
+    bit >>= 2;
+  }
+  if (rest > root && root != top) ++root;
+  return (uint32_t)root;
+}
+
+void tg_filter_bank_sqrt(const tg_filter_bank_sqrt_params *p, const uint64_t *in,
+                         const int32_t *scale_bits, uint32_t *out) {
+  const int32_t s = *scale_bits;
+  int32_t c;
+  for (c = 0; c < p->num_channels; ++c) {
+    const uint32_t r = tg_sqrt_rounded(in[c]);
+    out[c] = s <= 0 ? r : (s >= 32 ? 0u : r >> s);
+  }
+}
+
+void tg_spectral_subtraction(const tg_spectral_subtraction_params *p, const uint32_t *in,
+                             uint32_t *out, uint32_t *noise_out, void *state) {
+  uint32_t *noise = (uint32_t *)state;
+  int32_t c;
+  for (c = 0; c < p->num_channels; ++c) {
+    const int odd = c & 1;
+    const uint32_t smooth = odd ? p->alternate_smoothing : p->smoothing;
+    const uint32_t keep = odd ? p->alternate_one_minus_smoothing : p->one_minus_smoothing;
+    const uint32_t signal = in[c] << p->smoothing_bits;
+    uint32_t estimate, floor_value, remaining;
+    noise[c] = (uint32_t)(((uint64_t)signal * smooth + (uint64_t)noise[c] * keep) >>
+                          p->spectral_subtraction_bits);
+    estimate = noise[c];
+    if (estimate > signal) {
+      estimate = signal;
+      if (p->clamping) noise[c] = estimate;
+    }
+    floor_value =
+        (uint32_t)(((uint64_t)in[c] * p->min_signal_remaining) >> p->spectral_subtraction_bits);
+    remaining = (signal - estimate) >> p->smoothing_bits;
+    out[c] = remaining > floor_value ? remaining : floor_value;
+  }
+  for (c = 0; c < p->num_channels; ++c) noise_out[c] = noise[c];
+}
+
+/* PCAN's gain curve: a quadratic per octave of the noise estimate. */
+static int16_t tg_pcan_gain(uint32_t x, const int16_t *lut) {
+  uint32_t octave;
+  int32_t frac, acc;
+  const int16_t *q;
+  if (x <= 2) return lut[x];
+  octave = tg_msb32(x);
+  q = lut + 4 * (int32_t)octave - 6;
+  frac = (int32_t)((octave < 11 ? x << (11 - octave) : x >> (octave - 11)) & 0x3FF);
+  acc = ((int32_t)q[2] * frac) >> 5;
+  acc = (int32_t)((uint32_t)acc + ((uint32_t)q[1] << 5));
+  acc = (int32_t)((uint32_t)acc * (uint32_t)frac);
+  acc = (int32_t)((uint32_t)acc + (1u << 14)) >> 15;
+  return (int16_t)(acc + q[0]);
+}
+
+void tg_pcan(const tg_pcan_params *p, const uint32_t *in, const uint32_t *noise,
+             const int16_t *gain_lut, uint32_t *out) {
+  int32_t c;
+  for (c = 0; c < p->num_channels; ++c) {
+    const uint32_t gain = (uint32_t)(int32_t)tg_pcan_gain(noise[c], gain_lut);
+    const uint32_t snr = (uint32_t)(((uint64_t)in[c] * gain) >> p->snr_shift);
+    /* shrink: quadratic below 2.0 (Q12), linear minus 1.0 (Q6) above */
+    out[c] = snr < (2u << 12) ? (snr * snr) >> 20 : (snr >> 6) - (1u << 6);
+  }
+}
+
+static uint32_t tg_log_q16(uint32_t x, uint32_t out_scale, const uint16_t *lut) {
+  const uint32_t whole = tg_msb32(x) - 1;
+  int32_t frac = (int32_t)(x - ((uint32_t)1 << whole));
+  uint32_t seg, log2_value, ln_value;
+  int32_t c0, c1;
+  if (whole < 16) {
+    frac <<= 16 - whole;
+  } else {
+    frac >>= whole - 16;
+  }
+  seg = (uint32_t)frac >> 9;
+  c0 = lut[seg];
+  c1 = lut[seg + 1];
+  log2_value = (whole << 16) +
+               (uint32_t)(frac + c0 + (((c1 - c0) * (frac - (int32_t)(seg << 9))) >> 16));
+  ln_value = (uint32_t)(((uint64_t)45426 * log2_value + 32768u) >> 16);
+  return (out_scale * ln_value + 32768u) >> 16;
+}
+
+void tg_filter_bank_log(const tg_filter_bank_log_params *p, const uint32_t *in, int16_t *out) {
+  int32_t c;
+  for (c = 0; c < p->num_channels; ++c) {
+    const uint32_t x = in[c] << p->correction_bits;
+    if (x > 1) {
+      const uint32_t v = tg_log_q16(x, p->output_scale, p->log_lut);
+      out[c] = (int16_t)(v < 32767u ? v : 32767u);
+    } else {
+      out[c] = 0;
+    }
+  }
+}
