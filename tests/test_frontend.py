@@ -1,8 +1,9 @@
 """Audio front ends: .tflite graphs of TFLM's signal ops (int16 audio in, int8
 features out), made by `tinygen frontend`, run by the tflite_micro interpreter
 (the reference), accepted by inspect/build/verify with the tflm runtime and
-refused in one line by aot.  The slow tests verify them on an emulated
-Cortex-M4 with both shared TFLM trees at 0 LSB."""
+run by the aot runtime's own signal kernels (tests/aot/test_signal.py checks
+them op by op).  The slow tests verify them on an emulated Cortex-M4 with both
+shared TFLM trees and with aot, at 0 LSB."""
 
 import json
 
@@ -139,17 +140,25 @@ def test_inspect_takes_a_frontend(fe_file):
     assert ops["SignalWindow"]["tflm_method"] == "AddWindow"
     assert ops["SignalPCAN"]["tflm_method"] == "AddPCAN"
     assert all(o["supported"]["tflm"] for o in d["ops"])
-    assert not ops["SignalRfft"]["supported"]["aot"]
+    assert all(o["supported"]["aot"] for o in d["ops"])
     assert d["tflm_arena"]["total"] > 0
 
 
-def test_aot_refuses_a_frontend_in_one_line(fe_file, tmp_path):
-    r = run_cli("build", fe_file, "--board", "qemu-cortex-m4", "--runtime", "aot",
+def test_aot_refuses_a_signal_op_it_does_not_implement_in_one_line(tmp_path):
+    """A 480-point FFT (TFLM's kissfft takes it; the aot kernel does powers of two)."""
+    from tinygen.convert.frontend import _Graph
+    g = _Graph()
+    x = g.tensor("x", [1, 480], "int16")
+    y = g.tensor("y", [1, 482], "int16")
+    g.op("SignalRfft", [x], [y], {"T": 7, "fft_length": 480})
+    f = tmp_path / "fft480.tflite"
+    f.write_bytes(g.build([x], [y], "fft"))
+    r = run_cli("build", f, "--board", "qemu-cortex-m4", "--runtime", "aot",
                 "-o", tmp_path / "proj")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     line = r.stderr.strip().splitlines()[-1]
-    assert line.startswith("tinygen: error:") and "SignalWindow" in line
-    assert "signal" in line and "--runtime tflm" in line
+    assert line.startswith("tinygen: error:") and "SignalRfft" in line
+    assert "powers of two" in line and "--runtime tflm" in line
     assert not (tmp_path / "proj").exists()
 
 
@@ -199,6 +208,27 @@ def test_frontend_verifies_bit_exact_with_tflm(chain, tree_name, tmp_path):
     assert d["latency"]["instructions"] > 0
     used, reserved = d["device"]["arena_used_bytes"], d["device"]["arena_bytes"]
     assert 0 < used <= reserved
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chain", ["full", "plain"])
+def test_frontend_verifies_bit_exact_with_aot(chain, tmp_path):
+    """tinygen's own signal kernels (tg_signal.c) on the emulated M4, stateful
+    noise reduction included: the interpreter's features to the last bit."""
+    p = CHAINS[chain]
+    fe = tmp_path / "frontend.tflite"
+    fe.write_bytes(build_frontend(p))
+    data_file = tmp_path / "audio.npy"
+    np.save(data_file, audio_windows(10, p.window_samples, seed=1))
+    report = tmp_path / "report.json"
+    r = run_cli("verify", "--board", "qemu-cortex-m4", fe, "--data", data_file,
+                "--runtime", "aot", "-o", tmp_path / "proj", "--json", report, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(report.read_text())
+    assert d["passed"] and d["bit_exact"] and d["runtime"] == "aot", d
+    for o in d["outputs"]:
+        assert o["max_abs_diff_lsb"] == 0 and o["exact_match_pct"] == 100.0
+    assert d["latency"]["instructions"] > 0
 
 
 # ---------------------------------------------------------------------------

@@ -36,6 +36,8 @@ extern "C" {
 #define TG_DTYPE_UINT8 3u
 #define TG_DTYPE_INT16 7u
 #define TG_DTYPE_INT8 9u
+#define TG_DTYPE_UINT64 12u /* a front end's filter bank */
+#define TG_DTYPE_UINT32 15u /* a front end's energies */
 
 typedef struct {
   uint8_t dtype; /* TG_DTYPE_* */

@@ -17,7 +17,7 @@ C_TYPES = {
     "int8": ("int8_t", 9), "uint8": ("uint8_t", 3), "int16": ("int16_t", 7),
     "int32": ("int32_t", 2), "float32": ("float", 0), "int64": ("int64_t", None),
     "bool": ("uint8_t", None), "float16": ("uint16_t", None), "uint16": ("uint16_t", None),
-    "uint32": ("uint32_t", None), "uint64": ("uint64_t", None), "float64": ("double", None),
+    "uint32": ("uint32_t", 15), "uint64": ("uint64_t", 12), "float64": ("double", None),
 }
 MAX_DIMS = 6
 

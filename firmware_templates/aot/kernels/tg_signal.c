@@ -321,8 +321,8 @@ static uint32_t tg_log_q16(uint32_t x, uint32_t out_scale, const uint16_t *lut) 
   seg = (uint32_t)frac >> 9;
   c0 = lut[seg];
   c1 = lut[seg + 1];
-  log2_value = (whole << 16) +
-               (uint32_t)(frac + c0 + (((c1 - c0) * (frac - (int32_t)(seg << 9))) >> 16));
+  log2_value =
+      (whole << 16) + (uint32_t)(frac + c0 + (((c1 - c0) * (frac - (int32_t)(seg << 9))) >> 16));
   ln_value = (uint32_t)(((uint64_t)45426 * log2_value + 32768u) >> 16);
   return (out_scale * ln_value + 32768u) >> 16;
 }

@@ -22,8 +22,8 @@ extern "C" {
 #define TG_RFFT_MAX_STAGES 16
 
 typedef struct {
-  int32_t size;         /* samples in the input */
-  int32_t window_size;  /* weights; size is a multiple of it */
+  int32_t size;        /* samples in the input */
+  int32_t window_size; /* weights; size is a multiple of it */
   int32_t shift;
 } tg_window_params;
 
