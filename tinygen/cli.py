@@ -12,7 +12,8 @@ from .errors import TinygenError
 
 EPILOG = """\
 typical session:
-  tinygen build model.h5 --calib calib.npy                 # emulated STM32F405, aot runtime
+  tinygen build model.h5 --calib calib.npy                 # an app for the emulated STM32F405
+  tinygen export --format arduino model.h5 --calib calib.npy --name kws -o kws-lib
   tinygen verify model.h5 --calib calib.npy --samples 20   # build, run in QEMU, compare with TFLM
   tinygen inspect model.h5 --calib calib.npy --board nucleo_f446re
   tinygen build --board esp32cam model.h5 --calib calib.npy -o esp32cam-kws
@@ -200,9 +201,23 @@ def cmd_build(args, con: Console) -> int:
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
               progress=con.progress, detection=args.detection, profile=args.profile,
-              arena_bytes=args.arena_bytes, force=args.force, name=args.name)
+              arena_bytes=args.arena_bytes, force=args.force, name=args.name,
+              firmware=args.firmware, more_models=_added_models(args.add))
     print_build_summary(r, con)
     return 0
+
+
+def _added_models(specs: list[str] | None) -> list[tuple[str, str, str | None]]:
+    """--add NAME=MODEL[,CALIB] -> (name, model, calib)."""
+    out = []
+    for spec in specs or []:
+        name, sep, rest = spec.partition("=")
+        model, _, calib = rest.partition(",")
+        if not sep or not name or not model:
+            raise TinygenError(f"--add {spec!r}: write it NAME=MODEL or NAME=MODEL,CALIB "
+                               "(e.g. --add vib=vib.tflite)")
+        out.append((name, model, calib or None))
+    return out
 
 
 def print_build_summary(r, con: Console) -> None:
@@ -222,8 +237,11 @@ def print_build_summary(r, con: Console) -> None:
     if r.resolver:
         con.out(f"  resolver:     MicroMutableOpResolver<{len(r.resolver)}>: "
                 + ", ".join(x.split()[0] for x in r.resolver))
+    for m in getattr(r, "more_models", []):
+        con.out(f"  also:         {m['name']} ({m['model']}), arena {m['arena_bytes']:,} B")
     if r.elf is not None:
-        con.out(f"  firmware:     {r.elf}")
+        kind = "application" if getattr(r, "firmware", "") == "app" else "protocol firmware"
+        con.out(f"  firmware:     {r.elf} ({kind})")
     if r.pio_message:
         con.out(r.pio_message)
 
@@ -414,6 +432,13 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", default="model", metavar="NAME",
                     help="C name of the model: its API is NAME_init(), NAME_invoke(), ... in "
                          "NAME.h (default: model; docs/api.md)")
+    sp.add_argument("--firmware", choices=["app", "protocol"], default="app",
+                    help="app (default): a main that reads an input, runs the model and prints "
+                         "the result and its time, for your code to take over; protocol: the "
+                         "serial-protocol firmware `tinygen verify --port` talks to")
+    sp.add_argument("--add", action="append", metavar="NAME=MODEL[,CALIB]",
+                    help="link a further model into the same image with its own API "
+                         "(NAME_init(), ...); repeatable (docs/api.md)")
     force_arg(sp)
     sp.add_argument("--profile", action="store_true",
                     help="aot runtime: time every operator on the device (read back by "
@@ -474,7 +499,8 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--profile", action="store_true",
                     help="build the firmware with per-operator timing (aot, emulated boards "
                          "built here; flashed boards need `tinygen build --profile`)")
-    sp.add_argument("-o", "--output", metavar="DIR", help="project directory (default tinygen-out/MODEL-BOARD)")
+    sp.add_argument("-o", "--output", metavar="DIR",
+                    help="project directory (default tinygen-out/MODEL-BOARD-verify)")
     force_arg(sp)
     sp.set_defaults(func=cmd_verify)
     return p

@@ -288,7 +288,7 @@ def tinygen_build(tinygen_board, tinygen_options, tmp_path_factory):
     try:
         # With --tinygen-port the board is flashed already: render, do not compile.
         return build(model, tinygen_board.id, runtime=opts.runtime, calib=opts.calib, out_dir=out,
-                     compile_firmware=not opts.port)
+                     compile_firmware=not opts.port, firmware="protocol")
     except TinygenError as exc:
         pytest.fail(f"tinygen build failed: {exc}", pytrace=False)
 

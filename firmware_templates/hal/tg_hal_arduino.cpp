@@ -54,9 +54,12 @@ extern "C" uint64_t tg_hal_counter(void) {
 
 extern "C" uint32_t tg_hal_counter_unit(void) { return TG_COUNTER_CYCLES; }
 
+/* The protocol firmware's entry; an application (TG_NO_MAIN) has its own. */
+#ifndef TG_NO_MAIN
 void setup() {
   tg_hal_init();
   tg_protocol_run();
 }
 
 void loop() {}
+#endif

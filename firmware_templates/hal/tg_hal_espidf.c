@@ -1,7 +1,7 @@
 /* tinygen board support for ESP32 boards on ESP-IDF.
  * The protocol runs on UART0, the USB-serial bridge on ESP32-CAM and DevKits;
- * ESP-IDF's console logging is turned off in sdkconfig.defaults so that it
- * cannot interleave text with protocol frames. */
+ * in the protocol firmware ESP-IDF's console logging is turned off in
+ * sdkconfig.defaults so that it cannot interleave text with protocol frames. */
 #include "tg_hal.h"
 #include "tg_protocol.h"
 
@@ -52,7 +52,10 @@ uint64_t tg_hal_counter(void) {
 
 uint32_t tg_hal_counter_unit(void) { return TG_COUNTER_CYCLES; }
 
+/* The protocol firmware's entry; an application (TG_NO_MAIN) has its own. */
+#ifndef TG_NO_MAIN
 void app_main(void) {
   tg_hal_init();
   tg_protocol_run();
 }
+#endif

@@ -14,13 +14,15 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
+
+import numpy as np
 
 from .. import __version__
 from ..analyze import fit as fitmod
 from ..analyze.analysis import Analysis, analyze, require_fit
 from ..boards import Board, get_board
-from ..codegen.api import DEFAULT_NAME, check_name
+from ..codegen.api import DEFAULT_NAME, check_names
 from ..codegen.render import render_to
 from ..convert import ConversionResult, convert
 from ..errors import TinygenError
@@ -33,6 +35,10 @@ COMMON_SOURCES = ["tg_hal.h", "tg_model_api.h", "tg_protocol.h", "tg_protocol.c"
 TFLM_TARGET_SOURCES = ["tg_tflm_target.h", "tg_tflm_target.cc"]
 TFLM_LIB_DIR = "lib/tflite-micro"
 MIN_ARENA_BYTES = 256
+# What `build` writes: an application calling the model's API (the default), or
+# the serial-protocol firmware `tinygen verify` talks to.
+FIRMWARE_APP, FIRMWARE_PROTOCOL = "app", "protocol"
+FIRMWARES = (FIRMWARE_APP, FIRMWARE_PROTOCOL)
 PIO_REGISTRY_HOST = "api.registry.platformio.org"
 
 
@@ -63,6 +69,8 @@ class BuildResult:
     warnings: list[str] = field(default_factory=list)   # said to the user at the end
     c_name: str = DEFAULT_NAME             # prefix of the model's C API (--name)
     model_path: str = ""                   # the source model, resolved (-o reuse check)
+    firmware: str = FIRMWARE_APP           # app or protocol
+    more_models: list[dict] = field(default_factory=list)  # --add: name, signature, arena
 
     def manifest(self) -> dict:
         return {
@@ -76,7 +84,7 @@ class BuildResult:
             "profile": self.profile, "memory_plan": self.memory_plan,
             "tflm_tree": self.tflm_tree, "tflm_flavour": self.tflm_flavour,
             "arena_measured": self.arena_measured, "model_path": self.model_path,
-            "c_name": self.c_name,
+            "c_name": self.c_name, "firmware": self.firmware, "more_models": self.more_models,
         }
 
 
@@ -96,12 +104,15 @@ def plan_manifest(plan, ir) -> dict:
     }
 
 
-def default_out_dir(model_path: Path, board: Board) -> Path:
+def default_out_dir(model_path: Path, board: Board, firmware: str = FIRMWARE_APP) -> Path:
+    """tinygen-out/MODEL-BOARD for an application, MODEL-BOARD-verify for the
+    protocol firmware, so that `verify` never replaces the app a user edits."""
     stem = model_path.stem if model_path.suffix else model_path.name
     if stem in ("model", "saved_model") and model_path.resolve().parent.name:
         # examples/kws_cnn/model.h5 -> kws_cnn-model: generic names would collide
         stem = f"{model_path.resolve().parent.name}-{stem}"
-    return Path("tinygen-out") / f"{stem}-{board.id}"
+    suffix = "-verify" if firmware == FIRMWARE_PROTOCOL else ""
+    return Path("tinygen-out") / f"{stem}-{board.id}{suffix}"
 
 
 def choose_runtime(board: Board, runtime: str | None) -> str:
@@ -119,13 +130,22 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
           progress: Callable[[str], None] | None = None,
           detection: str | Path | None = None, profile: bool = False,
           arena_bytes: int | None = None, force: bool = False,
-          name: str = DEFAULT_NAME) -> BuildResult:
+          name: str = DEFAULT_NAME, firmware: str = FIRMWARE_APP,
+          more_models: Sequence[tuple[str, str | Path, str | Path | None]] = ()) -> BuildResult:
+    """`more_models`: (name, model, calib) of further models linked into the
+    same image (`--add`), each with its own prefixed API; the first model is
+    the one the protocol firmware serves."""
     note = progress or (lambda _m: None)
-    check_name(name)
+    check_names([name] + [m[0] for m in more_models])
+    if firmware not in FIRMWARES:
+        raise TinygenError(f"--firmware {firmware!r}: choose {' or '.join(FIRMWARES)}")
     board = get_board(board_id)
     runtime = choose_runtime(board, runtime)
     if profile and runtime != "aot":
         raise TinygenError("--profile (per-operator timing) needs the aot runtime")
+    if profile and firmware != FIRMWARE_PROTOCOL:
+        raise TinygenError("--profile times operators for `tinygen verify`, which talks to the "
+                           "protocol firmware: add --firmware protocol")
     if arena_bytes is not None and runtime != "tflm":
         raise TinygenError("--arena-bytes sets the TFLM arena: it needs --runtime tflm "
                            "(the aot runtime plans its arena exactly)")
@@ -133,7 +153,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
         raise TinygenError(f"--arena-bytes {arena_bytes} is too small to be an arena "
                            f"(at least {MIN_ARENA_BYTES})")
     model_path = Path(model_path)
-    out = Path(out_dir) if out_dir else default_out_dir(model_path, board)
+    out = Path(out_dir) if out_dir else default_out_dir(model_path, board, firmware)
     _check_destination(out, board, model_path, force)
     tree = _open_tflm_tree(board, runtime, tflm_source, note)
 
@@ -145,15 +165,26 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     note("analyzing: op support, arena, fit")
     analysis = analyze(ir, board)
     fit = require_fit(analysis, board, runtime)
+    extra = []
+    for extra_name, extra_path, extra_calib in more_models:
+        note(f"loading {extra_path} ({extra_name})")
+        extra_conv = convert(load_model(extra_path), Path(extra_calib) if extra_calib else None,
+                             progress=note)
+        extra_analysis = analyze(extra_conv.ir, board)
+        extra_fit = require_fit(extra_analysis, board, runtime)
+        extra.append(_Extra(extra_name, Path(extra_path), extra_calib, extra_conv,
+                            extra_analysis, bool(extra_fit.get("arena_in_psram"))))
     if tree is not None:
         from ..codegen.tflm import resolver_entries
-        tflm_tree_mod.check_model_ops(tree, [e.method for e in resolver_entries(ir)])
+        for m in [ir] + [e.conversion.ir for e in extra]:
+            tflm_tree_mod.check_model_ops(tree, [e.method for e in resolver_entries(m)])
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tinygen-tmp",
                                     dir=out.parent))
     try:
         result = _render(staging, board, runtime, source.name, conversion, analysis, fit,
-                         tree, note, profile, arena_bytes, name)
+                         tree, note, profile, arena_bytes, name, firmware, extra,
+                         Path(calib) if calib else None)
         if compile_firmware and board.emulated:
             note(f"compiling firmware for {board.id} with PlatformIO (offline platform)")
             _compile_emulated(staging, result)
@@ -172,6 +203,17 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
 
 
 # ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Extra:
+    """A further model of the image (--add)."""
+    name: str
+    path: Path
+    calib: str | Path | None
+    conversion: ConversionResult
+    analysis: Analysis
+    arena_in_psram: bool
 
 
 def _open_tflm_tree(board: Board, runtime: str, option, note):
@@ -273,7 +315,9 @@ def _copy_common(src: Path, names: list[str]) -> None:
 def _render(root: Path, board: Board, runtime: str, model_name: str,
             conversion: ConversionResult, analysis: Analysis, fit: dict,
             tree, note, profile: bool = False,
-            arena_override: int | None = None, name: str = DEFAULT_NAME) -> BuildResult:
+            arena_override: int | None = None, name: str = DEFAULT_NAME,
+            firmware: str = FIRMWARE_APP, extra: Sequence[_Extra] = (),
+            calib: Path | None = None) -> BuildResult:
     ir = conversion.ir
     src = root / "src"
     src.mkdir(parents=True)
@@ -287,7 +331,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
     result = BuildResult(out_dir=root, board=board, runtime=runtime, model_name=model_name,
                          signature=ir.signature, analysis=analysis, conversion=conversion,
                          arena_bytes=0, arena_in_psram=in_psram, weights_bytes=0,
-                         c_name=name)
+                         c_name=name, firmware=firmware)
     note(f"generating the {runtime} runtime sources")
     if runtime == "tflm":
         from ..codegen.tflm import generate_tflm
@@ -303,9 +347,24 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
         from ..codegen.tflm import data_symbol
         result.weight_symbols = [data_symbol(name)]
         result.code_estimate = fitmod.TFLM_CODE_BASE + fitmod.TFLM_CODE_PER_OP * len(tflm.resolver)
+        methods = [e.method for e in tflm.resolver]
+        for e in extra:
+            e_measured = e.analysis.tflm_arena["total"]
+            e_arena = fitmod.tflm_arena_with_margin(e_measured)
+            more = generate_tflm(e.conversion.ir, e.path.name, board.id, e_measured, e_arena,
+                                 e.arena_in_psram, src, name=e.name, protocol_binding=False,
+                                 defined_kernels=tree.registrations if tree is not None
+                                 else frozenset())
+            # one TFLM library serves every model: it compiles the union of their kernels
+            methods += [r.method for r in more.resolver if r.method not in methods]
+            result.weight_symbols.append(data_symbol(e.name))
+            result.more_models.append({"name": e.name, "model": e.path.name,
+                                       "signature": e.conversion.ir.signature,
+                                       "arena_bytes": e_arena,
+                                       "resolver": [r.method for r in more.resolver]})
         if board.family != "esp32":
             _copy_tflm_target(src)
-            _place_tflm_library(root, tree, note, [e.method for e in tflm.resolver])
+            _place_tflm_library(root, tree, note, methods)
             if tree is not None:
                 result.tflm_tree = str(tree.root.resolve())
                 result.tflm_flavour = tree.flavour
@@ -328,6 +387,19 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
         result.profile = profile
         result.code_estimate = fitmod.AOT_CODE_BASE + fitmod.AOT_CODE_PER_KERNEL * len(
             {c.kernel for c in aot.calls})
+        for e in extra:
+            more_aot = generate_aot(e.conversion.ir, src, board=board.id, name=e.name,
+                                    protocol_binding=False)
+            result.weight_symbols += list(more_aot.weight_symbols) + list(more_aot.table_symbols)
+            result.more_models.append({"name": e.name, "model": e.path.name,
+                                       "signature": e.conversion.ir.signature,
+                                       "arena_bytes": more_aot.arena_bytes})
+    if extra:
+        total = result.arena_bytes + sum(m["arena_bytes"] for m in result.more_models)
+        if not in_psram and total > board.ram_available_bytes:
+            result.warnings.append(
+                f"the {1 + len(extra)} models' arenas take {total:,} B together, more than "
+                f"the {board.ram_available_bytes:,} B of RAM {board.id} leaves for them")
 
     ctx = dict(version=__version__, board=board, runtime=runtime, model_name=model_name,
                signature=ir.signature, arena_in_psram=in_psram, project_name=_c_name(model_name),
@@ -337,11 +409,20 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
     if result.profile:
         key = "build_flags" if board.family == "esp32" else "src_flags"
         ctx[key] += ["-DTG_PROFILE_OPS", f"-DTG_PROFILE_MAX_OPS={max(1, len(ir.operators))}u"]
+    if firmware == FIRMWARE_APP:
+        # The protocol's entry points (tg_main.c, the HAL's setup/loop or
+        # app_main) step aside for the application's.
+        key = "build_flags" if board.family == "esp32" else "src_flags"
+        ctx[key] += ["-DTG_NO_MAIN"]
+        _write_app(src, board, runtime, [(name, conversion.ir, calib)]
+                   + [(e.name, e.conversion.ir, e.calib) for e in extra])
+    ctx["firmware"] = firmware
     if board.family == "qemu":
         from . import pio_offline
         ctx["emulated_lines"] = pio_offline.platformio_ini_lines(board.pio_board)
         ctx["build_cache_dir"] = str(pio_offline.build_cache_dir())
-        _copy_common(src, ["tg_main.c"])
+        if firmware == FIRMWARE_PROTOCOL:
+            _copy_common(src, ["tg_main.c"])
     elif board.family == "esp32":
         shutil.copy2(TEMPLATES_DIR / "hal" / "tg_hal_espidf.c", src / "tg_hal_espidf.c")
         sources = sorted(p.name for p in src.iterdir() if p.suffix in (".c", ".cc", ".cpp"))
@@ -358,11 +439,47 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
 
 
 def _write_readme(root: Path, ctx: dict, result: BuildResult, has_report: bool) -> None:
+    from ..codegen.app import app_file_name
     from ..codegen.tflm import source_names
     glue, stem = source_names(result.c_name)
     render_to("project/README.md.j2", root / "README.md",
               dict(ctx, c_name=result.c_name, glue=glue, data_stem=stem,
-                   arena_bytes=result.arena_bytes, has_report=has_report))
+                   arena_bytes=result.arena_bytes, has_report=has_report,
+                   app_file=app_file_name(_entry(result.board)),
+                   more_models=result.more_models))
+
+
+def _entry(board: Board) -> str:
+    from ..codegen.app import ENTRY_ARDUINO, ENTRY_ESP_IDF, ENTRY_MAIN
+    return {"esp32": ENTRY_ESP_IDF, "stm32": ENTRY_ARDUINO,
+            "esp8266": ENTRY_ARDUINO}.get(board.family, ENTRY_MAIN)
+
+
+def example_input(ir, calib: Path | None) -> tuple[list[np.ndarray], str]:
+    """One input for the application to run before the user's sensor code
+    exists: the first --calib sample (quantized as `tinygen verify` quantizes
+    its vectors), else every input at its zero point (float 0.0)."""
+    from ..convert import quantize
+    from ..data import load_samples
+    ins = ir.input_tensors()
+    if calib is not None and all(t.dtype == "int8" for t in ins):
+        loaded = load_samples(calib, [t.shape for t in ins], integers="float", keep_int8=True)
+        if loaded:
+            sample = [np.asarray(x).reshape(t.shape).astype(np.int8) if np.asarray(x).dtype
+                      == np.int8 else quantize(x, t) for x, t in zip(loaded[0], ins)]
+            return sample, f"sample 0 of {calib.name}"
+    zeros = [np.full(t.shape, t.zero_point if t.quant else 0, np.dtype(t.dtype)) for t in ins]
+    return zeros, "an input of zeros (0.0 at every element; no --calib was given)"
+
+
+def _write_app(src: Path, board: Board, runtime: str, models: list) -> None:
+    from ..codegen.app import AppModel, generate_app
+    apps = []
+    for model_name, ir, model_calib in models:
+        sample, how = example_input(ir, Path(model_calib) if model_calib else None)
+        apps.append(AppModel(model_name, ir, sample, how))
+    generate_app(apps, src, entry=_entry(board), board_id=board.id, board_name=board.name,
+                 baud=board.baud, runtime=runtime)
 
 
 def _src_flags(board: Board) -> list[str]:

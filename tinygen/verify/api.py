@@ -112,10 +112,11 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     own_qemu = board.emulated and not ports
     elf = None
     if own_qemu:
-        out = Path(output) if output else default_out_dir(Path(model), board)
+        out = Path(output) if output else default_out_dir(Path(model), board, "protocol")
         result = build(model, board.id, runtime=runtime, calib=calib, out_dir=out,
                        progress=progress, detection=detection, profile=profile,
-                       tflm_source=tflm_source, arena_bytes=arena_bytes, force=force)
+                       tflm_source=tflm_source, arena_bytes=arena_bytes, force=force,
+                       firmware="protocol")
         for w in result.warnings:
             warn(w)
         conversion = result.conversion
