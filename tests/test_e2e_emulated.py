@@ -85,7 +85,8 @@ def test_signature_mismatch_is_refused(tmp_path):
     """A device running another model: one clear line, no verdict."""
     from tinygen.device.qemu import QemuProcess
     out = tmp_path / "p"
-    r = run_cli("build", QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "-o", out)
+    r = run_cli("build", QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "-o", out,
+                "--firmware", "protocol")
     assert r.returncode == 0, r.stderr
     elf = next(out.glob(".pio/build/*/firmware.elf"))
     other = tmp_path / "other.tflite"
@@ -107,7 +108,8 @@ def test_flash_emulated_then_verify_over_its_port(tmp_path):
     import subprocess
     import sys
     out = tmp_path / "p"
-    r = run_cli("build", QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "-o", out)
+    r = run_cli("build", QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "-o", out,
+                "--firmware", "protocol")
     assert r.returncode == 0, r.stderr
     proc = subprocess.Popen([sys.executable, "-m", "tinygen", "flash", "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

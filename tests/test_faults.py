@@ -498,7 +498,8 @@ def quickstart_firmware(tmp_path_factory):
     if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
         pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
     out = tmp_path_factory.mktemp("faults_fw") / "quickstart"
-    r = run_cli("build", "-q", QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "-o", out)
+    r = run_cli("build", "-q", QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "-o", out,
+                "--firmware", "protocol")
     assert r.returncode == 0, r.stderr
     manifest = json.loads((out / "tinygen.json").read_text())
     return {"dir": out, "elf": next(out.glob(".pio/build/*/firmware.elf")), "board": manifest["board"],

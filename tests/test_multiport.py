@@ -155,7 +155,8 @@ def test_read_profile_collects_every_operator_in_chunks():
 def firmware(tmp_path_factory):
     out = tmp_path_factory.mktemp("multiport") / "qs"
     r = run_cli("build", "--board", BOARD, QUICKSTART / "model.h5", "--calib",
-                QUICKSTART / "calib.npy", "-o", out, "--profile", timeout=900)
+                QUICKSTART / "calib.npy", "-o", out, "--profile", "--firmware", "protocol",
+                timeout=900)
     assert r.returncode == 0, r.stderr
     return out, next(out.glob(".pio/build/*/firmware.elf"))
 
