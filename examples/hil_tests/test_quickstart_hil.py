@@ -8,7 +8,8 @@ emulated Cortex-M4 (the plugin builds the firmware and starts QEMU):
            --tinygen-model examples/quickstart/model.h5 \
            --tinygen-calib examples/quickstart/calib.npy examples/hil_tests/
 
-or on a flashed board (`tinygen build --board nucleo_f446re ...`, flash it):
+or on a flashed board (`tinygen build --board nucleo_f446re --firmware protocol ...`,
+flash it):
 
     pytest --tinygen-board nucleo_f446re --tinygen-port /dev/ttyACM0 \
            --tinygen-model examples/quickstart/model.h5 \
