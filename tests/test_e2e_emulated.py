@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
+from tinygen.sizes import KEYS as SIZE_KEYS
+
 pytestmark = pytest.mark.slow
 
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -29,8 +31,11 @@ def verify(tmp_path, model, calib, board, samples=6, extra=()):
         assert o["max_abs_diff_lsb"] == 0 and o["exact_match_pct"] == 100.0
     assert data["latency"]["instructions"] > 0
     m = data["memory"]
-    assert m["flash_code"] > 0 and m["flash_weights"] > 0
-    assert 0 < m["ram_activations"] <= m["ram_total"]
+    # the size vocabulary (tinygen/sizes.py): total flash = model flash + code flash
+    assert set(m) <= set(SIZE_KEYS) | {"stack_size"}, m
+    assert m["code_flash"] > 0 and m["model_flash"] > 0
+    assert m["flash_total"] == m["model_flash"] + m["code_flash"]
+    assert 0 < m["arena"] <= m["ram_total"]
     # the startup code alone uses a few hundred bytes; a run cannot exceed the reservation
     assert 200 < m["stack_used"] < m["stack_size"], m
     assert len(data["model_signature"]) == 64
@@ -75,10 +80,10 @@ def test_build_prints_sizes_and_default_board(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "board qemu-stm32f405, runtime aot" in r.stdout
     assert "(from the ELF)" in r.stdout
-    for line in ("runtime code:", "weights:", "arena:"):
+    for line in ("model flash:", "code flash:", "arena:"):
         assert line in r.stdout
     manifest = json.loads((out / "tinygen.json").read_text())
-    assert manifest["code_bytes"] > 0 and manifest["arena_bytes"] > 0
+    assert manifest["code_flash"] > 0 and manifest["arena_bytes"] > 0
 
 
 def test_signature_mismatch_is_refused(tmp_path):

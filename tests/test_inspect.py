@@ -45,12 +45,12 @@ def test_inspect_macs_hand_counted(cnn_tflite):
     assert macs["FULLY_CONNECTED"] == 150 * 5
     assert a["macs"] == sum(macs.values())
     conv = next(op for op in a["ops"] if op["opcode"] == "CONV_2D")
-    assert conv["params"] == 6 * 27 + 6 and conv["weights_bytes"] == 6 * 27 + 6 * 4
+    assert conv["params"] == 6 * 27 + 6 and conv["weights_biases_bytes"] == 6 * 27 + 6 * 4
     assert conv["tflm_method"] == "AddConv2D"
 
 
 def test_inspect_board_fit_in_bytes(cnn_tflite):
     r = run_cli("inspect", cnn_tflite, "--board", "nucleo_l432kc")
     assert r.returncode == 0, r.stderr
-    assert re.search(r"fit on nucleo_l432kc \(tflm\): fits: flash [\d,]+ of 262,144 B", r.stdout)
+    assert re.search(r"fit on nucleo_l432kc \(tflm\): fits: total flash [\d,]+ of 262,144 B", r.stdout)
     assert "AddDepthwiseConv2D" in r.stdout

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "tinygen"
 
 # bottom (0) to top; a module may import modules of its level or lower.
 LAYERS = [
-    ("foundation", ["errors", "paths", "tfenv"]),
+    ("foundation", ["errors", "paths", "tfenv", "sizes"]),
     ("ir", ["ir"]),
     ("inputs", ["boards", "load", "data", "reference", "models"]),
     ("convert", ["convert"]),

@@ -179,7 +179,7 @@ def test_two_qemu_boards_in_one_run(firmware, tmp_path):
             assert x["vectors"] == 6 and x["outputs"][0]["max_abs_diff_lsb"] == 0
             assert [o["op"] for o in x["latency"]["per_op"]][:2] == ["CONV_2D",
                                                                     "DEPTHWISE_CONV_2D"]
-            assert x["memory"]["flash_code"] > 0
+            assert x["memory"]["code_flash"] > 0
         # deterministic instruction counts: both emulated boards agree exactly
         assert data["boards"][0]["latency"]["per_vector"] == \
             data["boards"][1]["latency"]["per_vector"]

@@ -56,8 +56,8 @@ def fc_run():
                            board=board.id, runtime="aot", port=label,
                            model_signature=ir.signature, vectors=len(vectors), tolerance_lsb=0,
                            outputs=metrics, latency=lat,
-                           memory={"flash_code": 1000, "flash_weights": 64,
-                                   "ram_activations": 48, "ram_total": 400})
+                           memory={"code_flash": 1000, "model_flash": 64, "flash_total": 1064,
+                                   "arena": 48, "ram_total": 400})
         runs.append(BoardRun(label=label, report=rep, device_outs=dev, counters=counters,
                              profiles=profiles))
     runs.append(BoardRun(label="/dev/ttyUSB9", error="no reply to INFO after 4 attempts"))
@@ -129,3 +129,15 @@ def test_short_tensor_names():
     from tinygen.report.html import short_name
     assert short_name("sequential/conv2d/Relu;sequential/conv2d/BiasAdd") == "conv2d/Relu"
     assert len(short_name("x" * 100)) == 28
+
+
+def test_memory_table_in_the_size_vocabulary(fc_run):
+    """Each figure once, under its sizes.py name (issue 15: one vocabulary)."""
+    from tinygen.report.html import render_html
+    from tinygen.sizes import NAME
+    ir, runs, ref, _float, board = fc_run
+    text = render_html(ir, runs[:1], ref, float_outs=None, memory_plan=None, board=board)
+    table = text[text.index("<h2>Memory</h2>"):]
+    for key, value in runs[0].report.memory.items():
+        assert f"<td class='l'>{NAME[key]}</td><td>{value:,}</td>" in table, key
+    assert "weights</td>" not in table

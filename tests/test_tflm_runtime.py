@@ -234,7 +234,7 @@ def test_examples_verify_bit_exact_with_tflm(model, board, tree, example_tflites
     assert used is not None and 0 < used <= reserved, data["device"]
     assert reserved == m["arena_bytes"]
     mem = data["memory"]
-    assert mem["flash_code"] > 20_000 and mem["flash_weights"] > 0
+    assert mem["code_flash"] > 20_000 and mem["model_flash"] > 0
     assert 0 < mem["stack_used"] < mem["stack_size"]
 
 

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from . import __version__
 from .errors import TinygenError
+from .sizes import help_text as sizes_help
+
+# The size words inspect, build and verify print, defined where --help shows them.
+SIZES_HELP = {"epilog": sizes_help(), "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 EPILOG = """\
 typical session:
@@ -157,14 +161,14 @@ def cmd_inspect(args, con: Console) -> int:
         con.out(f"  output {t['name']}: {t['shape']} {t['dtype']} scale {t['scale']:.6g} zp {t['zero_point']}")
     con.out("")
     con.out(f"{'#':>3}  {'op':30} {'v':>2}  {'TFLM resolver':32} {'tflm':4} {'aot':4} "
-            f"{'params':>9} {'weights':>9} {'MACs':>11}  output")
+            f"{'params':>9} {'weights+biases':>14} {'MACs':>11}  output")
     for r in a.ops:
         con.out(f"{r.index:>3}  {r.opcode:30} {r.version:>2}  {r.tflm_method or '-':32} "
                 f"{'yes' if r.supported.get('tflm') else 'NO':4} "
                 f"{'yes' if r.supported.get('aot') else 'NO':4} {r.params:>9,} "
-                f"{r.weights_bytes:>9,} {r.macs:>11,}  {list(r.output_shape)}")
+                f"{r.weights_biases_bytes:>14,} {r.macs:>11,}  {list(r.output_shape)}")
     con.out(f"{'':3}  {'total':30} {'':2}  {'':32} {'':4} {'':4} {a.params:>9,} "
-            f"{a.weights_bytes:>9,} {a.macs:>11,}")
+            f"{a.weights_biases_bytes:>14,} {a.macs:>11,}")
     con.out("")
     ta = a.tflm_arena
     if ta["total"]:
@@ -177,14 +181,16 @@ def cmd_inspect(args, con: Console) -> int:
         if msg:
             con.out(f"unsupported: {msg}")
     for f in a.fits:
-        if "flash_needed" not in f:
+        if "flash_total" not in f:
             con.out(f"fit on {f['board']} ({f['runtime']}): NO: {'; '.join(f['problems'])}")
             continue
         verdict = "fits" if f["fits"] else "DOES NOT FIT"
         psram = " (arena in PSRAM)" if f.get("arena_in_psram") else ""
-        con.out(f"fit on {f['board']} ({f['runtime']}): {verdict}{psram}: flash "
-                f"{f['flash_needed']:,} of {f['flash_available']:,} B (margin {f['flash_margin']:,}), "
-                f"RAM {f['ram_needed']:,} of {f['ram_available']:,} B (margin {f['ram_margin']:,})")
+        con.out(f"fit on {f['board']} ({f['runtime']}): {verdict}{psram}: total flash "
+                f"{f['flash_total']:,} of {f['flash_available']:,} B (margin {f['flash_margin']:,}; "
+                f"model flash {f['model_flash']:,} + code flash ~{f['code_flash']:,}), total RAM "
+                f"{f['ram_total']:,} of {f['ram_available']:,} B (margin {f['ram_margin']:,}; "
+                f"arena {f['arena']:,})")
         for p in f["problems"]:
             con.out(f"    {p}")
     return 0
@@ -228,11 +234,11 @@ def print_build_summary(r, con: Console) -> None:
             con.warn(w)
     for w in r.warnings:
         con.warn(w)
-    code = (f"{r.code_bytes:,} B (from the ELF)" if r.code_bytes is not None
+    code = (f"{r.code_flash:,} B (from the ELF)" if r.code_flash is not None
             else f"~{r.code_estimate:,} B (estimate; not linked here)")
     where = " in PSRAM" if r.arena_in_psram else ""
-    con.out(f"  runtime code: {code}")
-    con.out(f"  weights:      {r.weights_bytes:,} B")
+    con.out(f"  model flash:  {r.model_flash:,} B")
+    con.out(f"  code flash:   {code}")
     con.out(f"  arena:        {r.arena_bytes:,} B{where}")
     if r.resolver:
         con.out(f"  resolver:     MicroMutableOpResolver<{len(r.resolver)}>: "
@@ -406,9 +412,9 @@ def make_parser() -> argparse.ArgumentParser:
                     help="int8 features' zero point (default -128)")
     sp.set_defaults(func=cmd_frontend)
 
-    sp = sub.add_parser("inspect", help="ops, runtime support, MACs, weights, arena, fit",
+    sp = sub.add_parser("inspect", help="ops, runtime support, MACs, sizes, fit", **SIZES_HELP,
                         description="Show each op with its TFLM resolver method and runtime support, "
-                                    "parameters, weights and MACs, the TFLM arena measured with the "
+                                    "parameters, weights+biases and MACs, the TFLM arena measured with the "
                                     "recording allocator, and with --board whether it fits.")
     model_arg(sp)
     calib_arg(sp)
@@ -417,6 +423,7 @@ def make_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_inspect)
 
     sp = sub.add_parser("build", help="generate (and for emulated boards compile) a PlatformIO project",
+                        **SIZES_HELP,
                         description="Convert the model if needed, check it runs and fits, and write a "
                                     "complete PlatformIO project to -o DIR (atomically). Emulated "
                                     "boards are compiled offline; real boards are compiled when "
@@ -455,6 +462,7 @@ def make_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_flash)
 
     sp = sub.add_parser("verify", help="run the same inputs on the device and on TFLM, compare",
+                        **SIZES_HELP,
                         description="Build if needed, then run every input vector on the device over "
                                     "the serial protocol and on the tflite_micro reference, and "
                                     "report per-output agreement, latency and memory. Emulated "

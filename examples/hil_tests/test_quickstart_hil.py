@@ -76,4 +76,4 @@ def test_builds_and_fits_the_board(tinygen_board, tmp_path):
                    calib=QUICKSTART / "calib.npy", out_dir=tmp_path / "project",
                    compile_firmware=False)
     assert result.arena_bytes < tinygen_board.ram_bytes
-    assert result.weights_bytes < tinygen_board.flash_bytes
+    assert result.model_flash < tinygen_board.flash_bytes

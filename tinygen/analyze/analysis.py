@@ -25,7 +25,7 @@ class Analysis:
     model_bytes: int
     ops: list[OpReport]
     params: int
-    weights_bytes: int
+    weights_biases_bytes: int    # the constant tensors (weights, biases)
     macs: int
     tflm_arena: dict                      # measured: total, head, tail
     tflm_arena_planned: int               # what a tflm build reserves (measured + margin)
@@ -140,7 +140,7 @@ def analyze(model: Model, board: Board | None = None,
 
     a = Analysis(
         model_signature=model.signature, model_bytes=len(model.tflite), ops=ops,
-        params=sum(r.params for r in ops), weights_bytes=model.constant_bytes(),
+        params=sum(r.params for r in ops), weights_biases_bytes=model.constant_bytes(),
         macs=sum(r.macs for r in ops), tflm_arena=tflm_arena,
         tflm_arena_planned=fitmod.tflm_arena_with_margin(tflm_arena["total"]) if tflm_arena["total"] else 0,
         aot_arena=aot[0] if aot else None,

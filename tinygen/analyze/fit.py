@@ -29,18 +29,18 @@ def tflm_arena_with_margin(measured_total: int) -> int:
 @dataclass
 class MemoryNeed:
     runtime: str
-    flash_weights: int           # model array (tflm) or constant arrays (aot)
-    flash_code_estimate: int
-    ram_arena: int
+    model_flash: int             # sizes.py: the .tflite array (tflm), constant arrays (aot)
+    code_flash_estimate: int
+    arena: int
     ram_other_estimate: int = 2048
 
     @property
     def flash_total(self) -> int:
-        return self.flash_weights + self.flash_code_estimate
+        return self.model_flash + self.code_flash_estimate
 
     @property
     def ram_total(self) -> int:
-        return self.ram_arena + self.ram_other_estimate
+        return self.arena + self.ram_other_estimate
 
 
 @dataclass
@@ -48,21 +48,25 @@ class Fit:
     board: str
     runtime: str
     fits: bool
-    flash_needed: int
+    # Needed, in sizes.py's words; code flash is an estimate until the firmware is linked.
+    flash_total: int
     flash_available: int
-    ram_needed: int
+    ram_total: int
     ram_available: int
+    model_flash: int = 0
+    code_flash: int = 0
+    arena: int = 0
     arena_in_psram: bool = False
     psram_available: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
     def flash_margin(self) -> int:
-        return self.flash_available - self.flash_needed
+        return self.flash_available - self.flash_total
 
     @property
     def ram_margin(self) -> int:
-        return self.ram_available - self.ram_needed
+        return self.ram_available - self.ram_total
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -73,15 +77,15 @@ class Fit:
 
 def tflm_need(model: Model, measured_arena_total: int) -> MemoryNeed:
     return MemoryNeed(
-        runtime="tflm", flash_weights=len(model.tflite),
-        flash_code_estimate=TFLM_CODE_BASE + TFLM_CODE_PER_OP * len(model.op_names()),
-        ram_arena=tflm_arena_with_margin(measured_arena_total))
+        runtime="tflm", model_flash=len(model.tflite),
+        code_flash_estimate=TFLM_CODE_BASE + TFLM_CODE_PER_OP * len(model.op_names()),
+        arena=tflm_arena_with_margin(measured_arena_total))
 
 
 def aot_need(model: Model, arena_bytes: int, weights_bytes: int, kernels: int) -> MemoryNeed:
-    return MemoryNeed(runtime="aot", flash_weights=weights_bytes,
-                      flash_code_estimate=AOT_CODE_BASE + AOT_CODE_PER_KERNEL * kernels,
-                      ram_arena=arena_bytes, ram_other_estimate=1024)
+    return MemoryNeed(runtime="aot", model_flash=weights_bytes,
+                      code_flash_estimate=AOT_CODE_BASE + AOT_CODE_PER_KERNEL * kernels,
+                      arena=arena_bytes, ram_other_estimate=1024)
 
 
 def fit(board: Board, need: MemoryNeed) -> Fit:
@@ -97,21 +101,22 @@ def fit(board: Board, need: MemoryNeed) -> Fit:
     if board.constants_in_ram:
         # ESP8266: weights sit in DRAM beside the arena (they still count as flash
         # too: the image holds them).
-        ram_needed += need.flash_weights
+        ram_needed += need.model_flash
     ram_ok = ram_needed <= ram_avail
-    if not ram_ok and board.psram_bytes and need.ram_arena <= board.psram_bytes:
+    if not ram_ok and board.psram_bytes and need.arena <= board.psram_bytes:
         # The arena moves to external PSRAM; internal RAM keeps the rest.
         in_psram = True
         ram_needed = need.ram_other_estimate
         ram_ok = ram_needed <= ram_avail
     if not ram_ok:
         where = " (and PSRAM)" if board.psram_bytes else ""
-        weights = (f", {need.flash_weights:,} weights in RAM" if board.constants_in_ram
+        weights = (f", {need.model_flash:,} model flash held in RAM" if board.constants_in_ram
                    else "")
         problems.append(
-            f"RAM: needs {ram_needed:,} bytes ({need.ram_arena:,} arena{weights}), {board.id} "
+            f"RAM: needs {ram_needed:,} bytes ({need.arena:,} arena{weights}), {board.id} "
             f"has {ram_avail:,} usable{where} ({ram_needed - ram_avail:,} too many)")
     return Fit(board=board.id, runtime=need.runtime, fits=flash_ok and ram_ok,
-               flash_needed=need.flash_total, flash_available=board.app_flash_bytes,
-               ram_needed=ram_needed, ram_available=ram_avail, arena_in_psram=in_psram,
+               flash_total=need.flash_total, flash_available=board.app_flash_bytes,
+               ram_total=ram_needed, ram_available=ram_avail, model_flash=need.model_flash,
+               code_flash=need.code_flash_estimate, arena=need.arena, arena_in_psram=in_psram,
                psram_available=board.psram_bytes, problems=problems)

@@ -19,7 +19,7 @@ class OpReport:
     tflm_method: str | None
     supported: dict[str, bool]
     params: int                  # constant elements
-    weights_bytes: int
+    weights_biases_bytes: int    # the constant tensors (weights, biases)
     macs: int
     output_shape: tuple[int, ...]
     reasons: dict[str, str] = field(default_factory=dict)   # runtime -> why it does not run the op
@@ -97,7 +97,7 @@ def op_reports(model: Model, runtimes=("tflm", "aot"), support: dict | None = No
             index=op.index, opcode=op.opcode, version=op.version,
             tflm_method=tflm_method(op.opcode), supported=sup, reasons=reasons,
             params=sum(t.num_elements for t in consts),
-            weights_bytes=sum(t.nbytes for t in consts),
+            weights_biases_bytes=sum(t.nbytes for t in consts),
             macs=_checked_macs(model, op),
             output_shape=_shape(model, op.outputs[0]) if op.outputs else ()))
     return reports

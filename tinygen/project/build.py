@@ -53,8 +53,8 @@ class BuildResult:
     conversion: ConversionResult
     arena_bytes: int
     arena_in_psram: bool
-    weights_bytes: int
-    code_bytes: int | None = None          # from the linked ELF, when built
+    model_flash: int                       # sizes.py: weights + biases + metadata
+    code_flash: int | None = None          # from the linked ELF, when built
     code_estimate: int = 0
     elf: Path | None = None
     built: bool = False
@@ -77,7 +77,7 @@ class BuildResult:
             "tinygen_version": __version__, "board": self.board.id, "runtime": self.runtime,
             "model": self.model_name, "model_signature": self.signature,
             "arena_bytes": self.arena_bytes, "arena_in_psram": self.arena_in_psram,
-            "weights_bytes": self.weights_bytes, "code_bytes": self.code_bytes,
+            "model_flash": self.model_flash, "code_flash": self.code_flash,
             "code_estimate": self.code_estimate, "resolver": self.resolver,
             "weight_symbols": self.weight_symbols,
             "inputs": self.analysis.inputs, "outputs": self.analysis.outputs,
@@ -330,7 +330,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
     in_psram = bool(fit.get("arena_in_psram"))
     result = BuildResult(out_dir=root, board=board, runtime=runtime, model_name=model_name,
                          signature=ir.signature, analysis=analysis, conversion=conversion,
-                         arena_bytes=0, arena_in_psram=in_psram, weights_bytes=0,
+                         arena_bytes=0, arena_in_psram=in_psram, model_flash=0,
                          c_name=name, firmware=firmware)
     note(f"generating the {runtime} runtime sources")
     if runtime == "tflm":
@@ -342,7 +342,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
                              defined_kernels=tree.registrations if tree is not None else frozenset())
         result.arena_bytes = arena
         result.arena_measured = measured
-        result.weights_bytes = len(ir.tflite)
+        result.model_flash = len(ir.tflite)
         result.resolver = [f"{e.method}  // {e.name}" for e in tflm.resolver]
         from ..codegen.tflm import data_symbol
         result.weight_symbols = [data_symbol(name)]
@@ -379,7 +379,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
         from ..codegen.aot import generate_aot
         aot = generate_aot(ir, src, board=board.id, name=name)
         result.arena_bytes = aot.arena_bytes
-        result.weights_bytes = aot.weights_bytes
+        result.model_flash = aot.constant_bytes
         # Model data = everything derived from the model's constants (weights, biases,
         # per-channel multipliers/shifts), as TFLM's "text minus model" counts it.
         result.weight_symbols = list(aot.weight_symbols) + list(aot.table_symbols)
@@ -546,8 +546,8 @@ def _compile_emulated(root: Path, result: BuildResult) -> None:
     result.elf = elf
     result.built = True
     sizes = measure_elf(elf, result.weight_symbols)
-    result.code_bytes = sizes.code
-    result.weights_bytes = sizes.weights or result.weights_bytes
+    result.code_flash = sizes.code
+    result.model_flash = sizes.weights or result.model_flash
 
 
 def registry_reachable(host: str = PIO_REGISTRY_HOST) -> bool:

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..convert import dequantize, is_classifier_shape
+from ..sizes import DEFINITION, NAME
+from ..sizes import KEYS as SIZE_KEYS
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf"]
@@ -495,21 +497,18 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
     # -- memory
     add("<h2>Memory</h2>")
     mem = first.memory if first else {}
-    if mem.get("flash_code") is not None:
-        add("<table><tr><th class='l'>what</th><th>bytes</th></tr>"
-            f"<tr><td class='l'>flash: code</td><td>{_fmt(mem['flash_code'])}</td></tr>"
-            f"<tr><td class='l'>flash: weights</td><td>{_fmt(mem['flash_weights'])}</td></tr>"
-            f"<tr><td class='l'>RAM: activations (arena)</td><td>{_fmt(mem['ram_activations'])}"
-            f"</td></tr><tr><td class='l'>RAM: total (ELF .data+.bss)</td>"
-            f"<td>{_fmt(mem['ram_total'])}</td></tr>"
-            + (f"<tr><td class='l'>stack: high-water mark of the run (of "
-               f"{_fmt(mem['stack_size'])} reserved)</td><td>{_fmt(mem['stack_used'])}</td></tr>"
-               if mem.get("stack_used") is not None else "")
-            + (f"<tr><td class='l'>arena: used by TFLM on the device (of "
-               f"{_fmt(first.device['arena_bytes'])} reserved)</td>"
-               f"<td>{_fmt(first.device['arena_used_bytes'])}</td></tr>"
-               if first and first.runtime == "tflm"
-               and first.device.get("arena_used_bytes") is not None else "")
+    rows = [(NAME[k], DEFINITION[k], mem[k]) for k in SIZE_KEYS if mem.get(k) is not None]
+    if mem.get("stack_used") is not None:
+        rows = [(n, f"{d} ({_fmt(mem['stack_size'])} reserved)" if n == NAME["stack_used"] else d, v)
+                for n, d, v in rows]
+    if first and first.runtime == "tflm" and first.device.get("arena_used_bytes") is not None:
+        rows.append(("arena used by TFLM", f"read from the device after the run, of "
+                     f"{_fmt(first.device['arena_bytes'])} reserved",
+                     first.device["arena_used_bytes"]))
+    if rows:
+        add("<table><tr><th class='l'>size</th><th>bytes</th><th class='l'>what it counts</th></tr>"
+            + "".join(f"<tr><td class='l'>{_e(n)}</td><td>{_fmt(v)}</td>"
+                      f"<td class='l'>{_e(d)}</td></tr>" for n, d, v in rows)
             + "</table>")
     if memory_plan:
         add(plot_memory_plan(memory_plan))

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+from ..sizes import summary_lines
 from ..verify.accuracy import Accuracy, format_confusion
 from ..verify.results import VerifyReport
 
@@ -45,13 +46,7 @@ def format_report(r: VerifyReport) -> str:
             lines.append("  slowest ops: " + ", ".join(
                 f"#{o['index']} {o['op']} {o['share']:.0%}"
                 + (f" ({o['ms']:.3f} ms)" if o.get("ms") is not None else "") for o in top))
-    m = r.memory
-    if m.get("flash_code") is not None:
-        lines.append(f"  flash: code {m['flash_code']:,} B + weights {m['flash_weights']:,} B; "
-                     f"RAM: activations {m['ram_activations']:,} B of {m['ram_total']:,} B total")
-    if m.get("stack_used") is not None:
-        lines.append(f"  stack: {m['stack_used']:,} B used of {m['stack_size']:,} B "
-                     "(high-water mark over the whole run)")
+    lines.extend(f"  memory: {line}" for line in summary_lines(r.memory))
     used, reserved = r.device.get("arena_used_bytes"), r.device.get("arena_bytes")
     if used is not None and reserved and r.runtime == "tflm":
         lines.append(f"  arena: TFLM used {used:,} B of the {reserved:,} B reserved "

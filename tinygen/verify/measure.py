@@ -23,13 +23,13 @@ def memory_figures(project_dir: Path | None) -> dict:
     manifest = json.loads(manifest_path.read_text())
     elfs = sorted(project_dir.glob(".pio/build/*/firmware.elf"))
     if not elfs:
-        return {"flash_weights": manifest.get("weights_bytes"),
-                "ram_activations": manifest.get("arena_bytes")}
+        return {"model_flash": manifest.get("model_flash", manifest.get("weights_bytes")),
+                "arena": manifest.get("arena_bytes")}
     from ..project.elf_size import measure_elf
     s = measure_elf(elfs[0], manifest.get("weight_symbols", []))
-    return {"flash_total": s.text, "flash_code": s.code, "flash_weights": s.weights,
-            "ram_activations": s.arena or manifest.get("arena_bytes"),
-            "ram_total": s.ram, "ram_other": s.ram - (s.arena or 0)}
+    # The names and their definitions: tinygen/sizes.py (docs/sizes.md).
+    return {"model_flash": s.weights, "code_flash": s.code, "flash_total": s.text,
+            "arena": s.arena or manifest.get("arena_bytes"), "ram_total": s.ram}
 
 
 def add_stack_figure(runs: list[BoardRun], qemu, warn) -> None:
