@@ -7,6 +7,7 @@ keyword-spotting test set is test_kws_accuracy_on_labelled_data (slow)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -205,19 +206,47 @@ def test_time_and_energy_from_datasheet_figures():
     qemu = get_board("qemu-stm32f405")
     t = time_and_energy({"instructions": 168_000, "unit": "instructions"}, qemu, macs=0)
     assert t["ms"] == pytest.approx(1.0) and t["ms_basis"].startswith("estimate")
-    assert "energy_uj" not in t and "no datasheet run current" in t["energy_basis"]
+    assert "energy_uj" not in t and t["energy_basis"].startswith("none: emulated board")
+    # an STM32: 84 µA/MHz x 80 MHz from the L432's datasheet, at its 80 MHz clock
+    l4 = get_board("nucleo_l432kc")
+    t = time_and_energy({"cycles": 800_000, "unit": "cycles"}, l4, macs=0)
+    assert t["ms"] == pytest.approx(10.0)
+    assert t["energy_uj"] == pytest.approx(6.72 * 3.3 * 10.0)
+    assert t["energy_basis"].startswith("estimate") and "DS11451" in t["energy_basis"]
+    # a real board without figures says so instead of guessing
+    f4 = get_board("nucleo_f446re")
+    t = time_and_energy({"cycles": 180_000, "unit": "cycles"}, f4, macs=0)
+    assert "energy_uj" not in t and t["energy_basis"].startswith("unknown")
 
 
-def test_emulated_board_borrows_its_twins_figures():
-    from dataclasses import replace
+def test_every_power_figure_is_a_real_boards_at_its_clock_with_a_source():
+    from tinygen.boards import all_boards
+    with_power = [b for b in all_boards() if b.run_current_ma > 0]
+    assert {b.id for b in with_power} >= {"esp32dev", "esp32cam", "nucleo_l432kc", "nodemcuv2"}
+    for b in with_power:
+        assert not b.emulated and b.supply_v > 0 and len(b.power_source) > 20, b.id
 
-    from tinygen.boards import get_board
-    from tinygen.verify.measure import time_and_energy
-    emu = replace(get_board("qemu-cortex-m4"), power_twin="esp32dev")
-    t = time_and_energy({"instructions": 480_000, "unit": "instructions"}, emu, macs=0)
-    # at the twin's 240 MHz: 2 ms
-    assert t["energy_uj"] == pytest.approx(68 * 3.3 * 2.0)
-    assert "real twin esp32dev" in t["energy_basis"]
+
+@pytest.mark.parametrize("power, message", [
+    ("[power]\nrun_current_ma = 10\nvoltage_v = 3.3\nclock_mhz = 25\nsource = 'x'\n",
+     "[power] is for real boards"),
+])
+def test_power_on_an_emulated_board_is_refused(tmp_path, power, message):
+    from tinygen.boards import BOARDS_DIR, board_from_toml
+    p = tmp_path / "b.toml"
+    p.write_text((BOARDS_DIR / "qemu-cortex-m4.toml").read_text() + power)
+    with pytest.raises(TinygenError, match=re.escape(message)):
+        board_from_toml(p)
+
+
+def test_power_at_another_clock_is_refused(tmp_path):
+    from tinygen.boards import BOARDS_DIR, board_from_toml
+    p = tmp_path / "b.toml"
+    text = (BOARDS_DIR / "esp32dev.toml").read_text().replace(
+        "clock_mhz = 240\nsource", "clock_mhz = 160\nsource")
+    p.write_text(text)
+    with pytest.raises(TinygenError, match="not the board's clock_mhz 240"):
+        board_from_toml(p)
 
 
 # ---------------------------------------------------------------------------

@@ -38,13 +38,11 @@ class Board:
     # Constant data (the model's weights) in RAM, not flash: the ESP8266
     # reads flash only with aligned 32-bit loads (docs/espressif-cores.md).
     constants_in_ram: bool = False
-    # Datasheet run current (mA) at power_clock_mhz and supply voltage, with where
-    # the figures come from; an emulated board names its real twin instead.
+    # Datasheet run current (mA) at the board's clock and supply voltage, with where
+    # the figures come from (real boards only: QEMU has no power model).
     run_current_ma: float = 0.0
     supply_v: float = 0.0
-    power_clock_mhz: int = 0
     power_source: str = ""
-    power_twin: str = ""
 
     @property
     def emulated(self) -> bool:
@@ -65,7 +63,7 @@ class Board:
         return self.ram_bytes - self.ram_reserved_bytes
 
 
-def _from_toml(path: Path) -> Board:
+def board_from_toml(path: Path) -> Board:
     try:
         d = tomllib.loads(path.read_text())
         mem, pio, ser, rt = d["memory"], d["platformio"], d["serial"], d["runtimes"]
@@ -79,33 +77,28 @@ def _from_toml(path: Path) -> Board:
             runtimes=tuple(rt["supported"]), default_runtime=rt["default"],
             qemu_machine=d.get("qemu", {}).get("machine", ""), notes=d.get("notes", ""),
             constants_in_ram=bool(mem.get("constants_in_ram", False)),
-            **_power(d.get("power", {}), int(d["clock_mhz"])))
+            **_power(d.get("power", {}), int(d["clock_mhz"]), d["kind"]))
     except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise TinygenError(f"board file {path} is malformed: {exc}") from None
 
 
-def _power(p: dict, clock_mhz: int) -> dict:
+def _power(p: dict, clock_mhz: int, kind: str) -> dict:
     if not p:
         return {}
-    if "twin" in p:
-        return {"power_twin": str(p["twin"])}
+    if kind == "emulated":
+        # An emulated board's energy would be a real chip's figure applied to
+        # an instruction count: invented twice over.
+        raise ValueError("[power] is for real boards; an emulated board has no energy figure")
+    if int(p["clock_mhz"]) != clock_mhz:
+        # A datasheet current holds at one clock; quoting it at another is wrong.
+        raise ValueError(f"[power] clock_mhz {p['clock_mhz']} is not the board's clock_mhz "
+                         f"{clock_mhz}: give the datasheet current at the board's clock")
     return {"run_current_ma": float(p["run_current_ma"]), "supply_v": float(p["voltage_v"]),
-            "power_clock_mhz": int(p.get("clock_mhz", clock_mhz)), "power_source": str(p["source"])}
-
-
-def power_figures(board: Board) -> Board | None:
-    """The board whose datasheet figures estimate ``board``'s energy: itself, its
-    real twin (emulated boards), or None when no figures are known."""
-    if board.run_current_ma > 0:
-        return board
-    if board.power_twin:
-        twin = get_board(board.power_twin)
-        return twin if twin.run_current_ma > 0 else None
-    return None
+            "power_source": str(p["source"])}
 
 
 def all_boards() -> list[Board]:
-    return sorted((_from_toml(p) for p in BOARDS_DIR.glob("*.toml")),
+    return sorted((board_from_toml(p) for p in BOARDS_DIR.glob("*.toml")),
                   key=lambda b: (b.kind != "emulated", b.id))
 
 

@@ -104,7 +104,6 @@ def time_and_energy(latency: dict, board, macs: int) -> dict:
     guest instructions (QEMU -icount), so their time assumes one instruction per
     cycle: an estimate, and said to be one.  Energy is always an estimate (a
     datasheet current, not a measured one), MLPerf Tiny's µJ per inference."""
-    from ..boards import power_figures
     unit = latency.get("unit")
     count = latency.get("cycles" if unit == "cycles" else "instructions")
     if not count or not board.clock_mhz:
@@ -121,15 +120,15 @@ def time_and_energy(latency: dict, board, macs: int) -> dict:
         out["macs_per_cycle" if measured else "macs_per_instruction"] = macs / count
     for op in latency.get("per_op") or []:
         op["ms"] = op["mean"] / (board.clock_mhz * 1e3)
-    p = power_figures(board)
-    if p is None:
+    if board.emulated:
+        out["energy_basis"] = ("none: emulated board (QEMU has no power model; the board's real "
+                               "counterpart, run with --port, gets a datasheet estimate)")
+    elif board.run_current_ma <= 0:
         out["energy_basis"] = (f"unknown: boards/{board.id}.toml has no datasheet run current "
                                "([power])")
-        return out
-    ms_at = count / (p.power_clock_mhz * 1e3)
-    out["energy_uj"] = p.run_current_ma * p.supply_v * ms_at     # mA x V x ms = µJ
-    twin = f" of its real twin {p.id}" if p is not board else ""
-    out["energy_basis"] = (f"estimate: {p.run_current_ma:g} mA x {p.supply_v:g} V x "
-                           f"{ms_at:.3f} ms at {p.power_clock_mhz} MHz; datasheet figures"
-                           f"{twin} ({p.power_source})")
+    else:
+        out["energy_uj"] = board.run_current_ma * board.supply_v * out["ms"]  # mA x V x ms = µJ
+        out["energy_basis"] = (f"estimate: {board.run_current_ma:g} mA x {board.supply_v:g} V x "
+                               f"{out['ms']:.3f} ms at {board.clock_mhz} MHz; datasheet run "
+                               f"current of the chip, not the board ({board.power_source})")
     return out
