@@ -480,10 +480,11 @@ def make_parser() -> argparse.ArgumentParser:
     group = sp.add_mutually_exclusive_group()
     group.add_argument("--samples", type=int, default=None, metavar="N",
                        help="number of input vectors (default 10; from --data or --calib, else random)")
-    group.add_argument("--data", metavar="FILE",
+    group.add_argument("--data", metavar="FILE|DIR",
                        help="test inputs (.npy/.npz, float or int8), with labels for accuracy: "
-                            "a .npz holding x and y, or a labels .npy beside the inputs "
-                            "(test_x.npy + test_y.npy, or X_labels.npy); docs/data.md")
+                            "a .npz holding x and y, a labels .npy beside the inputs "
+                            "(test_x.npy + test_y.npy, or X_labels.npy), or a folder of one "
+                            ".npy per class named after it (yes.npy, no.npy); docs/data.md")
     sp.add_argument("--labels", metavar="NAMES.TXT",
                     help="class names, one per line in class-index order, for the accuracy "
                          "report and confusion matrix (default: labels.txt beside --data)")

@@ -103,7 +103,16 @@ def read_arrays(path: Path, what: str = "calibration",
     if not path.exists():
         raise TinygenError(f"{what} file {path} does not exist")
     if path.is_dir():
-        raise TinygenError(f"{what} file {path} is a directory; give a .npy or .npz file")
+        if what != "data":
+            raise TinygenError(f"{what} file {path} is a directory; give a .npy or .npz file")
+        parts = [_check_kind(_load_npy(f, what), what, f, "input 0")
+                 for _, f in class_folder(path)]
+        shapes = {p.shape[1:] for p in parts}
+        if len(shapes) > 1 or any(p.ndim == 0 for p in parts):
+            raise TinygenError(f"data folder {path}: the class files hold samples of different "
+                               f"shapes ({', '.join(str(list(s)) for s in sorted(shapes))}); "
+                               "each file is [samples, ...input shape]")
+        return [("input 0", np.concatenate(parts))]
     try:
         loaded = np.load(path, allow_pickle=False)
     except _READ_ERRORS as exc:
@@ -382,17 +391,59 @@ def labels_file_beside(path: Path) -> Path | None:
     return None
 
 
-def load_labels(path: Path | str, samples: Samples | None = None) -> tuple[np.ndarray, str] | None:
+def class_folder(path: Path) -> list[tuple[str, Path]]:
+    """(class name, file) of a --data folder holding one .npy per class, named after
+    the class (yes.npy, no.npy, ...), sorted by name: the class order when no
+    --labels file gives another (as Keras's image_dataset_from_directory does)."""
+    files = sorted((f.stem, f) for f in Path(path).iterdir()
+                   if f.suffix.lower() == ".npy" and f.is_file())
+    if not files:
+        raise TinygenError(f"data folder {path} holds no .npy files; give one .npy per class, "
+                           "named after the class (e.g. yes.npy, no.npy), or a .npy/.npz file")
+    return files
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except _READ_ERRORS as exc:
+        raise _unreadable(what, path, exc) from None
+    if not isinstance(arr, np.ndarray):
+        raise TinygenError(f"{what} file {path} is not a NumPy .npy file")
+    return arr
+
+
+def folder_labels(path: Path, names: list[str] | None) -> np.ndarray:
+    """Each sample's class index in a class folder: its file's place in ``names``
+    (--labels), else in the sorted file names."""
+    files = class_folder(path)
+    order = names if names is not None else [stem for stem, _ in files]
+    unknown = [stem for stem, _ in files if stem not in order]
+    if unknown:
+        raise TinygenError(f"data folder {path}: {', '.join(f + '.npy' for f in unknown)} "
+                           f"name{'s' if len(unknown) == 1 else ''} no class of --labels "
+                           f"({', '.join(order[:8])}{', ...' if len(order) > 8 else ''}); "
+                           "name each file after its class")
+    counts = [len(np.load(f, mmap_mode="r", allow_pickle=False)) for _, f in files]
+    return np.repeat([order.index(stem) for stem, _ in files], counts).astype(np.int64)
+
+
+def load_labels(path: Path | str, samples: Samples | None = None,
+                names: list[str] | None = None) -> tuple[np.ndarray, str] | None:
     """The integer class label of every sample of a --data file, or None when it
-    has none: the array y/labels/label/targets of a .npz, or a labels .npy beside
-    an inputs .npy (labels_file_beside).  One-hot rows are turned into indices.
+    has none: the array y/labels/label/targets of a .npz, a labels .npy beside
+    an inputs .npy (labels_file_beside), or the file each sample came from in a
+    class folder (``names``: the --labels class order).  One-hot rows are turned into indices.
     Returns (labels, where they came from); the labels follow ``samples``
     (its length, and the samples --drop-nonfinite dropped)."""
     path = Path(path)
     source: Path | None
     arr = None
     where = ""
-    if path.suffix.lower() == ".npz":
+    if path.is_dir():
+        arr = folder_labels(path, names)
+        where = f"{path.name}/ (one file per class)"
+    elif path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
                 key = next((k for k in LABEL_KEYS if k in z.files), None)

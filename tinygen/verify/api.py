@@ -94,7 +94,8 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     names, names_given = _class_names(class_names, data)
     if min_accuracy is not None and not data:
         raise TinygenError("--min-accuracy needs labelled test data: --data FILE holding "
-                           "labels (a .npz with x and y, or a labels .npy beside the inputs)")
+                           "labels (a .npz with x and y, a labels .npy beside the inputs, or a folder of "
+                           "one .npy per class)")
     unique = list(dict.fromkeys(ports))
     if len(unique) != len(ports):
         warn("the same --port was given more than once; it is verified once")
@@ -138,7 +139,8 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     calibration = _calibration(conversion)
     for w in (conversion.report.warnings if conversion.report is not None else []):
         warn(w)
-    vectors, float_vectors, truth = labelled_vector_set(ir, samples, data, calib)
+    vectors, float_vectors, truth = labelled_vector_set(ir, samples, data, calib,
+                                                        class_names=names)
     progress(f"{len(vectors)} input vectors" + (f", labelled ({truth[1]})" if truth else ""))
     if min_accuracy is not None and truth is None:
         raise TinygenError(f"--min-accuracy needs labels, and {Path(str(data)).name} holds none "
@@ -219,9 +221,11 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
 def _class_names(class_names: str | Path | None,
                  data: str | Path | None) -> tuple[list[str] | None, bool]:
     """(names, given with --labels): --labels FILE, else a labels.txt beside --data."""
-    from ..data import load_class_names
+    from ..data import class_folder, load_class_names
     if class_names is not None:
         return load_class_names(class_names), True
+    if data is not None and Path(data).is_dir():
+        return [stem for stem, _ in class_folder(Path(data))], True
     if data is not None and (Path(data).parent / "labels.txt").is_file():
         return load_class_names(Path(data).parent / "labels.txt"), False
     return None, False

@@ -30,7 +30,7 @@ def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str
 
 
 def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib: str | None,
-                        seed: int = 1234):
+                        seed: int = 1234, class_names: list[str] | None = None):
     """make_vector_set, plus the labels of a --data file that holds them:
     ((labels, where they came from) or None)."""
     ins = ir.input_tensors()
@@ -48,7 +48,7 @@ def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib:
                               what="data" if data else "calibration",
                               integers="int16" if audio else "int8" if data else "float",
                               keep_int8=True)
-        labels = load_labels(Path(source), loaded) if data else None
+        labels = load_labels(Path(source), loaded, class_names) if data else None
         if samples is not None and samples > len(loaded):
             tell(f"--samples {samples:,}: {Path(source).name} holds {len(loaded):,} usable "
                  f"samples; verifying {len(loaded):,}")
