@@ -141,3 +141,56 @@ def test_memory_table_in_the_size_vocabulary(fc_run):
     for key, value in runs[0].report.memory.items():
         assert f"<td class='l'>{NAME[key]}</td><td>{value:,}</td>" in table, key
     assert "weights</td>" not in table
+
+
+def _many_op_plan(n_ops=40):
+    """A CNN-like ping-pong plan: each activation from the op that writes it to the
+    next, alternating between two halves of the arena, plus small scratch buffers
+    and long tensor names (what made the labels collide)."""
+    arena = 40_000
+    buffers = [{"key": "in", "offset": 0, "size": 12_000, "first": -1, "last": 0,
+                "scratch_op": None, "tensors": ["serving_default_input_1:0"]}]
+    for i in range(n_ops):
+        size = [12_000, 6_000, 1_500, 20_000][i % 4]
+        buffers.append({"key": f"t{i}", "offset": 0 if i % 2 else 20_000, "size": size,
+                        "first": i, "last": i + 1 if i < n_ops - 1 else n_ops,
+                        "scratch_op": None,
+                        "tensors": [f"model/block_{i}/depthwise_conv2d_{i}/Relu6;bias"]})
+        if i % 5 == 0:
+            buffers.append({"key": f"s{i}", "offset": 32_000, "size": 2_400, "first": i,
+                            "last": i, "scratch_op": i, "tensors": []})
+    return {"arena_bytes": arena, "lower_bound_bytes": 38_500, "strategy": "test",
+            "ops": ["DEPTHWISE_CONV_2D" if i % 2 else "CONV_2D" for i in range(n_ops)],
+            "buffers": buffers}
+
+
+@pytest.mark.parametrize("n_ops", [3, 40, 120])
+def test_memory_plan_texts_never_overlap(n_ops):
+    """Issue 15: the arena chart's labels overlapped. Every text the figure draws
+    (buffer labels, arena and lower-bound lines, operator ticks) is clear of every
+    other, and each buffer label lies inside a rectangle."""
+    from matplotlib.patches import Rectangle
+
+    from tinygen.report.html import memory_plan_figure
+    fig = memory_plan_figure(_many_op_plan(n_ops))
+    ax = fig.axes[0]
+    r = fig.canvas.get_renderer()
+    texts = [t for t in ax.texts if t.get_text()]
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    boxes = [t.get_window_extent(r) for t in texts + ticks]
+    clash = [(a.get_text(), b.get_text()) for i, a in enumerate(texts + ticks)
+             for b, bb in zip((texts + ticks)[i + 1:], boxes[i + 1:])
+             if boxes[i].overlaps(bb)]
+    assert not clash, clash[:3]
+    rects = [p.get_window_extent(r) for p in ax.patches if isinstance(p, Rectangle)]
+    buffer_labels = [t for t in texts if t.get_text().endswith(" B")
+                     and not t.get_text().startswith((" arena", "lower bound"))]
+    if n_ops <= 40:
+        assert buffer_labels                               # the big buffers keep a label
+    for t in buffer_labels:
+        tb = t.get_window_extent(r)
+        assert any(tb.x0 >= b.x0 and tb.x1 <= b.x1 and tb.y0 >= b.y0 and tb.y1 <= b.y1
+                   for b in rects), t.get_text()
+    assert ticks[0].get_text() == "in"                      # the axis still starts at "in"
+    if n_ops <= 3:
+        assert len(ticks) == n_ops + 2                      # few ops: every one named

@@ -301,41 +301,49 @@ def buffer_kind(b: dict, n_ops: int) -> str:
 
 
 def plot_memory_plan(plan: dict) -> str:
+    return _png(memory_plan_figure(plan))
+
+
+def memory_plan_figure(plan: dict):
+    """The arena plan as a matplotlib figure, its texts laid out so that none
+    overlaps another: a buffer's label is kept only where it fits inside its
+    rectangle (its size alone when name and size do not), and the operator
+    axis shows every k-th operator when all of them would collide."""
     from matplotlib.patches import Patch, Rectangle
     plt = _plt()
     ops = plan.get("ops", [])
     n = len(ops)
     buffers = plan.get("buffers", [])
     arena = max(int(plan.get("arena_bytes", 0)), 1)
-    fig, ax = plt.subplots(figsize=(10, 4.6))
+    fig, ax = plt.subplots(figsize=(min(18.0, max(10.0, 0.24 * (n + 2) + 3)), 4.6))
     min_h = arena * 0.015          # tiny buffers drawn at least this tall
+    labelled = []
     for b in buffers:
         first = max(b["first"], -1)
         last = min(b["last"], n)
         kind = buffer_kind(b, n)
         x0, x1 = first - 0.42, last + 0.42
-        ax.add_patch(Rectangle((x0, b["offset"]), x1 - x0, max(b["size"], min_h),
-                               facecolor=KIND_COLORS[kind], edgecolor="#333", linewidth=0.6,
-                               alpha=0.85))
-        if b["size"] >= arena * 0.06 and (x1 - x0) >= 0.8:
-            label = (f"scratch #{b['scratch_op']}" if kind == "scratch"
-                     else short_name(b["tensors"][0], 22) if b.get("tensors") else b["key"])
-            label += f"\n{b['size']:,} B"
-            ax.text((x0 + x1) / 2, b["offset"] + b["size"] / 2, label, ha="center",
-                    va="center", fontsize=7, clip_on=True)
+        rect = Rectangle((x0, b["offset"]), x1 - x0, max(b["size"], min_h),
+                         facecolor=KIND_COLORS[kind], edgecolor="#333", linewidth=0.6,
+                         alpha=0.85)
+        ax.add_patch(rect)
+        name = (f"scratch #{b['scratch_op']}" if kind == "scratch"
+                else short_name(b["tensors"][0], 22) if b.get("tensors") else b["key"])
+        text = ax.text((x0 + x1) / 2, b["offset"] + b["size"] / 2, f"{name}\n{b['size']:,} B",
+                       ha="center", va="center", fontsize=7, clip_on=True)
+        labelled.append((b["size"], text, rect, f"{b['size']:,} B"))
     ax.axhline(arena, color="#d62728", linestyle="--", linewidth=1)
     ax.text(n + 0.5, arena, f" arena {arena:,} B", va="bottom", ha="right", fontsize=8,
             color="#d62728")
     lb = plan.get("lower_bound_bytes")
     if lb and lb < arena:
         ax.axhline(lb, color="#777", linestyle=":", linewidth=1)
-        ax.text(-1.4, lb, f"lower bound {lb:,} B ", va="bottom", ha="left", fontsize=7.5,
-                color="#555")
+        # above the line when there is room under the arena line, else below it
+        room = (arena - lb) > arena * 0.05
+        ax.text(-1.4, lb, f"lower bound {lb:,} B ", va="bottom" if room else "top",
+                ha="left", fontsize=7.5, color="#555")
     ax.set_xlim(-1.6, n + 0.6)
     ax.set_ylim(0, arena * 1.08)
-    ax.set_xticks(range(-1, n + 1))
-    labels = ["in"] + [f"#{i} {op}" for i, op in enumerate(ops)] + ["out"]
-    ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=7.5)
     ax.set_ylabel("arena offset (bytes)")
     ax.yaxis.set_major_formatter(_thousands())
     ax.set_title("aot memory plan: each buffer from its first to its last use", fontsize=10)
@@ -344,7 +352,42 @@ def plot_memory_plan(plan: dict) -> str:
                        if any(buffer_kind(b, n) == k for b in buffers)],
               fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.25)
-    return _png(fig)
+    fig.tight_layout()
+    _thin_operator_axis(fig, ax, ["in"] + [f"#{i} {op}" for i, op in enumerate(ops)] + ["out"])
+    _fit_buffer_labels(fig, ax, labelled)
+    return fig
+
+
+def _thin_operator_axis(fig, ax, labels: list[str]) -> None:
+    """Every operator's tick, labelled at the smallest stride whose labels do not
+    collide (1: all of them)."""
+    positions = list(range(-1, len(labels) - 1))
+    ax.set_xticks(positions, [""] * len(positions), minor=True)
+    renderer = fig.canvas.get_renderer()
+    for step in range(1, len(labels) + 1):
+        ax.set_xticks(positions[::step], labels[::step], rotation=40, ha="right", fontsize=7.5)
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+        if not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:]):
+            return
+
+
+def _fit_buffer_labels(fig, ax, labelled) -> None:
+    """Keep a buffer's label only inside its own rectangle and clear of the labels
+    kept before it (largest buffers first): name and size, else the size alone."""
+    renderer = fig.canvas.get_renderer()
+    kept: list = []
+    for _size, text, rect, short in sorted(labelled, key=lambda e: -e[0]):
+        box = rect.get_window_extent(renderer)
+        for candidate in (text.get_text(), short):
+            text.set_text(candidate)
+            tb = text.get_window_extent(renderer)
+            inside = (tb.x0 >= box.x0 and tb.x1 <= box.x1 and tb.y0 >= box.y0
+                      and tb.y1 <= box.y1)
+            if inside and not any(tb.overlaps(k) for k in kept):
+                kept.append(tb)
+                break
+        else:
+            text.remove()
 
 
 def _short_label(label: str) -> str:
