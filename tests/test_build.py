@@ -62,7 +62,7 @@ def test_build_esp32cam(cnn_h5, cnn_calib, tmp_path):
     assert "espressif/esp-tflite-micro" in comp
     assert "framework = espidf" in (out / "platformio.ini").read_text()
     assert "app_main" in (out / "src" / "tg_hal_espidf.c").read_text()
-    assert re.search(r"runtime code: .*\n\s+weights: +[\d,]+ B\n\s+arena: +[\d,]+ B", r.stdout)
+    assert re.search(r"model flash: +[\d,]+ B\n\s+code flash: .*\n\s+arena: +[\d,]+ B", r.stdout)
     assert "ready for `pio run`" in r.stdout
 
 
