@@ -27,19 +27,18 @@ static const uint16_t tg_lstm_sigmoid_lut[256] = {TG_LSTM_SIGMOID_LUT_VALUES};
 
 /* logistic(v / 4096) in 1/32768 steps, v a Q3.12 int16.  3v puts 24 table
  * steps in one unit of v/4096 at 9 fractional bits; the low 9 bits
- * interpolate linearly; negative inputs use 1 - logistic(|v|). */
+ * interpolate linearly; negative inputs use 1 - logistic(|v|).  For an int16
+ * v the index is at most 3 * 32768 >> 9 = 192, so TFLM's saturation at index
+ * 255 is never reached; the sign is applied without a branch:
+ * 2^25 - r - 1 = ~r + 2^25 (mod 2^32). */
 TG_INLINE int16_t tg_lstm_sigmoid(int32_t v) {
   const int32_t x = v * 3;
-  const uint32_t ax = (uint32_t)(x < 0 ? -x : x);
+  const uint32_t s = (uint32_t)(x >> 31);
+  const uint32_t ax = ((uint32_t)x ^ s) - s;
   const uint32_t k = ax >> 9;
-  uint32_t r;
-  if (k >= 255u) {
-    r = 0x7FFFu << 10;
-  } else {
-    const uint32_t lo = tg_lstm_sigmoid_lut[k], hi = tg_lstm_sigmoid_lut[k + 1u];
-    r = (lo << 9) + (ax & 0x1FFu) * (hi - lo);
-  }
-  r = x >= 0 ? r + (1u << 9) : (1u << 25) - r + (1u << 9) - 1u;
+  const uint32_t lo = tg_lstm_sigmoid_lut[k], hi = tg_lstm_sigmoid_lut[k + 1u];
+  uint32_t r = (lo << 9) + (ax & 0x1FFu) * (hi - lo);
+  r = (r ^ s) + (s & (1u << 25)) + (1u << 9);
   return (int16_t)(r >> 10);
 }
 
@@ -59,8 +58,11 @@ TG_INLINE int16_t tg_lstm_tanh(int32_t v, int32_t mult, int32_t shift) {
     const uint32_t lo = tg_lstm_sigmoid_lut[k], hi = tg_lstm_sigmoid_lut[k + 1u];
     r = (int32_t)((lo << 8) + (ax & 0xFFu) * (hi - lo));
   }
-  r = x >= 0 ? r - ((int32_t)1 << 23) + ((int32_t)1 << 7)
-             : ((int32_t)1 << 23) - r + ((int32_t)1 << 7) - 1;
+  /* x >= 0: r - 2^23 + 2^7; x < 0: 2^23 - r + 2^7 - 1 = ~r + 2^23 + 2^7 */
+  {
+    const int32_t s = x >> 31;
+    r = (r ^ s) + ((int32_t)1 << 7) - ((int32_t)1 << 23) + (s & ((int32_t)1 << 24));
+  }
   return (int16_t)(r >> 8);
 }
 
@@ -120,6 +122,104 @@ static void tg_lstm_row_dsp(const tg_lstm_params *p, const int8_t *x, int8_t *h,
   tg_copy_bytes(h, y, (size_t)units);
 }
 
+#ifdef TG_HAVE_DSP
+#define tg_lstm_ssat16(v) __ssat((v), 16)
+#else
+#define tg_lstm_ssat16(v) tg_lstm_sat16(v)
+#endif
+
+/* Four gates of one unit against one expanded vector (16-bit lanes), the
+ * weights 16-bit too: per four inputs one LDRD of the vector, four of the
+ * weights and eight SMLAD, no unpacking. */
+#define TG_LSTM_DOT16_GROUP()    \
+  do {                           \
+    int32_t xe, xo, we, wo;      \
+    TG_LDRD(xe, xo, v);          \
+    TG_LDRD(we, wo, w);          \
+    a0 = tg_smlad(xe, we, a0);   \
+    a0 = tg_smlad(xo, wo, a0);   \
+    TG_LDRD(we, wo, w);          \
+    a1 = tg_smlad(xe, we, a1);   \
+    a1 = tg_smlad(xo, wo, a1);   \
+    TG_LDRD(we, wo, w);          \
+    a2 = tg_smlad(xe, we, a2);   \
+    a2 = tg_smlad(xo, wo, a2);   \
+    TG_LDRD(we, wo, w);          \
+    a3 = tg_smlad(xe, we, a3);   \
+    a3 = tg_smlad(xo, wo, a3);   \
+  } while (0)
+
+TG_INLINE const int32_t *tg_lstm_dot16x4(const int32_t *v, const int32_t *w, int32_t groups,
+                                         const int32_t *start, int32_t *acc) {
+  int32_t a0 = start[0], a1 = start[1], a2 = start[2], a3 = start[3];
+  const int32_t *end = v + 2 * groups;
+  if (groups & 1) {
+    TG_LSTM_DOT16_GROUP();
+  }
+  while (v < end) {
+    TG_LSTM_DOT16_GROUP();
+    TG_LSTM_DOT16_GROUP();
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  return w;
+}
+
+/* 2 * acc requantized to Q3.12 and saturated; e0: e may be 0 (no rounding
+ * shift: SMMULR(2 * acc, m) is the result) */
+TG_INLINE int32_t tg_lstm_rq_gate(int32_t acc2, int32_t mult, int32_t rnd, int32_t e,
+                                  const int e0) {
+  if (e0 && e == 0) {
+    return tg_lstm_ssat16(tg_smmulr(acc2, mult));
+  }
+  return tg_lstm_ssat16(tg_rq_fast2(acc2, mult, rnd, e));
+}
+
+/* pre-activation of gate g from the doubled accumulators: both requantized
+ * to Q3.12 and saturated on their own, then added with saturation */
+TG_INLINE int32_t tg_lstm_pre_fast(const tg_lstm_params *p, int g, int32_t ai2, int32_t ar2,
+                                   const int e0) {
+  return tg_lstm_ssat16(
+      tg_lstm_rq_gate(ai2, p->in_mult[g], p->in_rnd[g], p->in_shift[g], e0) +
+      tg_lstm_rq_gate(ar2, p->rec_mult[g], p->rec_rnd[g], p->rec_shift[g], e0));
+}
+
+/* One row with 16-bit weights against x and h expanded once per row (xs, hs). */
+TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t *h, int16_t *c,
+                               int8_t *y, int32_t *xs, int32_t *hs, const int e0) {
+  const int32_t units = p->units;
+  const int32_t gx = (p->input_size + 3) >> 2, gh = (units + 3) >> 2;
+  const int32_t *w_in = p->w16_in, *w_rec = p->w16_rec, *kb = p->kb16;
+  int32_t u;
+  tg_expand_s8(x, p->input_size, 0, xs, 2);
+  tg_expand_s8(h, units, 0, hs, 2);
+  for (u = 0; u < units; ++u, kb += 8) {
+    int32_t ai[TG_LSTM_GATES], ar[TG_LSTM_GATES];
+    int32_t ig, fg, gg, og, c_new, t, out;
+    w_in = tg_lstm_dot16x4(xs, w_in, gx, kb, ai);
+    w_rec = tg_lstm_dot16x4(hs, w_rec, gh, kb + 4, ar);
+    ig = tg_lstm_sigmoid(tg_lstm_pre_fast(p, 0, ai[0], ar[0], e0));
+    fg = tg_lstm_sigmoid(tg_lstm_pre_fast(p, 1, ai[1], ar[1], e0));
+    gg = tg_lstm_tanh(tg_lstm_pre_fast(p, 2, ai[2], ar[2], e0), 3, 0);
+    og = tg_lstm_sigmoid(tg_lstm_pre_fast(p, 3, ai[3], ar[3], e0));
+    c_new = tg_lstm_ssat16(
+        tg_lstm_ssat16(tg_rq_fast(fg * (int32_t)c[u], p->forget_mult, p->forget_rnd,
+                                  p->forget_shift)) +
+        tg_lstm_ssat16(tg_rq_fast(ig * gg, p->input_mult, p->input_rnd, p->input_shift)));
+    if (p->use_cell_clip) {
+      c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
+    }
+    c[u] = (int16_t)c_new;
+    t = tg_lstm_tanh(c_new, p->tanh_mult, p->tanh_shift);
+    out = tg_ssat8(tg_rq_fast(t * og, p->hidden_mult, p->hidden_rnd, p->hidden_shift));
+    /* h is not read again this row: its expansion hs is */
+    y[u] = (int8_t)out;
+    h[u] = (int8_t)out;
+  }
+}
+
 static void tg_lstm_row(const tg_lstm_params *p, const int8_t *x, int8_t *h, int16_t *c,
                         int8_t *y) {
   const int32_t n_in = p->input_size, units = p->units;
@@ -176,4 +276,29 @@ void tg_lstm_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, in
       }
     }
   }
+}
+
+TG_INLINE void tg_lstm_run_w16(const tg_lstm_params *p, const int8_t *input, int8_t *hidden,
+                               int16_t *cell, int8_t *output, void *scratch, const int e0) {
+  const int32_t batches = p->batches, steps = p->time_steps;
+  int32_t *xs = (int32_t *)scratch;
+  int32_t *hs = xs + 2 * ((p->input_size + 3) >> 2);
+  int32_t t, b;
+  for (t = 0; t < steps; ++t) {
+    for (b = 0; b < batches; ++b) {
+      const int32_t row = p->time_major ? t * batches + b : b * steps + t;
+      tg_lstm_row_w16(p, input + row * p->input_size, hidden + b * p->units, cell + b * p->units,
+                      output + row * p->units, xs, hs, e0);
+    }
+  }
+}
+
+void tg_lstm_dsp_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, int16_t *cell,
+                    int8_t *output, void *scratch) {
+  tg_lstm_run_w16(p, input, hidden, cell, output, scratch, 0);
+}
+
+void tg_lstm_dsp_e0_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden,
+                       int16_t *cell, int8_t *output, void *scratch) {
+  tg_lstm_run_w16(p, input, hidden, cell, output, scratch, 1);
 }

@@ -53,12 +53,22 @@ typedef struct {
   const int32_t *w4_in;
   const int32_t *w4_rec;
   const int32_t *kb4;
-  /* 1: every requantization above was proved to fit tg_rq_fast (see tg_dsp.h):
+  /* 1: every requantization above was proved to fit tg_rq_fast (see tg_dsp.h);
+   * 2: the same, except gate matmuls with e = 0 (SMMULR alone):
    * the *_shift fields then hold e = -shift and the *_rnd fields its rounding
    * constant (hidden_rnd with hidden_zp folded in). */
   int32_t fast;
   int32_t in_rnd[TG_LSTM_GATES], rec_rnd[TG_LSTM_GATES];
   int32_t forget_rnd, input_rnd, hidden_rnd;
+  /* tg_lstm_dsp_s8 only (fast requantization proved): the weights
+   * sign-extended to 16-bit lanes and doubled, so that the accumulators are
+   * the 2 * acc that SMMULR takes; per unit, per group of four inputs, per
+   * gate the words (w0, w2) and (w1, w3), the lanes of a column word (see
+   * tg_expand_s8); per unit the doubled starts {kbias_in[0..3],
+   * kbias_rec[0..3]}. */
+  const int32_t *w16_in;
+  const int32_t *w16_rec;
+  const int32_t *kb16;
 } tg_lstm_params;
 
 /* input: the sequence; hidden [batches][units] and cell [batches][units] are
@@ -66,6 +76,15 @@ typedef struct {
  * hidden state of every step. */
 void tg_lstm_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, int16_t *cell,
                 int8_t *output);
+
+/* The same on DSP cores when every requantization fits tg_rq_fast:
+ * scratch holds x and h of the current step as 16-bit lanes,
+ * 8 * (ceil(input_size / 4) + ceil(units / 4)) bytes. */
+void tg_lstm_dsp_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, int16_t *cell,
+                    int8_t *output, void *scratch);
+/* The same where some gate matmul requantizes without a right shift (fast = 2). */
+void tg_lstm_dsp_e0_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden,
+                       int16_t *cell, int8_t *output, void *scratch);
 
 #ifdef __cplusplus
 }

@@ -261,13 +261,25 @@ def lower_lstm(op: Operator, ctx: LoweringContext) -> KernelCall:
         "tanh_mult": str(tanh_mult), "tanh_shift": str(tanh_shift),
         "use_cell_clip": "1" if use_clip else "0", "cell_clip": str(clip_q),
     }
+    kernel, scratch = "tg_lstm_s8", 0
     if ctx.dsp:
-        consts += _dsp_layout(op, ctx, params, w_in_vals, w_rec_vals, kbias_in, kbias_rec,
-                              n_in, units, x_zp, h_zp, b_t)
+        dsp_consts = _dsp_layout(op, ctx, params, w_in_vals, w_rec_vals, kbias_in, kbias_rec,
+                                 n_in, units, x_zp, h_zp, b_t)
+        if params.get("fast") in ("1", "2"):
+            # tg_lstm_dsp_s8 reads only the 16-bit weights: the int8 copies stay out of flash;
+            # fast = 2: some gate matmul has no right shift (e = 0), a variant tests for it
+            kernel = "tg_lstm_dsp_s8" if params["fast"] == "1" else "tg_lstm_dsp_e0_s8"
+            scratch = 8 * (-(-n_in // 4) + -(-units // 4))
+            for field in ("w_in", "w_rec", "kbias_in", "kbias_rec"):
+                del params[field]
+            consts = dsp_consts
+        else:
+            consts += dsp_consts
     return KernelCall(
-        kernel="tg_lstm_s8", params_type="tg_lstm_params", params=params,
+        kernel=kernel, params_type="tg_lstm_params", params=params,
         inputs=[op.inputs[INPUT], op.inputs[HIDDEN_STATE], op.inputs[CELL_STATE]],
         outputs=[op.outputs[0]], sources=["tg_lstm.c", "tg_lstm.h"], constants=consts,
+        scratch_bytes=scratch,
         comment=(f"UNIDIRECTIONAL_SEQUENCE_LSTM {units} units, {steps} steps x {batches} "
                  f"batch{'es' if batches != 1 else ''}, input {n_in}"
                  f"{', time major' if time_major else ''}"
@@ -282,6 +294,20 @@ def _interleave4(rows: list[np.ndarray], units: int, depth: int) -> np.ndarray:
     for g in range(4):
         w[:, g, :depth] = rows[g].reshape(units, depth)
     return pack_words(w.reshape(units, 4, g4, 4).transpose(0, 2, 1, 3))
+
+
+def _interleave16(rows: list[np.ndarray], units: int, depth: int) -> np.ndarray:
+    """The four gates' [units][depth] matrices, doubled, as 16-bit lanes for
+    tg_lstm_dot16x4: per unit, per group of four inputs d0..d3, per gate the
+    words (2w[d0], 2w[d2]) and (2w[d1], 2w[d3]) (depth padded with 0)."""
+    g4 = -(-depth // 4)
+    w = np.zeros((units, 4, g4 * 4), np.int32)
+    for g in range(4):
+        w[:, g, :depth] = 2 * rows[g].reshape(units, depth).astype(np.int32)
+    w = w.reshape(units, 4, g4, 4).transpose(0, 2, 1, 3)     # [u][group][gate][d]
+    lanes = w[..., [0, 2, 1, 3]].reshape(-1, 2)               # (d0, d2), (d1, d3)
+    words = (lanes[:, 0] & 0xFFFF) | ((lanes[:, 1] & 0xFFFF) << 16)
+    return wrap_int32(words.astype(np.int64))
 
 
 def _dsp_layout(op: Operator, ctx: LoweringContext, params: dict, w_in_vals, w_rec_vals,
@@ -320,13 +346,36 @@ def _dsp_layout(op: Operator, ctx: LoweringContext, params: dict, w_in_vals, w_r
         ("hidden", [int(params["hidden_mult"])], [int(params["hidden_shift"])], h_zp, prod[0]),
     ]
     recs = {}
+    zero_e = False
     for name, mult, shift, offset, bound in checks:
-        fast, rec = rq_records(None, np.array(mult, np.int32), np.array(shift, np.int32),
+        sh = np.array(shift, np.int32)
+        # a gate matmul without a right shift (shift 0: models with few inputs)
+        # is SMMULR(2 * acc, m) alone; checked as if it shifted by 1, which
+        # bounds the same accumulator, and marked e = 0 for the kernel
+        unshifted = (sh == 0) if name in ("in", "rec") else np.zeros(len(sh), bool)
+        fast, rec = rq_records(None, np.array(mult, np.int32), np.where(unshifted, -1, sh),
                                offset, np.full(len(mult), int(bound), np.int64))
         if not fast:
             return consts
+        rec[unshifted, 2] = 0
+        rec[unshifted, 3] = 0
+        zero_e = zero_e or bool(unshifted.any())
         recs[name] = rec
-    params["fast"] = "1"
+    params["fast"] = "2" if zero_e else "1"
+    # fast: |acc| < 2^30, so the accumulators may be computed doubled (2 * acc
+    # is what SMMULR takes) from doubled 16-bit weights (|2w| <= 256)
+    kb16 = wrap_int32(2 * kb4.reshape(-1).astype(np.int64))
+    consts = [
+        ConstArray(ctx.name(op, "w16_in"), "int32_t", _interleave16(w_in_vals, units, n_in),
+                   align=16),
+        ConstArray(ctx.name(op, "w16_rec"), "int32_t", _interleave16(w_rec_vals, units, units),
+                   align=16),
+        ConstArray(ctx.name(op, "kb16"), "int32_t", kb16, align=16, is_weight=False),
+    ]
+    for field in ("w4_in", "w4_rec", "kb4"):
+        del params[field]
+    params.update(w16_in=ctx.name(op, "w16_in"), w16_rec=ctx.name(op, "w16_rec"),
+                  kb16=ctx.name(op, "kb16"))
     for name in ("in", "rec"):
         params[f"{name}_shift"] = c_ints([int(v) for v in recs[name][:, 3]])
         params[f"{name}_rnd"] = c_ints([int(v) for v in recs[name][:, 2]])
