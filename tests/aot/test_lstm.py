@@ -335,13 +335,15 @@ def test_lstm_matches_tflm(case):
 
 
 @settings(max_examples=30, **FAST)
-@given(lstm_cases(max_units=13), st.booleans(), st.booleans(), st.sampled_from([None, 0.01, 0.03]))
+@given(lstm_cases(max_units=13), st.booleans(), st.booleans(),
+       st.sampled_from([None, 0.01, 0.03, 0.25]))
 def test_lstm_dsp_matches_tflm(case, fast_requant, sanitize, small):
     """The DSP cores' layout (four gates interleaved for tg_dot4_s8, the fast
     requantization where the lowering proves it) with portable intrinsics.
     Gate multipliers below 1/2, as trained models have them, need small
     weight scales in these generated models (`small` spreads): those take
-    the fast requantization."""
+    the fast requantization (tg_lstm_dsp_s8, 16-bit weights); spread 0.25
+    gives gate multipliers in [1/2, 1), no right shift (tg_lstm_dsp_e0_s8)."""
     kw, seed = case
     if small is not None:
         kw = {**kw, "spread": small}
@@ -565,15 +567,24 @@ def test_whole_model_bit_exact_with_state(whole_models, tmp_path, name):
     assert compared == n * m.tensors[m.outputs[0]].num_elements
 
 
+LSTM_ENTRY_POINTS = {"tg_lstm_s8", "tg_lstm_dsp_s8", "tg_lstm_dsp_e0_s8"}
+
+
 def test_whole_models_cortex_m4_build(whole_models, tmp_path):
     """-Wall -Wextra -Werror -Os for Cortex-M4F, every model."""
     from harness import compile_cortex_m4
     for name, tflite in whole_models.items():
-        sizes = compile_cortex_m4(
-            generate_aot(parse_tflite(tflite), tmp_path / name, copy_api_header=True).out_dir)
+        out = generate_aot(parse_tflite(tflite), tmp_path / name, copy_api_header=True).out_dir
+        compile_cortex_m4(out)
         if name not in UNROLLED:
-            # the DSP build adds the interleaved four-gate path (docs/performance.md §10)
-            assert sizes["tg_lstm.c"] < 4096, sizes
+            # what the model links of tg_lstm.c (--gc-sections drops the entry points
+            # it does not call): the kernel it calls, its helpers and the table
+            called = (out / "model.c").read_text()
+            nm = subprocess.run(["arm-none-eabi-nm", "-S", str(out / "arm-obj" / "tg_lstm.o")],
+                                check=True, capture_output=True, text=True).stdout
+            linked = sum(int(f[1], 16) for f in (ln.split() for ln in nm.splitlines())
+                         if len(f) == 4 and (f[3] not in LSTM_ENTRY_POINTS or f[3] in called))
+            assert linked < 4096, (name, nm)
 
 
 @pytest.mark.skipif(not (__import__("harness").qemu_available()), reason="no QEMU")
@@ -600,16 +611,17 @@ def test_lstm_on_cortex_m4_qemu(case):
 
 @pytest.mark.skipif(not (__import__("harness").qemu_available()), reason="no QEMU")
 @settings(max_examples=4, **FAST)
-@given(lstm_cases(max_units=12), st.sampled_from([0.01, 0.03]))
+@given(lstm_cases(max_units=12), st.sampled_from([0.01, 0.03, 0.25]))
 def test_lstm_fast_requant_on_cortex_m4_qemu(case, spread):
-    """Small gate multipliers: the fast requantization with the real SMMULR."""
+    """Small gate multipliers: the fast requantization with the real SMMULR
+    and SMLAD on 16-bit weights (0.25: some gates without a right shift)."""
     from harness import assert_bit_exact_m4
     kw, seed = case
     with tempfile.TemporaryDirectory(prefix="tg_lstm_m4_") as d:
         binary = assert_bit_exact_m4(lstm_model(seed, **{**kw, "spread": spread}), Path(d),
                                      n_inputs=4, seed=seed)
-        assert all(c.params.get("fast") == "1" for c in binary.result.calls
-                   if c.kernel == "tg_lstm_s8")
+        kernels = [c.kernel for c in binary.result.calls if c.kernel.startswith("tg_lstm")]
+        assert kernels and all(k in ("tg_lstm_dsp_s8", "tg_lstm_dsp_e0_s8") for k in kernels)
 
 
 def test_state_tensors_are_never_shared(whole_models, tmp_path):

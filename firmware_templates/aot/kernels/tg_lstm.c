@@ -75,8 +75,8 @@ static int32_t tg_lstm_rq16(int32_t acc, int32_t mult, int32_t shift) {
 }
 
 /* The same step as tg_lstm_row with the gate matmuls as one tg_dot4_s8 per
- * unit and operand (the four gates share each load of x and h) and every
- * requantization in the fast form the lowering proved exact. */
+ * unit and operand (the four gates share each load of x and h): DSP cores
+ * where the fast requantization is not proved (tg_lstm_dsp_s8 otherwise). */
 static void tg_lstm_row_dsp(const tg_lstm_params *p, const int8_t *x, int8_t *h, int16_t *c,
                             int8_t *y) {
   const int32_t n_in = p->input_size, units = p->units;
@@ -89,35 +89,19 @@ static void tg_lstm_row_dsp(const tg_lstm_params *p, const int8_t *x, int8_t *h,
     int g;
     tg_dot4_s8(x, w_in, n_in >> 2, n_in & 3, kb, ai);
     tg_dot4_s8(h, w_rec, units >> 2, units & 3, kb + 4, ar);
-    if (p->fast) {
-      for (g = 0; g < TG_LSTM_GATES; ++g) {
-        const int32_t pre = tg_lstm_sat16(
-            tg_lstm_sat16(tg_rq_fast(ai[g], p->in_mult[g], p->in_rnd[g], p->in_shift[g])) +
-            tg_lstm_sat16(tg_rq_fast(ar[g], p->rec_mult[g], p->rec_rnd[g], p->rec_shift[g])));
-        act[g] = g == 2 ? tg_lstm_tanh(pre, 3, 0) : tg_lstm_sigmoid(pre);
-      }
-      c_new = tg_lstm_sat16(
-          tg_lstm_sat16(
-              tg_rq_fast(act[1] * (int32_t)c[u], p->forget_mult, p->forget_rnd, p->forget_shift)) +
-          tg_lstm_sat16(tg_rq_fast(act[0] * act[2], p->input_mult, p->input_rnd, p->input_shift)));
-    } else {
-      for (g = 0; g < TG_LSTM_GATES; ++g) {
-        const int32_t pre = tg_lstm_sat16(tg_lstm_rq16(ai[g], p->in_mult[g], p->in_shift[g]) +
-                                          tg_lstm_rq16(ar[g], p->rec_mult[g], p->rec_shift[g]));
-        act[g] = g == 2 ? tg_lstm_tanh(pre, 3, 0) : tg_lstm_sigmoid(pre);
-      }
-      c_new = tg_lstm_sat16(tg_lstm_rq16(act[1] * (int32_t)c[u], p->forget_mult, p->forget_shift) +
-                            tg_lstm_rq16(act[0] * act[2], p->input_mult, p->input_shift));
+    for (g = 0; g < TG_LSTM_GATES; ++g) {
+      const int32_t pre = tg_lstm_sat16(tg_lstm_rq16(ai[g], p->in_mult[g], p->in_shift[g]) +
+                                        tg_lstm_rq16(ar[g], p->rec_mult[g], p->rec_shift[g]));
+      act[g] = g == 2 ? tg_lstm_tanh(pre, 3, 0) : tg_lstm_sigmoid(pre);
     }
+    c_new = tg_lstm_sat16(tg_lstm_rq16(act[1] * (int32_t)c[u], p->forget_mult, p->forget_shift) +
+                          tg_lstm_rq16(act[0] * act[2], p->input_mult, p->input_shift));
     if (p->use_cell_clip) {
       c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
     }
     c[u] = (int16_t)c_new;
     t = tg_lstm_tanh(c_new, p->tanh_mult, p->tanh_shift);
-    y[u] =
-        p->fast
-            ? tg_sat_i8(tg_rq_fast(t * act[3], p->hidden_mult, p->hidden_rnd, p->hidden_shift))
-            : tg_sat_i8(p->hidden_zp + tg_requantize(t * act[3], p->hidden_mult, p->hidden_shift));
+    y[u] = tg_sat_i8(p->hidden_zp + tg_requantize(t * act[3], p->hidden_mult, p->hidden_shift));
   }
   tg_copy_bytes(h, y, (size_t)units);
 }
