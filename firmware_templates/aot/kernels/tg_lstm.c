@@ -115,22 +115,22 @@ static void tg_lstm_row_dsp(const tg_lstm_params *p, const int8_t *x, int8_t *h,
 /* Four gates of one unit against one expanded vector (16-bit lanes), the
  * weights 16-bit too: per four inputs one LDRD of the vector, four of the
  * weights and eight SMLAD, no unpacking. */
-#define TG_LSTM_DOT16_GROUP()    \
-  do {                           \
-    int32_t xe, xo, we, wo;      \
-    TG_LDRD(xe, xo, v);          \
-    TG_LDRD(we, wo, w);          \
-    a0 = tg_smlad(xe, we, a0);   \
-    a0 = tg_smlad(xo, wo, a0);   \
-    TG_LDRD(we, wo, w);          \
-    a1 = tg_smlad(xe, we, a1);   \
-    a1 = tg_smlad(xo, wo, a1);   \
-    TG_LDRD(we, wo, w);          \
-    a2 = tg_smlad(xe, we, a2);   \
-    a2 = tg_smlad(xo, wo, a2);   \
-    TG_LDRD(we, wo, w);          \
-    a3 = tg_smlad(xe, we, a3);   \
-    a3 = tg_smlad(xo, wo, a3);   \
+#define TG_LSTM_DOT16_GROUP()  \
+  do {                         \
+    int32_t xe, xo, we, wo;    \
+    TG_LDRD(xe, xo, v);        \
+    TG_LDRD(we, wo, w);        \
+    a0 = tg_smlad(xe, we, a0); \
+    a0 = tg_smlad(xo, wo, a0); \
+    TG_LDRD(we, wo, w);        \
+    a1 = tg_smlad(xe, we, a1); \
+    a1 = tg_smlad(xo, wo, a1); \
+    TG_LDRD(we, wo, w);        \
+    a2 = tg_smlad(xe, we, a2); \
+    a2 = tg_smlad(xo, wo, a2); \
+    TG_LDRD(we, wo, w);        \
+    a3 = tg_smlad(xe, we, a3); \
+    a3 = tg_smlad(xo, wo, a3); \
   } while (0)
 
 TG_INLINE const int32_t *tg_lstm_dot16x4(const int32_t *v, const int32_t *w, int32_t groups,
@@ -165,9 +165,8 @@ TG_INLINE int32_t tg_lstm_rq_gate(int32_t acc2, int32_t mult, int32_t rnd, int32
  * to Q3.12 and saturated on their own, then added with saturation */
 TG_INLINE int32_t tg_lstm_pre_fast(const tg_lstm_params *p, int g, int32_t ai2, int32_t ar2,
                                    const int e0) {
-  return tg_lstm_ssat16(
-      tg_lstm_rq_gate(ai2, p->in_mult[g], p->in_rnd[g], p->in_shift[g], e0) +
-      tg_lstm_rq_gate(ar2, p->rec_mult[g], p->rec_rnd[g], p->rec_shift[g], e0));
+  return tg_lstm_ssat16(tg_lstm_rq_gate(ai2, p->in_mult[g], p->in_rnd[g], p->in_shift[g], e0) +
+                        tg_lstm_rq_gate(ar2, p->rec_mult[g], p->rec_rnd[g], p->rec_shift[g], e0));
 }
 
 /* One row with 16-bit weights against x and h expanded once per row (xs, hs). */
@@ -189,8 +188,8 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
     gg = tg_lstm_tanh(tg_lstm_pre_fast(p, 2, ai[2], ar[2], e0), 3, 0);
     og = tg_lstm_sigmoid(tg_lstm_pre_fast(p, 3, ai[3], ar[3], e0));
     c_new = tg_lstm_ssat16(
-        tg_lstm_ssat16(tg_rq_fast(fg * (int32_t)c[u], p->forget_mult, p->forget_rnd,
-                                  p->forget_shift)) +
+        tg_lstm_ssat16(
+            tg_rq_fast(fg * (int32_t)c[u], p->forget_mult, p->forget_rnd, p->forget_shift)) +
         tg_lstm_ssat16(tg_rq_fast(ig * gg, p->input_mult, p->input_rnd, p->input_shift)));
     if (p->use_cell_clip) {
       c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
@@ -282,7 +281,7 @@ void tg_lstm_dsp_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden
   tg_lstm_run_w16(p, input, hidden, cell, output, scratch, 0);
 }
 
-void tg_lstm_dsp_e0_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden,
-                       int16_t *cell, int8_t *output, void *scratch) {
+void tg_lstm_dsp_e0_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, int16_t *cell,
+                       int8_t *output, void *scratch) {
   tg_lstm_run_w16(p, input, hidden, cell, output, scratch, 1);
 }

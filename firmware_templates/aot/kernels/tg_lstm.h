@@ -83,8 +83,8 @@ void tg_lstm_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, in
 void tg_lstm_dsp_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, int16_t *cell,
                     int8_t *output, void *scratch);
 /* The same where some gate matmul requantizes without a right shift (fast = 2). */
-void tg_lstm_dsp_e0_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden,
-                       int16_t *cell, int8_t *output, void *scratch);
+void tg_lstm_dsp_e0_s8(const tg_lstm_params *p, const int8_t *input, int8_t *hidden, int16_t *cell,
+                       int8_t *output, void *scratch);
 
 #ifdef __cplusplus
 }
