@@ -226,6 +226,19 @@ def _added_models(specs: list[str] | None) -> list[tuple[str, str, str | None]]:
     return out
 
 
+def cmd_export(args, con: Console) -> int:
+    from .project.export import export
+    r = export(args.model, args.format, args.output, runtime=args.runtime, name=args.name,
+               calib=args.calib, board_id=args.board, more_models=_added_models(args.add),
+               detection=args.detection, force=args.force, progress=con.progress,
+               warn=con.warn)
+    con.out(f"exported {', '.join(r.names)} ({r.runtime} runtime) as {args.format}: {r.out_dir}")
+    for n, arena in r.arena_bytes.items():
+        con.out(f"  {n}: arena {arena:,} B")
+    con.out(f"  {len(r.files)} files; what is where: {r.out_dir / 'README.md'}")
+    return 0
+
+
 def print_build_summary(r, con: Console) -> None:
     con.out(f"project: {r.out_dir}  (board {r.board.id}, runtime {r.runtime}, "
             f"model SHA-256 {r.signature[:16]}...)")
@@ -451,6 +464,29 @@ def make_parser() -> argparse.ArgumentParser:
                     help="aot runtime: time every operator on the device (read back by "
                          "`tinygen verify`; adds two counter reads per operator)")
     sp.set_defaults(func=cmd_build)
+
+    sp = sub.add_parser("export", help="the model as a library: plain C, Arduino, ESP-IDF",
+                        description="Write only the model library, with its prefixed C API "
+                                    "(docs/api.md), for your own firmware: --format c (a folder "
+                                    "with a Makefile and a CMakeLists.txt), arduino (an Arduino "
+                                    "library with an example sketch) or esp-idf (an ESP-IDF "
+                                    "component with an example project).")
+    model_arg(sp)
+    sp.add_argument("--format", required=True, choices=["c", "arduino", "esp-idf"])
+    calib_arg(sp)
+    sp.add_argument("--runtime", choices=["aot", "tflm"],
+                    help="aot: tinygen's generated C (default); tflm: TFLM glue for the "
+                         "platform's TFLM library (esp-tflite-micro, an Arduino TFLM library)")
+    sp.add_argument("--board", help="pick kernels for this board and check the model fits "
+                                    "(default: portable C kernels, no fit check)")
+    sp.add_argument("--name", default="model", metavar="NAME",
+                    help="C name of the model: NAME_init(), ... in NAME.h (default: model)")
+    sp.add_argument("--add", action="append", metavar="NAME=MODEL[,CALIB]",
+                    help="one more model in the same library; repeatable")
+    sp.add_argument("-o", "--output", metavar="DIR",
+                    help="output directory (default tinygen-out/NAME-FORMAT)")
+    force_arg(sp)
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("flash", help="put a built project on its board (QEMU for emulated boards)",
                         description="Real boards: `pio run -t upload`. Emulated boards: start QEMU with "

@@ -136,6 +136,9 @@ def test_app_for_real_boards(tmp_path, board, runtime, app, entry):
     if board == "esp32cam":
         cmake = (src / "CMakeLists.txt").read_text()
         assert '"app_main.c"' in cmake and '"vib_tflm.cc"' in cmake
+        # the glue's log hooks, without a second DebugLog beside esp-tflite-micro's
+        assert '"tg_tflm_nolog.cc"' in cmake and (src / "tg_tflm_target.h").is_file()
+        assert "tg_tflm_target.cc" not in cmake
         assert "CONFIG_ESP_CONSOLE_NONE" not in (proj / "sdkconfig.defaults").read_text()
     else:
         (tmp_path / "hal.c").write_text(HOST_HAL)

@@ -51,6 +51,28 @@ def _bytes_literal(data: bytes, per_line: int = 16) -> str:
     return ",\n  ".join(rows) or "0"
 
 
+def write_example_input(m: AppModel, out_dir: Path) -> list[Path]:
+    """`<name>_example_input.c/.h`: the sample's bytes, one array per input."""
+    inputs = []
+    for t, x in zip(m.model.input_tensors(), m.sample):
+        raw = np.ascontiguousarray(x).tobytes()
+        if len(raw) != t.nbytes:
+            raise ValueError(f"example input for {t.name}: {len(raw)} bytes, tensor has {t.nbytes}")
+        inputs.append({"bytes": t.nbytes, "literal": _bytes_literal(raw)})
+    ctx = dict(version=__version__, name=m.name, NAME=m.name.upper(), sample=m.sample_note,
+               inputs=inputs)
+    return [render_to("app/example_input.h.j2", out_dir / f"{m.name}_example_input.h", ctx),
+            render_to("app/example_input.c.j2", out_dir / f"{m.name}_example_input.c", ctx)]
+
+
+def app_row(m: AppModel) -> dict:
+    """What the app and example templates print for one model."""
+    return {"name": m.name, "NAME": m.name.upper(), "sample": m.sample_note,
+            "inputs": list(range(len(m.model.input_tensors()))),
+            "outputs": list(range(len(m.model.output_tensors()))),
+            "classifier": _is_classifier(m.model)}
+
+
 def app_file_name(entry: str) -> str:
     return "app_main.cpp" if entry == ENTRY_ARDUINO else "app_main.c"
 
@@ -62,24 +84,8 @@ def generate_app(models: list[AppModel], out_dir: Path, *, entry: str, board_id:
     files = []
     rows = []
     for m in models:
-        tensors = m.model.input_tensors()
-        inputs = []
-        for t, x in zip(tensors, m.sample):
-            raw = np.ascontiguousarray(x).tobytes()
-            if len(raw) != t.nbytes:
-                raise ValueError(f"example input for {t.name}: {len(raw)} bytes, "
-                                 f"tensor has {t.nbytes}")
-            inputs.append({"bytes": t.nbytes, "literal": _bytes_literal(raw)})
-        ctx = dict(version=__version__, name=m.name, NAME=m.name.upper(), sample=m.sample_note,
-                   inputs=inputs)
-        files.append(render_to("app/example_input.h.j2", out_dir / f"{m.name}_example_input.h",
-                               ctx))
-        files.append(render_to("app/example_input.c.j2", out_dir / f"{m.name}_example_input.c",
-                               ctx))
-        rows.append({"name": m.name, "NAME": m.name.upper(), "sample": m.sample_note,
-                     "inputs": list(range(len(tensors))),
-                     "outputs": list(range(len(m.model.output_tensors()))),
-                     "classifier": _is_classifier(m.model)})
+        files += write_example_input(m, out_dir)
+        rows.append(app_row(m))
     ctx = dict(version=__version__, models=rows, entry=entry, board_id=board_id,
                board_name=board_name, baud=baud, runtime=runtime,
                model_list=", ".join(m.name for m in models), max_values=MAX_PRINTED_VALUES)

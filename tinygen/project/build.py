@@ -362,7 +362,11 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
                                        "signature": e.conversion.ir.signature,
                                        "arena_bytes": e_arena,
                                        "resolver": [r.method for r in more.resolver]})
-        if board.family != "esp32":
+        if board.family == "esp32":
+            # esp-tflite-micro brings DebugLog and the timer; the glue's log hooks stay
+            for f in ("tg_tflm_target.h", "tg_tflm_nolog.cc"):
+                shutil.copy2(TEMPLATES_DIR / "tflm" / f, src / f)
+        else:
             _copy_tflm_target(src)
             _place_tflm_library(root, tree, note, methods)
             if tree is not None:
