@@ -41,6 +41,9 @@ _WIDE_DYNAMIC_BITS = 32
 # is in the same unit as TensorFlow's audio_microfrontend output.
 _LOG_SCALE_SHIFT = 6
 _LOG_FEATURE_SCALE = 10.0 / 256.0
+# .tflite metadata entry: JSON with the sample rate, window and stride, which
+# the graph itself cannot say (pipelines frame the audio with them)
+METADATA_NAME = "tinygen_frontend"
 
 
 @dataclass(frozen=True)
@@ -286,12 +289,21 @@ class _Graph:
             o.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
         self.ops.append(o)
 
-    def build(self, inputs, outputs, description: str) -> bytes:
+    def build(self, inputs, outputs, description: str, metadata: dict | None = None) -> bytes:
+        import json
+
         import flatbuffers
         s = self.s
         m = s.ModelT()
         m.version, m.description = 3, description
         m.buffers, m.operatorCodes = self.buffers, list(self.codes.values())
+        if metadata is not None:
+            md = s.MetadataT()
+            md.name, md.buffer = METADATA_NAME, len(self.buffers)
+            buf = s.BufferT()
+            buf.data = np.frombuffer(json.dumps(metadata).encode(), np.uint8).copy()
+            m.buffers = self.buffers + [buf]
+            m.metadata = [md]
         sg = s.SubGraphT()
         sg.tensors, sg.operators, sg.name = self.tensors, self.ops, "frontend"
         sg.inputs, sg.outputs = list(inputs), list(outputs)
@@ -365,7 +377,8 @@ def build_frontend(p: FrontendParams) -> bytes:
             f"{ch} mel channels {p.lower_hz:g}-{p.upper_hz:g} Hz, "
             f"noise reduction {'on' if p.noise_reduction else 'off'}, "
             f"PCAN {'on' if p.pcan else 'off'}")
-    return g.build([audio], [features], desc)
+    meta = {k: v for k, v in p.as_dict().items()}
+    return g.build([audio], [features], desc, metadata=meta)
 
 
 def make_frontend(p: FrontendParams):

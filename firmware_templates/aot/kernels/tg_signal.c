@@ -339,3 +339,46 @@ void tg_filter_bank_log(const tg_filter_bank_log_params *p, const uint32_t *in, 
     }
   }
 }
+
+void tg_framer_s16(const tg_framer_params *p, const int16_t *in, int16_t *out, uint8_t *valid,
+                   void *state) {
+  int32_t *held = (int32_t *)state; /* samples beyond `initial`, per stream */
+  int16_t *samples = (int16_t *)(held + p->outer_dims);
+  int32_t s, f, i;
+  *valid = 1;
+  for (s = 0; s < p->outer_dims; ++s) {
+    int16_t *fifo = samples + s * p->capacity; /* oldest sample first */
+    int32_t count = held[s] + p->initial;
+    for (f = 0; f < p->n_frames; ++f) {
+      const int32_t frame = s * p->n_frames + f;
+      memcpy(fifo + count, in + frame * p->frame_step, sizeof(int16_t) * (size_t)p->frame_step);
+      count += p->frame_step;
+      if (count >= p->frame_size) {
+        memcpy(out + frame * p->frame_size, fifo, sizeof(int16_t) * (size_t)p->frame_size);
+        count -= p->frame_step;
+        for (i = 0; i < count; ++i) fifo[i] = fifo[i + p->frame_step];
+      } else {
+        *valid = 0; /* that frame's output is left as it was, as TFLM leaves it */
+      }
+    }
+    held[s] = count - p->initial;
+  }
+}
+
+void tg_stacker_s16(const tg_stacker_params *p, const int16_t *in, int16_t *out, uint8_t *valid,
+                    void *state) {
+  int32_t *started = (int32_t *)state;
+  int16_t *rows = (int16_t *)(started + 1); /* oldest frame first */
+  const int32_t ch = p->num_channels, kept = p->left_context * ch;
+  int32_t i;
+  if (!*started) {
+    /* the first frame also stands for the left context it does not have yet */
+    for (i = 0; i <= p->left_context; ++i) memcpy(rows + i * ch, in, sizeof(int16_t) * (size_t)ch);
+    *started = 1;
+  } else {
+    for (i = 0; i < kept; ++i) rows[i] = rows[i + ch];
+    memcpy(rows + kept, in, sizeof(int16_t) * (size_t)ch);
+  }
+  memcpy(out, rows, sizeof(int16_t) * (size_t)(kept + ch));
+  *valid = 1;
+}

@@ -81,6 +81,26 @@ typedef struct {
   const uint16_t *log_lut; /* 130 entries: log2(1 + x) - x on 128 segments, Q16 */
 } tg_filter_bank_log_params;
 
+typedef struct {
+  int32_t outer_dims; /* independent streams */
+  int32_t n_frames;   /* frames per invoke and stream */
+  int32_t frame_size;
+  int32_t frame_step;
+  int32_t initial;  /* samples held after reset: the zeros of prefill */
+  int32_t capacity; /* samples a stream's state holds */
+} tg_framer_params;
+
+typedef struct {
+  int32_t num_channels;
+  int32_t left_context; /* frames kept before the newest one */
+} tg_stacker_params;
+
+/* state: outer_dims int32 counts, then outer_dims x capacity int16 samples. */
+void tg_framer_s16(const tg_framer_params *p, const int16_t *in, int16_t *out, uint8_t *valid,
+                   void *state);
+/* state: an int32 flag, then (left_context + 1) x num_channels int16 values. */
+void tg_stacker_s16(const tg_stacker_params *p, const int16_t *in, int16_t *out, uint8_t *valid,
+                    void *state);
 void tg_window_s16(const tg_window_params *p, const int16_t *in, const int16_t *weights,
                    int16_t *out);
 void tg_fft_auto_scale_s16(const tg_fft_auto_scale_params *p, const int16_t *in, int16_t *out,

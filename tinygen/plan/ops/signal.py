@@ -325,3 +325,50 @@ def lower_filter_bank_log(op: Operator, ctx: LoweringContext) -> KernelCall:
                  {"num_channels": ch, "correction_bits": f"{o['input_correction_bits']}u",
                   "output_scale": f"{o['output_scale'] & 0xFFFFFFFF}u", "log_lut": lut.name},
                  constants=[lut], comment=f"SignalFilterBankLog {ch} channels")
+
+
+@lowers("SignalFramer")
+def lower_framer(op: Operator, ctx: LoweringContext) -> KernelCall:
+    (x,), (y, valid) = _io(op, ctx, 1, 2)
+    _dtypes([x, y, valid], "int16", "int16", "bool")
+    o = _options(op, ("frame_size", "frame_step", "prefill"))
+    size, step = o["frame_size"], o["frame_step"]
+    if not x.shape or len(y.shape) != len(x.shape) + 1 or valid.num_elements != 1:
+        raise LoweringError("the output must have one axis more than the input, and a scalar "
+                            "valid flag")
+    inner = int(x.shape[-1])
+    if step < 1 or size < 1 or inner < step or inner % step:
+        raise LoweringError(f"frame_step {step} does not divide the {inner} samples of an input")
+    outer, n_frames = x.num_elements // inner, inner // step
+    if y.num_elements != outer * n_frames * size:
+        raise LoweringError(f"output {list(y.shape)} is not {outer} x {n_frames} frames of {size}")
+    capacity = -(-size // step) * step
+    initial = size - step if o["prefill"] else 0
+    if initial < 0:
+        raise LoweringError(f"prefill with frame_step {step} above frame_size {size}")
+    return _call(op, "tg_framer_s16", "tg_framer_params",
+                 {"outer_dims": outer, "n_frames": n_frames, "frame_size": size,
+                  "frame_step": step, "initial": initial, "capacity": capacity},
+                 state_bytes=4 * outer + 2 * outer * capacity,
+                 comment=f"SignalFramer {size} samples every {step} (sample history)")
+
+
+@lowers("SignalStacker")
+def lower_stacker(op: Operator, ctx: LoweringContext) -> KernelCall:
+    (x,), (y, valid) = _io(op, ctx, 1, 2)
+    _dtypes([x, y, valid], "int16", "int16", "bool")
+    o = _options(op, ("num_channels", "stacker_left_context", "stacker_right_context",
+                      "stacker_step"))
+    ch, left = o["num_channels"], o["stacker_left_context"]
+    if o["stacker_step"] != 1 or o["stacker_right_context"] != 0:
+        raise LoweringError(f"stacker_step {o['stacker_step']}, right context "
+                            f"{o['stacker_right_context']}; the aot kernel stacks every frame "
+                            "with left context only (step 1, right context 0)")
+    if ch < 1 or left < 0 or x.num_elements != ch or y.num_elements != ch * (left + 1) \
+            or valid.num_elements != 1:
+        raise LoweringError(f"{x.num_elements} values in, {y.num_elements} out for "
+                            f"{ch} channels and {left} frames of left context")
+    return _call(op, "tg_stacker_s16", "tg_stacker_params",
+                 {"num_channels": ch, "left_context": left},
+                 state_bytes=4 + 2 * ch * (left + 1),
+                 comment=f"SignalStacker {left + 1} frames of {ch} (frame history)")

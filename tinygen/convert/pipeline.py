@@ -1,0 +1,213 @@
+"""A front end and a model as one streaming .tflite: raw samples in, the
+frame's features and the model's answer out, every stride.
+
+    audio int16 [1, stride] -> SignalFramer (window, stride, prefill) -> RESHAPE [1, window]
+      -> the front end's ops -> features int8 [1, channels]              (output 0)
+      -> RESHAPE [channels] -> QUANTIZE int16 (same scale: exact)
+      -> SignalStacker (frames x channels, left context frames - 1)
+      -> QUANTIZE int8 (exact back) -> RESHAPE (the model's input shape)
+      -> the model's ops -> the model's outputs                          (outputs 1...)
+
+One graph, so every runtime and the reference run the same thing: the
+tflite_micro interpreter invoked once per stride is the pipeline's reference,
+the device runs it with TFLM's or tinygen's kernels, and `verify` compares the
+features and the answers of every stride.  The framer starts with
+window - stride zero samples (prefill), so the first stride already gives a
+frame: frame k covers samples [k*stride - (window - stride), k*stride + stride).
+The stacker (TFLM's SignalStacker) stands the first frame in for the frames
+it has not seen yet, so the model answers from the first stride; from the
+`frames`-th stride on, its window holds the last `frames` frames.
+
+The front end says its sample rate and stride in the .tflite's metadata
+(`tinygen frontend` writes it); the model's input must take its features
+(frames_per_input).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TinygenError
+from ..ir import parse_tflite
+from .frontend import _TYPES, METADATA_NAME, _flexbuffer_map, frames_per_input
+
+
+@dataclass(frozen=True)
+class FrontendInfo:
+    sample_rate: int
+    window_samples: int
+    stride_samples: int
+
+
+def frontend_info(tflite: bytes, what: str = "the front end") -> FrontendInfo:
+    """The sample rate, window and stride a front end's metadata records."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    m = s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    for md in m.metadata or []:
+        name = md.name.decode() if isinstance(md.name, bytes) else md.name
+        if name == METADATA_NAME:
+            raw = bytes(np.asarray(m.buffers[md.buffer].data, np.uint8))
+            try:
+                d = json.loads(raw.decode())
+                return FrontendInfo(int(d["sample_rate"]), int(d["window_samples"]),
+                                    int(d["stride_samples"]))
+            except (ValueError, KeyError, TypeError):
+                break
+    raise TinygenError(f"{what} does not record its sample rate and stride (make it with "
+                       "`tinygen frontend`)")
+
+
+def _load(tflite: bytes):
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    return s, s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+
+
+def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, int]:
+    """(the pipeline's .tflite, the front end's sample rate/window/stride, frames per
+    model input); TinygenError in one line when they do not fit together."""
+    info = frontend_info(frontend)
+    fe_ir, m_ir = parse_tflite(frontend), parse_tflite(model)
+    frames = frames_per_input(fe_ir, m_ir)
+    if fe_ir.num_subgraphs != 1 or m_ir.num_subgraphs != 1:
+        raise TinygenError("a pipeline joins single-subgraph graphs; the model has "
+                           f"{m_ir.num_subgraphs} subgraphs")
+    fe_in = fe_ir.input_tensors()[0]
+    if fe_in.dtype != "int16" or [int(d) for d in fe_in.shape] != [1, info.window_samples]:
+        raise TinygenError(f"the front end's input is {fe_in.dtype} {list(fe_in.shape)}; a "
+                           f"pipeline needs int16 [1, {info.window_samples}]")
+    feat = fe_ir.output_tensors()[0]
+    ch = int(np.prod(feat.shape))
+
+    s, fe = _load(frontend)
+    _, mm = _load(model)
+    out = s.ModelT()
+    out.version = 3
+    out.buffers = [s.BufferT()]
+    out.operatorCodes = []
+    tensors: list = []
+    ops: list = []
+    codes: dict = {}
+
+    def code_index(oc) -> int:
+        custom = oc.customCode.decode() if isinstance(oc.customCode, bytes) else oc.customCode
+        key = (max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), custom, int(oc.version))
+        if key not in codes:
+            codes[key] = len(out.operatorCodes)
+            out.operatorCodes.append(oc)
+        return codes[key]
+
+    def take(graph, prefix: str) -> int:
+        """Append a graph's tensors, buffers and ops; returns its tensor offset."""
+        sg = graph.subgraphs[0]
+        t0 = len(tensors)
+        for t in sg.tensors:
+            buf = graph.buffers[t.buffer] if t.buffer < len(graph.buffers) else None
+            nb = s.BufferT()
+            if buf is not None and buf.data is not None and len(buf.data):
+                nb.data = buf.data
+            t.buffer = len(out.buffers)
+            out.buffers.append(nb)
+            name = t.name.decode() if isinstance(t.name, bytes) else t.name
+            t.name = f"{prefix}{name}"
+            tensors.append(t)
+        for o in sg.operators:
+            o.opcodeIndex = code_index(graph.operatorCodes[o.opcodeIndex])
+            o.inputs = [i + t0 if i >= 0 else i for i in (o.inputs if o.inputs is not None else [])]
+            o.outputs = [i + t0 for i in (o.outputs if o.outputs is not None else [])]
+            if o.intermediates is not None:
+                o.intermediates = [i + t0 for i in o.intermediates]
+            ops.append(o)
+        return t0
+
+    def new_tensor(name, shape, dtype, data=None, scale=None, zp=0) -> int:
+        t = s.TensorT()
+        t.name, t.shape, t.type = name, [int(d) for d in shape], _TYPES.get(dtype, 6)
+        buf = s.BufferT()
+        if data is not None:
+            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8).copy()
+        t.buffer = len(out.buffers)
+        out.buffers.append(buf)
+        if scale is not None:
+            q = s.QuantizationParametersT()
+            q.scale, q.zeroPoint = [float(scale)], [int(zp)]
+            t.quantization = q
+        tensors.append(t)
+        return len(tensors) - 1
+
+    def new_op(code: str, inputs, outputs, options: dict | None = None) -> None:
+        oc = s.OperatorCodeT()
+        if code.startswith("Signal"):
+            oc.builtinCode = oc.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+            oc.customCode = code
+        else:
+            oc.builtinCode = oc.deprecatedBuiltinCode = getattr(s.BuiltinOperator, code)
+        oc.version = 1
+        o = s.OperatorT()
+        o.opcodeIndex = code_index(oc)
+        o.inputs, o.outputs = list(inputs), list(outputs)
+        if options is not None:
+            o.customOptions = np.frombuffer(_flexbuffer_map(options), np.uint8).copy()
+            o.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
+        ops.append(o)
+
+    # samples -> frame
+    audio = new_tensor("audio", [1, info.stride_samples], "int16")
+    frame = new_tensor("frame", [1, 1, info.window_samples], "int16")
+    frame_valid = new_tensor("frame_valid", [], "bool")
+    new_op("SignalFramer", [audio], [frame, frame_valid],
+           {"frame_size": info.window_samples, "frame_step": info.stride_samples,
+            "prefill": True})
+    frame_shape = new_tensor("frame_shape", [2], "int32",
+                             np.array([1, info.window_samples], np.int32))
+    fe0 = len(tensors)       # where take() puts the front end's tensors
+    new_op("RESHAPE", [frame, frame_shape], [fe0 + fe_ir.inputs[0]])
+    take(fe, "frontend/")
+    features = fe0 + fe_ir.outputs[0]
+    # features -> the model's window (int16 only for SignalStacker: exact round trip)
+    flat8 = new_tensor("features_flat", [ch], "int8", scale=feat.scale, zp=feat.zero_point)
+    new_op("RESHAPE", [features, new_tensor("features_shape", [1], "int32",
+                                            np.array([ch], np.int32))], [flat8])
+    flat16 = new_tensor("features_int16", [ch], "int16", scale=feat.scale, zp=feat.zero_point)
+    new_op("QUANTIZE", [flat8], [flat16])
+    stacked16 = new_tensor("window_int16", [frames * ch], "int16", scale=feat.scale,
+                           zp=feat.zero_point)
+    window_valid = new_tensor("window_valid", [], "bool")
+    new_op("SignalStacker", [flat16], [stacked16, window_valid],
+           {"num_channels": ch, "stacker_left_context": frames - 1,
+            "stacker_right_context": 0, "stacker_step": 1})
+    stacked8 = new_tensor("window", [frames * ch], "int8", scale=feat.scale, zp=feat.zero_point)
+    new_op("QUANTIZE", [stacked16], [stacked8])
+    in_shape = [int(d) for d in m_ir.input_tensors()[0].shape]
+    window_shape = new_tensor("window_shape", [len(in_shape)], "int32",
+                              np.array(in_shape, np.int32))
+    m0 = len(tensors)        # where take() puts the model's tensors
+    new_op("RESHAPE", [stacked8, window_shape], [m0 + m_ir.inputs[0]])
+    take(mm, "model/")
+    ops_model_outputs = [m0 + i for i in m_ir.outputs]
+
+    sg = s.SubGraphT()
+    sg.name = "pipeline"
+    sg.tensors, sg.operators = tensors, ops
+    sg.inputs, sg.outputs = [audio], [features] + ops_model_outputs
+    out.subgraphs = [sg]
+    desc = (f"tinygen pipeline: {info.sample_rate} Hz, {info.stride_samples} samples per "
+            f"stride, window of {info.window_samples}; {frames} frames x {ch} features")
+    out.description = desc
+    md = s.MetadataT()
+    md.name = METADATA_NAME
+    md.buffer = len(out.buffers)
+    meta = dict(sample_rate=info.sample_rate, window_samples=info.window_samples,
+                stride_samples=info.stride_samples, frames=frames, channels=ch, pipeline=True)
+    mb = s.BufferT()
+    mb.data = np.frombuffer(json.dumps(meta).encode(), np.uint8).copy()
+    out.buffers.append(mb)
+    out.metadata = [md]
+    import flatbuffers
+    b = flatbuffers.Builder(1 << 16)
+    b.Finish(out.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output()), info, frames
+
+
