@@ -201,7 +201,37 @@ def _default_board(args) -> str:
     return args.board or DEFAULT_EMULATED_BOARD
 
 
+def _join_frontend(args, con: Console, workdir: Path):
+    """--frontend: the front end and the model as one streaming .tflite in
+    workdir; args.model then names it.  Returns the front end's FrontendInfo."""
+    from .convert.pipeline import build_pipeline
+    fe_path = Path(args.frontend)
+    if not fe_path.is_file():
+        raise TinygenError(f"--frontend {fe_path}: no such file")
+    model = Path(args.model)
+    if model.suffix.lower() == ".tflite" and not args.calib:
+        model_bytes = model.read_bytes() if model.is_file() else b""
+        if not model_bytes:
+            raise TinygenError(f"{model}: no such file")
+    else:
+        model_bytes = _load_ir_any(args.model, args.calib, con).tflite
+    con.progress(f"joining the front end {fe_path.name} and {model.name} into one pipeline")
+    tflite, info, frames = build_pipeline(fe_path.read_bytes(), bytes(model_bytes))
+    joined = workdir / f"{model.stem}+{fe_path.stem}.tflite"
+    joined.write_bytes(tflite)
+    con.progress(f"pipeline: {info.stride_samples} samples per stride at {info.sample_rate} Hz, "
+                 f"{frames} frames per model input")
+    args.model, args.calib = str(joined), None
+    return info, frames
+
+
 def cmd_build(args, con: Console) -> int:
+    if getattr(args, "frontend", None):
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="tinygen-pipeline-") as tmp:
+            _join_frontend(args, con, Path(tmp))
+            args.frontend = None
+            return cmd_build(args, con)
     from .project.build import build
     board = _default_board(args)
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
@@ -271,6 +301,26 @@ def cmd_flash(args, con: Console) -> int:
 
 
 def cmd_verify(args, con: Console) -> int:
+    if getattr(args, "raw", None) and not getattr(args, "frontend", None):
+        raise TinygenError("--raw needs --frontend FRONTEND.tflite (the raw samples go through "
+                           "the front end to the model)")
+    if getattr(args, "frontend", None):
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="tinygen-pipeline-") as tmp:
+            info, frames = _join_frontend(args, con, Path(tmp))
+            args.frontend = None
+            if args.raw:
+                from .data import read_raw_audio, stride_chunks
+                clips = read_raw_audio(args.raw, info.sample_rate)
+                chunks = stride_chunks(clips, info.stride_samples)
+                import numpy as np
+                data = Path(tmp) / "raw_strides.npy"
+                np.save(data, chunks)
+                con.progress(f"--raw: {len(clips)} clip(s), {sum(len(c) for c in clips):,} "
+                             f"samples: {len(chunks)} strides of {info.stride_samples}")
+                args.data, args.samples = str(data), len(chunks)
+            args.pipeline, args.raw = (info, frames), None
+            return cmd_verify(args, con)
     from .errors import VerificationFailed
     from .report.text import VectorProgress, format_report
     from .verify import verify_model
@@ -301,6 +351,15 @@ def cmd_verify(args, con: Console) -> int:
         print(f"{'PASS' if outcome.passed else 'FAIL'}: {len(reports)} of {len(runs)} boards "
               "verified" + (", all bit-exact" if exact else "")
               + (f" ({'; '.join(notes)})" if notes else ""), file=human, flush=True)
+    pipeline = getattr(args, "pipeline", None)
+    if pipeline is not None:
+        outcome.payload["pipeline"] = _pipeline_costs(pipeline, outcome, reports)
+        if not quiet_human:
+            p = outcome.payload["pipeline"]
+            if p.get("ms_per_stride") is not None:
+                print(f"  pipeline: {p['ms_per_stride']:.2f} ms per {p['stride_ms']:g} ms stride "
+                      f"at {p['clock_mhz']} MHz ({100 * p['realtime_fraction']:.1f}% of real "
+                      "time; estimate: one instruction per cycle)", file=human, flush=True)
     if json_to_stdout:
         sys.stdout.write(json.dumps(outcome.payload, indent=2) + "\n")
         sys.stdout.flush()
@@ -328,6 +387,23 @@ def cmd_verify(args, con: Console) -> int:
             raise VerificationFailed("; ".join(outcome.failures))
         raise VerificationFailed("device outputs differ from the reference beyond the tolerance")
     return 0
+
+
+def _pipeline_costs(pipeline, outcome, reports) -> dict:
+    """The stride's budget: instructions per stride (front end, stacking and
+    model together) at the board's clock against the stride's duration."""
+    info, frames = pipeline
+    stride_ms = 1000.0 * info.stride_samples / info.sample_rate
+    d = {"sample_rate": info.sample_rate, "window_samples": info.window_samples,
+         "stride_samples": info.stride_samples, "stride_ms": stride_ms, "frames": frames,
+         "clock_mhz": outcome.board.clock_mhz}
+    lat = outcome.payload.get("latency") or {}
+    instr = lat.get("instructions") if isinstance(lat, dict) else None
+    if instr:
+        ms = instr / (outcome.board.clock_mhz * 1000.0)
+        d.update(instructions_per_stride=instr, ms_per_stride=ms,
+                 realtime_fraction=ms / stride_ms)
+    return d
 
 
 # ---------------------------------------------------------------------------
@@ -366,6 +442,12 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument("--force", action="store_true",
                         help="let -o DIR replace a project built for another board or model "
                              "(without it that is refused, never silently overwritten)")
+
+    def frontend_arg(sp):
+        sp.add_argument("--frontend", metavar="FRONTEND.tflite",
+                        help="an audio front end (`tinygen frontend`) to put before the model: "
+                             "one firmware that takes raw samples, a stride at a time, and "
+                             "gives each frame's features and the model's answer (docs/frontend.md)")
 
     def model_arg(sp):
         sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")
@@ -463,6 +545,7 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--profile", action="store_true",
                     help="aot runtime: time every operator on the device (read back by "
                          "`tinygen verify`; adds two counter reads per operator)")
+    frontend_arg(sp)
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("export", help="the model as a library: plain C, Arduino, ESP-IDF",
@@ -547,6 +630,11 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="DIR",
                     help="project directory (default tinygen-out/MODEL-BOARD-verify)")
     force_arg(sp)
+    frontend_arg(sp)
+    sp.add_argument("--raw", metavar="FILE",
+                    help="with --frontend: raw audio to stream through the pipeline, a .wav "
+                         "(mono, 16-bit, the front end's rate) or a .npy of int16 samples "
+                         "([N] or [clips, N]); every stride is a vector")
     sp.set_defaults(func=cmd_verify)
     return p
 

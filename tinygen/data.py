@@ -510,3 +510,65 @@ def load_class_names(path: Path | str) -> list[str]:
     if not names:
         raise TinygenError(f"--labels file {path} is empty; give one class name per line")
     return names
+
+
+def read_raw_audio(path: Path | str, sample_rate: int) -> list[np.ndarray]:
+    """Clips of int16 samples from a .wav (mono, 16-bit PCM, at sample_rate) or
+    a .npy of int16 samples ([N] one clip, [clips, N] several); TinygenError,
+    one line saying what differs and what to do, for anything else."""
+    import wave
+    path = Path(path)
+    if not path.is_file():
+        raise TinygenError(f"--raw {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".wav":
+        try:
+            with wave.open(str(path), "rb") as w:
+                rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+                frames = w.readframes(w.getnframes())
+        except (wave.Error, EOFError, OSError) as exc:
+            raise TinygenError(f"--raw {path}: not a PCM .wav file ({exc})") from None
+        problems = []
+        if rate != sample_rate:
+            problems.append(f"{rate} Hz, the front end takes {sample_rate} Hz")
+        if channels != 1:
+            problems.append(f"{channels} channels, the front end takes 1 (mono)")
+        if width != 2:
+            problems.append(f"{8 * width}-bit samples, the front end takes 16-bit")
+        if problems:
+            raise TinygenError(
+                f"--raw {path}: {'; '.join(problems)}: convert it, e.g. `sox {path.name} -r "
+                f"{sample_rate} -c 1 -b 16 out.wav`, or make the front end with "
+                f"`tinygen frontend --sample-rate {rate}`")
+        clip = np.frombuffer(frames, "<i2").astype(np.int16)
+        if clip.size == 0:
+            raise TinygenError(f"--raw {path}: the .wav holds no samples")
+        return [clip]
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise TinygenError(f"--raw {path}: not a readable .npy ({exc})") from None
+        if arr.dtype != np.int16:
+            raise TinygenError(f"--raw {path}: the samples are {arr.dtype}; give int16 samples "
+                               f"at {sample_rate} Hz (np.int16)")
+        if arr.ndim == 1 and arr.size:
+            return [arr]
+        if arr.ndim == 2 and arr.size:
+            return [row for row in arr]
+        raise TinygenError(f"--raw {path}: shape {list(arr.shape)}; give [samples] (one clip) "
+                           "or [clips, samples]")
+    raise TinygenError(f"--raw {path}: a {suffix or 'file without extension'}; give a .wav "
+                       "(mono, 16-bit) or a .npy of int16 samples")
+
+
+def stride_chunks(clips: Sequence[np.ndarray], stride: int) -> np.ndarray:
+    """The clips one after another, cut into strides of int16 samples ([K, stride]);
+    each clip's last stride is completed with zeros."""
+    rows = []
+    for clip in clips:
+        n = -(-len(clip) // stride) * stride
+        padded = np.zeros(n, np.int16)
+        padded[:len(clip)] = clip
+        rows.append(padded.reshape(-1, stride))
+    return np.concatenate(rows)

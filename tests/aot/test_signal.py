@@ -268,3 +268,42 @@ def test_frontend_graph_matches_the_interpreter(params):
     from test_frontend import audio_windows
     wins = audio_windows(25, params.window_samples, seed=7)
     assert_same(build_frontend(params), [[w[None]] for w in wins])
+
+
+# ---------------------------------------------------------------------------
+# streaming state: framing and stacking (the pipeline's ops)
+
+
+@fast(12)
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 64), st.integers(1, 4),
+       st.booleans(), seeds)
+def test_framer_keeps_its_sample_history(outer, n_frames, step, size_steps, prefill, seed):
+    """prefill off only with frame_size == frame_step: TFLM leaves an invalid
+    frame's output as it was in its arena, which no other runtime can match."""
+    rng = np.random.default_rng(seed)
+    size = step * size_steps if prefill else step
+    if prefill and size_steps > 1:
+        size -= int(rng.integers(0, step))
+    g = _Graph()
+    x = g.tensor("x", [outer, n_frames * step], "int16")
+    y = g.tensor("y", [outer, n_frames, size], "int16")
+    valid = g.tensor("valid", [], "bool")
+    g.op("SignalFramer", [x], [y, valid],
+         {"frame_size": size, "frame_step": step, "prefill": prefill})
+    batches = [[int16_audio(rng, outer * n_frames * step).reshape(outer, -1)] for _ in range(6)]
+    assert_same(g.build([x], [y], "framer"), batches)
+
+
+@fast(10)
+@given(st.integers(1, 40), st.integers(0, 12), seeds)
+def test_stacker_keeps_its_frame_history(channels, left, seed):
+    rng = np.random.default_rng(seed)
+    g = _Graph()
+    x = g.tensor("x", [channels], "int16")
+    y = g.tensor("y", [channels * (left + 1)], "int16")
+    valid = g.tensor("valid", [], "bool")
+    g.op("SignalStacker", [x], [y, valid], {"num_channels": channels,
+                                           "stacker_left_context": left,
+                                           "stacker_right_context": 0, "stacker_step": 1})
+    assert_same(g.build([x], [y], "stacker"),
+                [[int16_audio(rng, channels)] for _ in range(left + 3)])

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import TinygenError
 
 # TFLite TensorType codes (schema.fbs)
-_TYPES = {"float32": 0, "int32": 2, "int16": 7, "int8": 9, "uint64": 12, "uint32": 15}
+_TYPES = {"float32": 0, "int32": 2, "bool": 6, "int16": 7, "int8": 9, "uint64": 12, "uint32": 15}
 _NP = {"int32": np.int32, "int16": np.int16, "int8": np.int8, "uint64": np.uint64,
        "uint32": np.uint32}
 

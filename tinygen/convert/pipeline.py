@@ -124,7 +124,7 @@ def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, 
 
     def new_tensor(name, shape, dtype, data=None, scale=None, zp=0) -> int:
         t = s.TensorT()
-        t.name, t.shape, t.type = name, [int(d) for d in shape], _TYPES.get(dtype, 6)
+        t.name, t.shape, t.type = name, [int(d) for d in shape], _TYPES[dtype]
         buf = s.BufferT()
         if data is not None:
             buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8).copy()
