@@ -23,6 +23,7 @@ LAYERS = [
     ("plan", ["plan"]),
     ("analyze", ["analyze"]),
     ("codegen", ["codegen"]),
+    ("update", ["update"]),
     ("project", ["project"]),
     ("device", ["device"]),
     ("verify", ["verify"]),

@@ -233,12 +233,14 @@ def cmd_build(args, con: Console) -> int:
             args.frontend = None
             return cmd_build(args, con)
     from .project.build import build
+    from .tools.model_update import update_config
     board = _default_board(args)
     r = build(args.model, board, runtime=args.runtime, calib=args.calib, out_dir=args.output,
               tflm_source=args.tflm_source, compile_firmware=not args.no_compile,
               progress=con.progress, detection=args.detection, profile=args.profile,
               arena_bytes=args.arena_bytes, force=args.force, name=args.name,
-              firmware=args.firmware, more_models=_added_models(args.add))
+              firmware=args.firmware, more_models=_added_models(args.add),
+              update=update_config(args))
     print_build_summary(r, con)
     return 0
 
@@ -422,6 +424,7 @@ def make_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress messages")
+    from .tools import model_update
     _add = sub.add_parser
 
     def add_parser(*a, **kw):
@@ -546,6 +549,7 @@ def make_parser() -> argparse.ArgumentParser:
                     help="aot runtime: time every operator on the device (read back by "
                          "`tinygen verify`; adds two counter reads per operator)")
     frontend_arg(sp)
+    model_update.add_build_args(sp)
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("export", help="the model as a library: plain C, Arduino, ESP-IDF",
@@ -579,6 +583,8 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", help="upload port for real boards")
     sp.add_argument("-o", "--output", metavar="DIR", required=True, help="the built project directory")
     sp.set_defaults(func=cmd_flash)
+
+    model_update.add_commands(sub)
 
     sp = sub.add_parser("verify", help="run the same inputs on the device and on TFLM, compare",
                         **SIZES_HELP,

@@ -18,6 +18,9 @@
 
 #include "tg_hal.h"
 #include "tg_model_api.h"
+#ifdef TG_UPDATE
+#include "tg_update.h"
+#endif
 
 #define ARGS_BYTES 8u   /* INPUT_CHUNK: index, 3 reserved, offset */
 #define READ_BYTES 12u  /* READ_OUTPUT: index, 3 reserved, offset, length */
@@ -33,6 +36,7 @@
 #define FLAG_MODEL_READY 0x01u
 #define FLAG_BIG_ENDIAN 0x02u
 #define FLAG_PROFILE 0x04u
+#define FLAG_UPDATABLE 0x08u
 #define RESULT_INLINE 0x01u
 
 /* ------------------------------------------------------------------ */
@@ -149,6 +153,9 @@ static uint8_t device_flags(const tg_proto_t *p) {
   if (*(const uint8_t *)&one == 0) flags |= FLAG_BIG_ENDIAN;
 #ifdef TG_PROFILE_OPS
   flags |= FLAG_PROFILE;
+#endif
+#ifdef TG_UPDATE
+  flags |= FLAG_UPDATABLE;
 #endif
   return flags;
 }
@@ -278,7 +285,12 @@ static void send_info(tg_proto_t *p, uint16_t seq) {
   put32(f + 4, (uint32_t)p->model_status);
   put32(f + 8, m->arena_bytes);
   put32(f + 12, TG_PROTO_MAX_CHUNK);
+#ifdef TG_UPDATE
+  /* the model of the active slot, not the one the firmware was built with */
+  memcpy(f + 16, tg_update_model_signature(), 32);
+#else
   memcpy(f + 16, m->signature, 32);
+#endif
   f[48] = (uint8_t)ni;
   f[49] = (uint8_t)no;
   f[50] = blen;
@@ -534,6 +546,30 @@ static void handle_invoke(tg_proto_t *p, uint16_t seq) {
     send_result(p, seq);
 }
 
+#ifdef TG_UPDATE
+/* Model update commands (tg_update.c); a command that re-bound the model
+ * leaves no input or result behind. */
+static void handle_update(tg_proto_t *p, uint8_t type, uint16_t seq) {
+  static uint8_t reply[TG_UPDATE_REPLY_BYTES];
+  int changed = 0;
+  int32_t n;
+  if (!session_ok(p)) {
+    send_error(p, seq, TG_ERR_SESSION, type, p->session);
+    return;
+  }
+  n = tg_update_handle(type, p->rx_len, reply, &changed);
+  if (changed) {
+    clear_inputs(p);
+    p->outputs_valid = 0;
+    p->model_status = (int32_t)tg_model_init();
+  }
+  if (n < 0)
+    send_error(p, seq, TG_ERR_UPDATE, type, (uint32_t)-n);
+  else
+    send_small(p, TG_REPLY_FLAG | type, seq, reply, (uint32_t)n);
+}
+#endif
+
 /* A complete frame with a good CRC. */
 static void dispatch(tg_proto_t *p) {
   uint8_t type = p->hdr[1];
@@ -580,6 +616,16 @@ static void dispatch(tg_proto_t *p) {
       }
       return;
     }
+#ifdef TG_UPDATE
+    case TG_CMD_SLOTS:
+    case TG_CMD_UPDATE_BEGIN:
+    case TG_CMD_UPDATE_CHUNK:
+    case TG_CMD_UPDATE_FINISH:
+    case TG_CMD_ACTIVATE:
+    case TG_CMD_FAULT_ARM:
+      handle_update(p, type, seq);
+      return;
+#endif
 #ifdef TG_PROFILE_OPS
     case TG_CMD_READ_PROFILE:
       if (!session_ok(p)) {
@@ -631,6 +677,9 @@ static void rx_byte(tg_proto_t *p, uint8_t b) {
   if (k < p->rx_len) {
     p->rx_crc = crc_step(p->rx_crc, b);
     if (k < sizeof p->args) p->args[k] = b;
+#ifdef TG_UPDATE
+    if (TG_UPDATE_IS_CMD(p->hdr[1])) tg_update_rx(k, b);
+#endif
     if (k == ARGS_BYTES - 1u) {
       chunk_begin(p);
     } else if (k >= ARGS_BYTES && p->wr_left) {
@@ -706,6 +755,9 @@ void tg_proto_start(tg_proto_t *p) {
   if (!model_info_ok()) {
     p->model_status = TG_PROTO_STATUS_BAD_MODEL_INFO;
   } else {
+#ifdef TG_UPDATE
+    tg_update_boot();
+#endif
     p->model_status = (int32_t)tg_model_init();
   }
   send_boot(p);

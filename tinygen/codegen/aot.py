@@ -36,6 +36,9 @@ timing without touching the generated file.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -77,6 +80,8 @@ class AotResult:
     skipped_ops: list[int] = field(default_factory=list)    # views resolved by the planner
     weight_symbols: list[str] = field(default_factory=list)  # C names of the weight arrays
     table_symbols: list[str] = field(default_factory=list)   # C names of the other const arrays
+    payload: bytes | None = None         # updatable: the constants as one slot payload
+    fingerprint: str = ""                # updatable: SHA-256 of everything compiled into the code
 
     @property
     def constant_bytes(self) -> int:
@@ -160,7 +165,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
                  memory_first: bool = True, core: str | None = None,
                  scratch_growth: float = SCRATCH_GROWTH, overlap: bool = True,
                  fast_requant: bool = True, name: str = DEFAULT_NAME,
-                 protocol_binding: bool = True) -> AotResult:
+                 protocol_binding: bool = True, updatable: bool = False) -> AotResult:
     """Write the aot sources for `model` into out_dir; see the module docstring.
 
     core: the target core ("cortex-m4f", "xtensa-lx6", ...); default: the
@@ -171,7 +176,14 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     memory_first: never let kernels' optional scratch buffers grow the arena
     by more than scratch_growth (a fraction of the scratch-free plan's arena;
     0: not at all) -- those kernels then run their scratch-free variants;
-    False keeps every faster kernel whatever it costs in RAM."""
+    False keeps every faster kernel whatever it costs in RAM.
+
+    updatable: the constants are not compiled in; they are laid out in one
+    payload (AotResult.payload) that the firmware reads from a model slot
+    (firmware_templates/update/), the kernel parameters that point at them
+    are patched by tg_model_bind(), and AotResult.fingerprint hashes
+    everything that stays compiled in, so an image fits this firmware
+    exactly when its model would generate the same code."""
     out_dir = Path(out_dir)
     check_name(name)
     tensors = model.tensors
@@ -190,6 +202,10 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     weights_bytes = 0
     tables_bytes = 0
 
+    payload = bytearray()
+    const_offsets: dict[str, int] = {}
+    layout: list[tuple[str, int, int]] = []
+
     def add_const(c: ConstArray) -> None:
         nonlocal weights_bytes, tables_bytes
         if c.name in names:
@@ -197,6 +213,13 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         names.add(c.name)
         values = np.asarray(c.values).reshape(-1)
         nbytes = values.size * np.dtype(values.dtype).itemsize if values.size else 0
+        if updatable:
+            align = max(int(c.align), ARENA_ALIGN)
+            payload.extend(b"\0" * (-len(payload) % align))
+            const_offsets[c.name] = len(payload)
+            blob = values.astype(_PAYLOAD_DTYPES[c.ctype]).tobytes() if values.size else b""
+            layout.append((c.ctype, values.size, len(payload)))
+            payload.extend(blob)
         if c.is_weight:
             weights_bytes += nbytes
             weight_symbols.append(c.name)
@@ -222,6 +245,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
 
     # ---- calls -------------------------------------------------------------
     params_blocks: list[dict] = []
+    bindings: list[dict] = []
     steps: list[dict] = []
     skipped: list[int] = []
     states: list[dict] = []
@@ -240,13 +264,17 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
                           "code": None, "index": op.index})
             continue
         pname = f"op{op.index}_params"
-        params_blocks.append({"type": call.params_type, "name": pname,
-                              "fields": list(call.params.items())})
+        fields = list(call.params.items())
+        if updatable:
+            fields = _bind_fields(pname, fields, const_offsets, bindings)
+        params_blocks.append({"type": call.params_type, "name": pname, "fields": fields})
         args = [f"&{pname}"]
         for t in call.inputs:
             tt = tensors[t]
             if tt.is_constant:
-                args.append(const_tensor(t))
+                cname = const_tensor(t)
+                args.append(f"TG_CONST({c_type(tt.dtype, tt.name)}, {const_offsets[cname]}u)"
+                            if updatable else cname)
             else:
                 args.append(f"TG_ACT({c_type(tt.dtype, tt.name)}, {plan.offsets[t]})")
         for t in call.outputs:
@@ -275,7 +303,10 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     def pointer(i: int) -> str:
         t = tensors[i]
         if t.is_constant:
-            return f"(const uint8_t *){const_tensor(i)}"
+            cname = const_tensor(i)
+            if updatable:
+                return f"TG_CONST(uint8_t, {const_offsets[cname]}u)"
+            return f"(const uint8_t *){cname}"
         return f"(tg_arena + {plan.offsets[i]})"
 
     outputs_ptr = [pointer(i) for i in model.outputs]
@@ -310,8 +341,10 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         "weights_bytes": weights_bytes, "tables_bytes": tables_bytes,
         "plan_summary": plan.summary(), "num_ops": len(model.operators),
         "name": name, "header": header_name(name), "protocol_binding": protocol_binding,
-        "version": __version__,
+        "version": __version__, "updatable": updatable, "bindings": bindings,
+        "payload_bytes": len(payload),
     }
+    fingerprint = _fingerprint(context, layout) if updatable else ""
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -332,4 +365,46 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     return AotResult(out_dir=out_dir, files=written, arena_bytes=plan.arena_bytes,
                      weights_bytes=weights_bytes, tables_bytes=tables_bytes, calls=calls,
                      plan=plan, kernel_files=files, skipped_ops=skipped,
-                     weight_symbols=weight_symbols, table_symbols=table_symbols)
+                     weight_symbols=weight_symbols, table_symbols=table_symbols,
+                     payload=bytes(payload) if updatable else None, fingerprint=fingerprint)
+
+
+_PAYLOAD_DTYPES = {"int8_t": "<i1", "uint8_t": "<u1", "int16_t": "<i2", "uint16_t": "<u2",
+                   "int32_t": "<i4", "uint32_t": "<u4", "float": "<f4"}
+
+
+def _bind_fields(pname: str, fields: list, offsets: dict[str, int],
+                 bindings: list[dict]) -> list:
+    """Kernel parameter fields that name a constant array become NULL in the
+    initializer and a pointer set by tg_model_bind(); a constant used any
+    other way could not move into the slot."""
+    out = []
+    for key, value in fields:
+        text = str(value)
+        if text in offsets:
+            bindings.append({"params": pname, "field": key, "offset": offsets[text]})
+            out.append((key, "NULL"))
+            continue
+        for cname in offsets:
+            if re.search(rf"\b{re.escape(cname)}\b", text):
+                raise LoweringError(f"{pname}.{key} = {text}: a constant used in an expression "
+                                    "cannot move into an updatable model slot")
+        out.append((key, value))
+    return out
+
+
+def _fingerprint(context: dict, layout: list) -> str:
+    """SHA-256 of what an updatable build compiles in: kernel calls and their
+    parameters, tensor descriptions, arena, constant layout.  Not the
+    constants' values, not the model's own signature."""
+    keep = copy.deepcopy({k: context[k] for k in (
+        "runtime", "arena_bytes", "alignment", "headers", "params", "steps", "inputs", "outputs",
+        "inputs_ptr", "outputs_ptr", "variables", "bindings", "name")})
+    for rows in (keep["inputs"], keep["outputs"]):
+        for row in rows:
+            row.pop("name", None)      # tensor names are not compiled into the code
+    for step in keep["steps"]:
+        step.pop("comment", None)
+    keep["layout"] = layout
+    blob = json.dumps(keep, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()

@@ -221,6 +221,14 @@ class DeviceClient:
             values.extend(struct.unpack_from(f"<{n}I", payload, PROFILE_ARGS.size))
         return values
 
+    def request(self, ftype: int, payload: bytes = b"", timeout: float | None = None) -> bytes:
+        """One request of an optional command (READ_PROFILE, the model slot
+        commands) with the usual retries; the reply's payload.  An ERROR
+        reply raises DeviceError (its message says why)."""
+        self._current_info()
+        return self._transact(ftype, payload, timeout=timeout,
+                              reply_bytes=len(payload) + 64).payload
+
     def wait_boot(self, timeout: float) -> BootInfo:
         """Wait for the BOOT frame a device sends when it starts (after a
         flash or reset).  Ends any open session."""

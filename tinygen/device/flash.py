@@ -42,8 +42,16 @@ def flash(args, con) -> int:
     if board.emulated:
         from .qemu import QemuProcess
         elf = find_elf(out)
-        with QemuProcess(board.qemu_machine, elf) as qemu:
+        extra: list[str] = []
+        update = manifest.get("update")
+        if update:
+            # the model slots live in a file beside the project, as flash would
+            from ..project.updatable import flash_image_args
+            extra = flash_image_args(board.qemu_machine, out / update["flash_image"])
+        with QemuProcess(board.qemu_machine, elf, extra_args=extra) as qemu:
             con.out(f"{board.id}: QEMU {board.qemu_machine} running {elf}")
+            if update:
+                con.out(f"model slots: {out / update['flash_image']} (kept across restarts)")
             con.out(f"serial port: {qemu.url}   (e.g. tinygen verify --board {board.id} "
                     f"--port {qemu.url} MODEL)")
             con.out("press Ctrl-C to stop")

@@ -27,6 +27,13 @@ CMD_INVOKE = 0x03
 CMD_RESET_STATE = 0x04
 CMD_READ_OUTPUT = 0x05
 CMD_READ_PROFILE = 0x06  # optional: firmware built with --profile (INFO flags bit 2)
+# optional: updatable firmware (INFO flags bit 3; docs/model-update.md)
+CMD_SLOTS = 0x10
+CMD_UPDATE_BEGIN = 0x11
+CMD_UPDATE_CHUNK = 0x12
+CMD_UPDATE_FINISH = 0x13
+CMD_ACTIVATE = 0x14
+CMD_FAULT_ARM = 0x15  # only firmware built for the power-loss campaign
 REPLY_FLAG = 0x80
 MSG_BOOT = 0xF0
 MSG_ERROR = 0xFF
@@ -38,6 +45,12 @@ COMMAND_NAMES = {
     CMD_RESET_STATE: "RESET_STATE",
     CMD_READ_OUTPUT: "READ_OUTPUT",
     CMD_READ_PROFILE: "READ_PROFILE",
+    CMD_SLOTS: "SLOTS",
+    CMD_UPDATE_BEGIN: "UPDATE_BEGIN",
+    CMD_UPDATE_CHUNK: "UPDATE_CHUNK",
+    CMD_UPDATE_FINISH: "UPDATE_FINISH",
+    CMD_ACTIVATE: "ACTIVATE",
+    CMD_FAULT_ARM: "FAULT_ARM",
 }
 
 ERR_UNKNOWN_COMMAND = 1
@@ -54,6 +67,31 @@ ERR_INPUT_INCOMPLETE = 11
 ERR_OUTPUT_INDEX = 12
 ERR_OUTPUT_RANGE = 13
 ERR_NO_OUTPUT = 14
+ERR_UPDATE = 15  # detail: one of UPDATE_REASONS
+
+# Why a device refused an update command (tg_update.h TG_UPD_*).
+UPDATE_REASONS = {
+    1: "it is not a model image (bad magic)",
+    2: "the image is truncated",
+    3: "the image format is not one this firmware knows",
+    4: "the image has no SHA-512",
+    5: "the image content does not match its SHA-512: it is corrupted",
+    6: "the image is not signed",
+    7: "the image signature does not verify with the device's key (signed with another key?)",
+    8: "the image was built for another model architecture or runtime",
+    9: "the image is larger than a slot, or needs more arena than this firmware has",
+    10: "the image's version is not newer than the running model's (anti-rollback)",
+    11: "the image's security counter is below the device's floor (anti-rollback)",
+    12: "the model's self-test vectors gave other outputs on the device",
+    13: "there is no such slot",
+    14: "that slot holds no installed model",
+    15: "chunks of the image are missing",
+    16: "no update was begun since the device booted",
+    17: "a chunk's offset or length is not the one the transfer expects",
+    18: "the device's flash did not read back what was written",
+    19: "this exact image is already the running model",
+    20: "the request was malformed",
+}
 
 ERROR_NAMES = {
     ERR_UNKNOWN_COMMAND: "UNKNOWN_COMMAND",
@@ -70,6 +108,7 @@ ERROR_NAMES = {
     ERR_OUTPUT_INDEX: "OUTPUT_INDEX",
     ERR_OUTPUT_RANGE: "OUTPUT_RANGE",
     ERR_NO_OUTPUT: "NO_OUTPUT",
+    ERR_UPDATE: "UPDATE",
 }
 
 # Model status codes the device firmware itself produces (tg_protocol.h).
@@ -192,6 +231,9 @@ def device_error_message(code: int, detail: int, command: int) -> str:
         ERR_OUTPUT_INDEX: f"device has only {detail} output tensors: the firmware was built for another model",
         ERR_OUTPUT_RANGE: f"read beyond the device's output tensor of {detail} bytes: the firmware was built for another model",
         ERR_NO_OUTPUT: "device has no inference result to read (it was reset or the run failed)",
+        ERR_UPDATE: f"device refused {cmd}: "
+                    + UPDATE_REASONS.get(detail, f"reason {detail}")
+                    + "; the running model is unchanged",
     }
     return messages.get(code, f"device error {code} (detail {detail}) for {cmd}")
 

@@ -48,6 +48,7 @@ class DeviceInfo:
     model_status: int  # 0 when tg_model_init succeeded
     big_endian: bool = False
     profile: bool = False  # built with per-operator timing (READ_PROFILE)
+    updatable: bool = False  # model slots (SLOTS, UPDATE_*, ACTIVATE; docs/model-update.md)
     arena_used: int | None = None  # bytes the runtime uses (minor >= 1)
     model_error: str = ""  # why tg_model_init failed, from the firmware (minor >= 1)
 
@@ -145,7 +146,7 @@ def parse_info(payload: bytes) -> DeviceInfo:
         max_chunk=max_chunk,
         model_status=status,
         big_endian=big_endian,
-        profile=bool(flags & 4),
+        profile=bool(flags & 4), updatable=bool(flags & 8),
         arena_used=arena_used,
         model_error=model_error,
     )

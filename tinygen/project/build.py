@@ -71,6 +71,7 @@ class BuildResult:
     model_path: str = ""                   # the source model, resolved (-o reuse check)
     firmware: str = FIRMWARE_APP           # app or protocol
     more_models: list[dict] = field(default_factory=list)  # --add: name, signature, arena
+    update: dict | None = None             # --updatable: slots, key, fingerprint (updatable.py)
 
     def manifest(self) -> dict:
         return {
@@ -85,6 +86,7 @@ class BuildResult:
             "tflm_tree": self.tflm_tree, "tflm_flavour": self.tflm_flavour,
             "arena_measured": self.arena_measured, "model_path": self.model_path,
             "c_name": self.c_name, "firmware": self.firmware, "more_models": self.more_models,
+            "update": self.update,
         }
 
 
@@ -131,16 +133,30 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
           detection: str | Path | None = None, profile: bool = False,
           arena_bytes: int | None = None, force: bool = False,
           name: str = DEFAULT_NAME, firmware: str = FIRMWARE_APP,
-          more_models: Sequence[tuple[str, str | Path, str | Path | None]] = ()) -> BuildResult:
+          more_models: Sequence[tuple[str, str | Path, str | Path | None]] = (),
+          update=None) -> BuildResult:
     """`more_models`: (name, model, calib) of further models linked into the
     same image (`--add`), each with its own prefixed API; the first model is
-    the one the protocol firmware serves."""
+    the one the protocol firmware serves.  `update`: an updatable.UpdateConfig
+    for `--updatable` (model slots, docs/model-update.md)."""
     note = progress or (lambda _m: None)
     check_names([name] + [m[0] for m in more_models])
     if firmware not in FIRMWARES:
         raise TinygenError(f"--firmware {firmware!r}: choose {' or '.join(FIRMWARES)}")
     board = get_board(board_id)
     runtime = choose_runtime(board, runtime)
+    if update is not None:
+        from .updatable import partition_of
+        partition_of(board)
+        if runtime != "aot":
+            raise TinygenError("--updatable is implemented for the aot runtime so far "
+                               "(add --runtime aot); see docs/model-update.md")
+        if firmware != FIRMWARE_PROTOCOL:
+            raise TinygenError("--updatable firmware receives models over the serial protocol: "
+                               "add --firmware protocol (an application of your own is not "
+                               "wired to the model slots yet; docs/model-update.md)")
+        if more_models:
+            raise TinygenError("--updatable keeps one model in its slots: drop --add")
     if profile and runtime != "aot":
         raise TinygenError("--profile (per-operator timing) needs the aot runtime")
     if profile and firmware != FIRMWARE_PROTOCOL:
@@ -184,7 +200,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     try:
         result = _render(staging, board, runtime, source.name, conversion, analysis, fit,
                          tree, note, profile, arena_bytes, name, firmware, extra,
-                         Path(calib) if calib else None)
+                         Path(calib) if calib else None, update)
         if compile_firmware and board.emulated:
             note(f"compiling firmware for {board.id} with PlatformIO (offline platform)")
             _compile_emulated(staging, result)
@@ -317,7 +333,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
             tree, note, profile: bool = False,
             arena_override: int | None = None, name: str = DEFAULT_NAME,
             firmware: str = FIRMWARE_APP, extra: Sequence[_Extra] = (),
-            calib: Path | None = None) -> BuildResult:
+            calib: Path | None = None, update=None) -> BuildResult:
     ir = conversion.ir
     src = root / "src"
     src.mkdir(parents=True)
@@ -381,12 +397,22 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
                         "for streaming use a reference-kernel TFLM tree or --runtime aot")
     else:
         from ..codegen.aot import generate_aot
-        aot = generate_aot(ir, src, board=board.id, name=name)
+        aot = generate_aot(ir, src, board=board.id, name=name, updatable=update is not None)
         result.arena_bytes = aot.arena_bytes
         result.model_flash = aot.constant_bytes
         # Model data = everything derived from the model's constants (weights, biases,
         # per-channel multipliers/shifts), as TFLM's "text minus model" counts it.
         result.weight_symbols = list(aot.weight_symbols) + list(aot.table_symbols)
+        if update is not None:
+            from ..update.make import Payload, image_for
+            from . import updatable
+            assert aot.payload is not None
+            note("signing the built-in model image (slot 0)")
+            payload = Payload(aot.payload, bytes.fromhex(aot.fingerprint), aot.arena_bytes, "aot")
+            image = image_for(ir, payload, update.version, update.sign, update.security_counter)
+            result.update = updatable.render(src, root / "lib", board, image, payload.fingerprint,
+                                             aot.arena_bytes, update)
+            result.weight_symbols = ["tg_factory_image"]
         result.memory_plan = plan_manifest(aot.plan, ir)
         result.profile = profile
         result.code_estimate = fitmod.AOT_CODE_BASE + fitmod.AOT_CODE_PER_KERNEL * len(
@@ -410,6 +436,10 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
                emulated_lines=[], build_flags=_build_flags(board, runtime, tree),
                src_flags=[] if board.family == "esp32" else _src_flags(board),
                build_cache_dir="")
+    if result.update is not None:
+        key = "build_flags" if board.family == "esp32" else "src_flags"
+        ctx[key] += ["-DTG_UPDATE"] + (["-DTG_UPDATE_FAULTS"]
+                                       if result.update["fault_injection"] else [])
     if result.profile:
         key = "build_flags" if board.family == "esp32" else "src_flags"
         ctx[key] += ["-DTG_PROFILE_OPS", f"-DTG_PROFILE_MAX_OPS={max(1, len(ir.operators))}u"]
