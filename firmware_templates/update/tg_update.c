@@ -107,7 +107,9 @@ static void put32(uint8_t *d, uint32_t v) {
 
 static uint32_t sector(void) { return tg_flash_sector(); }
 
-static uint32_t slot_base(uint8_t k) { return 2u * sector() + (uint32_t)(k - 1u) * TG_UPDATE_SLOT_BYTES; }
+static uint32_t slot_base(uint8_t k) {
+  return 2u * sector() + (uint32_t)(k - 1u) * TG_UPDATE_SLOT_BYTES;
+}
 
 static uint32_t slot_capacity(void) { return TG_UPDATE_SLOT_BYTES - sector(); }
 
@@ -116,7 +118,16 @@ static const uint8_t *slot_image(uint8_t k) {
   return tg_flash_base() + slot_base(k) + sector();
 }
 
-static uint32_t slot_avail(uint8_t k) { return k == 0u ? tg_factory_image_len : slot_capacity(); }
+static int rx_record_ok(uint8_t k);
+static const uint8_t *rx_record(uint8_t k);
+
+/* Bytes an image in slot k may span: what was received into it (bytes
+ * beyond are left over from an older image), else the whole slot. */
+static uint32_t slot_avail(uint8_t k) {
+  if (k == 0u) return tg_factory_image_len;
+  if (rx_record_ok(k)) return get32(rx_record(k) + 4);
+  return slot_capacity();
+}
 
 static uint32_t chunks_of(uint32_t len) {
   return (len + TG_UPDATE_CHUNK_BYTES - 1u) / TG_UPDATE_CHUNK_BYTES;
@@ -542,7 +553,8 @@ static int32_t cmd_chunk(uint32_t len, uint8_t *out) {
      * completes a page a power loss tore */
     if (tg_flash_program(base + sector() + off, data, n) != 0) return -(int32_t)TG_UPD_FLASH;
     if (tg_proto_crc32(0, slot_image(upd_slot) + off, n) != crc) return -(int32_t)TG_UPD_FLASH;
-    if (tg_flash_program(base + RX_BITMAP_OFFSET + idx, &done, 1) != 0) return -(int32_t)TG_UPD_FLASH;
+    if (tg_flash_program(base + RX_BITMAP_OFFSET + idx, &done, 1) != 0)
+      return -(int32_t)TG_UPD_FLASH;
   } else if (tg_proto_crc32(0, slot_image(upd_slot) + off, n) != crc) {
     return -(int32_t)TG_UPD_FLASH;
   }
@@ -593,8 +605,15 @@ static int32_t cmd_finish(uint8_t *out) {
   if (!upd_on) return -(int32_t)TG_UPD_NOT_STARTED;
   if (rx_done(upd_slot) != upd_len) return -(int32_t)TG_UPD_INCOMPLETE;
   r = commit(upd_slot, 1, t);
-  if (r != 0) return r;
   upd_on = 0;
+  if (r != 0) {
+    /* what was received is no use: the next UPDATE_BEGIN starts over
+     * instead of resuming into the same refusal (clearing bits needs no
+     * erase) */
+    static const uint8_t dead[4] = {0, 0, 0, 0};
+    (void)tg_flash_program(slot_base(upd_slot), dead, sizeof dead);
+    return r;
+  }
   out[0] = upd_slot;
   out[1] = 0;
   out[2] = 0;

@@ -31,26 +31,26 @@ extern "C" {
 
 /* Reasons (stable: the host prints them). */
 #define TG_UPD_OK 0u
-#define TG_UPD_BAD_MAGIC 1u      /* not an image */
-#define TG_UPD_TRUNCATED 2u      /* lengths or TLVs run past the image */
-#define TG_UPD_FORMAT 3u         /* unknown format version or layout */
-#define TG_UPD_NO_HASH 4u        /* no SHA-512 TLV */
-#define TG_UPD_HASH 5u           /* content does not match its hash: corrupted */
-#define TG_UPD_UNSIGNED 6u       /* no Ed25519 TLV */
-#define TG_UPD_SIGNATURE 7u      /* signature does not verify with this device's key */
-#define TG_UPD_WRONG_ARCH 8u     /* built for another model architecture/runtime */
-#define TG_UPD_TOO_LARGE 9u      /* image larger than a slot, or arena larger than this firmware's */
-#define TG_UPD_ROLLBACK 10u      /* version not newer than the active one */
+#define TG_UPD_BAD_MAGIC 1u  /* not an image */
+#define TG_UPD_TRUNCATED 2u  /* lengths or TLVs run past the image */
+#define TG_UPD_FORMAT 3u     /* unknown format version or layout */
+#define TG_UPD_NO_HASH 4u    /* no SHA-512 TLV */
+#define TG_UPD_HASH 5u       /* content does not match its hash: corrupted */
+#define TG_UPD_UNSIGNED 6u   /* no Ed25519 TLV */
+#define TG_UPD_SIGNATURE 7u  /* signature does not verify with this device's key */
+#define TG_UPD_WRONG_ARCH 8u /* built for another model architecture/runtime */
+#define TG_UPD_TOO_LARGE 9u  /* image larger than a slot, or arena larger than this firmware's */
+#define TG_UPD_ROLLBACK 10u  /* version not newer than the active one */
 #define TG_UPD_SECURITY_COUNTER 11u /* security counter below the device's floor */
-#define TG_UPD_SELFTEST 12u      /* the model's self-test vectors gave other outputs */
-#define TG_UPD_NO_SLOT 13u       /* no such slot */
-#define TG_UPD_EMPTY 14u         /* the slot holds no committed image */
-#define TG_UPD_INCOMPLETE 15u    /* chunks are missing */
-#define TG_UPD_NOT_STARTED 16u   /* UPDATE_CHUNK/FINISH without UPDATE_BEGIN since boot */
-#define TG_UPD_CHUNK 17u         /* chunk offset/length not what BEGIN announced */
-#define TG_UPD_FLASH 18u         /* flash read-back differs from the chunk (CRC) */
-#define TG_UPD_SAME 19u          /* this exact image is already the active one */
-#define TG_UPD_BAD_REQUEST 20u   /* malformed request payload */
+#define TG_UPD_SELFTEST 12u         /* the model's self-test vectors gave other outputs */
+#define TG_UPD_NO_SLOT 13u          /* no such slot */
+#define TG_UPD_EMPTY 14u            /* the slot holds no committed image */
+#define TG_UPD_INCOMPLETE 15u       /* chunks are missing */
+#define TG_UPD_NOT_STARTED 16u      /* UPDATE_CHUNK/FINISH without UPDATE_BEGIN since boot */
+#define TG_UPD_CHUNK 17u            /* chunk offset/length not what BEGIN announced */
+#define TG_UPD_FLASH 18u            /* flash read-back differs from the chunk (CRC) */
+#define TG_UPD_SAME 19u             /* this exact image is already the active one */
+#define TG_UPD_BAD_REQUEST 20u      /* malformed request payload */
 
 /* Largest request payload the update commands take (UPDATE_CHUNK: 8 bytes
  * of arguments + one chunk). */
