@@ -173,7 +173,7 @@ def updatable_project(cnn_tflite, signing_key, tmp_path_factory):
     out = tmp_path_factory.mktemp("upd") / "proj"
     cfg = UpdateConfig(public_key=pub, version=Version(1, 0, 0), fault_injection=True,
                        sign=keys.signer(key))
-    return build(cnn_tflite, BOARD, out_dir=out, update=cfg)
+    return build(cnn_tflite, BOARD, out_dir=out, update=cfg, firmware="protocol")
 
 
 @pytest.mark.slow
