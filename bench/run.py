@@ -202,7 +202,8 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int, trees: Path) -
         return {"model": name, "board": board_id, "skipped": f"{model} not found"}
     out = work / f"{name}-{board_id}"
     t0 = time.monotonic()
-    res = build(model, board_id, runtime="aot", calib=calib, out_dir=out, detection=det)
+    res = build(model, board_id, runtime="aot", calib=calib, out_dir=out, detection=det,
+                firmware="protocol")
     ir = res.conversion.ir
     board = get_board(board_id)
     rng = np.random.default_rng(0)
@@ -232,7 +233,7 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int, trees: Path) -
             # the aot project's .tflite, so that all three run the very same model
             tres = build(out / "model.tflite", board_id, runtime="tflm",
                          tflm_source=trees / flavour,
-                         out_dir=work / f"{name}-{board_id}-{flavour}")
+                         out_dir=work / f"{name}-{board_id}-{flavour}", firmware="protocol")
             if tres.conversion.ir.signature != ir.signature:
                 raise RuntimeError("the TFLM build converted a different model")
             m = run_firmware(tres, board, vec, ir, expect)

@@ -268,7 +268,7 @@ def test_nucleo_f446re_library_links_and_runs(tree, example_tflites, tmp_path):
     tfl, calib = example_tflites["quickstart"]
     out = tmp_path / "nucleo"
     r = run_cli("build", "--board", "nucleo_f446re", tfl, "--runtime", "tflm",
-                "--tflm-source", tree, "-o", out, "--no-compile")
+                "--tflm-source", tree, "-o", out, "--no-compile", "--firmware", "protocol")
     assert r.returncode == 0, r.stderr
     ini = (out / "platformio.ini").read_text()
     flags = ini.split("build_flags =", 1)[1]
