@@ -20,7 +20,7 @@ typical session:
   tinygen export --format arduino model.h5 --calib calib.npy --name kws -o kws-lib
   tinygen verify model.h5 --calib calib.npy --samples 20   # build, run in QEMU, compare with TFLM
   tinygen inspect model.h5 --calib calib.npy --board nucleo_f446re
-  tinygen build --board esp32cam model.h5 --calib calib.npy -o esp32cam-kws
+  tinygen build --board esp32cam model.h5 --calib calib.npy --firmware protocol -o esp32cam-kws
   tinygen verify --board esp32cam --port /dev/ttyUSB0 model.h5 --calib calib.npy
   tinygen verify model.h5 --calib calib.npy --profile --html report.html   # plots, per-op times
   tinygen verify --board esp32cam --port rfc2217://farm:7001 --port rfc2217://farm:7002 model.h5

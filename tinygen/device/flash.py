@@ -33,6 +33,22 @@ def find_elf(out: Path) -> Path:
     return elfs[0]
 
 
+def _monitor(qemu, interrupted: list) -> None:
+    """An application prints text on its UART: show it, as `pio device monitor` would."""
+    import serial
+    port = serial.serial_for_url(qemu.url, timeout=0.2)
+    try:
+        while qemu.running() and not interrupted:
+            data = port.read(256)
+            if data:
+                sys.stdout.write(data.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+    except (OSError, serial.SerialException):
+        pass                     # QEMU went away: the caller reports nothing more
+    finally:
+        port.close()
+
+
 def flash(args, con) -> int:
     out = Path(args.output)
     manifest = _project(out)
@@ -48,18 +64,24 @@ def flash(args, con) -> int:
             # the model slots live in a file beside the project, as flash would
             from ..project.updatable import flash_image_args
             extra = flash_image_args(board.qemu_machine, out / update["flash_image"])
+        app = manifest.get("firmware") == "app"
         with QemuProcess(board.qemu_machine, elf, extra_args=extra) as qemu:
             con.out(f"{board.id}: QEMU {board.qemu_machine} running {elf}")
             if update:
                 con.out(f"model slots: {out / update['flash_image']} (kept across restarts)")
-            con.out(f"serial port: {qemu.url}   (e.g. tinygen verify --board {board.id} "
-                    f"--port {qemu.url} MODEL)")
-            con.out("press Ctrl-C to stop")
+            if app:
+                con.out("the application's output follows; press Ctrl-C to stop")
+            else:
+                con.out(f"serial port: {qemu.url}   (e.g. tinygen verify --board {board.id} "
+                        f"--port {qemu.url} MODEL)")
+                con.out("press Ctrl-C to stop")
             # Ctrl-C only sets a flag: a KeyboardInterrupt raised inside Popen.poll()
             # can leave its wait lock taken, and stopping QEMU would then hang
             interrupted = []
             previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
             try:
+                if app:
+                    _monitor(qemu, interrupted)
                 while qemu.running() and not interrupted:
                     time.sleep(0.2)
             finally:
