@@ -157,6 +157,17 @@ def test_protocol_firmware_on_request(tmp_path):
     assert (src / "tg_main.c").is_file() and not (src / "app_main.c").exists()
     assert "TG_NO_MAIN" not in (proj / "platformio.ini").read_text()
     assert json.loads((proj / "tinygen.json").read_text())["firmware"] == "protocol"
+    # an application (where the user's code goes) is not replaced by the protocol unasked
+    app = tmp_path / "app"
+    assert run_cli("build", "--board", "qemu-cortex-m4", tmp_path / "kws.tflite",
+                   "--no-compile", "-o", app).returncode == 0
+    r = run_cli("build", "--board", "qemu-cortex-m4", tmp_path / "kws.tflite", "--firmware",
+                "protocol", "--no-compile", "-o", app)
+    assert r.returncode == 2 and "holds the application project" in r.stderr, r.stderr
+    assert (app / "src" / "app_main.c").is_file()
+    r = run_cli("build", "--board", "qemu-cortex-m4", tmp_path / "kws.tflite", "--firmware",
+                "protocol", "--no-compile", "-o", app, "--force")
+    assert r.returncode == 0 and (app / "src" / "tg_main.c").is_file()
     r = run_cli("build", "--board", "esp32dev", tmp_path / "kws.tflite", "--firmware",
                 "protocol", "-o", tmp_path / "e")
     assert r.returncode == 0, r.stderr

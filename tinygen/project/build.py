@@ -171,6 +171,13 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     model_path = Path(model_path)
     out = Path(out_dir) if out_dir else default_out_dir(model_path, board, firmware)
     _check_destination(out, board, model_path, force)
+    if firmware != FIRMWARE_APP and not force and _manifest_field(out / MANIFEST, "firmware") \
+            == FIRMWARE_APP:
+        # the application is where the user's code goes: never replaced unasked
+        raise TinygenError(
+            f"output directory {out} holds the application project of this model; the "
+            f"{firmware} firmware goes elsewhere: choose another -o, or pass --force to "
+            "replace it")
     tree = _open_tflm_tree(board, runtime, tflm_source, note)
 
     note(f"loading {model_path}")
@@ -297,6 +304,13 @@ def _manifest_model(path: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) and value else None
+
+
+def _manifest_field(path: Path, key: str):
+    try:
+        return json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _manifest_board(path: Path) -> str | None:
