@@ -161,6 +161,7 @@ struct SerialStub {
   void print(char) {}
   void print(int) {}
   void print(unsigned long) {}
+  void print(float, int) {}
   void println(const char *) {}
   void println(unsigned long) {}
 };
