@@ -88,3 +88,22 @@ def test_quantize_dequantize_sweep(shape, scale, zp, seed):
           [[float_inputs(seed, shape, scale, zp)]])
     check(unary_model("DEQUANTIZE", shape, "int8", (scale, zp), "float32", None),
           [[int_data(seed, shape, "int8")]])
+
+
+@pytest.mark.parametrize("tin,tout", [("int8", "int8"), ("int8", "int16"), ("int16", "int8"),
+                                      ("int16", "int16")])
+@pytest.mark.parametrize("zps", [(-128, -128), (-128, 0), (5, -7), (0, 127)])
+def test_requantize_at_the_same_scale_moves_only_the_zero_point(tin, tout, zps):
+    """Multiplier 2^30, shift 1 (a ratio of exactly 1.0): the kernels' offset
+    path, over every int8 value and the int16 extremes."""
+    zin, zout = zps
+    if tin == "int16":
+        zin = zin * 3
+    if tout == "int16":
+        zout = zout * 3
+    shape = (1, 512)
+    model = unary_model("QUANTIZE", shape, tin, (0.0625, zin), tout, (0.0625, zout))
+    lo, hi = QRANGE[tin]
+    vals = np.concatenate([np.arange(-128, 128), np.array([lo, hi, lo + 1, hi - 1, 0] * 8),
+                           np.linspace(lo, hi, 216).astype(np.int64)])
+    check(model, [[vals.astype(tin).reshape(shape)]])

@@ -54,8 +54,29 @@ TG_INLINE int32_t tg_requantize_one(const tg_requantize_params *p, int32_t v) {
   return tg_requantize(v - p->input_zero_point, p->multiplier, p->shift) + p->output_zero_point;
 }
 
+/* Multiplier 2^30 with shift 1 is exactly 1.0: the doubling high multiply of
+ * 2v by 2^30 rounds v + 1/2 down to v, so only the zero points move (a
+ * pipeline's int8 <-> int16 round trip of its features, same scale). */
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+#define TG_SAT_INT8(x) __ssat((x), 8)
+#define TG_SAT_INT16(x) __ssat((x), 16)
+#else
+#define TG_SAT_INT8(x) tg_clamp_i32((x), INT8_MIN, INT8_MAX)
+#define TG_SAT_INT16(x) tg_clamp_i32((x), INT16_MIN, INT16_MAX)
+#endif
+
+TG_INLINE int tg_requantize_is_offset(const tg_requantize_params *p) {
+  return p->multiplier == ((int32_t)1 << 30) && p->shift == 1;
+}
+
 void tg_requantize_s8_s8(const tg_requantize_params *p, const int8_t *in, int8_t *out) {
   int32_t i;
+  if (tg_requantize_is_offset(p)) {
+    const int32_t offset = p->output_zero_point - p->input_zero_point;
+    for (i = 0; i < p->size; ++i) out[i] = (int8_t)TG_SAT_INT8(in[i] + offset);
+    return;
+  }
   for (i = 0; i < p->size; ++i) {
     out[i] = (int8_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT8_MIN, INT8_MAX);
   }
@@ -63,6 +84,12 @@ void tg_requantize_s8_s8(const tg_requantize_params *p, const int8_t *in, int8_t
 
 void tg_requantize_s8_s16(const tg_requantize_params *p, const int8_t *in, int16_t *out) {
   int32_t i;
+  if (tg_requantize_is_offset(p)) {
+    const int32_t offset = p->output_zero_point - p->input_zero_point;
+    for (i = 0; i < p->size; ++i)
+      out[i] = (int16_t)tg_clamp_i32(in[i] + offset, INT16_MIN, INT16_MAX);
+    return;
+  }
   for (i = 0; i < p->size; ++i) {
     out[i] = (int16_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT16_MIN, INT16_MAX);
   }
@@ -70,6 +97,11 @@ void tg_requantize_s8_s16(const tg_requantize_params *p, const int8_t *in, int16
 
 void tg_requantize_s16_s8(const tg_requantize_params *p, const int16_t *in, int8_t *out) {
   int32_t i;
+  if (tg_requantize_is_offset(p)) {
+    const int32_t offset = p->output_zero_point - p->input_zero_point;
+    for (i = 0; i < p->size; ++i) out[i] = (int8_t)TG_SAT_INT8(in[i] + offset);
+    return;
+  }
   for (i = 0; i < p->size; ++i) {
     out[i] = (int8_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT8_MIN, INT8_MAX);
   }
@@ -77,6 +109,12 @@ void tg_requantize_s16_s8(const tg_requantize_params *p, const int16_t *in, int8
 
 void tg_requantize_s16_s16(const tg_requantize_params *p, const int16_t *in, int16_t *out) {
   int32_t i;
+  if (tg_requantize_is_offset(p)) {
+    const int32_t offset = p->output_zero_point - p->input_zero_point;
+    for (i = 0; i < p->size; ++i)
+      out[i] = (int16_t)tg_clamp_i32(in[i] + offset, INT16_MIN, INT16_MAX);
+    return;
+  }
   for (i = 0; i < p->size; ++i) {
     out[i] = (int16_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT16_MIN, INT16_MAX);
   }

@@ -344,7 +344,7 @@ void tg_framer_s16(const tg_framer_params *p, const int16_t *in, int16_t *out, u
                    void *state) {
   int32_t *held = (int32_t *)state; /* samples beyond `initial`, per stream */
   int16_t *samples = (int16_t *)(held + p->outer_dims);
-  int32_t s, f, i;
+  int32_t s, f;
   *valid = 1;
   for (s = 0; s < p->outer_dims; ++s) {
     int16_t *fifo = samples + s * p->capacity; /* oldest sample first */
@@ -356,7 +356,7 @@ void tg_framer_s16(const tg_framer_params *p, const int16_t *in, int16_t *out, u
       if (count >= p->frame_size) {
         memcpy(out + frame * p->frame_size, fifo, sizeof(int16_t) * (size_t)p->frame_size);
         count -= p->frame_step;
-        for (i = 0; i < count; ++i) fifo[i] = fifo[i + p->frame_step];
+        memmove(fifo, fifo + p->frame_step, sizeof(int16_t) * (size_t)count);
       } else {
         *valid = 0; /* that frame's output is left as it was, as TFLM leaves it */
       }
@@ -376,7 +376,7 @@ void tg_stacker_s16(const tg_stacker_params *p, const int16_t *in, int16_t *out,
     for (i = 0; i <= p->left_context; ++i) memcpy(rows + i * ch, in, sizeof(int16_t) * (size_t)ch);
     *started = 1;
   } else {
-    for (i = 0; i < kept; ++i) rows[i] = rows[i + ch];
+    memmove(rows, rows + ch, sizeof(int16_t) * (size_t)kept);
     memcpy(rows + kept, in, sizeof(int16_t) * (size_t)ch);
   }
   memcpy(out, rows, sizeof(int16_t) * (size_t)(kept + ch));
