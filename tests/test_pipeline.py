@@ -187,3 +187,12 @@ def test_verify_streams_a_wav_through_the_pipeline_on_the_device(runtime, tmp_pa
     assert (p["stride_samples"], p["frames"], p["stride_ms"]) == (320, 49, 20.0)
     assert p["instructions_per_stride"] > 0 and 0 < p["realtime_fraction"] < 1
     assert "pipeline:" in r.stdout and "of real time" in r.stdout
+    parts = p["parts"]
+    if runtime == "aot":       # per-operator counters split the stride
+        fe, stack = parts["frontend"], parts["stacking"]
+        assert fe["instructions"] > stack["instructions"] > 0
+        assert fe["instructions"] + stack["instructions"] <= p["instructions_per_stride"]
+        assert fe["arena_bytes"] > 0 and fe["state_bytes"] == 2 * 640 + 4 + 4 * 40   # history: 2 strides
+        assert stack["state_bytes"] == 4 + 2 * 49 * 40
+    else:
+        assert parts["frontend"]["tflm_arena_bytes"] > 0

@@ -216,7 +216,9 @@ def _join_frontend(args, con: Console, workdir: Path):
     else:
         model_bytes = _load_ir_any(args.model, args.calib, con).tflite
     con.progress(f"joining the front end {fe_path.name} and {model.name} into one pipeline")
-    tflite, info, frames = build_pipeline(fe_path.read_bytes(), bytes(model_bytes))
+    fe_bytes = fe_path.read_bytes()
+    tflite, info, frames = build_pipeline(fe_bytes, bytes(model_bytes))
+    args.pipeline_parts = (fe_bytes, bytes(model_bytes), tflite)
     joined = workdir / f"{model.stem}+{fe_path.stem}.tflite"
     joined.write_bytes(tflite)
     con.progress(f"pipeline: {info.stride_samples} samples per stride at {info.sample_rate} Hz, "
@@ -322,6 +324,12 @@ def cmd_verify(args, con: Console) -> int:
                              f"samples: {len(chunks)} strides of {info.stride_samples}")
                 args.data, args.samples = str(data), len(chunks)
             args.pipeline, args.raw = (info, frames), None
+            board = _default_board(args)
+            from .boards import get_board
+            if (args.runtime or get_board(board).default_runtime) == "aot" and not args.port:
+                # per-operator counters: the report splits the stride into the
+                # front end, the stacking and the model
+                args.profile = True
             return cmd_verify(args, con)
     from .errors import VerificationFailed
     from .report.text import VectorProgress, format_report
@@ -355,13 +363,24 @@ def cmd_verify(args, con: Console) -> int:
               + (f" ({'; '.join(notes)})" if notes else ""), file=human, flush=True)
     pipeline = getattr(args, "pipeline", None)
     if pipeline is not None:
-        outcome.payload["pipeline"] = _pipeline_costs(pipeline, outcome, reports)
+        outcome.payload["pipeline"] = _pipeline_costs(pipeline, outcome,
+                                                      getattr(args, "pipeline_parts", None))
         if not quiet_human:
             p = outcome.payload["pipeline"]
             if p.get("ms_per_stride") is not None:
                 print(f"  pipeline: {p['ms_per_stride']:.2f} ms per {p['stride_ms']:g} ms stride "
                       f"at {p['clock_mhz']} MHz ({100 * p['realtime_fraction']:.1f}% of real "
                       "time; estimate: one instruction per cycle)", file=human, flush=True)
+            for part, e in (p.get("parts") or {}).items():
+                bits = []
+                if "instructions" in e:
+                    bits.append(f"{e['instructions']:,} instructions per stride")
+                for k, label in (("arena_bytes", "arena"), ("tflm_arena_bytes", "TFLM arena"),
+                                 ("state_bytes", "state")):
+                    if k in e:
+                        bits.append(f"{label} {e[k]:,} B")
+                if bits:
+                    print(f"    {part}: {', '.join(bits)}", file=human, flush=True)
     if json_to_stdout:
         sys.stdout.write(json.dumps(outcome.payload, indent=2) + "\n")
         sys.stdout.flush()
@@ -391,7 +410,7 @@ def cmd_verify(args, con: Console) -> int:
     return 0
 
 
-def _pipeline_costs(pipeline, outcome, reports) -> dict:
+def _pipeline_costs(pipeline, outcome, parts) -> dict:
     """The stride's budget: instructions per stride (front end, stacking and
     model together) at the board's clock against the stride's duration."""
     info, frames = pipeline
@@ -405,7 +424,47 @@ def _pipeline_costs(pipeline, outcome, reports) -> dict:
         ms = instr / (outcome.board.clock_mhz * 1000.0)
         d.update(instructions_per_stride=instr, ms_per_stride=ms,
                  realtime_fraction=ms / stride_ms)
+    d.update(_pipeline_split(parts, lat, outcome.runtime))
     return d
+
+
+def _pipeline_split(args_parts, lat, runtime: str) -> dict:
+    """Instructions (from the per-operator counters, when the firmware has
+    them) and RAM of the front end, the stacking and the model on their own."""
+    from .convert.pipeline import pipeline_parts
+    from .ir import parse_tflite
+    if not args_parts:
+        return {}
+    fe_bytes, model_bytes, joined = args_parts
+    meta = pipeline_parts(joined) or {}
+    per_op = lat.get("per_op") if isinstance(lat, dict) else None
+    parts: dict = {}
+    for part in ("frontend", "stacking", "model"):
+        rng = meta.get(f"{part}_ops")
+        entry: dict = {}
+        if per_op and rng:
+            entry["instructions"] = round(sum(o["mean"] for o in per_op
+                                              if rng[0] <= o["index"] < rng[1]))
+        parts[part] = entry
+    if runtime == "aot":
+        from .plan.aot import plan_aot
+        joined_calls, _ = plan_aot(parse_tflite(joined))
+        rng = meta.get("stacking_ops") or [0, 0]
+        parts["stacking"]["state_bytes"] = sum(
+            c.state_bytes for i, c in enumerate(joined_calls) if rng[0] <= i < rng[1])
+        for part, data in (("frontend", fe_bytes), ("model", model_bytes)):
+            calls, plan = plan_aot(parse_tflite(data))
+            parts[part]["arena_bytes"] = plan.arena_bytes
+            parts[part]["state_bytes"] = sum(c.state_bytes for c in calls)
+        parts["frontend"]["state_bytes"] += sum(
+            c.state_bytes for c in joined_calls[:1])      # the framer's sample history
+    else:
+        from .analyze.analysis import zero_inputs
+        from .reference import measure_arena
+        for part, data in (("frontend", fe_bytes), ("model", model_bytes)):
+            ir = parse_tflite(data)
+            parts[part]["tflm_arena_bytes"] = measure_arena(data, zero_inputs(ir)).total
+    return {"parts": parts}
 
 
 # ---------------------------------------------------------------------------

@@ -65,6 +65,22 @@ def _load(tflite: bytes):
     return s, s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
 
 
+def pipeline_parts(tflite: bytes) -> dict | None:
+    """A pipeline's metadata (op ranges of the front end, the stacking and the
+    model); None for other graphs."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    m = s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    for md in m.metadata or []:
+        name = md.name.decode() if isinstance(md.name, bytes) else md.name
+        if name == METADATA_NAME:
+            try:
+                d = json.loads(bytes(np.asarray(m.buffers[md.buffer].data, np.uint8)).decode())
+            except ValueError:
+                return None
+            return d if isinstance(d, dict) and d.get("pipeline") else None
+    return None
+
+
 def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, int]:
     """(the pipeline's .tflite, the front end's sample rate/window/stride, frames per
     model input); TinygenError in one line when they do not fit together."""
@@ -166,6 +182,7 @@ def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, 
     new_op("RESHAPE", [frame, frame_shape], [fe0 + fe_ir.inputs[0]])
     take(fe, "frontend/")
     features = fe0 + fe_ir.outputs[0]
+    stacking_start = len(ops)
     # features -> the model's window (int16 only for SignalStacker: exact round trip)
     flat8 = new_tensor("features_flat", [ch], "int8", scale=feat.scale, zp=feat.zero_point)
     new_op("RESHAPE", [features, new_tensor("features_shape", [1], "int32",
@@ -185,6 +202,7 @@ def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, 
                               np.array(in_shape, np.int32))
     m0 = len(tensors)        # where take() puts the model's tensors
     new_op("RESHAPE", [stacked8, window_shape], [m0 + m_ir.inputs[0]])
+    model_start = len(ops)
     take(mm, "model/")
     ops_model_outputs = [m0 + i for i in m_ir.outputs]
 
@@ -200,7 +218,10 @@ def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, 
     md.name = METADATA_NAME
     md.buffer = len(out.buffers)
     meta = dict(sample_rate=info.sample_rate, window_samples=info.window_samples,
-                stride_samples=info.stride_samples, frames=frames, channels=ch, pipeline=True)
+                stride_samples=info.stride_samples, frames=frames, channels=ch, pipeline=True,
+                # operator index ranges [start, end): what each part costs on the device
+                frontend_ops=[0, stacking_start], stacking_ops=[stacking_start, model_start],
+                model_ops=[model_start, len(ops)])
     mb = s.BufferT()
     mb.data = np.frombuffer(json.dumps(meta).encode(), np.uint8).copy()
     out.buffers.append(mb)
