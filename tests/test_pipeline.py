@@ -196,3 +196,21 @@ def test_verify_streams_a_wav_through_the_pipeline_on_the_device(runtime, tmp_pa
         assert stack["state_bytes"] == 4 + 2 * 49 * 40
     else:
         assert parts["frontend"]["tflm_arena_bytes"] > 0
+
+
+def test_clip_features_are_what_the_pipeline_streams():
+    """The features a KWS model trains on (clip_features) are the pipeline's,
+    stride for stride, from a fresh start; a clip that is not a whole number of
+    strides ends with zeros, as --raw sends it."""
+    from tinygen.convert.pipeline import clip_features
+    fe = build_frontend(FrontendParams())
+    tflite, _, _ = build_pipeline(fe, window_model())
+    clip = speechlike(0.51, seed=11)
+    feats = clip_features(fe, clip)
+    strides = stride_chunks([clip], 320)
+    assert feats.shape == (len(strides), 40) == (26, 40) and feats.dtype == np.int8
+    pipe = TflmReference(tflite)
+    for k, chunk in enumerate(strides):
+        assert np.array_equal(pipe.run([chunk[None]])[0].reshape(-1), feats[k]), k
+    with pytest.raises(TinygenError, match="a clip is int16 samples"):
+        clip_features(fe, clip.astype(np.float32))

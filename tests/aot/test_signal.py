@@ -307,3 +307,33 @@ def test_stacker_keeps_its_frame_history(channels, left, seed):
                                            "stacker_right_context": 0, "stacker_step": 1})
     assert_same(g.build([x], [y], "stacker"),
                 [[int16_audio(rng, channels)] for _ in range(left + 3)])
+
+
+# ---------------------------------------------------------------------------
+# the Cortex-M4 build: the FFT's DSP path (SMLSD/SMLADX, 16-bit SIMD adds)
+
+
+@pytest.mark.parametrize("log2n,length", [(3, 8), (6, 50), (9, 480), (10, 1024)])
+def test_rfft_dsp_path_on_cortex_m4(log2n, length, tmp_path):
+    from harness import assert_bit_exact_m4, qemu_available
+    if not qemu_available():
+        pytest.skip("qemu-system-arm not installed")
+    fft = 1 << log2n
+    g = _Graph()
+    x = g.tensor("x", [2, length], "int16")
+    y = g.tensor("y", [2, fft + 2], "int16")
+    g.op("SignalRfft", [x], [y], {"T": 7, "fft_length": fft})
+    rng = np.random.default_rng(log2n)
+    batches = [[np.stack([int16_audio(rng, length) for _ in range(2)])] for _ in range(6)]
+    batches.append([np.full((2, length), -32768, np.int16)])
+    assert_bit_exact_m4(g.build([x], [y], "rfft"), tmp_path, inputs=batches)
+
+
+def test_frontend_on_cortex_m4(tmp_path):
+    from harness import assert_bit_exact_m4, qemu_available
+    from test_frontend import audio_windows
+    if not qemu_available():
+        pytest.skip("qemu-system-arm not installed")
+    wins = audio_windows(15, 480, seed=4)
+    assert_bit_exact_m4(build_frontend(FrontendParams()), tmp_path,
+                        inputs=[[w[None]] for w in wins])

@@ -232,3 +232,27 @@ def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, 
     return bytes(b.Output()), info, frames
 
 
+
+
+def clip_features(frontend: bytes, clip: np.ndarray, reference=None) -> np.ndarray:
+    """The int8 features [strides, channels] a pipeline computes for one clip
+    streamed from a fresh start: the front end, run in order by the
+    tflite_micro interpreter (its noise estimate carried from frame to frame),
+    on frame k = samples [k*stride - (window - stride), k*stride + stride),
+    zeros before the clip and after it up to a whole stride.  The model's window
+    after the clip is the last `frames` rows.  Training on these is training on
+    what the device computes."""
+    from ..reference import TflmReference
+    info = frontend_info(frontend)
+    clip = np.asarray(clip)
+    if clip.dtype != np.int16 or clip.ndim != 1:
+        raise TinygenError(f"a clip is int16 samples [N]; got {clip.dtype} {list(clip.shape)}")
+    stride, window = info.stride_samples, info.window_samples
+    n = -(-len(clip) // stride) * stride
+    padded = np.zeros(window - stride + n, np.int16)
+    padded[window - stride:window - stride + len(clip)] = clip
+    ref = reference if reference is not None else TflmReference(frontend)
+    ref.reset()
+    rows = [ref.run([padded[k * stride:k * stride + window][None]])[0].reshape(-1)
+            for k in range(n // stride)]
+    return np.stack(rows)

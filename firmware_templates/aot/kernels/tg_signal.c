@@ -113,6 +113,7 @@ static void tg_fft_radix2(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
   }
 }
 
+#ifndef TG_HAVE_DSP
 static void tg_fft_radix4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
   const int32_t span = 4 * m, stride = n / span;
   int32_t k, base;
@@ -139,6 +140,71 @@ static void tg_fft_radix4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
     }
   }
 }
+#endif
+
+#ifdef TG_HAVE_DSP
+/* The same arithmetic on (re, im) packed in one word (re in the low half):
+ * SMUSD/SMUADX give the complex product's two sums, SADD16/SSUB16/SASX/SSAX
+ * the 16-bit wrapping adds, SHADD16/SHSUB16 the halving ones. */
+TG_INLINE int32_t tg_w_load(const void *p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+TG_INLINE void tg_w_store(void *p, int32_t v) { memcpy(p, &v, 4); }
+TG_INLINE int32_t tg_w_pack(int32_t lo, int32_t hi) {
+  return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+}
+/* the high half of hi_from, the low half of lo_from */
+TG_INLINE int32_t tg_w_merge(int32_t hi_from, int32_t lo_from) {
+  return (int32_t)(((uint32_t)hi_from & 0xFFFF0000u) | ((uint32_t)lo_from & 0xFFFFu));
+}
+TG_INLINE int32_t tg_w_scale(int32_t x, int32_t q15) {
+  return tg_w_pack(__smlabb(x, q15, 1 << 14) >> 15, __smlatb(x, q15, 1 << 14) >> 15);
+}
+TG_INLINE int32_t tg_w_mul(int32_t a, int32_t b) {
+  /* SMLADX wraps where the reference's int32 sum wraps (all four -32768) */
+  return tg_w_pack(__smlsd(a, b, 1 << 14) >> 15, __smladx(a, b, 1 << 14) >> 15);
+}
+
+static void tg_fft_radix4_dsp(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
+  const int32_t span = 4 * m, stride = n / span;
+  int32_t k, base;
+  for (k = 0; k < m; ++k) {
+    const int32_t w1 = tg_w_load(tw + 2 * k * stride);
+    const int32_t w2 = tg_w_load(tw + 4 * k * stride);
+    const int32_t w3 = tg_w_load(tw + 6 * k * stride);
+    for (base = k; base < n; base += span) {
+      tg_c16 *f = x + base;
+      const int32_t a0 = tg_w_scale(tg_w_load(f), TG_DIV4);
+      const int32_t b1 = tg_w_mul(tg_w_scale(tg_w_load(f + m), TG_DIV4), w1);
+      const int32_t b2 = tg_w_mul(tg_w_scale(tg_w_load(f + 2 * m), TG_DIV4), w2);
+      const int32_t b3 = tg_w_mul(tg_w_scale(tg_w_load(f + 3 * m), TG_DIV4), w3);
+      const int32_t diff02 = (int32_t)__ssub16(a0, b2), sum02 = (int32_t)__sadd16(a0, b2);
+      const int32_t sum13 = (int32_t)__sadd16(b1, b3), diff13 = (int32_t)__ssub16(b1, b3);
+      tg_w_store(f + 2 * m, (int32_t)__ssub16(sum02, sum13));
+      tg_w_store(f, (int32_t)__sadd16(sum02, sum13));
+      tg_w_store(f + m, (int32_t)__ssax(diff02, diff13));
+      tg_w_store(f + 3 * m, (int32_t)__sasx(diff02, diff13));
+    }
+  }
+}
+
+static void tg_rfft_split_dsp(const tg_c16 *x, int32_t n, const int16_t *split, int16_t *dst) {
+  int32_t i;
+  for (i = 1; i <= n / 2; ++i) {
+    const int32_t near = tg_w_load(x + i), far = tg_w_load(x + n - i);
+    /* (re, -im) of the mirrored bin, the negation wrapping in 16 bits */
+    const int32_t mirror = tg_w_merge((int32_t)__ssub16(0, far), far);
+    const int32_t a = tg_w_scale(near, TG_DIV2), b = tg_w_scale(mirror, TG_DIV2);
+    const int32_t sum = (int32_t)__sadd16(a, b);
+    const int32_t t = tg_w_mul((int32_t)__ssub16(a, b), tg_w_load(split + 2 * (i - 1)));
+    tg_w_store(dst + 2 * i, (int32_t)__shadd16(sum, t));
+    tg_w_store(dst + 2 * (n - i),
+               tg_w_merge((int32_t)__shsub16(t, sum), (int32_t)__shsub16(sum, t)));
+  }
+}
+#endif
 
 void tg_rfft_s16(const tg_rfft_params *p, const int16_t *in, int16_t *out, void *scratch) {
   const int32_t n = p->fft_length / 2; /* complex points */
@@ -157,7 +223,11 @@ void tg_rfft_s16(const tg_rfft_params *p, const int16_t *in, int16_t *out, void 
     }
     for (s = 0, m = 1; s < p->num_stages; ++s) {
       if (p->radix[s] == 4) {
+#ifdef TG_HAVE_DSP
+        tg_fft_radix4_dsp(x, n, m, p->twiddles);
+#else
         tg_fft_radix4(x, n, m, p->twiddles);
+#endif
       } else {
         tg_fft_radix2(x, n, m, p->twiddles);
       }
@@ -171,6 +241,9 @@ void tg_rfft_s16(const tg_rfft_params *p, const int16_t *in, int16_t *out, void 
       dst[2 * n] = (int16_t)(dc.r - dc.i);
       dst[2 * n + 1] = 0;
     }
+#ifdef TG_HAVE_DSP
+    tg_rfft_split_dsp(x, n, p->super_twiddles, dst);
+#else
     for (i = 1; i <= n / 2; ++i) {
       tg_c16 mirror = x[n - i];
       tg_c16 a, b, sum, diff, t;
@@ -186,6 +259,7 @@ void tg_rfft_s16(const tg_rfft_params *p, const int16_t *in, int16_t *out, void 
       dst[2 * (n - i)] = (int16_t)((sum.r - t.r) >> 1);
       dst[2 * (n - i) + 1] = (int16_t)((t.i - sum.i) >> 1);
     }
+#endif
   }
 }
 
