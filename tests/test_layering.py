@@ -21,6 +21,7 @@ LAYERS = [
     ("inputs", ["boards", "load", "data", "reference", "models"]),
     ("convert", ["convert"]),
     ("plan", ["plan"]),
+    ("prune", ["prune"]),
     ("analyze", ["analyze"]),
     ("codegen", ["codegen"]),
     ("update", ["update"]),

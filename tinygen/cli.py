@@ -287,6 +287,8 @@ def print_build_summary(r, con: Console) -> None:
     con.out(f"  model flash:  {r.model_flash:,} B")
     con.out(f"  code flash:   {code}")
     con.out(f"  arena:        {r.arena_bytes:,} B{where}")
+    if r.channels.removed:
+        con.out(f"  channels:     {r.channels.summary()} (bit-exact: zero-weight channels)")
     if r.resolver:
         con.out(f"  resolver:     MicroMutableOpResolver<{len(r.resolver)}>: "
                 + ", ".join(x.split()[0] for x in r.resolver))

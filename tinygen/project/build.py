@@ -26,8 +26,10 @@ from ..codegen.api import DEFAULT_NAME, check_names
 from ..codegen.render import render_to
 from ..convert import ConversionResult, convert
 from ..errors import TinygenError
+from ..ir import Model
 from ..load import load_model
 from ..paths import TEMPLATES_DIR
+from ..prune.channels import ChannelRemoval, remove_channels
 from . import tflm_tree as tflm_tree_mod
 
 MANIFEST = "tinygen.json"
@@ -72,6 +74,9 @@ class BuildResult:
     firmware: str = FIRMWARE_APP           # app or protocol
     more_models: list[dict] = field(default_factory=list)  # --add: name, signature, arena
     update: dict | None = None             # --updatable: slots, key, fingerprint (updatable.py)
+    device_ir: Model | None = None         # what the firmware runs: conversion.ir without
+    #                                        its removable channels (prune/channels.py)
+    channels: ChannelRemoval = field(default_factory=ChannelRemoval)
 
     def manifest(self) -> dict:
         return {
@@ -87,6 +92,7 @@ class BuildResult:
             "arena_measured": self.arena_measured, "model_path": self.model_path,
             "c_name": self.c_name, "firmware": self.firmware, "more_models": self.more_models,
             "update": self.update,
+            "channels_removed": self.channels.removed,
         }
 
 
@@ -184,7 +190,9 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     source = load_model(model_path)
     conversion = convert(source, Path(calib) if calib else None, progress=note,
                          detection=Path(detection) if detection else None)
-    ir = conversion.ir
+    ir, channels = remove_channels(conversion.ir)
+    if channels.removed:
+        note(f"pruned channels: {channels.summary()}")
     note("analyzing: op support, arena, fit")
     analysis = analyze(ir, board)
     fit = require_fit(analysis, board, runtime)
@@ -207,7 +215,8 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     try:
         result = _render(staging, board, runtime, source.name, conversion, analysis, fit,
                          tree, note, profile, arena_bytes, name, firmware, extra,
-                         Path(calib) if calib else None, update)
+                         Path(calib) if calib else None, update, device_ir=ir)
+        result.channels = channels
         if compile_firmware and board.emulated:
             note(f"compiling firmware for {board.id} with PlatformIO (offline platform)")
             _compile_emulated(staging, result)
@@ -347,8 +356,9 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
             tree, note, profile: bool = False,
             arena_override: int | None = None, name: str = DEFAULT_NAME,
             firmware: str = FIRMWARE_APP, extra: Sequence[_Extra] = (),
-            calib: Path | None = None, update=None) -> BuildResult:
-    ir = conversion.ir
+            calib: Path | None = None, update=None,
+            device_ir: Model | None = None) -> BuildResult:
+    ir = device_ir or conversion.ir
     src = root / "src"
     src.mkdir(parents=True)
     (root / "model.tflite").write_bytes(ir.tflite)
@@ -361,7 +371,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
     result = BuildResult(out_dir=root, board=board, runtime=runtime, model_name=model_name,
                          signature=ir.signature, analysis=analysis, conversion=conversion,
                          arena_bytes=0, arena_in_psram=in_psram, model_flash=0,
-                         c_name=name, firmware=firmware)
+                         c_name=name, firmware=firmware, device_ir=ir)
     note(f"generating the {runtime} runtime sources")
     if runtime == "tflm":
         from ..codegen.tflm import generate_tflm

@@ -122,6 +122,7 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
             warn(w)
         conversion = result.conversion
         ir = conversion.ir
+        device_ir = result.device_ir or ir
         project_dir = result.out_dir
         elf = result.elf
     else:
@@ -130,9 +131,11 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
                  "boards' firmware decides (build and flash it with `tinygen build --profile`)")
         from ..convert import convert
         from ..load import load_model
+        from ..prune.channels import remove_channels
         conversion = convert(load_model(model), Path(calib) if calib else None,
                              progress=progress, detection=detection)
         ir = conversion.ir
+        device_ir = remove_channels(ir)[0]      # what `tinygen build` put on the board
         if output and (Path(output) / "tinygen.json").exists():
             project_dir = Path(output)
 
@@ -145,6 +148,8 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     if min_accuracy is not None and truth is None:
         raise TinygenError(f"--min-accuracy needs labels, and {Path(str(data)).name} holds none "
                            "(save x and y in one .npz, or the labels as a .npy beside it)")
+    # The reference runs the converted model as it is; the device runs it
+    # without its removable channels, which must not change one bit.
     progress("running the tflite_micro reference")
     ref_outs = run_reference(ir, vectors)
 
@@ -155,13 +160,13 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
             from ..device.qemu import QemuProcess
             progress(f"starting QEMU ({board.qemu_machine}) with {elf.name}")
             with QemuProcess(board.qemu_machine, elf, qmp=True) as qemu:
-                runs = verify_ports([qemu.url], ir, board, runtime, vectors, tolerance,
+                runs = verify_ports([qemu.url], device_ir, board, runtime, vectors, tolerance,
                                     project_dir, ref_outs, bar, labels=port_names)
                 add_stack_figure(runs, qemu, warn)
         else:
             if len(ports) > 1:
                 progress(f"verifying on {len(ports)} boards at once")
-            runs = verify_ports(ports, ir, board, runtime, vectors, tolerance, project_dir,
+            runs = verify_ports(ports, device_ir, board, runtime, vectors, tolerance, project_dir,
                                 ref_outs, bar)
     finally:
         if bar is not None:
