@@ -301,6 +301,27 @@ def print_build_summary(r, con: Console) -> None:
         con.out(r.pio_message)
 
 
+def cmd_prune(args, con: Console) -> int:
+    from .prune.train import prune_model
+    r = prune_model(args.model, args.sparsity, args.data, structured=args.structured,
+                    test=args.test, epochs=args.epochs, learning_rate=args.learning_rate,
+                    output=args.output, progress=con.progress)
+    con.out(f"wrote {r.output} ({'structured: whole channels' if args.structured else 'unstructured'}"
+            f", {r.epochs} epochs of fine-tuning)")
+    con.out(f"  accuracy on {r.evaluated_on} ({r.samples:,} samples): "
+            f"{r.accuracy_before:.2%} before, {r.accuracy_after:.2%} after "
+            f"({(r.accuracy_after - r.accuracy_before) * 100:+.2f} points)")
+    for name, share in r.layers.items():
+        extra = ""
+        if name in r.channels:
+            zeroed, total = r.channels[name]
+            extra = f", {zeroed} of {total} channels"
+        con.out(f"  {name:28} {share:6.1%} zero weights{extra}")
+    con.out("build or verify it as any model: zero channels are removed and sparse layers "
+            "stored sparse where that is smaller and faster (docs/pruning.md)")
+    return 0
+
+
 def cmd_flash(args, con: Console) -> int:
     from .device.flash import flash
     return flash(args, con)
@@ -635,6 +656,33 @@ def make_parser() -> argparse.ArgumentParser:
                     help="output directory (default tinygen-out/NAME-FORMAT)")
     force_arg(sp)
     sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("prune", help="magnitude pruning with fine-tuning (structured or not)",
+                        description="Prune a Keras model by weight magnitude while fine-tuning "
+                                    "it on labelled data, and report accuracy before and after. "
+                                    "Unstructured pruning zeroes single weights; --structured "
+                                    "zeroes whole output channels, which `tinygen build` then "
+                                    "removes from the model. See docs/pruning.md.")
+    model_arg(sp)
+    sp.add_argument("--sparsity", type=float, required=True, metavar="F",
+                    help="share of weights (or with --structured, of channels) to zero, e.g. 0.75")
+    sp.add_argument("--structured", action="store_true",
+                    help="prune whole output channels of Conv2D/Dense layers (with the batch "
+                         "normalization and depthwise channels that carry them)")
+    sp.add_argument("--data", required=True, metavar="FILE",
+                    help="labelled training data: a .npz with x and y, or inputs .npy with a "
+                         "labels .npy beside it (docs/data.md)")
+    sp.add_argument("--test", metavar="FILE",
+                    help="labelled held-out data for the accuracy report (default: --data)")
+    sp.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs (default 8)")
+    sp.add_argument("--learning-rate", type=float, default=5e-4, metavar="LR",
+                    help="Adam learning rate for fine-tuning (default 5e-4)")
+    sp.add_argument("-o", "--output", metavar="FILE",
+                    help="pruned model (default MODEL.pruned.h5, MODEL.channels.h5 with "
+                         "--structured)")
+    sp.add_argument("--drop-nonfinite", action="store_true",
+                    help="skip samples holding NaN or +-Inf (and say how many)")
+    sp.set_defaults(func=cmd_prune)
 
     sp = sub.add_parser("flash", help="put a built project on its board (QEMU for emulated boards)",
                         description="Real boards: `pio run -t upload`. Emulated boards: start QEMU with "

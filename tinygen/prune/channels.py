@@ -6,7 +6,8 @@ it and its writer can stop producing it:
 
   * a CONV_2D or FULLY_CONNECTED ("mixer") writes each output channel with
     its own filter row, so it can drop any of them;
-  * a DEPTHWISE_CONV_2D with depth multiplier 1 and the pooling ops carry
+  * a DEPTHWISE_CONV_2D with depth multiplier 1, the pooling ops and a
+    spatial MEAN (global average pooling) carry
     channel c of their input to channel c of their output ("tied"): the
     channel goes from both tensors or from neither;
   * a mixer that reads the channel can do without it when its weights on
@@ -121,6 +122,11 @@ def _is_tied(model: Model, op: Operator) -> bool:
     if op.opcode in POOLS:
         return (inp.quant is not None and out.quant is not None
                 and float(inp.scale) == float(out.scale) and inp.zero_point == out.zero_point)
+    if op.opcode == "MEAN" and len(op.inputs) >= 2 and op.inputs[1] >= 0:
+        axes = model.tensors[op.inputs[1]].data
+        return (axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [1, 2]
+                and out.shape and int(out.shape[-1]) == int(inp.shape[3])
+                and inp.quant is not None and out.quant is not None)
     if op.opcode == "DEPTHWISE_CONV_2D" and len(op.inputs) >= 2:
         w = model.tensors[op.inputs[1]]
         return (w.is_constant and w.dtype == "int8" and _weights_zero_point_ok(w)
@@ -203,6 +209,13 @@ def _op_constants(model: Model, op: Operator, const) -> dict[int, int]:
         out = model.tensors[op.outputs[0]]
         lo, hi = activation_range_int8(act, out.scale, out.zero_point)
         return {c: min(max(k, lo), hi) for c, k in got.items()}
+    if op.opcode == "MEAN" and _is_tied(model, op):
+        # the mean of a channel at the input's zero point is the output's zero
+        # point whatever the scales (TFLM sums x - zero_point: 0); other
+        # constants are left to be computed, not assumed
+        inp, out = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+        return {c: out.zero_point for c, k in const.get(op.inputs[0], {}).items()
+                if k == inp.zero_point}
     depthwise = op.opcode == "DEPTHWISE_CONV_2D" and _is_tied(model, op)
     if not (depthwise or _is_mixer(model, op)):
         return {}
