@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from tinygen.cli import main
 
 sys.path.insert(0, str(ROOT / "tests" / "aot"))
@@ -58,9 +58,11 @@ def test_unstructured_prune_zeroes_the_share_asked_and_reports_accuracy(trained,
     assert "accuracy on test.npz (200 samples)" in text and "before" in text
     pruned = keras.models.load_model(out)
     for layer in pruned.layers:
-        if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense"):
-            w = layer.get_weights()[0]
+        w = layer.get_weights()[0] if layer.get_weights() else None
+        if type(layer).__name__ in ("Conv2D", "Dense"):
             assert np.sum(w == 0) >= int(0.75 * w.size), layer.name
+        elif type(layer).__name__ == "DepthwiseConv2D":
+            assert np.all(w != 0), "depthwise filters are not pruned"
     # the model still does its job (3 classes: chance is 33 %)
     x, y = _data(200, 1)
     assert np.mean(pruned.predict(x, verbose=0).argmax(axis=1) == y) > 0.8
@@ -109,3 +111,67 @@ def test_data_without_labels_is_refused(trained, capsys, tmp_path):
                  "-o", str(out)]) == 2
     assert "no labels" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _damaged(model, keras, lsb: float, seed: int = 0):
+    """75 % of every kernel zeroed by magnitude, then (lsb > 0) the zeros
+    nudged by up to `lsb` int8 steps of their channel: pruned, then fine-tuned
+    without the masks (or quantized through a path that moved them)."""
+    rng = np.random.default_rng(seed)
+    m = keras.models.clone_model(model)
+    m.set_weights(model.get_weights())
+    for layer in m.layers:
+        if type(layer).__name__ not in ("Conv2D", "DepthwiseConv2D", "Dense"):
+            continue
+        ws = layer.get_weights()
+        w = ws[0]
+        flat = np.abs(w).reshape(-1, w.shape[-1]) if type(layer).__name__ != "DepthwiseConv2D" \
+            else np.abs(w).reshape(-1, w.shape[2])
+        step = flat.max(axis=0) / 127
+        cut = np.quantile(np.abs(w), 0.75)
+        zero = np.abs(w) <= cut
+        shape = [1] * (w.ndim - 1) + [-1] if type(layer).__name__ != "DepthwiseConv2D" \
+            else [1, 1, -1, 1]
+        noise = rng.uniform(-lsb, lsb, w.shape) * step.reshape(shape)
+        ws[0] = np.where(zero, noise, w).astype(np.float32)
+        layer.set_weights(ws)
+    return m
+
+
+def test_pruned_model_whose_zeros_were_lost_is_refused(trained, keras, capsys, tmp_path):
+    from tinygen.convert import convert
+    from tinygen.load import load_model
+    from tinygen.prune.sparsity import lost_zero_layers, weight_sparsity
+    d, path = trained
+    model = keras.models.load_model(path)
+    exact, lost = tmp_path / "exact.keras", tmp_path / "lost.keras"
+    _damaged(model, keras, 0.0).save(exact)
+    _damaged(model, keras, 2.4).save(lost)
+    calib = str(d / "calib.npy")
+    assert main(["build", str(exact), "--calib", calib, "--no-compile",
+                 "-o", str(tmp_path / "p1")]) == 0
+    capsys.readouterr()
+    assert main(["-q", "build", str(lost), "--calib", calib, "--no-compile",
+                 "-o", str(tmp_path / "p2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "looks pruned" in err[0] and "--accept-dense" in err[0], err
+    assert not (tmp_path / "p2").exists()
+    assert main(["build", str(lost), "--calib", calib, "--no-compile", "--accept-dense",
+                 "-o", str(tmp_path / "p3")]) == 0
+    # which layers: the 1x1 convolution (144 weights); the others have fewer than 128
+    ir = convert(load_model(lost), d / "calib.npy").ir
+    flagged = {s.op.split()[0] for s in lost_zero_layers(ir)}
+    assert flagged == {"CONV_2D"}, weight_sparsity(ir)
+
+
+def test_dense_models_are_not_taken_for_damaged_pruned_ones():
+    from keras_models import keras_cnn, keras_dscnn
+
+    from tinygen.convert import convert
+    from tinygen.ir import parse_tflite
+    from tinygen.load import load_model
+    from tinygen.prune.sparsity import lost_zero_layers, weight_sparsity
+    kws = convert(load_model(ROOT / "examples" / "kws_cnn" / "model.h5"),
+                  ROOT / "examples" / "kws_cnn" / "calib.npy").ir
+    for ir in (parse_tflite(keras_cnn()), parse_tflite(keras_dscnn()), kws):
+        assert weight_sparsity(ir) and not lost_zero_layers(ir), weight_sparsity(ir)

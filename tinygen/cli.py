@@ -242,7 +242,8 @@ def cmd_build(args, con: Console) -> int:
               progress=con.progress, detection=args.detection, profile=args.profile,
               arena_bytes=args.arena_bytes, force=args.force, name=args.name,
               firmware=args.firmware, more_models=_added_models(args.add),
-              update=update_config(args))
+              update=update_config(args,
+              accept_dense=args.accept_dense)
     print_build_summary(r, con)
     return 0
 
@@ -364,7 +365,7 @@ def cmd_verify(args, con: Console) -> int:
         calib=args.calib, data=args.data, samples=args.samples, tolerance=args.tolerance,
         detection=args.detection, output=args.output, profile=args.profile,
         tflm_source=args.tflm_source, arena_bytes=args.arena_bytes,
-        class_names=args.labels, force=args.force,
+        class_names=args.labels, force=args.force, accept_dense=args.accept_dense,
         min_agreement=None if args.min_agreement is None else args.min_agreement / 100,
         min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
         progress=con.progress, warn=con.warn,
@@ -523,6 +524,12 @@ def make_parser() -> argparse.ArgumentParser:
                         help="tflm: reserve N bytes of tensor arena instead of the size tinygen "
                              "measures with TFLM's recording allocator plus a margin")
 
+    def dense_arg(sp):
+        sp.add_argument("--accept-dense", action="store_true",
+                        help="build a model whose layers look pruned but hold no exact int8 "
+                             "zeros (pruned, then quantized without the masks) as a dense "
+                             "model instead of refusing it (docs/pruning.md)")
+
     def force_arg(sp):
         sp.add_argument("--force", action="store_true",
                         help="let -o DIR replace a project built for another board or model "
@@ -627,6 +634,7 @@ def make_parser() -> argparse.ArgumentParser:
                     help="link a further model into the same image with its own API "
                          "(NAME_init(), ...); repeatable (docs/api.md)")
     force_arg(sp)
+    dense_arg(sp)
     sp.add_argument("--profile", action="store_true",
                     help="aot runtime: time every operator on the device (read back by "
                          "`tinygen verify`; adds two counter reads per operator)")
@@ -745,6 +753,7 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="DIR",
                     help="project directory (default tinygen-out/MODEL-BOARD-verify)")
     force_arg(sp)
+    dense_arg(sp)
     frontend_arg(sp)
     sp.add_argument("--raw", metavar="FILE",
                     help="with --frontend: raw audio to stream through the pipeline, a .wav "

@@ -30,6 +30,7 @@ from ..ir import Model
 from ..load import load_model
 from ..paths import TEMPLATES_DIR
 from ..prune.channels import ChannelRemoval, remove_channels
+from ..prune.sparsity import lost_zero_layers
 from . import tflm_tree as tflm_tree_mod
 
 MANIFEST = "tinygen.json"
@@ -140,7 +141,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
           arena_bytes: int | None = None, force: bool = False,
           name: str = DEFAULT_NAME, firmware: str = FIRMWARE_APP,
           more_models: Sequence[tuple[str, str | Path, str | Path | None]] = (),
-          update=None) -> BuildResult:
+          update=None, accept_dense: bool = False) -> BuildResult:
     """`more_models`: (name, model, calib) of further models linked into the
     same image (`--add`), each with its own prefixed API; the first model is
     the one the protocol firmware serves.  `update`: an updatable.UpdateConfig
@@ -190,6 +191,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     source = load_model(model_path)
     conversion = convert(source, Path(calib) if calib else None, progress=note,
                          detection=Path(detection) if detection else None)
+    check_lost_zeros(conversion.ir, accept_dense)
     ir, channels = remove_channels(conversion.ir)
     if channels.removed:
         note(f"pruned channels: {channels.summary()}")
@@ -349,6 +351,19 @@ def _publish(staging: Path, out: Path) -> None:
 def _copy_common(src: Path, names: list[str]) -> None:
     for name in names:
         shutil.copy2(TEMPLATES_DIR / "common" / name, src / name)
+
+
+def check_lost_zeros(ir: Model, accept_dense: bool) -> None:
+    """A pruned model whose zeros did not survive quantization runs dense:
+    refused unless the user says that is what they want (prune/sparsity.py)."""
+    lost = lost_zero_layers(ir)
+    if lost and not accept_dense:
+        more = f" (and {len(lost) - 1} more layers)" if len(lost) > 1 else ""
+        raise TinygenError(
+            f"{lost[0].describe()}{more}: the model looks pruned but its zeros did not "
+            "survive quantization, so it would run dense; keep the pruning masks until "
+            "conversion (tinygen prune writes exact zeros), or pass --accept-dense to build "
+            "it dense anyway")
 
 
 def _render(root: Path, board: Board, runtime: str, model_name: str,

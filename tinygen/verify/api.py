@@ -69,7 +69,7 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
                  tflm_source: str | Path | None = None, arena_bytes: int | None = None,
                  float_reference: bool = True, class_names: str | Path | None = None,
                  min_agreement: float | None = None, min_accuracy: float | None = None,
-                 force: bool = False,
+                 force: bool = False, accept_dense: bool = False,
                  progress: Callable[[str], None] = _quiet, warn: Callable[[str], None] = _quiet,
                  progress_bar: Callable[[int, list[str]], Any] | None = None) -> VerifyOutcome:
     """Build (emulated boards without ``ports``) or convert, run the vectors on
@@ -117,7 +117,7 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         result = build(model, board.id, runtime=runtime, calib=calib, out_dir=out,
                        progress=progress, detection=detection, profile=profile,
                        tflm_source=tflm_source, arena_bytes=arena_bytes, force=force,
-                       firmware="protocol")
+                       firmware="protocol", accept_dense=accept_dense)
         for w in result.warnings:
             warn(w)
         conversion = result.conversion
