@@ -242,7 +242,7 @@ def cmd_build(args, con: Console) -> int:
               progress=con.progress, detection=args.detection, profile=args.profile,
               arena_bytes=args.arena_bytes, force=args.force, name=args.name,
               firmware=args.firmware, more_models=_added_models(args.add),
-              update=update_config(args,
+              update=update_config(args),
               accept_dense=args.accept_dense)
     print_build_summary(r, con)
     return 0
