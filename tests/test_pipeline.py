@@ -214,3 +214,41 @@ def test_clip_features_are_what_the_pipeline_streams():
         assert np.array_equal(pipe.run([chunk[None]])[0].reshape(-1), feats[k]), k
     with pytest.raises(TinygenError, match="a clip is int16 samples"):
         clip_features(fe, clip.astype(np.float32))
+
+
+@pytest.mark.slow
+def test_raw_clips_each_start_from_a_fresh_state(tmp_path):
+    """Two clips in one .npy: the device and the reference reset at the second
+    clip's first stride, so its answer is the one it gets alone (the features
+    a model trains on: clip_features)."""
+    fe = tmp_path / "fe.tflite"
+    fe.write_bytes(build_frontend(FrontendParams()))
+    m = tmp_path / "m.tflite"
+    m.write_bytes(window_model())
+    clips = np.stack([speechlike(0.5, seed=1), speechlike(0.5, seed=2)])
+    np.save(tmp_path / "clips.npy", clips)
+    report = tmp_path / "r.json"
+    r = run_cli("verify", "--board", "qemu-cortex-m4", "--frontend", fe, m, "--raw",
+                tmp_path / "clips.npy", "--runtime", "aot", "-o", tmp_path / "proj",
+                "--json", report, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(report.read_text())
+    assert d["bit_exact"] and d["vectors"] == 2 * 25
+    # bit-exact against a reference that resets at clip starts (below): the
+    # device reset too
+
+
+def test_the_reference_resets_at_clip_starts():
+    from tinygen.data import clip_starts
+    from tinygen.verify.device_run import run_reference
+    tflite, _, _ = build_pipeline(build_frontend(FrontendParams()), window_model())
+    ir = parse_tflite(tflite)
+    clips = [speechlike(0.3, seed=1), speechlike(0.3, seed=2)]
+    vectors = [[c[None]] for c in stride_chunks(clips, 320)]
+    alone = run_reference(ir, vectors[15:])
+    with clip_starts([0, 15]):
+        fresh = run_reference(ir, vectors)[15:]
+    carried = run_reference(ir, vectors)[15:]
+    same = [np.array_equal(a[0], b[0]) for a, b in zip(alone, fresh)]
+    assert all(same) and all(np.array_equal(a[1], b[1]) for a, b in zip(alone, fresh))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(alone, carried))

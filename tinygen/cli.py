@@ -347,6 +347,8 @@ def cmd_verify(args, con: Console) -> int:
                 con.progress(f"--raw: {len(clips)} clip(s), {sum(len(c) for c in clips):,} "
                              f"samples: {len(chunks)} strides of {info.stride_samples}")
                 args.data, args.samples = str(data), len(chunks)
+                starts = np.cumsum([0] + [-(-len(c) // info.stride_samples) for c in clips])
+                args.clip_starts = [int(i) for i in starts[:-1]]
             args.pipeline, args.raw = (info, frames), None
             board = _default_board(args)
             from .boards import get_board
@@ -355,12 +357,17 @@ def cmd_verify(args, con: Console) -> int:
                 # front end, the stacking and the model
                 args.profile = True
             return cmd_verify(args, con)
-    from .errors import VerificationFailed
-    from .report.text import VectorProgress, format_report
+    from .data import clip_starts
+    with clip_starts(getattr(args, "clip_starts", None) or []):
+        outcome = _verify_call(args, con)
+    runs, reports, failed = outcome.runs, outcome.reports, outcome.failed
+    return _verify_finish(args, con, outcome, runs, reports, failed)
+
+
+def _verify_call(args, con: Console):
+    from .report.text import VectorProgress
     from .verify import verify_model
-    html = getattr(args, "html", None)
-    json_to_stdout = args.json == "-"
-    outcome = verify_model(
+    return verify_model(
         args.model, board_id=args.board, runtime=args.runtime, ports=args.port or [],
         calib=args.calib, data=args.data, samples=args.samples, tolerance=args.tolerance,
         detection=args.detection, output=args.output, profile=args.profile,
@@ -370,7 +377,13 @@ def cmd_verify(args, con: Console) -> int:
         min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
         progress=con.progress, warn=con.warn,
         progress_bar=lambda n, labels: VectorProgress(n, labels, quiet=con.quiet))
-    runs, reports, failed = outcome.runs, outcome.reports, outcome.failed
+
+
+def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
+    from .errors import VerificationFailed
+    from .report.text import format_report
+    html = getattr(args, "html", None)
+    json_to_stdout = args.json == "-"
     human = sys.stderr if json_to_stdout else sys.stdout
     quiet_human = json_to_stdout and con.quiet
     for r in reports:

@@ -572,3 +572,24 @@ def stride_chunks(clips: Sequence[np.ndarray], stride: int) -> np.ndarray:
         padded[:len(clip)] = clip
         rows.append(padded.reshape(-1, stride))
     return np.concatenate(rows)
+
+
+# Where a stream of vectors starts a new clip (`verify --raw` with several
+# clips): the device and the reference reset their state there, so each clip
+# is answered from a fresh start, as it was featurized for training.
+_CLIP_STARTS: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "tinygen_clip_starts", default=frozenset())
+
+
+@contextlib.contextmanager
+def clip_starts(starts: Sequence[int]) -> Iterator[None]:
+    token = _CLIP_STARTS.set(frozenset(int(i) for i in starts))
+    try:
+        yield
+    finally:
+        _CLIP_STARTS.reset(token)
+
+
+def starts_clip(index: int) -> bool:
+    """True when vector `index` (after the first) begins a new clip."""
+    return index > 0 and index in _CLIP_STARTS.get()

@@ -7,6 +7,7 @@ boards run at once, one worker thread per port, against one reference run."""
 
 from __future__ import annotations
 
+import contextvars
 import re
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..boards import Board
+from ..data import starts_clip
 from ..errors import TinygenError
 from ..ir import Model
 from .compare import compare_outputs
@@ -77,7 +79,7 @@ def run_vectors(client, ir: Model, vectors, progress=None, on_vector=None,
     profiled = profiles is not None and getattr(client.info(), "profile", False)
     outs, counters = [], []
     for i, vec in enumerate(vectors):
-        if stateful:
+        if stateful or starts_clip(i):
             client.reset_state()
         res = client.infer(vec)
         outs.append(res.outputs)
@@ -96,8 +98,8 @@ def run_reference(ir: Model, vectors) -> list:
     ref = TflmReference(ir.tflite)
     stateful = is_stateful(ir)
     outs = []
-    for vec in vectors:
-        if stateful:
+    for i, vec in enumerate(vectors):
+        if stateful or starts_clip(i):
             ref.reset()
         outs.append(ref.run(vec))
     return outs
@@ -194,8 +196,9 @@ def verify_ports(urls: list[str], ir: Model, board: Board, runtime: str, vectors
     if len(urls) == 1:
         work(0)
         return runs
-    threads = [threading.Thread(target=work, args=(k,), name=f"verify-{k}", daemon=True)
-               for k in range(len(urls))]
+    # each thread runs in a copy of this context (the clip starts of data.clip_starts)
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(work, k),
+                                name=f"verify-{k}", daemon=True) for k in range(len(urls))]
     for t in threads:
         t.start()
     for t in threads:
