@@ -301,23 +301,45 @@ void tg_filter_bank(const tg_filter_bank_params *p, const uint32_t *in, const in
 
 /* Integer square root rounded to nearest, saturating at the type's maximum
  * (the reference's Sqrt32/Sqrt64 contract). */
+/* Bits needed to hold a 64-bit value (0 for 0). */
+static uint32_t tg_bits64(uint64_t x) {
+  const uint32_t hi = (uint32_t)(x >> 32);
+  if (hi) return 32u + tg_msb32(hi);
+  return x ? tg_msb32((uint32_t)x) : 0u;
+}
+
+/* Digit-by-digit: starts at the highest power of four in v; 32-bit
+ * arithmetic when v fits (most of a quiet frame's channels). */
 static uint32_t tg_sqrt_rounded(uint64_t v) {
-  uint64_t root = 0, bit, rest = v;
-  const uint64_t top = (v >> 32) ? 0xFFFFFFFFu : 0xFFFFu;
+  const uint32_t start = (tg_bits64(v) - 1u) & ~1u;
   if (v == 0) return 0;
-  bit = (uint64_t)1 << 62;
-  while (bit > v) bit >>= 2;
-  while (bit) {
-    if (rest >= root + bit) {
-      rest -= root + bit;
-      root = (root >> 1) + bit;
-    } else {
-      root >>= 1;
+  if ((v >> 32) == 0) {
+    uint32_t root = 0, rest = (uint32_t)v, bit = 1u << start;
+    while (bit) {
+      if (rest >= root + bit) {
+        rest -= root + bit;
+        root = (root >> 1) + bit;
+      } else {
+        root >>= 1;
+      }
+      bit >>= 2;
     }
-    bit >>= 2;
+    if (rest > root && root != 0xFFFFu) ++root;
+    return root;
+  } else {
+    uint64_t root = 0, rest = v, bit = (uint64_t)1 << start;
+    while (bit) {
+      if (rest >= root + bit) {
+        rest -= root + bit;
+        root = (root >> 1) + bit;
+      } else {
+        root >>= 1;
+      }
+      bit >>= 2;
+    }
+    if (rest > root && root != 0xFFFFFFFFu) ++root;
+    return (uint32_t)root;
   }
-  if (rest > root && root != top) ++root;
-  return (uint32_t)root;
 }
 
 void tg_filter_bank_sqrt(const tg_filter_bank_sqrt_params *p, const uint64_t *in,
