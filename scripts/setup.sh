@@ -9,7 +9,7 @@ APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-
               qemu-system-arm clang libclang-rt-14-dev espeak-ng ser2net
               qemu-system-misc gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf
               picolibc-riscv64-unknown-elf gcc-xtensa-lx106 binutils-xtensa-lx106
-              picolibc-xtensa-lx106-elf)
+              picolibc-xtensa-lx106-elf chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
