@@ -22,7 +22,7 @@ if ((${#missing[@]})); then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis, matplotlib, scipy, serial, jinja2, cobs, atheris, ruff, mypy, cryptography" >/dev/null 2>&1; then
+if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis, matplotlib, scipy, serial, jinja2, cobs, rich, atheris, ruff, mypy, cryptography" >/dev/null 2>&1; then
   echo "setup: installing tinygen and its Python dependencies (TensorFlow is ~2 GB: a few minutes)"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
 fi

@@ -36,22 +36,54 @@ class FakeTty(io.StringIO):
         return True
 
 
-def test_progress_bar_redraws_one_line_on_a_terminal():
-    from tinygen.report.text import VectorProgress
+def _plain(text: str) -> str:
+    """Terminal output without its ANSI control sequences."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_progress_bar_on_a_terminal_is_rich_and_redrawn_in_place():
+    from tinygen.report.text import StepDisplay, VectorProgress
     out = FakeTty()
+    steps = StepDisplay(stream=out)
+    steps.step("building")
     bar = VectorProgress(4, ["socket://127.0.0.1:1", "rfc2217://farm:7002"], stream=out,
-                         interval=0)
-    bar.note("socket://127.0.0.1:1: qemu-cortex-m4, runtime aot")
+                         steps=steps)
+    assert steps.bar is bar
+    steps.step("socket://127.0.0.1:1: qemu-cortex-m4, runtime aot")     # above the bar
     for k in (0, 1, 0, 1, 0, 0, 1, 1):
         bar.advance(k)
     bar.close()
-    text = out.getvalue()
-    assert text.startswith("  .. socket://127.0.0.1:1: qemu-cortex-m4")
-    frames = text.split("\r\x1b[2K")
-    assert len(frames) >= 9                           # redrawn in place, no new lines
-    assert "[" + "#" * 28 + "] 8/8 vectors in" in frames[-1]
-    assert "(127.0.0.1:1 4, farm:7002 4)" in frames[-1]
-    assert text.endswith("\n") and text.count("\n") == 2   # the note and the final newline
+    assert steps.bar is None
+    raw = out.getvalue()
+    text = _plain(raw)
+    assert "\x1b[" in raw                                  # drawn with control sequences
+    assert re.search(r"  \.\. building \(\d+\.\d s\)", text)   # the finished step, timed
+    assert "  .. socket://127.0.0.1:1: qemu-cortex-m4, runtime aot" in text
+    final = text.rsplit("127.0.0.1:1", 1)[-1]
+    assert "4/4 vectors" in final and "farm:7002" in text and "4/4" in text.rsplit("farm:7002", 1)[-1]
+
+
+def test_steps_live_on_a_terminal_plain_elsewhere_none_when_quiet():
+    from tinygen.report.text import StepDisplay
+    out = FakeTty()
+    steps = StepDisplay(stream=out)
+    steps.step("converting")
+    steps.step("compiling")
+    steps.finish()
+    steps.finish()                                         # twice is harmless
+    done = re.findall(r"  \.\. (\w+) \(\d+\.\d s\)\n", _plain(out.getvalue()))
+    assert done == ["converting", "compiling"]            # each finished step once, timed
+    assert "⠋ converting" in _plain(out.getvalue())        # the spinner while it ran
+    out = io.StringIO()
+    steps = StepDisplay(stream=out)
+    steps.step("converting")
+    steps.finish()
+    assert out.getvalue() == "  .. converting\n"
+    out = FakeTty()
+    steps = StepDisplay(quiet=True, stream=out)
+    steps.step("converting")
+    steps.finish()
+    assert out.getvalue() == ""
 
 
 def test_progress_lines_without_a_terminal_and_nothing_when_quiet():

@@ -28,17 +28,30 @@ typical session:
 
 
 class Console:
+    """Where a command's output goes: results on stdout; progress and warnings
+    on stderr (the long steps shown live on a terminal, report/text.py)."""
+
     def __init__(self, quiet: bool = False):
+        from .report.text import StepDisplay
         self.quiet = quiet
+        self.steps = StepDisplay(quiet=quiet)
 
     def progress(self, message: str) -> None:
-        if not self.quiet:
-            print(f"  .. {message}", file=sys.stderr, flush=True)
+        self.steps.step(message)
+
+    def done(self) -> None:
+        """The long steps are over: the results follow."""
+        self.steps.finish()
 
     def out(self, text: str = "") -> None:
+        self.done()
         print(text, flush=True)
 
     def warn(self, text: str) -> None:
+        if self.steps.bar is not None:
+            self.steps.bar.note(f"warning: {text}")
+            return
+        self.done()
         print(f"tinygen: warning: {text}", file=sys.stderr, flush=True)
 
 
@@ -376,7 +389,8 @@ def _verify_call(args, con: Console):
         min_agreement=None if args.min_agreement is None else args.min_agreement / 100,
         min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
         progress=con.progress, warn=con.warn,
-        progress_bar=lambda n, labels: VectorProgress(n, labels, quiet=con.quiet))
+        progress_bar=lambda n, labels: VectorProgress(n, labels, quiet=con.quiet,
+                                                      steps=con.steps))
 
 
 def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
@@ -384,6 +398,7 @@ def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
     from .report.text import format_report
     html = getattr(args, "html", None)
     json_to_stdout = args.json == "-"
+    con.done()
     human = sys.stderr if json_to_stdout else sys.stdout
     quiet_human = json_to_stdout and con.quiet
     for r in reports:
@@ -434,6 +449,7 @@ def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
         write_html(Path(html), outcome.ir, runs, outcome.ref_outs, float_outs=outcome.float_outs,
                    memory_plan=plan, model_name=Path(args.model).name, board=outcome.board,
                    payload=outcome.payload)
+        con.done()
         if not quiet_human:
             print(f"report: {html}", file=human, flush=True)
     if failed:
@@ -788,11 +804,15 @@ def main(argv: list[str] | None = None) -> int:
         with sample_policy(drop_nonfinite=getattr(args, "drop_nonfinite", False), note=con.warn):
             return args.func(args, con)
     except TinygenError as exc:
+        con.done()
         print(f"tinygen: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        con.done()
         print("tinygen: interrupted", file=sys.stderr)
         return 130
+    finally:
+        con.done()
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import threading
 import time
 
 from ..sizes import summary_lines
 from ..verify.accuracy import Accuracy, format_confusion
+from ..verify.detection import format_detection
 from ..verify.results import VerifyReport
 
 
@@ -57,6 +57,8 @@ def format_report(r: VerifyReport) -> str:
                         if r.calibration.get("synthetic") else ""))
     if r.accuracy:
         lines.extend(format_accuracy(r.accuracy, r.port))
+    if r.detection:
+        lines.extend(format_detection(r.detection, r.port))
     lines.append(verdict_line(r))
     return "\n".join(lines)
 
@@ -88,73 +90,116 @@ def format_accuracy(acc: dict, port: str | None = None) -> list[str]:
     return lines
 
 
-class VectorProgress:
-    """Progress of the device runs: a one-line bar redrawn in place when
-    ``stream`` is a terminal, else a line per 10 % per board; nothing when
-    quiet.  Thread-safe: workers call :meth:`advance` and :meth:`note`."""
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
-    WIDTH = 28
+
+def _rich_console(stream):
+    from rich.console import Console as RichConsole
+    return RichConsole(file=stream, force_terminal=True, highlight=False, soft_wrap=True)
+
+
+class StepDisplay:
+    """The long steps of a command (conversion, calibration, compiling, QEMU
+    start, ...): on a terminal the running step with a spinner and its elapsed
+    time (rich), each finished one left as a line with its duration; elsewhere
+    a plain line per step; nothing when quiet.  While a :class:`VectorProgress`
+    bar is up, messages go above it."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self.live = not quiet and _is_terminal(self.stream)
+        self.bar: VectorProgress | None = None
+        self._progress = None
+        self._current: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def step(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.note(message)
+            return
+        if not self.live:
+            self.stream.write(f"  .. {message}\n")
+            self.stream.flush()
+            return
+        with self._lock:
+            self._finish_locked()
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                      TimeElapsedColumn(), console=_rich_console(self.stream),
+                                      transient=True)
+            self._progress.add_task(message, total=None)
+            self._progress.start()
+            self._current = (message, time.monotonic())
+
+    def _finish_locked(self) -> None:
+        if self._progress is None or self._current is None:
+            return
+        self._progress.stop()
+        message, t0 = self._current
+        self._progress.console.print(f"  .. {message} ({time.monotonic() - t0:.1f} s)",
+                                     markup=False)
+        self._progress = None
+        self._current = None
+
+    def finish(self) -> None:
+        """End the running step's display (before the command prints its results)."""
+        with self._lock:
+            self._finish_locked()
+
+
+class VectorProgress:
+    """Progress of the device runs: on a terminal a rich progress bar per board
+    (vectors done, rate, time left), redrawn in place; else a line per 10 % per
+    board; nothing when quiet.  Thread-safe: workers call :meth:`advance` and
+    :meth:`note`.  ``steps``: the command's StepDisplay, whose messages come
+    above the bar while it is up."""
 
     def __init__(self, total: int, labels: list[str], quiet: bool = False, stream=None,
-                 interval: float = 0.1):
+                 steps: StepDisplay | None = None):
         self.stream = stream if stream is not None else sys.stderr
         self.total = total
         self.labels = labels
         self.done = [0] * len(labels)
         self.quiet = quiet
-        isatty = getattr(self.stream, "isatty", None)
-        self.bar = not quiet and bool(isatty and isatty())
-        self.interval = interval
+        self.bar = not quiet and _is_terminal(self.stream)
         self._lock = threading.Lock()
-        self._t0 = time.monotonic()
-        self._last_draw = 0.0
-        self._drawn = False
-
-    def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
-
-    def _clear(self) -> None:
-        if self._drawn:
-            self._write("\r\x1b[2K")
-            self._drawn = False
-
-    def line(self) -> str:
-        total = self.total * len(self.labels)
-        done = sum(self.done)
-        frac = done / total if total else 1.0
-        filled = int(round(frac * self.WIDTH))
-        elapsed = time.monotonic() - self._t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        text = f"  [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} vectors"
-        if 0 < done < total and rate > 0:
-            left = (total - done) / rate
-            text += f", {rate:.1f}/s, " + (f"~{left:.0f} s left" if left >= 1 else "<1 s left")
-        elif done == total:
-            text += f" in {elapsed:.1f} s"
-        if len(self.labels) > 1:
-            text += "  (" + ", ".join(f"{_short(lbl)} {d}" for lbl, d in
-                                      zip(self.labels, self.done)) + ")"
-        cols = shutil.get_terminal_size((100, 20)).columns
-        return text[: max(20, cols - 1)]
-
-    def _draw(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_draw < self.interval:
-            return
-        self._last_draw = now
-        self._write("\r\x1b[2K" + self.line())
-        self._drawn = True
+        self._steps = steps
+        self._progress = None
+        if self.bar:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            if steps is not None:
+                steps.finish()
+                steps.bar = self
+            self._progress = Progress(
+                TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("vectors"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=_rich_console(self.stream))
+            self._tasks = [self._progress.add_task(
+                _short(lbl) if len(labels) > 1 else "device", total=total) for lbl in labels]
+            self._progress.start()
 
     def note(self, message: str) -> None:
-        """A progress message (kept above the bar)."""
+        """A progress message (printed above the bar)."""
         if self.quiet:
             return
         with self._lock:
-            self._clear()
-            self._write(f"  .. {message}\n")
-            if self.bar and sum(self.done):
-                self._draw(force=True)
+            if self._progress is not None:
+                self._progress.console.print(f"  .. {message}", markup=False)
+            else:
+                self.stream.write(f"  .. {message}\n")
+                self.stream.flush()
 
     def advance(self, board: int = 0) -> None:
         if self.quiet:
@@ -162,17 +207,20 @@ class VectorProgress:
         with self._lock:
             self.done[board] += 1
             n = self.done[board]
-            if self.bar:
-                self._draw(force=n == self.total)
+            if self._progress is not None:
+                self._progress.advance(self._tasks[board])
             elif n == self.total or n % max(1, self.total // 10) == 0:
                 prefix = f"{self.labels[board]}: " if len(self.labels) > 1 else ""
-                self._write(f"  .. {prefix}device: {n}/{self.total} vectors\n")
+                self.stream.write(f"  .. {prefix}device: {n}/{self.total} vectors\n")
+                self.stream.flush()
 
     def close(self) -> None:
         with self._lock:
-            if self.bar and self._drawn:
-                self._write("\n")
-                self._drawn = False
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+            if self._steps is not None and self._steps.bar is self:
+                self._steps.bar = None
 
 
 def _short(label: str) -> str:
