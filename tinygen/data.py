@@ -593,3 +593,65 @@ def clip_starts(starts: Sequence[int]) -> Iterator[None]:
 def starts_clip(index: int) -> bool:
     """True when vector `index` (after the first) begins a new clip."""
     return index > 0 and index in _CLIP_STARTS.get()
+
+
+# ---------------------------------------------------------------------------
+# ground-truth boxes (verify --data for detectors)
+
+BOX_KEYS = ("boxes", "classes")
+
+
+def boxes_file_beside(path: Path) -> Path | None:
+    """test_gt.npz (or test_boxes.npz) beside test.npz / test.npy."""
+    for name in (f"{path.stem}_gt.npz", f"{path.stem}_boxes.npz"):
+        if (path.parent / name).is_file():
+            return path.parent / name
+    return None
+
+
+def load_boxes(path: Path | str, samples: Samples | None = None
+               ) -> tuple[list[tuple[np.ndarray, np.ndarray]], str] | None:
+    """Each image's ground truth (boxes [g, 4] ymin/xmin/ymax/xmax, classes [g]) for
+    a detector's --data, or None when there is none: arrays ``boxes`` [N, G, 4] and
+    ``classes`` [N, G] (class -1 pads; an optional ``count`` [N] says how many rows
+    are real) in the data .npz itself or in a <stem>_gt.npz beside it."""
+    path = Path(path)
+    if path.is_dir():
+        return None
+    sources = [path] if path.suffix.lower() == ".npz" else []
+    beside = boxes_file_beside(path)
+    if beside is not None:
+        sources.append(beside)
+    for source in sources:
+        try:
+            with np.load(source, allow_pickle=False) as z:
+                if not all(k in z.files for k in BOX_KEYS):
+                    continue
+                boxes, classes = z["boxes"], z["classes"]
+                count = z["count"] if "count" in z.files else None
+        except _READ_ERRORS as exc:
+            raise _unreadable("ground truth", source, exc) from None
+        where = source.name
+        if boxes.ndim != 3 or boxes.shape[2] != 4 or classes.shape != boxes.shape[:2]:
+            raise TinygenError(f"ground truth {where}: boxes {list(boxes.shape)} and classes "
+                               f"{list(classes.shape)}; expected boxes [N, G, 4] and classes "
+                               "[N, G] (class -1 for padding rows)")
+        if not np.isfinite(boxes).all():
+            raise TinygenError(f"ground truth {where}: boxes hold NaN or infinite values")
+        if count is not None and count.shape != (len(boxes),):
+            raise TinygenError(f"ground truth {where}: count {list(count.shape)}; expected "
+                               f"[{len(boxes)}]")
+        truth = []
+        for i in range(len(boxes)):
+            keep = np.asarray(classes[i]) >= 0
+            if count is not None:
+                keep &= np.arange(boxes.shape[1]) < int(count[i])
+            truth.append((boxes[i][keep].astype(np.float64), classes[i][keep].astype(np.int64)))
+        if samples is not None:
+            if len(truth) != samples.total:
+                raise TinygenError(f"ground truth {where} holds {len(truth):,} images for "
+                                   f"{samples.total:,} samples; give one entry per sample")
+            if samples.kept is not None:
+                truth = [t for t, k in zip(truth, samples.kept) if k]
+        return truth, where
+    return None

@@ -431,6 +431,8 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
                if synthetic else "") + "</p>")
     if first and first.accuracy:
         parts.extend(accuracy_html(first.accuracy))
+    if first and first.detection:
+        parts.extend(detection_html(first.detection))
 
     # -- summary per board
     add("<h2>Agreement with the reference</h2>")
@@ -606,6 +608,27 @@ def accuracy_html(acc: dict) -> list[str]:
             colour = "46,125,50" if i == j else "198,40,40"
             cells.append(f"<td style='background:rgba({colour},{alpha:.2f})'>{int(v)}</td>")
         out.append(f"<tr><th class='l'>{_e(names[i])}</th>{''.join(cells)}</tr>")
+    out.append("</table>")
+    return out
+
+
+def detection_html(d: dict) -> list[str]:
+    """mAP@0.5 per level, and AP per class and level, as tables."""
+    num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    levels = [("float (Keras + the same post-processing)", "float", d.get("float")),
+              ("int8 on the host (tflite_micro)", "int8", d["int8"])]
+    levels += [(f"device {label}", label, v) for label, v in d["devices"].items()]
+    levels = [lv for lv in levels if lv[2] is not None]
+    out = ["<h2>Detection accuracy</h2>",
+           f'<p class="note">{_e(d["metric"])} on {d["images"]:,} images, {d["objects"]:,} '
+           f'ground-truth objects ({_e(d["truth_from"])}).</p>',
+           "<table class='detection'><tr><th class='l'>model</th><th>mAP@0.5</th>"
+           + "".join(f"<th>AP {_e(c)}</th>" for c in d["classes"]) + "<th>detections</th></tr>"]
+    for title, key, value in levels:
+        aps = d["ap"].get(key, [None] * len(d["classes"]))
+        out.append(f"<tr><td class='l'>{_e(title)}</td><td>{num(value)}</td>"
+                   + "".join(f"<td>{num(a)}</td>" for a in aps)
+                   + f"<td>{d['detections'].get(key, 0):,}</td></tr>")
     out.append("</table>")
     return out
 

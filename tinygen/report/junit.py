@@ -21,6 +21,11 @@ def _properties(report: VerifyReport) -> list[tuple[str, str]]:
         props.append(("classes", ",".join(acc["classes"])))
         level = report.port if report.port in acc["confusion"] else "int8"
         props.append(("confusion", json.dumps(acc["confusion"][level])))
+    det = report.detection
+    if det:
+        props += [(f"map50.{k}", f"{det[k]:.6f}") for k in ("float", "int8", "device")
+                  if det.get(k) is not None]
+        props.append(("classes", ",".join(det["classes"])))
     lat = report.latency
     for key in ("ms", "energy_uj", "macs_per_cycle", "macs_per_instruction"):
         if lat.get(key) is not None:
@@ -56,7 +61,7 @@ def write_junit(reports: VerifyReport | list[VerifyReport], path: Path) -> None:
                                   message=f"max |delta| {o.max_abs_diff_lsb} LSB > "
                                           f"tolerance {report.tolerance_lsb}")
                 f.text = json.dumps(asdict(o))
-        if report.accuracy is not None or report.failures:
+        if report.accuracy is not None or report.detection is not None or report.failures:
             # One test case for the model's quality, so a CI view shows it beside the outputs.
             suite.set("tests", str(int(suite.get("tests", "0")) + 1))
             case = ET.SubElement(suite, "testcase", classname=f"{report.board}.{report.runtime}",
@@ -64,7 +69,7 @@ def write_junit(reports: VerifyReport | list[VerifyReport], path: Path) -> None:
             if report.failures:
                 suite.set("failures", str(int(suite.get("failures", "0")) + 1))
                 f = ET.SubElement(case, "failure", message="; ".join(report.failures))
-                f.text = json.dumps(report.accuracy)
+                f.text = json.dumps(report.accuracy or report.detection)
             if report.warnings:
                 ET.SubElement(case, "system-out").text = "\n".join(report.warnings)
         suites.append(suite)

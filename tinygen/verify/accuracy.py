@@ -122,7 +122,8 @@ def verify_accuracy(ir: Model, labels: np.ndarray, ref_outs: list, device_outs: 
 
 def quality_notes(*, synthetic: bool, float_check: dict | None, accuracy: Accuracy | None,
                   min_agreement: float | None = None,
-                  min_accuracy: float | None = None) -> tuple[list[str], list[str]]:
+                  min_accuracy: float | None = None,
+                  detection=None) -> tuple[list[str], list[str]]:
     """(warnings, failures) for the verdict line: what a PASS does not cover, and
     what a threshold the user set turns into a FAIL."""
     warnings: list[str] = []
@@ -146,6 +147,12 @@ def quality_notes(*, synthetic: bool, float_check: dict | None, accuracy: Accura
         worst = accuracy.device if accuracy.device is not None else accuracy.int8
         if min_accuracy is not None and worst < min_accuracy:
             failures.append(f"device accuracy {worst:.1%} < --min-accuracy {min_accuracy:.0%}")
+    if detection is not None:           # a DetectionAccuracy: the same rules on mAP@0.5
+        if detection.float is not None and detection.float - detection.int8 >= WARN_ACCURACY_DROP:
+            warnings.append(f"int8 mAP@0.5 {detection.int8:.3f} vs float {detection.float:.3f}")
+        worst = detection.device if detection.device is not None else detection.int8
+        if min_accuracy is not None and worst < min_accuracy:
+            failures.append(f"device mAP@0.5 {worst:.1%} < --min-accuracy {min_accuracy:.0%}")
     return warnings, failures
 
 

@@ -16,9 +16,11 @@ from ..errors import TinygenError
 from ..ir import Model
 from .accuracy import Accuracy, quality_notes, verify_accuracy
 from .compare import float_comparison
+from .detection import detection_outputs, measure_detection
 from .device_run import (
     combined_payload,
     precheck_port,
+    run_float_detector,
     run_float_model,
     run_reference,
     verify_ports,
@@ -142,12 +144,15 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     calibration = _calibration(conversion)
     for w in (conversion.report.warnings if conversion.report is not None else []):
         warn(w)
+    detector = detection_outputs(ir)
     vectors, float_vectors, truth = labelled_vector_set(ir, samples, data, calib,
-                                                        class_names=names)
+                                                        class_names=names, boxes=detector)
     progress(f"{len(vectors)} input vectors" + (f", labelled ({truth[1]})" if truth else ""))
     if min_accuracy is not None and truth is None:
-        raise TinygenError(f"--min-accuracy needs labels, and {Path(str(data)).name} holds none "
-                           "(save x and y in one .npz, or the labels as a .npy beside it)")
+        raise TinygenError(
+            f"--min-accuracy needs labels, and {Path(str(data)).name} holds none "
+            + ("(a detector's: boxes and classes in the .npz, or a <name>_gt.npz beside it)"
+               if detector else "(save x and y in one .npz, or the labels as a .npy beside it)"))
     # The reference runs the converted model as it is; the device runs it
     # without its removable channels, which must not change one bit.
     progress("running the tflite_micro reference")
@@ -177,7 +182,18 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         raise failed[0].exception or TinygenError(failed[0].error)
 
     float_outs = None
-    if (float_reference or truth) and not detection and not str(model).endswith(".tflite"):
+    detection_accuracy = None
+    if detector and truth is not None:
+        float_dets = None
+        if detection is not None and not str(model).endswith(".tflite"):
+            progress("running the float detector (Keras heads + the same post-processing)")
+            float_dets = run_float_detector(model, Path(detection), float_vectors)
+        detection_accuracy = measure_detection(
+            truth[0], ref_outs, n_classes=_detector_classes(detection, names),
+            device_outs={r.label: r.device_outs for r in runs if r.report is not None},
+            float_outs=float_dets, names=names, truth_from=truth[1])
+        truth = None            # boxes, not class labels: no classifier accuracy
+    elif (float_reference or truth) and not detection and not str(model).endswith(".tflite"):
         progress("running the float model on the same inputs")
         try:
             float_outs = run_float_model(model, ir, float_vectors)
@@ -201,7 +217,7 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         warn("--labels names the classes, but the test data holds no labels: no accuracy")
     warnings, failures = quality_notes(
         synthetic=bool(calibration.get("synthetic")), float_check=float_check, accuracy=accuracy,
-        min_agreement=min_agreement, min_accuracy=min_accuracy)
+        min_agreement=min_agreement, min_accuracy=min_accuracy, detection=detection_accuracy)
     for w in warnings:
         warn(w)
     for r in runs:
@@ -209,12 +225,16 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
             r.report.warnings, r.report.failures = list(warnings), list(failures)
             r.report.calibration = calibration
             r.report.accuracy = accuracy.as_dict() if accuracy is not None else None
+            r.report.detection = (detection_accuracy.as_dict()
+                                  if detection_accuracy is not None else None)
             if failures:
                 r.report.passed = False
     payload = combined_payload(runs, float_check)
     if len(runs) > 1:
         payload.update(warnings=warnings, failures=failures, calibration=calibration,
-                       accuracy=accuracy.as_dict() if accuracy is not None else None)
+                       accuracy=accuracy.as_dict() if accuracy is not None else None,
+                       detection=(detection_accuracy.as_dict()
+                                  if detection_accuracy is not None else None))
         if failures:
             payload["passed"] = False
     return VerifyOutcome(board=board, runtime=runtime, ir=ir, runs=runs, ref_outs=ref_outs,
@@ -234,6 +254,17 @@ def _class_names(class_names: str | Path | None,
     if data is not None and (Path(data).parent / "labels.txt").is_file():
         return load_class_names(Path(data).parent / "labels.txt"), False
     return None, False
+
+
+def _detector_classes(detection: str | Path | None, names: list[str] | None) -> int:
+    """The detector's class count: its --detection spec's num_classes, else --labels."""
+    if detection is not None:
+        from ..convert import load_detection_spec
+        return int(load_detection_spec(Path(detection))[1].num_classes)
+    if names is not None:
+        return len(names)
+    raise TinygenError("scoring a detector's boxes needs its class count: give --detection "
+                       "SPEC.json (num_classes) or --labels NAMES.TXT")
 
 
 def _calibration(conversion) -> dict:

@@ -127,6 +127,26 @@ def run_float_model(model_path: str | Path, ir: Model, float_vectors) -> list | 
     return outs
 
 
+def run_float_detector(model_path: str | Path, spec: Path, float_vectors) -> list:
+    """The float detector on the same inputs: the Keras model's box/class heads
+    through the same post-processing as the int8 model's op (a NumPy port of
+    TFLM's kernel, convert.ssd_postprocess), with the --detection spec's options."""
+    from .. import tfenv
+    from ..convert import load_detection_spec, traceable_float_model
+    from ..convert.ssd_postprocess import reference_postprocess
+    from ..load import load_model
+    anchors, opts, (box_k, cls_k) = load_detection_spec(spec)
+    tf = tfenv.tf()
+    fn, shapes, _names, _model = traceable_float_model(load_model(model_path), tf)
+    outs = []
+    with tfenv.quiet():
+        for vec in float_vectors:
+            heads = fn(*[np.asarray(x, np.float32).reshape(s) for x, s in zip(vec, shapes)])
+            heads = [np.asarray(h) for h in heads]
+            outs.append(list(reference_postprocess(heads[box_k], heads[cls_k], anchors, opts)))
+    return outs
+
+
 def run_board(client, ir: Model, board: Board, runtime: str, vectors, tolerance: int,
               port: str, project_dir: Path | None, ref_outs: list | None = None,
               progress: Callable[[str], None] | None = None,

@@ -43,6 +43,7 @@ class VerifyReport:
     failures: list[str] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
     accuracy: dict | None = None
+    detection: dict | None = None        # detectors: mAP@0.5 per level (detection.py)
 
     def as_dict(self) -> dict:
         return asdict(self)

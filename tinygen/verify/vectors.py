@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from ..convert import dequantize, quantize
-from ..data import check_sample_file, load_labels, load_samples, random_vector_count, tell
+from ..data import (
+    check_sample_file,
+    load_boxes,
+    load_labels,
+    load_samples,
+    random_vector_count,
+    tell,
+)
 from ..errors import TinygenError
 from ..ir import Model
 
@@ -30,9 +37,11 @@ def make_vector_set(ir: Model, samples: int | None, data: str | None, calib: str
 
 
 def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib: str | None,
-                        seed: int = 1234, class_names: list[str] | None = None):
+                        seed: int = 1234, class_names: list[str] | None = None,
+                        boxes: bool = False):
     """make_vector_set, plus the labels of a --data file that holds them:
-    ((labels, where they came from) or None)."""
+    ((labels, where they came from) or None); with ``boxes`` (a detector) the
+    ground-truth boxes of each image instead of class labels."""
     ins = ir.input_tensors()
     n = samples if samples is not None else DEFAULT_SAMPLES
     if n <= 0:
@@ -48,7 +57,10 @@ def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib:
                               what="data" if data else "calibration",
                               integers="int16" if audio else "int8" if data else "float",
                               keep_int8=True)
-        labels = load_labels(Path(source), loaded, class_names) if data else None
+        labels: tuple | None = None
+        if data:
+            labels = (load_boxes(Path(source), loaded) if boxes
+                      else load_labels(Path(source), loaded, class_names))
         if samples is not None and samples > len(loaded):
             tell(f"--samples {samples:,}: {Path(source).name} holds {len(loaded):,} usable "
                  f"samples; verifying {len(loaded):,}")
