@@ -340,21 +340,73 @@ def test_kws_accuracy_on_labelled_data(tmp_path):
     assert data["calibration"] == {"source": "calib.npy", "synthetic": False}
     assert data["latency"]["ms"] > 0 and "estimate" in data["latency"]["ms_basis"]
     assert "device 86.8%" in r.stdout and "_silence_" in r.stdout
-    # The same clips as a folder of one .npy per class, named from labels.txt: the
-    # same accuracies and confusion matrices (the order of the clips does not matter).
+    # The same clips as a folder of one .npy per class, named from labels.txt, and the
+    # int8 .tflite the first run built with the float model as a float .tflite
+    # (--float-model): the same int8/device accuracies and confusion matrices (the
+    # order of the clips does not matter); the float level now comes from TFLite's
+    # float kernels instead of Keras, so it may differ by a clip or two.
+    from tinygen import tfenv
     z = np.load(KWS / "test.npz")
     names = (KWS / "labels.txt").read_text().split()
     folder = tmp_path / "clips"
     folder.mkdir()
     for k, name in enumerate(names):
         np.save(folder / f"{name}.npy", z["x"][z["y"] == k])
+    from tinygen.load import load_model
+    float_tflite = tmp_path / "kws.float.tflite"
+    km = load_model(KWS / "model.h5").keras_model
+    tf = tfenv.tf()
+    with tfenv.quiet():
+        float_tflite.write_bytes(tf.lite.TFLiteConverter.from_keras_model(km).convert())
     report2 = tmp_path / "kws_folder.json"
-    r = run_cli("verify", "--board", "qemu-cortex-m4", KWS / "model.h5",
-                "--calib", KWS / "calib.npy", "--data", folder, "--labels", KWS / "labels.txt",
-                "-o", tmp_path / "proj", "--json", report2, timeout=1200)
+    r = run_cli("verify", "--board", "qemu-cortex-m4", tmp_path / "proj" / "model.tflite",
+                "--float-model", float_tflite, "--data", folder, "--labels", KWS / "labels.txt",
+                "-o", tmp_path / "proj2", "--json", report2, timeout=1200)
     assert r.returncode == 0, r.stdout + r.stderr
     acc2 = json.loads(report2.read_text())["accuracy"]
-    for key in ("samples", "classes", "float", "int8", "device", "float_vs_int8_top1",
-                "confusion"):
+    for key in ("samples", "classes", "int8", "device"):
         assert acc2[key] == acc[key], key
+    assert acc2["confusion"]["int8"] == acc["confusion"]["int8"]
+    assert abs(acc2["float"] - acc["float"]) <= 2 / 325
+    assert abs(acc2["float_vs_int8_top1"] - acc["float_vs_int8_top1"]) <= 2 / 325
     assert acc2["labels_from"] == "clips/ (one file per class)"
+
+
+# ---------------------------------------------------------------------------
+# the float level of an int8 .tflite: --float-model
+
+
+def test_float_tflite_runs_as_the_float_level(cnn_h5, cnn_tflite, cnn_calib, tmp_path):
+    """A float .tflite (the model before quantization) gives the float level: its
+    outputs are the Keras model's (TFLite's float kernels, to float rounding);
+    an int8 .tflite is no float model; one of another shape is refused."""
+    from tinygen import tfenv
+    from tinygen.ir import parse_tflite
+    from tinygen.verify.device_run import run_float_model
+    tf = tfenv.tf()
+    keras_model = tfenv.keras().models.load_model(cnn_h5, compile=False)
+    float_tflite = tmp_path / "cnn.float.tflite"
+    with tfenv.quiet():
+        float_tflite.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras_model).convert())
+    ir = parse_tflite(cnn_tflite.read_bytes())
+    x = np.load(cnn_calib)[:5]
+    vectors = [[xi[None]] for xi in x]
+    outs = run_float_model(float_tflite, ir, vectors)
+    want = keras_model.predict(x, verbose=0)
+    assert len(outs) == 5
+    np.testing.assert_allclose(np.concatenate([o[0] for o in outs]), want, atol=1e-5)
+    assert run_float_model(cnn_tflite, ir, vectors) is None         # int8: no float level
+    other = tfenv.keras().Sequential([tfenv.keras().Input((4,)), tfenv.keras().layers.Dense(2)])
+    (tmp_path / "other.tflite").write_bytes(
+        tf.lite.TFLiteConverter.from_keras_model(other).convert())
+    with pytest.raises(TinygenError, match="give the float model it was quantized from"):
+        run_float_model(tmp_path / "other.tflite", ir, vectors)
+
+
+def test_missing_float_model_is_one_line(cnn_tflite, tmp_path):
+    from conftest import run_cli
+    r = run_cli("verify", cnn_tflite, "--float-model", tmp_path / "nope.tflite",
+                "-o", tmp_path / "p")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == \
+        f"tinygen: error: --float-model {tmp_path / 'nope.tflite'} does not exist"

@@ -233,3 +233,44 @@ def test_ssd_map_at_three_levels_on_qemu(tmp_path):
     assert d["ap"]["int8"] == pytest.approx(int8_aps, abs=1e-9)
     assert d["device"] == d["int8"] and list(d["devices"]) == ["qemu:mps2-an386"]
     assert "detection: mAP@0.5" in r.stdout and "circle" in r.stdout
+
+
+@pytest.mark.slow
+def test_pytest_plugin_evaluate_detections(tmp_path):
+    """dut.evaluate_detections(): the plumbing from images and padded ground truth to
+    mAP per level, with the tflite_micro interpreter standing in for the board's
+    serial link (the emulated-board run is test_ssd_map_at_three_levels_on_qemu):
+    device and int8 then agree, and equal the example's own evaluation."""
+    from types import SimpleNamespace
+
+    from tinygen.convert import convert
+    from tinygen.load import load_model
+    from tinygen.pytest_plugin import Dut
+    from tinygen.reference import TflmReference
+    su = _example_utils()
+    conv = convert(load_model(SSD / "model.keras"), SSD / "calib.npy",
+                   detection=SSD / "ssd.json")
+
+    class InterpreterLink:
+        def __init__(self):
+            self.ref = TflmReference(conv.tflite)
+
+        def infer(self, inputs):
+            return SimpleNamespace(outputs=self.ref.run(inputs))
+
+    n = 8
+    x = np.load(SSD / "test.npz")["x"][:n].astype(np.float32)
+    g = np.load(SSD / "test_gt.npz")
+    dut = Dut(InterpreterLink(), board=None, url="loop://", ir=conv.ir)
+    d = dut.evaluate_detections(x, g["boxes"][:n], g["classes"][:n], g["count"][:n],
+                                class_names=["circle", "square", "triangle"])
+    gt = [(g["boxes"][i][: g["count"][i]], g["classes"][i][: g["count"][i]]) for i in range(n)]
+    ref = TflmReference(conv.tflite)
+    from tinygen.convert import quantize
+    tin = conv.ir.input_tensors()[0]
+    want, _ = su.mean_average_precision(
+        [tuple(np.asarray(v).reshape(-1, *([4] if k == 0 else []))[: int(o[3][0])]
+               for k, v in enumerate(o[:3]))
+         for o in (ref.run([quantize(img[None], tin)]) for img in x)], gt, 3)
+    assert d.images == n and d.devices == {"loop://": d.int8}
+    assert d.int8 == pytest.approx(want, abs=1e-9) and d.classes[0] == "circle"

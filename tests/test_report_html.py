@@ -92,7 +92,7 @@ def test_report_is_self_contained_with_every_section(fc_run, tmp_path):
         assert heading in text
     assert "FAIL" in text and "not bit-exact" in text          # one board is 1 LSB off
     assert "no verdict: no reply to INFO" in text               # the board that failed
-    assert "float (Keras) vs int8 reference" in text
+    assert "float model vs int8 reference" in text
     assert "rfc2217://farm:7002" in text
 
 

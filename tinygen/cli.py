@@ -386,6 +386,7 @@ def _verify_call(args, con: Console):
         detection=args.detection, output=args.output, profile=args.profile,
         tflm_source=args.tflm_source, arena_bytes=args.arena_bytes,
         class_names=args.labels, force=args.force, accept_dense=args.accept_dense,
+        float_model=args.float_model,
         min_agreement=None if args.min_agreement is None else args.min_agreement / 100,
         min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
         progress=con.progress, warn=con.warn,
@@ -759,6 +760,10 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--labels", metavar="NAMES.TXT",
                     help="class names, one per line in class-index order, for the accuracy "
                          "report and confusion matrix (default: labels.txt beside --data)")
+    sp.add_argument("--float-model", metavar="FILE",
+                    help="the float model an int8 .tflite was quantized from (a float .tflite, "
+                         "Keras .h5/.keras or SavedModel): run on the same inputs for the float "
+                         "level of agreement and accuracy (a Keras source is its own)")
     sp.add_argument("--min-accuracy", type=float, metavar="PCT",
                     help="fail when a device's top-1 accuracy on the --data labels is below "
                          "PCT percent")

@@ -235,6 +235,38 @@ class Dut:
                                 names=list(class_names) if class_names else None,
                                 labels_from="dut.evaluate")
 
+    def evaluate_detections(self, x, boxes, classes, count=None,
+                            class_names: Sequence[str] | None = None):
+        """mAP@0.5 of a detector (a model ending in TFLite_Detection_PostProcess) on
+        the device and of the int8 model on the tflite_micro interpreter, on images
+        ``x`` with ground truth ``boxes`` [N, G, 4] (ymin, xmin, ymax, xmax) and
+        ``classes`` [N, G] (-1 pads; ``count`` [N] optional).  Returns a
+        :class:`tinygen.verify.detection.DetectionAccuracy`: ``.device``, ``.int8``,
+        ``.ap`` -- ``assert dut.evaluate_detections(x, b, c).device >= 0.6``."""
+        import numpy as np
+
+        from tinygen.verify.detection import (
+            detection_outputs,
+            detector_classes,
+            measure_detection,
+        )
+        if self.model is None or not detection_outputs(self.model):
+            pytest.fail("dut.evaluate_detections() needs a detector model (--tinygen-model "
+                        "ending in TFLite_Detection_PostProcess)", pytrace=False)
+        boxes, classes = np.asarray(boxes), np.asarray(classes)
+        truth = []
+        for i in range(len(boxes)):
+            keep = classes[i] >= 0
+            if count is not None:
+                keep &= np.arange(classes.shape[1]) < int(np.asarray(count)[i])
+            truth.append((boxes[i][keep], classes[i][keep].astype(np.int64)))
+        device = [self.infer(np.asarray(img)).outputs for img in x]
+        reference = [self.reference(np.asarray(img)) for img in x]
+        return measure_detection(truth, reference, n_classes=detector_classes(self.model),
+                                 device_outs={self.url: device},
+                                 names=list(class_names) if class_names else None,
+                                 truth_from="dut.evaluate_detections")
+
     def close(self) -> None:
         try:
             self.client.close()

@@ -190,7 +190,7 @@ def plot_top1(t, float_out: np.ndarray, ref: np.ndarray, devs: list[tuple[str, n
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 5.2), sharex=True,
                                  gridspec_kw={"height_ratios": [1, 1.2]})
     a1.scatter(x, f.argmax(1), marker="o", s=70, facecolors="none", edgecolors="#333",
-               label="float (Keras)")
+               label="float model")
     a1.scatter(x, r.argmax(1), marker="s", s=22, color="#f28e2b", label="int8 reference (TFLM)")
     for k, (label, d) in enumerate(devs):
         dq = dequantize(d[:n].reshape(n, -1), t)
@@ -478,8 +478,9 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
     if classifier_outputs:
         add("<h2>Float model vs int8 reference vs device</h2>")
         if not float_outs:
-            add('<p class="note">The float model is not available (a .tflite was given, or an '
-                'SSD detector): only the int8 reference and the devices are compared.</p>')
+            add('<p class="note">The float model is not available (an int8 .tflite was given '
+                'without <code>--float-model</code>, or an SSD detector): only the int8 '
+                'reference and the devices are compared.</p>')
         for k, t in classifier_outputs:
             r = np.stack([np.asarray(v[k]).reshape(-1) for v in ref_outs])
             devs = [(run.label, np.stack([np.asarray(v[k]).reshape(-1) for v in run.device_outs]))
@@ -488,10 +489,10 @@ def render_html(ir, runs, ref_outs, *, float_outs=None, memory_plan=None, model_
             add("<table><tr><th class='l'>comparison</th><th>top-1 agreement</th></tr>")
             if float_outs:
                 f = np.stack([np.asarray(v[k]).reshape(-1) for v in float_outs])
-                add(f"<tr><td class='l'>float (Keras) vs int8 reference</td>"
+                add(f"<tr><td class='l'>float model vs int8 reference</td>"
                     f"<td>{np.mean(f.argmax(1) == r.argmax(1)):.1%}</td></tr>")
                 for label, d in devs:
-                    add(f"<tr><td class='l'>float (Keras) vs device {_e(label)}</td>"
+                    add(f"<tr><td class='l'>float model vs device {_e(label)}</td>"
                         f"<td>{np.mean(f.argmax(1) == d.argmax(1)):.1%}</td></tr>")
             for label, d in devs:
                 add(f"<tr><td class='l'>int8 reference vs device {_e(label)}</td>"
@@ -585,7 +586,7 @@ def accuracy_html(acc: dict) -> list[str]:
            f'<p class="note">{acc["samples"]:,} labelled vectors ({_e(acc["labels_from"])}), '
            f'output {_e(acc["output"])}, top-1.</p>',
            "<table><tr><th class='l'>model</th><th>accuracy</th></tr>",
-           f"<tr><td class='l'>float (Keras)</td><td>{pct(acc['float'])}</td></tr>",
+           f"<tr><td class='l'>float model</td><td>{pct(acc['float'])}</td></tr>",
            f"<tr><td class='l'>int8 on the host (tflite_micro)</td><td>{pct(acc['int8'])}</td></tr>"]
     for label, value in acc["devices"].items():
         out.append(f"<tr><td class='l'>device {_e(label)}</td><td>{pct(value)}</td></tr>")

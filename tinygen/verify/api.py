@@ -16,7 +16,7 @@ from ..errors import TinygenError
 from ..ir import Model
 from .accuracy import Accuracy, quality_notes, verify_accuracy
 from .compare import float_comparison
-from .detection import detection_outputs, measure_detection
+from .detection import detection_outputs, detector_classes, measure_detection
 from .device_run import (
     combined_payload,
     precheck_port,
@@ -70,6 +70,7 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
                  output: str | Path | None = None, profile: bool = False,
                  tflm_source: str | Path | None = None, arena_bytes: int | None = None,
                  float_reference: bool = True, class_names: str | Path | None = None,
+                 float_model: str | Path | None = None,
                  min_agreement: float | None = None, min_accuracy: float | None = None,
                  force: bool = False, accept_dense: bool = False,
                  progress: Callable[[str], None] = _quiet, warn: Callable[[str], None] = _quiet,
@@ -94,6 +95,8 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         if value is not None and not 0 <= value <= 1:
             raise TinygenError(f"{name} is a percentage from 0 to 100")
     names, names_given = _class_names(class_names, data)
+    if float_model is not None and not Path(float_model).exists():
+        raise TinygenError(f"--float-model {float_model} does not exist")
     if min_accuracy is not None and not data:
         raise TinygenError("--min-accuracy needs labelled test data: --data FILE holding "
                            "labels (a .npz with x and y, a labels .npy beside the inputs, or a folder of "
@@ -189,15 +192,19 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
             progress("running the float detector (Keras heads + the same post-processing)")
             float_dets = run_float_detector(model, Path(detection), float_vectors)
         detection_accuracy = measure_detection(
-            truth[0], ref_outs, n_classes=_detector_classes(detection, names),
+            truth[0], ref_outs, n_classes=detector_classes(ir),
             device_outs={r.label: r.device_outs for r in runs if r.report is not None},
             float_outs=float_dets, names=names, truth_from=truth[1])
         truth = None            # boxes, not class labels: no classifier accuracy
-    elif (float_reference or truth) and not detection and not str(model).endswith(".tflite"):
-        progress("running the float model on the same inputs")
+    elif float_model is not None or ((float_reference or truth) and not detection
+                                     and not str(model).endswith(".tflite")):
+        source = float_model if float_model is not None else model
+        progress(f"running the float model ({Path(source).name}) on the same inputs")
         try:
-            float_outs = run_float_model(model, ir, float_vectors)
+            float_outs = run_float_model(source, ir, float_vectors)
         except TinygenError as exc:
+            if float_model is not None:
+                raise               # the user named it: not a silent skip
             warn(f"float model comparison skipped: {exc}")
     float_check = float_comparison(ir, float_outs, ref_outs, runs)
     accuracy = None
@@ -254,17 +261,6 @@ def _class_names(class_names: str | Path | None,
     if data is not None and (Path(data).parent / "labels.txt").is_file():
         return load_class_names(Path(data).parent / "labels.txt"), False
     return None, False
-
-
-def _detector_classes(detection: str | Path | None, names: list[str] | None) -> int:
-    """The detector's class count: its --detection spec's num_classes, else --labels."""
-    if detection is not None:
-        from ..convert import load_detection_spec
-        return int(load_detection_spec(Path(detection))[1].num_classes)
-    if names is not None:
-        return len(names)
-    raise TinygenError("scoring a detector's boxes needs its class count: give --detection "
-                       "SPEC.json (num_classes) or --labels NAMES.TXT")
 
 
 def _calibration(conversion) -> dict:

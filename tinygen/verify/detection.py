@@ -58,6 +58,18 @@ def detection_outputs(ir: Model) -> bool:
         and len(ir.outputs) == 4
 
 
+def detector_classes(ir: Model) -> int:
+    """num_classes from the post-processing op's own options (its flexbuffer)."""
+    from ..ir.flexbuffer import FlexBufferError, loads
+    for op in ir.operators:
+        if op.opcode == "TFLite_Detection_PostProcess":
+            try:
+                return int(loads(op.custom_options)["num_classes"])
+            except (FlexBufferError, KeyError, TypeError, ValueError):
+                break
+    raise TinygenError("the model's TFLite_Detection_PostProcess options name no num_classes")
+
+
 def rows(outs) -> Detections:
     """The defined detections of one post-processing output (the first ``count`` rows)."""
     boxes, classes, scores, count = outs[:4]

@@ -106,12 +106,13 @@ def run_reference(ir: Model, vectors) -> list:
 
 
 def run_float_model(model_path: str | Path, ir: Model, float_vectors) -> list | None:
-    """The float Keras/SavedModel outputs for the same inputs (quantization
-    drift); None for a .tflite source."""
+    """The float model's outputs for the same inputs (quantization drift): a
+    Keras/SavedModel, or a float .tflite on TensorFlow Lite's interpreter; None
+    for an int8 .tflite (it is not a float model)."""
     from ..load import load_model
     src = load_model(model_path)
     if src.kind == "tflite":
-        return None
+        return _run_float_tflite(src.tflite, str(model_path), ir, float_vectors)
     from .. import tfenv
     from ..convert import traceable_float_model
     tf = tfenv.tf()
@@ -124,6 +125,37 @@ def run_float_model(model_path: str | Path, ir: Model, float_vectors) -> list | 
             outs.append([np.asarray(v) for v in f])
     if outs and len(outs[0]) != len(ir.outputs):
         return None
+    return outs
+
+
+def _run_float_tflite(tflite: bytes, name: str, ir: Model, float_vectors) -> list | None:
+    """A float .tflite (the model before int8 quantization) on tf.lite.Interpreter,
+    checked to have the int8 model's inputs and outputs."""
+    from .. import tfenv
+    from ..ir import parse_tflite
+    fir = parse_tflite(tflite)
+    fins, fouts = fir.input_tensors(), fir.output_tensors()
+    if all(t.dtype != "float32" for t in fins):
+        return None                                     # an int8 model: no float level
+    if [list(t.shape) for t in fins] != [list(t.shape) for t in ir.input_tensors()] or \
+            [list(t.shape) for t in fouts] != [list(t.shape) for t in ir.output_tensors()]:
+        raise TinygenError(
+            f"float model {name} has inputs {[list(t.shape) for t in fins]} and outputs "
+            f"{[list(t.shape) for t in fouts]}; the int8 model has "
+            f"{[list(t.shape) for t in ir.input_tensors()]} and "
+            f"{[list(t.shape) for t in ir.output_tensors()]}: give the float model it was "
+            "quantized from")
+    tf = tfenv.tf()
+    with tfenv.quiet():
+        interp = tf.lite.Interpreter(model_content=tflite)
+        interp.allocate_tensors()
+        ins, outs_d = interp.get_input_details(), interp.get_output_details()
+        outs = []
+        for vec in float_vectors:
+            for d, x in zip(ins, vec):
+                interp.set_tensor(d["index"], np.asarray(x, d["dtype"]).reshape(d["shape"]))
+            interp.invoke()
+            outs.append([np.array(interp.get_tensor(d["index"])) for d in outs_d])
     return outs
 
 
