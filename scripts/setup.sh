@@ -22,12 +22,12 @@ if ((${#missing[@]})); then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis, matplotlib, scipy, serial, jinja2, cobs, rich, atheris, ruff, mypy, cryptography" >/dev/null 2>&1; then
+if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis, matplotlib, scipy, serial, jinja2, cobs, rich, atheris, ruff, mypy, cryptography, detools" >/dev/null 2>&1; then
   echo "setup: installing tinygen and its Python dependencies (TensorFlow is ~2 GB: a few minutes)"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
 fi
 # PlatformIO offline: the tool-scons and toolchain packages tinygen provisions itself.
 "$PY" -c "from tinygen.project import pio_offline; pio_offline.prepare_core_dir()" 2>/dev/null || true
-# Monocypher's C sources for --updatable builds (from the monocypher-py sdist on PyPI).
-"$PY" -m tinygen.project.monocypher >/dev/null
+# C sources of Monocypher and HDiffPatch's patcher for --updatable builds (PyPI sdists).
+"$PY" -m tinygen.project.c_sources >/dev/null
 echo "setup: done"

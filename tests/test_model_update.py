@@ -186,7 +186,8 @@ def test_update_sources_compile_with_werror(updatable_project, tmp_path):
                     "model.c"):
             r = subprocess.run([*cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-DTG_UPDATE",
                                 "-DTG_UPDATE_FAULTS", f"-I{out / 'src'}",
-                                f"-I{out / 'lib/monocypher/src'}", "-c", str(out / "src" / src),
+                                f"-I{out / 'lib/monocypher/src'}", f"-I{out / 'lib/hpatch/src'}",
+                                "-c", str(out / "src" / src),
                                 "-o", str(tmp_path / "x.o")], capture_output=True, text=True)
             assert r.returncode == 0, f"{cc[0]} {src}: {r.stderr}"
 
@@ -391,6 +392,50 @@ def test_interrupted_transfer_resumes(updatable_project, signing_key, cnn_tflite
 
 
 @pytest.mark.slow
+def test_delta_update_sends_less_and_runs_bit_exact(updatable_project, signing_key, cnn_tflite,
+                                                    tmp_path):
+    from tinygen.device.framing import DeviceError
+    from tinygen.device.slots import read_slots, send_image
+    from tinygen.update.delta import make_delta
+    _p, _pub, key = signing_key
+    v1 = cnn_tflite.read_bytes()
+    v2 = retrained(v1, 0.2, 31)
+    v3 = retrained(v2, 0.05, 32)
+    base = next((updatable_project.out_dir / "images").glob("1.0.0-*.tgimg")).read_bytes()
+    img2 = _make_image(updatable_project, v2, key, "1.1.0")
+    img3 = _make_image(updatable_project, v3, key, "1.2.0")
+    board = Board(updatable_project, tmp_path / "flash.img")
+    dev = board.start()
+    try:
+        # a delta made from another image than the running one is refused
+        with pytest.raises(DeviceError, match="another image"):
+            send_image(dev, img3, base=img2)
+        assert read_slots(dev).active == 0 and _exact(dev, v1)
+        r = send_image(dev, img2, base=base)
+        assert r.delta and r.bytes_sent == len(make_delta(base, img2)) < len(img2) // 2
+        assert _exact(dev, v2)
+        r = send_image(dev, img3, base=img2)
+        assert r.delta and r.bytes_sent < len(img3) // 3
+        assert read_slots(dev).active_slot.version == "1.2.0" and _exact(dev, v3)
+    finally:
+        board.stop()
+
+
+@pytest.mark.slow
+def test_power_loss_campaign_with_deltas(updatable_project, signing_key, cnn_tflite):
+    """Every fault point of a delta install (the image rebuilt in flash) at least once."""
+    from tinygen.tools.update_campaign import Campaign
+    path, _pub, _key = signing_key
+    v1 = cnn_tflite.read_bytes()
+    camp = Campaign(updatable_project.out_dir, path, [retrained(v1, 0.2, 23),
+                                                      retrained(v1, 0.2, 24)], delta=True)
+    rep = camp.run(resets=50, power_cut_every=10)
+    assert rep.bricked == 0 and rep.survived == rep.resets_tried == 50
+    assert rep.points_per_install <= 45 and rep.fault_resets == 45
+    assert rep.phases["delta: rebuilding the image (erase, page programs)"] > 0
+
+
+@pytest.mark.slow
 def test_power_loss_campaign(updatable_project, signing_key, cnn_tflite):
     """A CI-sized campaign (bench/ or the tool run the long one): every fault
     point of an install is hit at least twice, plus power cuts."""
@@ -408,3 +453,40 @@ def test_power_loss_campaign(updatable_project, signing_key, cnn_tflite):
     for phase in ("slot-table write (erase)", "slot-table write (program)", "self-test",
                   "signature verification", "chunk: page programs (mid-chunk) and resume mark"):
         assert rep.phases[phase] > 0, phase
+
+
+# ---- flash plans for real boards ---------------------------------------------
+
+@pytest.mark.parametrize("board_id", ["esp32cam", "esp32dev", "esp32-s3-devkitc-1",
+                                      "esp32-c3-devkitm-1", "nucleo_f446re", "disco_f746ng",
+                                      "nucleo_h743zi", "nucleo_l432kc"])
+def test_flash_plans_fit_each_real_board(board_id):
+    from tinygen.boards import get_board
+    from tinygen.project.flash_plan import STM32_FLASH_BASE, STM32_SECTORS, plan_for
+    board = get_board(board_id)
+    plan = plan_for(board, 3000, slots=1 if board_id == "nucleo_f446re" else 2, app_bytes=60_000)
+    names = [r.name for r in plan.regions]
+    assert "tg_state_a" in names and "tg_state_b" in names and "tg_slot_1" in names
+    spans = sorted((r.offset, r.offset + r.size) for r in plan.regions)
+    assert all(b0 >= a1 for (_a0, a1), (b0, _b1) in zip(spans, spans[1:]))
+    assert spans[-1][1] <= board.flash_bytes
+    if board.family == "esp32":
+        rows = [line.split(", ") for line in plan.text().splitlines() if not line.startswith("#")]
+        assert all(int(row[3], 16) % 0x1000 == 0 for row in rows)
+        assert [row[0] for row in rows][:3] == ["nvs", "phy_init", "factory"]
+    else:
+        # every region is whole sectors of the chip, never a shared one
+        sizes = STM32_SECTORS[board_id]
+        starts = {sum(sizes[:i]) for i in range(len(sizes) + 1)}
+        assert all(r.offset in starts and r.offset + r.size in starts for r in plan.regions)
+        assert f"0x{STM32_FLASH_BASE + plan.regions[1].offset:08x}" in plan.text()
+
+
+def test_flash_plan_refuses_what_does_not_fit():
+    from tinygen.boards import get_board
+    from tinygen.errors import TinygenError
+    from tinygen.project.flash_plan import plan_for
+    with pytest.raises(TinygenError, match="leave .* for the application"):
+        plan_for(get_board("nucleo_f446re"), 60_000, slots=2, app_bytes=200_000)
+    with pytest.raises(TinygenError, match="emulated"):
+        plan_for(get_board(BOARD), 3000)

@@ -10,12 +10,18 @@
  *  - nothing runs from a slot that did not pass SHA-512 and Ed25519 at this
  *    boot (or, for the slot being installed, just before the commit).
  * Resume: a chunk's mark in the slot's status sector is programmed only
- * after the chunk's bytes were read back with the right CRC. */
+ * after the chunk's bytes were read back with the right CRC.
+ *
+ * Delta transfers (HDiffPatch's compressed-diff format, made by detools)
+ * land in the slot's delta area; UPDATE_FINISH rebuilds the image from the
+ * running one into the image area, then verifies it like any other: the
+ * delta itself needs no signature, its result has one. */
 #include "tg_update.h"
 
 #include <string.h>
 
 #include "monocypher-ed25519.h"
+#include "patch.h"
 #include "tg_flash.h"
 #include "tg_hal.h"
 #include "tg_model_api.h"
@@ -39,10 +45,15 @@
 #define STATE_MAGIC 0x31534754u /* "TGS1" */
 #define STATE_BYTES 20u
 #define RX_MAGIC 0x31524754u /* "TGR1" */
-#define RX_RECORD_BYTES 80u
-#define RX_BITMAP_OFFSET 128u
+/* receive record: magic, image length, chunk size, image SHA-512 (12),
+ * delta length (76, 0: full image), base image SHA-512 (80), CRC (144) */
+#define RX_RECORD_BYTES 148u
+#define RX_CRC_AT 144u
+#define RX_BITMAP_OFFSET 256u
 
 #define BEGIN_BYTES 180u
+#define BEGIN_DELTA_BYTES 248u /* + delta length u32, base image SHA-512 */
+#define HPATCH_CACHE_BYTES 4096u
 #define SLOT_RECORD_BYTES 56u
 #define SLOTS_HEADER_BYTES 20u
 
@@ -86,7 +97,9 @@ static const uint8_t *bound_meta;
 /* transfer in progress (RAM only: a reset ends it, BEGIN resumes it) */
 static uint8_t upd_on;
 static uint8_t upd_slot;
-static uint32_t upd_len;
+static uint32_t upd_len;   /* image bytes */
+static uint32_t upd_xfer;  /* bytes transferred: the image, or the delta */
+static uint32_t upd_delta; /* delta bytes, 0 for a full image */
 
 static uint8_t rx_buf[TG_UPDATE_RX_BYTES];
 
@@ -111,7 +124,10 @@ static uint32_t slot_base(uint8_t k) {
   return 2u * sector() + (uint32_t)(k - 1u) * TG_UPDATE_SLOT_BYTES;
 }
 
-static uint32_t slot_capacity(void) { return TG_UPDATE_SLOT_BYTES - sector(); }
+/* The image area of a slot; the delta area of the same size follows it. */
+static uint32_t slot_capacity(void) { return TG_UPDATE_AREA_BYTES; }
+
+static uint32_t delta_offset(void) { return sector() + TG_UPDATE_AREA_BYTES; }
 
 static const uint8_t *slot_image(uint8_t k) {
   if (k == 0u) return tg_factory_image;
@@ -128,6 +144,8 @@ static uint32_t slot_avail(uint8_t k) {
   if (rx_record_ok(k)) return get32(rx_record(k) + 4);
   return slot_capacity();
 }
+
+static uint32_t round_up(uint32_t len) { return (len + sector() - 1u) / sector() * sector(); }
 
 static uint32_t chunks_of(uint32_t len) {
   return (len + TG_UPDATE_CHUNK_BYTES - 1u) / TG_UPDATE_CHUNK_BYTES;
@@ -387,6 +405,15 @@ void tg_update_boot(void) {
   boot_ticks = (uint32_t)(tg_hal_counter() - t0);
 }
 
+/* SHA-512 of the image that runs (what a delta must have been made from). */
+static const uint8_t *tg_update_running_image_id(void) {
+  static const uint8_t none[64] = {0};
+  tg_image im;
+  if (image_parse(slot_image(bound_slot), slot_avail(bound_slot), &im) != TG_UPD_OK || !im.hash)
+    return none;
+  return im.hash;
+}
+
 const uint8_t *tg_update_model_signature(void) {
   static const uint8_t none[32] = {0};
   return bound_meta ? bound_meta + 40 : none;
@@ -402,15 +429,22 @@ static const uint8_t *rx_record(uint8_t k) { return tg_flash_base() + slot_base(
 
 static int rx_record_ok(uint8_t k) {
   const uint8_t *r = rx_record(k);
-  return get32(r) == RX_MAGIC && get32(r + 76) == tg_proto_crc32(0, r, 76) &&
-         get32(r + 4) <= slot_capacity() && get32(r + 8) == TG_UPDATE_CHUNK_BYTES;
+  return get32(r) == RX_MAGIC && get32(r + RX_CRC_AT) == tg_proto_crc32(0, r, RX_CRC_AT) &&
+         get32(r + 4) <= slot_capacity() && get32(r + 8) == TG_UPDATE_CHUNK_BYTES &&
+         get32(r + 76) <= slot_capacity();
+}
+
+/* Bytes the transfer into slot k carries: its delta, or the image. */
+static uint32_t rx_xfer(uint8_t k) {
+  const uint8_t *r = rx_record(k);
+  return get32(r + 76) ? get32(r + 76) : get32(r + 4);
 }
 
 /* Bytes of the transfer into slot k known good: up to the first chunk
  * without its mark. */
 static uint32_t rx_done(uint8_t k) {
   const uint8_t *r = rx_record(k);
-  uint32_t len = get32(r + 4), n = chunks_of(len), i;
+  uint32_t len = rx_xfer(k), n = chunks_of(len), i;
   for (i = 0; i < n; i++) {
     if (r[RX_BITMAP_OFFSET + i] != 0x00u) return i * TG_UPDATE_CHUNK_BYTES;
   }
@@ -437,7 +471,7 @@ static void slot_record(uint8_t k, uint8_t *d) {
     }
   } else if (rx_record_ok(k)) {
     st = SLOT_RECEIVING;
-    put32(d + 16, get32(rx_record(k) + 4));
+    put32(d + 16, rx_xfer(k));
     put32(d + 20, rx_done(k));
   }
   d[0] = st;
@@ -468,9 +502,14 @@ static uint8_t active_image(tg_image *im) {
 static int32_t cmd_begin(uint32_t len, uint8_t *out) {
   const uint8_t *id = rx_buf + 8, *hdr = rx_buf + 72, *meta = rx_buf + 108;
   uint32_t image_len = get32(rx_buf), chunk = get32(rx_buf + 4), sec = get32(rx_buf + 104);
+  uint32_t delta = len == BEGIN_DELTA_BYTES ? get32(rx_buf + 180) : 0u;
+  const uint8_t *base_id = rx_buf + 184;
   tg_image cur;
   uint8_t k, target = 0, r, resume = 0;
-  if (len != BEGIN_BYTES || chunk != TG_UPDATE_CHUNK_BYTES) return -(int32_t)TG_UPD_BAD_REQUEST;
+  if ((len != BEGIN_BYTES && len != BEGIN_DELTA_BYTES) || chunk != TG_UPDATE_CHUNK_BYTES)
+    return -(int32_t)TG_UPD_BAD_REQUEST;
+  if (len == BEGIN_DELTA_BYTES && (delta == 0u || delta > slot_capacity()))
+    return -(int32_t)TG_UPD_TOO_LARGE;
   if (get32(hdr) != IMG_MAGIC) return -(int32_t)TG_UPD_BAD_MAGIC;
   if (image_len > slot_capacity()) return -(int32_t)TG_UPD_TOO_LARGE;
   r = meta_fits(meta);
@@ -479,12 +518,14 @@ static int32_t cmd_begin(uint32_t len, uint8_t *out) {
     if (cur.hash && memcmp(cur.hash, id, 64) == 0) return -(int32_t)TG_UPD_SAME;
     if (version_cmp(hdr + 20, cur.ver) <= 0) return -(int32_t)TG_UPD_ROLLBACK;
   }
+  if (delta && (!cur.hash || memcmp(cur.hash, base_id, 64) != 0)) return -(int32_t)TG_UPD_BASE;
   if (sec < state.floor) return -(int32_t)TG_UPD_SECURITY_COUNTER;
   /* a transfer of this image to resume, else an empty slot, else the oldest */
   for (k = 1; k <= TG_UPDATE_SLOTS && !target; k++) {
     if (k == bound_slot || k == state.active || slot_committed(k)) continue;
     if (rx_record_ok(k) && memcmp(rx_record(k) + 12, id, 64) == 0 &&
-        get32(rx_record(k) + 4) == image_len) {
+        get32(rx_record(k) + 4) == image_len && get32(rx_record(k) + 76) == delta &&
+        (!delta || memcmp(rx_record(k) + 80, base_id, 64) == 0)) {
       target = k;
       resume = 1;
     }
@@ -510,20 +551,27 @@ static int32_t cmd_begin(uint32_t len, uint8_t *out) {
       next.valid = (uint8_t)(next.valid & ~(1u << target));
       if (state_write(next) != 0) return -(int32_t)TG_UPD_FLASH;
     }
-    if (tg_flash_erase(slot_base(target),
-                       sector() + (image_len + sector() - 1u) / sector() * sector()) != 0)
+    /* the image area is erased again before a delta is applied */
+    if (tg_flash_erase(slot_base(target), sector() + round_up(image_len)) != 0)
       return -(int32_t)TG_UPD_FLASH;
+    if (delta && tg_flash_erase(slot_base(target) + delta_offset(), round_up(delta)) != 0)
+      return -(int32_t)TG_UPD_FLASH;
+    memset(rec, 0, sizeof rec);
     put32(rec, RX_MAGIC);
     put32(rec + 4, image_len);
     put32(rec + 8, TG_UPDATE_CHUNK_BYTES);
     memcpy(rec + 12, id, 64);
-    put32(rec + 76, tg_proto_crc32(0, rec, 76));
+    put32(rec + 76, delta);
+    if (delta) memcpy(rec + 80, base_id, 64);
+    put32(rec + RX_CRC_AT, tg_proto_crc32(0, rec, RX_CRC_AT));
     if (tg_flash_program(slot_base(target), rec, RX_RECORD_BYTES) != 0 || !rx_record_ok(target))
       return -(int32_t)TG_UPD_FLASH;
   }
   upd_on = 1;
   upd_slot = target;
   upd_len = image_len;
+  upd_delta = delta;
+  upd_xfer = delta ? delta : image_len;
   out[0] = target;
   out[1] = resume;
   out[2] = 0;
@@ -534,28 +582,29 @@ static int32_t cmd_begin(uint32_t len, uint8_t *out) {
 }
 
 static int32_t cmd_chunk(uint32_t len, uint8_t *out) {
-  uint32_t off = get32(rx_buf), crc = get32(rx_buf + 4), n, idx, base;
+  uint32_t off = get32(rx_buf), crc = get32(rx_buf + 4), n, idx, base, at;
   const uint8_t *data = rx_buf + 8;
   const uint8_t *mark;
   static const uint8_t done = 0x00u;
   if (!upd_on) return -(int32_t)TG_UPD_NOT_STARTED;
   if (len < 8u || len - 8u > TG_UPDATE_CHUNK_BYTES) return -(int32_t)TG_UPD_BAD_REQUEST;
   n = len - 8u;
-  if (off % TG_UPDATE_CHUNK_BYTES || off >= upd_len) return -(int32_t)TG_UPD_CHUNK;
-  if (n != (upd_len - off < TG_UPDATE_CHUNK_BYTES ? upd_len - off : TG_UPDATE_CHUNK_BYTES))
+  if (off % TG_UPDATE_CHUNK_BYTES || off >= upd_xfer) return -(int32_t)TG_UPD_CHUNK;
+  if (n != (upd_xfer - off < TG_UPDATE_CHUNK_BYTES ? upd_xfer - off : TG_UPDATE_CHUNK_BYTES))
     return -(int32_t)TG_UPD_CHUNK;
   if (tg_proto_crc32(0, data, n) != crc) return -(int32_t)TG_UPD_BAD_REQUEST;
   idx = off / TG_UPDATE_CHUNK_BYTES;
   base = slot_base(upd_slot);
+  at = base + (upd_delta ? delta_offset() : sector()) + off;
   mark = rx_record(upd_slot) + RX_BITMAP_OFFSET + idx;
   if (*mark != 0x00u) {
     /* programming the same bytes again is harmless (bits only clear), and
      * completes a page a power loss tore */
-    if (tg_flash_program(base + sector() + off, data, n) != 0) return -(int32_t)TG_UPD_FLASH;
-    if (tg_proto_crc32(0, slot_image(upd_slot) + off, n) != crc) return -(int32_t)TG_UPD_FLASH;
+    if (tg_flash_program(at, data, n) != 0) return -(int32_t)TG_UPD_FLASH;
+    if (tg_proto_crc32(0, tg_flash_base() + at, n) != crc) return -(int32_t)TG_UPD_FLASH;
     if (tg_flash_program(base + RX_BITMAP_OFFSET + idx, &done, 1) != 0)
       return -(int32_t)TG_UPD_FLASH;
-  } else if (tg_proto_crc32(0, slot_image(upd_slot) + off, n) != crc) {
+  } else if (tg_proto_crc32(0, tg_flash_base() + at, n) != crc) {
     return -(int32_t)TG_UPD_FLASH;
   }
   put32(out, rx_done(upd_slot));
@@ -599,11 +648,81 @@ static int32_t commit(uint8_t k, int rollback_check, uint32_t *t) {
   return 0;
 }
 
+/* ---- deltas: HDiffPatch streams over the flash ---------------------------- */
+
+static hpatch_BOOL mem_read(const hpatch_TStreamInput *st, hpatch_StreamPos_t pos,
+                            unsigned char *out, unsigned char *out_end) {
+  if (pos > st->streamSize || (hpatch_StreamPos_t)(out_end - out) > st->streamSize - pos)
+    return hpatch_FALSE;
+  memcpy(out, (const uint8_t *)st->streamImport + pos, (size_t)(out_end - out));
+  return hpatch_TRUE;
+}
+
+static hpatch_BOOL out_write(const hpatch_TStreamOutput *st, hpatch_StreamPos_t pos,
+                             const unsigned char *data, const unsigned char *data_end) {
+  uint32_t at = *(const uint32_t *)st->streamImport;
+  if (pos > st->streamSize || (hpatch_StreamPos_t)(data_end - data) > st->streamSize - pos)
+    return hpatch_FALSE;
+  return tg_flash_program(at + (uint32_t)pos, data, (uint32_t)(data_end - data)) == 0;
+}
+
+static hpatch_BOOL out_read(const hpatch_TStreamOutput *st, hpatch_StreamPos_t pos,
+                            unsigned char *out, unsigned char *out_end) {
+  uint32_t at = *(const uint32_t *)st->streamImport;
+  if (pos > st->streamSize || (hpatch_StreamPos_t)(out_end - out) > st->streamSize - pos)
+    return hpatch_FALSE;
+  memcpy(out, tg_flash_base() + at + (uint32_t)pos, (size_t)(out_end - out));
+  return hpatch_TRUE;
+}
+
+/* Rebuild the image in slot k from the running image and the received
+ * delta (again from the start after a power cut: the area is erased). */
+static uint8_t apply_delta(uint8_t k) {
+  static unsigned char cache[HPATCH_CACHE_BYTES];
+  static uint32_t image_at;
+  tg_image old;
+  hpatch_TStreamInput old_in, diff_in;
+  hpatch_TStreamOutput out;
+  if (memcmp(rx_record(k) + 80, tg_update_running_image_id(), 64) != 0) return TG_UPD_BASE;
+  if (image_parse(slot_image(bound_slot), slot_avail(bound_slot), &old) != TG_UPD_OK)
+    return TG_UPD_BASE;
+  image_at = slot_base(k) + sector();
+  if (tg_flash_erase(image_at, round_up(upd_len)) != 0) return TG_UPD_FLASH;
+  memset(&old_in, 0, sizeof old_in);
+  memset(&diff_in, 0, sizeof diff_in);
+  memset(&out, 0, sizeof out);
+  old_in.streamImport = (void *)(uintptr_t)old.img;
+  old_in.streamSize = old.total;
+  old_in.read = mem_read;
+  diff_in.streamImport = (void *)(uintptr_t)(tg_flash_base() + slot_base(k) + delta_offset());
+  diff_in.streamSize = upd_delta;
+  diff_in.read = mem_read;
+  out.streamImport = &image_at;
+  out.streamSize = upd_len;
+  out.write = out_write;
+  out.read_writed = out_read;
+  if (!patch_decompress_with_cache(&out, &old_in, &diff_in, 0, cache, cache + sizeof cache))
+    return TG_UPD_DELTA;
+  tg_fault_point();
+  return TG_UPD_OK;
+}
+
 static int32_t cmd_finish(uint8_t *out) {
   uint32_t t[2] = {0, 0};
   int32_t r;
   if (!upd_on) return -(int32_t)TG_UPD_NOT_STARTED;
-  if (rx_done(upd_slot) != upd_len) return -(int32_t)TG_UPD_INCOMPLETE;
+  if (rx_done(upd_slot) != upd_xfer) return -(int32_t)TG_UPD_INCOMPLETE;
+  if (upd_delta) {
+    uint8_t d = apply_delta(upd_slot);
+    if (d != TG_UPD_OK) {
+      upd_on = 0;
+      if (d != TG_UPD_FLASH) {
+        static const uint8_t dead[4] = {0, 0, 0, 0};
+        (void)tg_flash_program(slot_base(upd_slot), dead, sizeof dead);
+      }
+      return -(int32_t)d;
+    }
+  }
   r = commit(upd_slot, 1, t);
   upd_on = 0;
   if (r != 0) {

@@ -51,6 +51,8 @@ extern "C" {
 #define TG_UPD_FLASH 18u            /* flash read-back differs from the chunk (CRC) */
 #define TG_UPD_SAME 19u             /* this exact image is already the active one */
 #define TG_UPD_BAD_REQUEST 20u      /* malformed request payload */
+#define TG_UPD_BASE 21u             /* the delta was made from another image than the running one */
+#define TG_UPD_DELTA 22u            /* the delta does not apply (corrupted or not a delta) */
 
 /* Largest request payload the update commands take (UPDATE_CHUNK: 8 bytes
  * of arguments + one chunk). */

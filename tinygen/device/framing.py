@@ -91,6 +91,8 @@ UPDATE_REASONS = {
     18: "the device's flash did not read back what was written",
     19: "this exact image is already the running model",
     20: "the request was malformed",
+    21: "the delta was made from another image than the one the device runs",
+    22: "the delta does not apply (corrupted, or not a delta)",
 }
 
 ERROR_NAMES = {

@@ -12,7 +12,6 @@ UPDATE_BEGIN of the same image answers where the device's marks end.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -80,6 +79,8 @@ class UpdateResult:
     chunks: int
     verify_ticks: int        # hash + signature, in the INFO counter unit
     selftest_ticks: int
+    image_bytes: int = 0     # the full image
+    delta: bool = False      # sent as a delta against the running image
 
 
 def require_updatable(client: DeviceClient) -> None:
@@ -110,9 +111,11 @@ def read_slots(client: DeviceClient) -> SlotTable:
 
 
 def send_image(client: DeviceClient, image: bytes,
-               progress: Callable[[int, int], None] | None = None) -> UpdateResult:
+               progress: Callable[[int, int], None] | None = None,
+               base: bytes | None = None) -> UpdateResult:
     """Transfer, verify, self-test and activate one image; DeviceError (with
-    the device's reason) when it is refused."""
+    the device's reason) when it is refused.  With `base` (the image the
+    device runs), only a delta is sent when it is smaller."""
     from ..update.image import parse_image
     parsed = parse_image(image)
     table = read_slots(client)
@@ -121,12 +124,20 @@ def send_image(client: DeviceClient, image: bytes,
         raise TinygenError("the image has no SHA-512 TLV: make it with `tinygen image`")
     begin = (struct.pack("<II", len(image), chunk) + parsed.digest + image[:_IMG_HEADER]
              + struct.pack("<I", parsed.security_counter) + parsed.meta.pack())
+    payload = image
+    if base is not None:
+        from ..update.delta import make_delta
+        base_digest = parse_image(base).digest
+        delta = make_delta(base, image)
+        if base_digest is not None and len(delta) < len(image):
+            payload = delta
+            begin += struct.pack("<I", len(delta)) + base_digest
     slot, _resumed, _r, _r2, offset, chunk = struct.unpack(
         "<BBBBII", client.request(CMD_UPDATE_BEGIN, begin)[:12])
     start = offset
     sent = chunks = 0
-    while offset < len(image):
-        data = image[offset:offset + chunk]
+    while offset < len(payload):
+        data = payload[offset:offset + chunk]
         reply = client.request(CMD_UPDATE_CHUNK,
                                struct.pack("<II", offset, zlib.crc32(data)) + data)
         sent += len(data)
@@ -136,10 +147,11 @@ def send_image(client: DeviceClient, image: bytes,
             raise TinygenError(f"device did not take the chunk at {offset} (it holds {nxt} bytes)")
         offset = nxt
         if progress:
-            progress(offset, len(image))
+            progress(offset, len(payload))
     done = client.request(CMD_UPDATE_FINISH, timeout=120.0)
     slot, verify_ticks, selftest_ticks = _FINISH.unpack_from(done)
-    return UpdateResult(slot, start, sent, chunks, verify_ticks, selftest_ticks)
+    return UpdateResult(slot, start, sent, chunks, verify_ticks, selftest_ticks, len(image),
+                        payload is not image)
 
 
 def activate(client: DeviceClient, slot: int) -> tuple[int, int]:
@@ -158,6 +170,3 @@ def arm_fault(client: DeviceClient, countdown: int) -> int:
     from now (0 disarms); returns the points passed since boot."""
     return struct.unpack("<I", client.request(CMD_FAULT_ARM, struct.pack("<I", countdown)))[0]
 
-
-def image_id(image: bytes) -> str:
-    return hashlib.sha512(image).hexdigest()[:16]

@@ -18,12 +18,13 @@ from ..boards import Board
 from ..errors import TinygenError
 from ..paths import TEMPLATES_DIR
 from ..update.image import Version
-from . import monocypher
+from . import c_sources
 
 UPDATE_SOURCES = ["tg_update.h", "tg_update.c", "tg_flash.h"]
 EMULATED_FLASH_SOURCE = "tg_flash_ram.c"
 SECTOR = 4096
 FLASH_IMAGE = "flash-slots.img"
+IMAGE_DIR = "images"     # every image made for the project: the bases of deltas
 DEFAULT_SLOTS = 2
 
 # QEMU machine -> (address, bytes) of the RAM region that serves as the
@@ -75,7 +76,10 @@ def render(src: Path, lib: Path, board: Board, image: bytes, fingerprint: bytes,
     base, size = partition_of(board)
     if not 1 <= cfg.slots <= 3:
         raise TinygenError(f"--slots {cfg.slots}: an updatable build has 1 to 3 slots")
-    slot_bytes = SECTOR + (len(image) + SECTOR - 1) // SECTOR * SECTOR + SECTOR
+    # a status sector, the image area (a sector of room to grow) and a delta
+    # area of the same size
+    area = (len(image) + SECTOR - 1) // SECTOR * SECTOR + SECTOR
+    slot_bytes = SECTOR + 2 * area
     needed = 2 * SECTOR + cfg.slots * slot_bytes
     if needed > size:
         raise TinygenError(f"{cfg.slots} slots of {slot_bytes} B need {needed} B of model "
@@ -94,6 +98,7 @@ def render(src: Path, lib: Path, board: Board, image: bytes, fingerprint: bytes,
 #define TG_FLASH_BYTES {size}u
 #define TG_UPDATE_SLOTS {cfg.slots}u
 #define TG_UPDATE_SLOT_BYTES {slot_bytes}u
+#define TG_UPDATE_AREA_BYTES {area}u
 #define TG_UPDATE_RUNTIME {runtime}u
 #define TG_UPDATE_ARENA_BYTES {arena_bytes}u
 
@@ -124,10 +129,14 @@ const uint8_t tg_factory_image[{len(image)}] __attribute__((aligned(16))) = {{
   {_c_bytes(image)}
 }};
 """)
-    monocypher.place(lib / "monocypher")
-    return {"slots": cfg.slots, "slot_bytes": slot_bytes, "partition_base": base,
+    for library in c_sources.LIBRARIES:
+        c_sources.place(library, lib / library.name)
+    from ..update.delta import keep
+    keep(lib.parent / IMAGE_DIR, image)
+    return {"slots": cfg.slots, "slot_bytes": slot_bytes, "image_area_bytes": area, "partition_base": base,
             "partition_bytes": size, "sector_bytes": SECTOR, "public_key": cfg.public_key.hex(),
             "fingerprint": fingerprint.hex(), "arena_bytes": arena_bytes,
             "model_version": str(cfg.version), "security_counter": cfg.security_counter,
             "image_bytes": len(image), "fault_injection": cfg.fault_injection,
-            "flash_image": FLASH_IMAGE, "runtime": "aot"}
+            "flash_image": FLASH_IMAGE, "runtime": "aot",
+            "image_dir": IMAGE_DIR}

@@ -94,8 +94,27 @@ def add_commands(sub) -> None:
                          "board: the socket:// URL it prints)")
     sp.add_argument("--baud", type=int, default=115200)
     sp.add_argument("--activate", type=int, metavar="N", help="switch to the model in slot N")
+    sp.add_argument("--full", action="store_true",
+                    help="send the whole image even when a delta against the running image "
+                         "(found in the project's images/) would be smaller")
     image_args(sp)
     sp.set_defaults(func=cmd_update)
+
+    sp = sub.add_parser("slot-plan", help="partition/sector plan for model slots on a real board",
+                        description="Size the model slots for MODEL (image, delta area, status "
+                                    "sector) and place them on the board's flash: an ESP-IDF "
+                                    "partitions.csv for ESP32 boards, whole erase sectors for "
+                                    "STM32 boards; checked for alignment, overlap and room for "
+                                    "the application.  Only the plan: the slot code has no "
+                                    "flash driver for real boards yet (docs/model-update.md).")
+    sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")
+    sp.add_argument("--board", required=True)
+    sp.add_argument("--slots", type=int, default=2, metavar="N")
+    sp.add_argument("--app-bytes", type=int, default=0, metavar="N",
+                    help="flash the application needs (default: the model's code estimate)")
+    sp.add_argument("--calib", metavar="FILE", help="calibration inputs (Keras models)")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the plan (partitions.csv ...)")
+    sp.set_defaults(func=cmd_slot_plan)
 
     sp = sub.add_parser("models", help="list a device's model slots",
                         description="Slots, versions, model SHA-256s and which one runs.")
@@ -154,9 +173,11 @@ def make_image(model: str, args, con) -> bytes:
     check_fits(payload, update["fingerprint"], update["arena_bytes"], model)
     con.progress("running the self-test vectors on the tflite_micro reference; signing")
     image = image_for(ir, payload, version, keys.signer(key), args.security_counter)
-    if len(image) > update["slot_bytes"] - update["sector_bytes"]:
+    if len(image) > update["image_area_bytes"]:
         raise TinygenError(f"the image is {len(image)} B, the device's slots hold "
-                           f"{update['slot_bytes'] - update['sector_bytes']} B")
+                           f"{update['image_area_bytes']} B")
+    from ..update.delta import keep
+    keep(_path / update["image_dir"], image)
     return image
 
 
@@ -208,12 +229,23 @@ def cmd_update(args, con) -> int:
         raise TinygenError("nothing to do: give a model or image to install, or --activate N")
     image = _load_image(args, con)
     with open_device(args.port, args.baud) as dev:
-        r = send_image(dev, image, lambda done, total: con.progress(f"sent {done}/{total} B"))
+        base = None
+        if args.project and not args.full:
+            # a delta against the running image, when the project kept it
+            from ..update.delta import find_base
+            running = read_slots(dev).active_slot
+            _p, _m, update = project_update(args.project)
+            base = find_base(Path(args.project) / update["image_dir"], running.version,
+                             running.model_sha256)
+        r = send_image(dev, image, lambda done, total: con.progress(f"sent {done}/{total} B"),
+                       base=base)
         table = read_slots(dev)
     s = table.active_slot
     resumed = f", resumed at {r.resumed_from} B" if r.resumed_from else ""
+    how = (f"a {r.bytes_sent:,} B delta instead of the {r.image_bytes:,} B image" if r.delta
+           else f"{r.bytes_sent:,} B")
     con.out(f"installed in slot {r.slot} and active: version {s.version}, model SHA-256 "
-            f"{s.model_sha256[:16]}... ({r.bytes_sent} B in {r.chunks} chunks{resumed}; "
+            f"{s.model_sha256[:16]}... ({how} in {r.chunks} chunks{resumed}; "
             f"verify {r.verify_ticks:,}, self-test {r.selftest_ticks:,} counter ticks)")
     return 0
 
@@ -242,4 +274,29 @@ def cmd_models(args, con) -> int:
         why = UPDATE_REASONS.get(table.boot_reason, f"reason {table.boot_reason}")
         con.warn(f"at boot slot {table.boot_failed_slot} failed verification ({why}): "
                  f"running slot {table.active} instead")
+    return 0
+
+
+def cmd_slot_plan(args, con) -> int:
+    from ..boards import get_board
+    from ..convert import convert
+    from ..load import load_model
+    from ..project.flash_plan import plan_for
+    from ..update.image import Version
+    from ..update.make import aot_payload, image_for
+    board = get_board(args.board)
+    ir = convert(load_model(Path(args.model)), Path(args.calib) if args.calib else None,
+                 progress=con.progress).ir
+    payload = aot_payload(ir, board.id, "model")
+    image = image_for(ir, payload, Version(1), lambda _d: bytes(64))   # sizes only
+    # room to grow: the slot code sizes the image area one sector larger
+    app = args.app_bytes or 64 * 1024 + len(image)
+    plan = plan_for(board, len(image), args.slots, app)
+    text = plan.text()
+    if args.output:
+        Path(args.output).write_text(text)
+        con.out(f"wrote {args.output}")
+    con.out(text.rstrip())
+    con.out(f"# image {len(image):,} B, slot {plan.slot_bytes:,} B, application >= {app:,} B; "
+            "checked: inside the flash, aligned, no overlap")
     return 0

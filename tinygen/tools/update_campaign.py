@@ -56,6 +56,7 @@ class CampaignReport:
     resets_tried: int = 0
     survived: int = 0
     bricked: int = 0
+    delta: bool = False           # installs sent as deltas
     fault_resets: int = 0         # device reset itself at an armed fault point
     power_cuts: int = 0           # QEMU killed and restarted on the same flash file
     installs_completed: int = 0
@@ -95,7 +96,7 @@ class _Model:
 
 class Campaign:
     def __init__(self, project: Path, key_path: Path, tflites: list[bytes], seed: int = 0,
-                 log=None):
+                 log=None, delta: bool = False):
         manifest = json.loads((project / "tinygen.json").read_text())
         update = manifest.get("update") or {}
         if not update.get("fault_injection"):
@@ -116,6 +117,12 @@ class Campaign:
         self.qemu: QemuProcess | None = None
         self.dev: DeviceClient | None = None
         self.install_seconds = 0.5
+        self.delta = delta
+        self.images: dict[str, bytes] = {}      # version -> image, the bases of deltas
+        from ..update.image import parse_image
+        for path in (project / update["image_dir"]).glob("*.tgimg"):
+            data = path.read_bytes()
+            self.images[str(parse_image(data).version)] = data
 
     # -- plumbing ---------------------------------------------------------
     def _start(self) -> None:
@@ -138,8 +145,10 @@ class Campaign:
     def _image(self, k: int) -> tuple[bytes, _Model]:
         m = self.models[k % len(self.models)]
         meta = Meta("aot", m.payload.arena_bytes, m.payload.fingerprint, bytes.fromhex(m.sha))
-        return build_image(m.payload.data, meta, Version(1, 1, k), m.selftest,
-                           keys.signer(self.key)), m
+        image = build_image(m.payload.data, meta, Version(1, 1, k), m.selftest,
+                            keys.signer(self.key))
+        self.images[str(Version(1, 1, k))] = image
+        return image, m
 
     def _reconnect(self) -> None:
         assert self.dev is not None
@@ -155,8 +164,11 @@ class Campaign:
     def _install(self, image: bytes) -> None:
         """Install to completion (resuming); an image already active is done."""
         assert self.dev is not None
+        base = None
+        if self.delta:
+            base = self.images.get(read_slots(self.dev).active_slot.version)
         try:
-            send_image(self.dev, image)
+            send_image(self.dev, image, base=base)
         except DeviceError as exc:
             if not (exc.code == ERR_UPDATE and exc.detail == SAME_IMAGE):
                 raise
@@ -211,8 +223,10 @@ class Campaign:
                 tail = ["after the slot-table write", "slot-table write (program)",
                         "slot-table write (erase)", "before the slot-table write",
                         "self-test", "signature verification"]
+                tail += ["hash verification"] * (len(image) // 4096 + 1)
                 for i, p in enumerate(reversed(points)):
-                    phases.append((p, tail[i] if i < len(tail) else "hash verification"))
+                    phases.append((p, tail[i] if i < len(tail) else
+                                   "delta: rebuilding the image (erase, page programs)"))
             else:
                 phases += [(p, label) for p in points]
             prev = end
@@ -220,7 +234,7 @@ class Campaign:
 
     # -- the campaign ------------------------------------------------------
     def run(self, resets: int, power_cut_every: int = 10) -> CampaignReport:
-        rep = CampaignReport()
+        rep = CampaignReport(delta=self.delta)
         t0 = time.monotonic()
         self._start()
         try:
@@ -312,12 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resets", type=int, default=300)
     ap.add_argument("--power-cut-every", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--delta", action="store_true",
+                    help="install by delta against the running image (HDiffPatch)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
     try:
         camp = Campaign(Path(args.project), Path(args.signing_key),
                         [Path(m).read_bytes() for m in args.model], args.seed,
-                        log=lambda m: print(f"  .. {m}", file=sys.stderr, flush=True))
+                        log=lambda m: print(f"  .. {m}", file=sys.stderr, flush=True),
+                        delta=args.delta)
         rep = camp.run(args.resets, args.power_cut_every)
     except TinygenError as exc:
         print(f"update_campaign: error: {exc}", file=sys.stderr)
