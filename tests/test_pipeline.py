@@ -252,3 +252,16 @@ def test_the_reference_resets_at_clip_starts():
     same = [np.array_equal(a[0], b[0]) for a, b in zip(alone, fresh)]
     assert all(same) and all(np.array_equal(a[1], b[1]) for a, b in zip(alone, fresh))
     assert not all(np.array_equal(a[1], b[1]) for a, b in zip(alone, carried))
+
+
+def test_build_with_a_frontend_keeps_the_joined_graph(tmp_path):
+    fe = tmp_path / "fe.tflite"
+    fe.write_bytes(build_frontend(FrontendParams()))
+    m = tmp_path / "m.tflite"
+    m.write_bytes(window_model())
+    r = run_cli("build", "--board", "qemu-cortex-m4", "--runtime", "aot", "--frontend", fe, m,
+                "--no-compile", "-o", tmp_path / "proj")
+    assert r.returncode == 0, r.stderr
+    joined = (tmp_path / "proj" / "pipeline.tflite").read_bytes()
+    assert joined == build_pipeline(fe.read_bytes(), m.read_bytes())[0]
+    assert parse_tflite(joined).op_names()[0] == "SignalFramer"

@@ -257,6 +257,12 @@ def cmd_build(args, con: Console) -> int:
               firmware=args.firmware, more_models=_added_models(args.add),
               update=update_config(args),
               accept_dense=args.accept_dense)
+    parts = getattr(args, "pipeline_parts", None)
+    if parts is not None:
+        # the graph the firmware runs (front end + model), for inspect and reruns
+        _write_atomic(Path(r.out_dir) / "pipeline.tflite", parts[2])
+        con.out(f"pipeline: {Path(r.out_dir) / 'pipeline.tflite'} (the front end and the "
+                "model joined: samples in, features and answers out)")
     print_build_summary(r, con)
     return 0
 
