@@ -688,8 +688,9 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", required=True, choices=["c", "arduino", "esp-idf"])
     calib_arg(sp)
     sp.add_argument("--runtime", choices=["aot", "tflm"],
-                    help="aot: tinygen's generated C (default); tflm: TFLM glue for the "
-                         "platform's TFLM library (esp-tflite-micro, an Arduino TFLM library)")
+                    help="aot: tinygen's generated C; tflm: TFLM glue for the platform's TFLM "
+                         "library (esp-tflite-micro, an Arduino TFLM library); default: aot, "
+                         "or the --board's default runtime")
     sp.add_argument("--board", help="pick kernels for this board and check the model fits "
                                     "(default: portable C kernels, no fit check)")
     sp.add_argument("--name", default="model", metavar="NAME",

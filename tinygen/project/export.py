@@ -91,9 +91,10 @@ def export(model_path: str | Path, fmt: str, out_dir: str | Path | None = None, 
         for w in (conv.report.warnings if conv.report is not None else []):
             (warn or note)(w)
         analysis = analyze(conv.ir, board)
+        in_psram = False
         if board is not None:
-            require_fit(analysis, board, runtime)
-        models.append((n, Path(path), cal, conv, analysis))
+            in_psram = bool(require_fit(analysis, board, runtime).get("arena_in_psram"))
+        models.append((n, Path(path), cal, conv, analysis, in_psram))
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tinygen-tmp",
                                     dir=out.parent))
@@ -114,7 +115,7 @@ def _write(root: Path, fmt: str, runtime: str, board, models, names, note) -> Ex
     result = ExportResult(out_dir=root, fmt=fmt, runtime=runtime, names=list(names))
     rows = []
     note(f"generating the {runtime} runtime sources")
-    for n, path, cal, conv, analysis in models:
+    for n, path, cal, conv, analysis, in_psram in models:
         ir = conv.ir
         if runtime == "aot":
             from ..codegen.aot import generate_aot
@@ -126,7 +127,7 @@ def _write(root: Path, fmt: str, runtime: str, board, models, names, note) -> Ex
             measured = analysis.tflm_arena["total"]
             arena = fitmod.tflm_arena_with_margin(measured)
             generate_tflm(ir, path.name, board.id if board else "any board", measured, arena,
-                          False, src, name=n, protocol_binding=False)
+                          in_psram, src, name=n, protocol_binding=False)
         result.arena_bytes[n] = arena
         (root / f"{n}.tflite").write_bytes(ir.tflite)
         sample, how = example_input(ir, Path(cal) if cal else None)
