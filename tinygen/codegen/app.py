@@ -78,8 +78,10 @@ def app_file_name(entry: str) -> str:
 
 
 def generate_app(models: list[AppModel], out_dir: Path, *, entry: str, board_id: str,
-                 board_name: str, baud: int, runtime: str) -> list[Path]:
-    """app_main.c(pp) and one example input per model, into out_dir."""
+                 board_name: str, baud: int, runtime: str, use_float: bool = True) -> list[Path]:
+    """app_main.c(pp) and one example input per model, into out_dir.  Without
+    `use_float` the app prints the int8 score and never touches floating point
+    (for toolchains without soft-float routines)."""
     check_names([m.name for m in models])
     files = []
     rows = []
@@ -88,6 +90,7 @@ def generate_app(models: list[AppModel], out_dir: Path, *, entry: str, board_id:
         rows.append(app_row(m))
     ctx = dict(version=__version__, models=rows, entry=entry, board_id=board_id,
                board_name=board_name, baud=baud, runtime=runtime,
-               model_list=", ".join(m.name for m in models), max_values=MAX_PRINTED_VALUES)
+               model_list=", ".join(m.name for m in models), max_values=MAX_PRINTED_VALUES,
+               use_float=use_float)
     files.append(render_to("app/app_main.c.j2", out_dir / app_file_name(entry), ctx))
     return files

@@ -551,8 +551,11 @@ def _write_app(src: Path, board: Board, runtime: str, models: list) -> None:
     for model_name, ir, model_calib in models:
         sample, how = example_input(ir, Path(model_calib) if model_calib else None)
         apps.append(AppModel(model_name, ir, sample, how))
+    # Debian's xtensa-lx106 libgcc, which the emulated ESP8266 links, has no
+    # soft-float routines (__mulsf3, __addsf3, __floatsisf are undefined)
+    no_float = board.emulated and board.core == "xtensa-lx106"
     generate_app(apps, src, entry=_entry(board), board_id=board.id, board_name=board.name,
-                 baud=board.baud, runtime=runtime)
+                 baud=board.baud, runtime=runtime, use_float=not no_float)
 
 
 def _src_flags(board: Board) -> list[str]:
