@@ -29,6 +29,7 @@ LAYERS = [
     ("device", ["device"]),
     ("verify", ["verify"]),
     ("report", ["report"]),
+    ("farm", ["farm"]),
     ("front ends", ["cli", "pytest_plugin", "tools", "__main__", "__init__"]),
 ]
 LEVEL = {name: k for k, (_, names) in enumerate(LAYERS) for name in names}

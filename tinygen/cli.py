@@ -378,17 +378,36 @@ def cmd_verify(args, con: Console) -> int:
             return cmd_verify(args, con)
     from .data import clip_starts
     with clip_starts(getattr(args, "clip_starts", None) or []):
-        outcome = _verify_call(args, con)
+        with _farm_places(args, con) as farm:
+            outcome = _verify_call(args, con, farm)
     runs, reports, failed = outcome.runs, outcome.reports, outcome.failed
     return _verify_finish(args, con, outcome, runs, reports, failed)
 
 
-def _verify_call(args, con: Console):
+def _farm_places(args, con: Console):
+    """The labgrid places of --place/--place-tag, acquired for the block."""
+    import contextlib
+    if not (args.place or args.place_tag):
+        return contextlib.nullcontext(None)
+    if args.port:
+        raise TinygenError("give boards with --port or with --place/--place-tag, not both")
+    from .farm import acquire_places
+    return acquire_places(args.place or [], args.place_tag or [], wait=args.place_wait,
+                          progress=con.progress, warn=con.warn)
+
+
+def _verify_call(args, con: Console, farm=None):
     from .report.text import VectorProgress
     from .verify import verify_model
+    board_id = args.board
+    if farm is not None and board_id is None:
+        from .farm import board_of_places
+        board_id = board_of_places(farm.board_tag)
     return verify_model(
-        args.model, board_id=args.board, runtime=args.runtime, ports=args.port or [],
-        calib=args.calib, data=args.data, samples=args.samples, tolerance=args.tolerance,
+        args.model, board_id=board_id, runtime=args.runtime,
+        ports=farm.ports if farm is not None else args.port or [],
+        places=farm.names if farm is not None else (), calib=args.calib, data=args.data,
+        samples=args.samples, tolerance=args.tolerance,
         detection=args.detection, output=args.output, profile=args.profile,
         tflm_source=args.tflm_source, arena_bytes=args.arena_bytes,
         class_names=args.labels, force=args.force, accept_dense=args.accept_dense,
@@ -752,6 +771,15 @@ def make_parser() -> argparse.ArgumentParser:
                     help="serial port or pyserial URL of a flashed board (/dev/ttyUSB0, "
                          "socket://host:port, rfc2217://host:port); give it several times to "
                          "verify several boards at once (one combined report)")
+    sp.add_argument("--place", action="append", metavar="NAME",
+                    help="a labgrid place to acquire and verify (repeatable; the coordinator "
+                         "is $LG_COORDINATOR); docs/board-farm.md")
+    sp.add_argument("--place-tag", action="append", metavar="KEY=VALUE",
+                    help="acquire and verify every labgrid place carrying this tag "
+                         "(e.g. board=qemu-stm32f405; repeat to require several tags)")
+    sp.add_argument("--place-wait", type=float, default=0.0, metavar="SECONDS",
+                    help="wait up to SECONDS for places other jobs hold (labgrid "
+                         "reservations); default 0: fail at once naming the holder")
     calib_arg(sp)
     sp.add_argument("--runtime", choices=["aot", "tflm"],
                     help="aot: tinygen's generated C; tflm: TensorFlow Lite Micro (default: the board's)")
@@ -801,7 +829,66 @@ def make_parser() -> argparse.ArgumentParser:
                          "(mono, 16-bit, the front end's rate) or a .npy of int16 samples "
                          "([N] or [clips, N]); every stride is a vector")
     sp.set_defaults(func=cmd_verify)
+    add_farm_parser(sub, model_arg, calib_arg, force_arg)
     return p
+
+
+def add_farm_parser(sub, model_arg, calib_arg, force_arg) -> None:
+    sp = sub.add_parser("farm", help="a labgrid board farm of emulated boards (up, down, status)",
+                        description="Boot emulated boards running a model's firmware and serve "
+                                    "them as labgrid places, for `tinygen verify --place` and "
+                                    "any labgrid client (docs/board-farm.md).")
+    fsub = sp.add_subparsers(dest="farm_command", metavar="ACTION", required=True)
+    up = fsub.add_parser("up", help="build, boot N boards, export them as places B-1..B-N",
+                         description="Build MODEL for BOARD, boot COUNT emulated boards with it, "
+                                     "start a labgrid coordinator on loopback (unless "
+                                     "LG_COORDINATOR names one), export the boards' UARTs with "
+                                     "labgrid-exporter and create places BOARD-1..BOARD-COUNT "
+                                     "tagged board=BOARD. Prints `export LG_COORDINATOR=...` "
+                                     "for eval.")
+    model_arg(up)
+    up.add_argument("--board", required=True, help="an emulated board id (tinygen boards)")
+    up.add_argument("--count", type=int, default=1, metavar="N", help="boards to boot (default 1)")
+    calib_arg(up)
+    up.add_argument("--runtime", choices=["aot", "tflm"])
+    up.add_argument("--tflm-source", metavar="DIR", help="as for `tinygen build`")
+    up.add_argument("-o", "--output", metavar="DIR", help="project directory")
+    up.add_argument("--prefix", metavar="NAME", help="place names NAME-1.. (default: the board id)")
+    force_arg(up)
+    down = fsub.add_parser("down", help="stop what `farm up` started (and nothing else)")
+    status = fsub.add_parser("status", help="the farm's places, boards and coordinator")
+    for action in (up, down, status):
+        action.add_argument("--dir", default="tinygen-farm", metavar="DIR",
+                            help="the farm's folder: state, exporter config, log "
+                                 "(default ./tinygen-farm)")
+    sp.set_defaults(func=cmd_farm)
+
+
+def cmd_farm(args, con: Console) -> int:
+    from .farm.control import farm_down, farm_up, running_farm
+    farm_dir = Path(args.dir)
+    if args.farm_command == "up":
+        state = farm_up(args.model, board_id=args.board, count=args.count, farm_dir=farm_dir,
+                        runtime=args.runtime, calib=args.calib, output=args.output,
+                        prefix=args.prefix, force=args.force, tflm_source=args.tflm_source,
+                        progress=con.progress)
+        for p in state.places:
+            print(f"place {p['name']}: {state.board} at {p['url']}", file=sys.stderr)
+        print(f"farm up in {state.directory} (stop it with `tinygen farm down --dir "
+              f"{args.dir}`)", file=sys.stderr)
+        con.out(f"export LG_COORDINATOR={state.coordinator}")
+        return 0
+    if args.farm_command == "down":
+        state = farm_down(farm_dir)
+        con.out(f"farm in {farm_dir.resolve()} stopped ({len(state.get('places', []))} boards)")
+        return 0
+    live = running_farm(farm_dir.resolve())
+    if live is None:
+        raise TinygenError(f"no farm is running in {farm_dir.resolve()}")
+    con.out(f"coordinator {live['coordinator']}, {live['board']}, daemon pid {live['pid']}")
+    for p in live["places"]:
+        con.out(f"  {p['name']}: {p['url']} (QEMU pid {p['qemu_pid']})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from ..verify.results import VerifyReport
 
 def _properties(report: VerifyReport) -> list[tuple[str, str]]:
     props = [("bit_exact", str(report.bit_exact).lower())]
+    if report.place:
+        props += [("place", report.place), ("port", report.port)]
     acc = report.accuracy
     if acc:
         props += [(f"accuracy.{k}", f"{acc[k]:.6f}") for k in ("float", "int8", "device")
@@ -19,7 +21,8 @@ def _properties(report: VerifyReport) -> list[tuple[str, str]]:
         if acc.get("float_vs_int8_top1") is not None:
             props.append(("top1_agreement.float_int8", f"{acc['float_vs_int8_top1']:.6f}"))
         props.append(("classes", ",".join(acc["classes"])))
-        level = report.port if report.port in acc["confusion"] else "int8"
+        label = report.place or report.port
+        level = label if label in acc["confusion"] else "int8"
         props.append(("confusion", json.dumps(acc["confusion"][level])))
     det = report.detection
     if det:
@@ -48,14 +51,14 @@ def write_junit(reports: VerifyReport | list[VerifyReport], path: Path) -> None:
                            failures=str(sum(not o.passed for o in report.outputs)),
                            time=f"{report.duration_s:.3f}")
         if len(reports) > 1:
-            suite.set("hostname", report.port)
+            suite.set("hostname", report.place or report.port)
         props = ET.SubElement(suite, "properties")
         for name, value in _properties(report):
             ET.SubElement(props, "property", name=name, value=value)
         for o in report.outputs:
             case = ET.SubElement(suite, "testcase", classname=f"{report.board}.{report.runtime}",
                                  name=f"output{o.index}:{o.name}"
-                                 + (f"@{report.port}" if len(reports) > 1 else ""))
+                                 + (f"@{report.place or report.port}" if len(reports) > 1 else ""))
             if not o.passed:
                 f = ET.SubElement(case, "failure",
                                   message=f"max |delta| {o.max_abs_diff_lsb} LSB > "

@@ -13,7 +13,8 @@ from ..verify.results import VerifyReport
 
 
 def format_report(r: VerifyReport) -> str:
-    lines = [f"verify {r.board} ({r.runtime}) over {r.port}: {r.vectors} vectors, model "
+    where = f"place {r.place} ({r.port})" if r.place else r.port
+    lines = [f"verify {r.board} ({r.runtime}) over {where}: {r.vectors} vectors, model "
              f"{r.model_signature[:16]}..., tolerance {r.tolerance_lsb} LSB"]
     lines.append(f"  {'output':28} {'exact':>8} {'max|d|':>7} {'rel L2':>9} {'cosine':>9} "
                  f"{'RMSE':>9} {'MAE':>9} {'top-1':>7}")
@@ -56,9 +57,9 @@ def format_report(r: VerifyReport) -> str:
                      + (" (SYNTHETIC: random inputs, not your data)"
                         if r.calibration.get("synthetic") else ""))
     if r.accuracy:
-        lines.extend(format_accuracy(r.accuracy, r.port))
+        lines.extend(format_accuracy(r.accuracy, r.place or r.port))
     if r.detection:
-        lines.extend(format_detection(r.detection, r.port))
+        lines.extend(format_detection(r.detection, r.place or r.port))
     lines.append(verdict_line(r))
     return "\n".join(lines)
 

@@ -64,7 +64,7 @@ def _quiet(_message: str) -> None:
 
 
 def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str | None = None,
-                 ports: Sequence[str] = (), calib: str | Path | None = None,
+                 ports: Sequence[str] = (), places: Sequence[str] = (), calib: str | Path | None = None,
                  data: str | Path | None = None, samples: int | None = None,
                  tolerance: int | None = None, detection: str | Path | None = None,
                  output: str | Path | None = None, profile: bool = False,
@@ -84,7 +84,8 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     SavedModel sources): float/int8 agreement, and float accuracy on labels.
     ``class_names`` is a text file of class names (else labels.txt beside
     --data, if there is one); ``min_agreement``/``min_accuracy`` (fractions)
-    fail the run below them; ``force`` lets -o replace another model's project."""
+    fail the run below them; ``force`` lets -o replace another model's project.
+    ``places`` names the farm place of each port (labels in the reports)."""
     from ..project.build import build, choose_runtime, default_out_dir
     board = get_board(board_id or DEFAULT_EMULATED_BOARD)
     runtime = choose_runtime(board, runtime)
@@ -101,15 +102,17 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         raise TinygenError("--min-accuracy needs labelled test data: --data FILE holding "
                            "labels (a .npz with x and y, a labels .npy beside the inputs, or a folder of "
                            "one .npy per class)")
+    if places and len(places) != len(ports):
+        raise TinygenError("verify_model: give one place name per port")
     unique = list(dict.fromkeys(ports))
-    if len(unique) != len(ports):
+    if len(unique) != len(ports) and not places:
         warn("the same --port was given more than once; it is verified once")
-    ports = unique
+        ports = unique
     if not board.emulated and not ports:
         raise TinygenError(f"{board.id} is a real board: give its serial port with --port "
                            f"(e.g. --port {board.serial_port or '/dev/ttyUSB0'})")
     precheck_sample_files(model, data, calib)
-    if len(ports) == 1:     # with several, a missing board is that board's error
+    if len(ports) == 1 and not places:     # with several, a missing board is that board's error
         precheck_port(ports[0])
 
     project_dir: Path | None = None
@@ -161,7 +164,7 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     progress("running the tflite_micro reference")
     ref_outs = run_reference(ir, vectors)
 
-    port_names = list(ports) or [f"qemu:{board.qemu_machine}"]
+    port_names = list(places or ports) or [f"qemu:{board.qemu_machine}"]
     bar = progress_bar(len(vectors), port_names) if progress_bar else None
     try:
         if own_qemu:
@@ -174,8 +177,8 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
         else:
             if len(ports) > 1:
                 progress(f"verifying on {len(ports)} boards at once")
-            runs = verify_ports(ports, device_ir, board, runtime, vectors, tolerance, project_dir,
-                                ref_outs, bar)
+            runs = verify_ports(list(ports), device_ir, board, runtime, vectors, tolerance,
+                                project_dir, ref_outs, bar, places=list(places) or None)
     finally:
         if bar is not None:
             bar.close()

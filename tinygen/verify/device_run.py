@@ -226,20 +226,26 @@ def verify_on_client(client, ir: Model, board: Board, runtime: str, vectors, tol
 
 def verify_ports(urls: list[str], ir: Model, board: Board, runtime: str, vectors,
                  tolerance: int, project_dir: Path | None, ref_outs: list,
-                 bar=None, labels: list[str] | None = None) -> list[BoardRun]:
+                 bar=None, labels: list[str] | None = None,
+                 places: list[str] | None = None) -> list[BoardRun]:
     """Verify on every port at once, one worker thread each.  A board whose
-    exchange fails gets ``error`` set; the others still finish."""
+    exchange fails gets ``error`` set; the others still finish.  Boards
+    acquired from a farm are labelled by their ``places``."""
     from ..device.protocol import DeviceClient
-    labels = labels or list(urls)
-    runs = [BoardRun(label=lbl) for lbl in labels]
+    labels = labels or list(places or urls)
+    runs = [BoardRun(label=lbl, port=urls[k] if places else None) for k, lbl in enumerate(labels)]
 
     def work(k: int) -> None:
         try:
             with DeviceClient.open(urls[k], board.baud) as client:
-                runs[k] = run_board(client, ir, board, runtime, vectors, tolerance, labels[k],
+                port = urls[k] if places else labels[k]
+                runs[k] = run_board(client, ir, board, runtime, vectors, tolerance, port,
                                     project_dir, ref_outs=ref_outs,
                                     progress=bar.note if bar else None,
                                     on_vector=(lambda _i: bar.advance(k)) if bar else None)
+                if places and runs[k].report is not None:
+                    runs[k].report.place = places[k]
+                    runs[k].port = urls[k]
         except TinygenError as exc:
             runs[k].error, runs[k].exception = str(exc), exc
         except Exception as exc:  # a bug, or an unexpected OS error: say where
@@ -271,7 +277,8 @@ def combined_payload(runs: list[BoardRun], float_check: dict | None = None) -> d
             "passed": len(ok) == len(runs) and all(r.passed for r in ok),
             "bit_exact": len(ok) == len(runs) and all(r.bit_exact for r in ok),
             "boards": [r.report.as_dict() if r.report is not None
-                       else {"port": r.label, "error": r.error, "passed": False}
+                       else {"port": r.port or r.label, "error": r.error, "passed": False,
+                             **({"place": r.label} if r.port else {})}
                        for r in runs]}
         errors = [f"{r.label}: {r.error}" for r in runs if r.error]
         if errors:

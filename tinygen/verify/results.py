@@ -44,6 +44,7 @@ class VerifyReport:
     calibration: dict = field(default_factory=dict)
     accuracy: dict | None = None
     detection: dict | None = None        # detectors: mAP@0.5 per level (detection.py)
+    place: str | None = None      # the labgrid place the board was acquired through
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -60,5 +61,6 @@ class BoardRun:
     counters: list[int] = field(default_factory=list)
     profiles: list[list[int]] = field(default_factory=list)   # per vector, per op
     error: str | None = None
+    port: str | None = None       # the URL, when ``label`` is a farm place's name
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
