@@ -22,9 +22,16 @@ if ((${#missing[@]})); then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis, matplotlib, scipy, serial, jinja2, cobs, rich, atheris, ruff, mypy, cryptography, detools" >/dev/null 2>&1; then
+if ! "$PY" -c "import tinygen, tensorflow, tflite_micro, tf_keras, platformio, SCons, pytest, hypothesis, matplotlib, scipy, serial, jinja2, cobs, rich, atheris, ruff, mypy, cryptography, detools, labgrid" >/dev/null 2>&1; then
   echo "setup: installing tinygen and its Python dependencies (TensorFlow is ~2 GB: a few minutes)"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+fi
+# pyserial (for platformio) and pyserial-labgrid (for labgrid) both install
+# serial/: whichever pip wrote last wins.  Pin the fork, which labgrid needs
+# and tinygen is tested with (tests/test_multiport.py, tests/test_protocol.py).
+if ! "$PY" -c "import serial, sys; sys.exit(serial.VERSION != '3.5.0.2')" >/dev/null 2>&1; then
+  echo "setup: reinstalling pyserial-labgrid's serial module over pyserial's"
+  "$PY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "pyserial-labgrid==3.5.0.2"
 fi
 # PlatformIO offline: the tool-scons and toolchain packages tinygen provisions itself.
 "$PY" -c "from tinygen.project import pio_offline; pio_offline.prepare_core_dir()" 2>/dev/null || true

@@ -304,7 +304,7 @@ def tinygen_board(tinygen_options):
 
 
 @pytest.fixture(scope="session")
-def tinygen_build(tinygen_board, tinygen_options, tmp_path_factory):
+def tinygen_build(tinygen_board, tinygen_options, tmp_path_factory, request):
     """The model built for the board (a tinygen.project.build.BuildResult; the
     firmware is compiled unless --tinygen-port names an already flashed
     board); skips without --tinygen-model."""
@@ -318,11 +318,32 @@ def tinygen_build(tinygen_board, tinygen_options, tmp_path_factory):
     out = Path(opts.build_dir) if opts.build_dir else \
         tmp_path_factory.mktemp("tinygen") / f"{stem}-{tinygen_board.id}"
     try:
-        # With --tinygen-port the board is flashed already: render, do not compile.
+        # With --tinygen-port or a labgrid place the board is flashed already:
+        # render, do not compile.
         return build(model, tinygen_board.id, runtime=opts.runtime, calib=opts.calib, out_dir=out,
-                     compile_firmware=not opts.port, firmware="protocol")
+                     compile_firmware=not (opts.port or _labgrid_env(request.config)),
+                     firmware="protocol")
     except TinygenError as exc:
         pytest.fail(f"tinygen build failed: {exc}", pytrace=False)
+
+
+def _labgrid_env(config) -> bool:
+    """labgrid's own plugin is loaded and given an environment (--lg-env or LG_ENV)."""
+    import os
+    return bool(getattr(config.option, "lg_env", None) or
+                (hasattr(config.option, "lg_env") and os.environ.get("LG_ENV")))
+
+
+def _labgrid_url(request) -> str:
+    """The serial port of labgrid's ``target`` fixture (a RemotePlace the job
+    acquired, or a port in the environment file)."""
+    from tinygen.errors import TinygenError
+    from tinygen.farm.places import serial_url_of_target
+    target = request.getfixturevalue("target")
+    try:
+        return serial_url_of_target(target)[0]
+    except TinygenError as exc:
+        pytest.fail(f"--lg-env: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -331,7 +352,9 @@ def dut(tinygen_board, tinygen_options, request):
 
     Emulated boards without --tinygen-port: the firmware of ``tinygen_build``
     runs in QEMU.  With --tinygen-port: the board there (its firmware must be
-    the build of --tinygen-model when one is given)."""
+    the build of --tinygen-model when one is given).  Under labgrid's plugin
+    (``pytest --lg-env env.yaml``) without --tinygen-port: the serial port of
+    labgrid's ``target`` (a RemotePlace acquired before the run)."""
     opts = tinygen_options
     board = tinygen_board
     build = request.getfixturevalue("tinygen_build") if opts.model else None
@@ -341,6 +364,8 @@ def dut(tinygen_board, tinygen_options, request):
     qemu = None
     if opts.port:
         url = opts.port
+    elif _labgrid_env(request.config):
+        url = _labgrid_url(request)
     elif board.emulated:
         if build is None:
             pytest.skip("an emulated board needs --tinygen-model (or --tinygen-port)")

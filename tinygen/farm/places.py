@@ -123,9 +123,10 @@ class Farm:
         except (Error, TimeoutError, OSError) as exc:
             self._session = session
             self.close()
-            raise FarmError(f"labgrid coordinator at {self.address} does not answer "
-                            f"({_reason(exc)}): is it running? (`tinygen farm up` starts one; "
-                            "LG_COORDINATOR names it)") from None
+            why = "" if isinstance(exc, Error) else f" ({_reason(exc)})"
+            raise FarmError(f"labgrid coordinator at {self.address} does not answer{why}: is it "
+                            "running? (`tinygen farm up` starts one; LG_COORDINATOR names "
+                            "it)") from None
         self._session = session
 
     def close(self) -> None:
@@ -383,3 +384,25 @@ def _quiet_labgrid_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.NullHandler())
+
+
+def serial_url_of_target(target) -> tuple[str, int | None]:
+    """(pyserial URL, baud) of a labgrid target's serial port: the
+    NetworkSerialPort a RemotePlace expands to (or one declared in the
+    environment file), else a local RawSerialPort."""
+    from labgrid.exceptions import NoResourceFoundError
+    from labgrid.resource import NetworkSerialPort, RawSerialPort
+    from labgrid.util.proxy import proxymanager
+    try:
+        port = target.get_resource(NetworkSerialPort)
+    except NoResourceFoundError:
+        try:
+            raw = target.get_resource(RawSerialPort)
+        except NoResourceFoundError:
+            raise FarmError(f"labgrid target {target.name} has no serial port "
+                            "(NetworkSerialPort or RawSerialPort)") from None
+        return raw.port, raw.speed
+    # an SSH forward when the exporter is only reachable through its host
+    host, tcp = proxymanager.get_host_and_port(port)
+    scheme = "rfc2217" if port.protocol == "rfc2217" else "socket"
+    return f"{scheme}://{host}:{tcp}", port.speed

@@ -185,6 +185,8 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
 
     failed = [r for r in runs if r.error]
     if failed and len(runs) == 1:
+        if places:
+            raise TinygenError(f"place {places[0]}: {failed[0].error}")
         raise failed[0].exception or TinygenError(failed[0].error)
 
     float_outs = None
