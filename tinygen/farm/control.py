@@ -90,9 +90,10 @@ def farm_up(model: str, *, board_id: str, count: int, farm_dir: Path, runtime: s
                            f"--dir {farm_dir}` first, or use another --dir")
     if coordinator is None and os.environ.get("LG_COORDINATOR"):
         coordinator = coordinator_address()
-    out = Path(output) if output else default_out_dir(Path(model), board)
+    # the boards speak the serial protocol `tinygen verify` drives
+    out = Path(output) if output else default_out_dir(Path(model), board, "protocol")
     result = build(model, board.id, runtime=runtime, calib=calib, out_dir=out,
-                   progress=progress, tflm_source=tflm_source, force=force)
+                   progress=progress, tflm_source=tflm_source, force=force, firmware="protocol")
     if result.elf is None:
         raise TinygenError(f"the build for {board.id} produced no firmware")
     farm_dir.mkdir(parents=True, exist_ok=True)
