@@ -490,3 +490,78 @@ def test_flash_plan_refuses_what_does_not_fit():
         plan_for(get_board("nucleo_f446re"), 60_000, slots=2, app_bytes=200_000)
     with pytest.raises(TinygenError, match="emulated"):
         plan_for(get_board(BOARD), 3000)
+
+
+# ---- the tflm runtime: the whole .tflite in the slot ----------------------------
+
+def _tflm_tree() -> Path:
+    import os
+
+    from conftest import ROOT
+    path = ROOT.parent / "shared" / "tflm" / "reference"
+    if not (path / "tensorflow" / "lite" / "micro").is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"TFLM tree {path} is missing; CI must provide ../shared/tflm")
+        pytest.skip(f"TFLM tree {path} not present (../shared/tflm)")
+    return path
+
+
+def _convert(keras_model, path: Path, calib: Path) -> bytes:
+    from tinygen.convert import convert
+    from tinygen.load import load_model
+    keras_model.save(path)
+    return convert(load_model(path), calib).tflite
+
+
+@pytest.mark.slow
+def test_tflm_slots_take_a_real_finetune_and_another_graph(cnn_h5, cnn_calib, cnn_tflite,
+                                                           signing_key, keras, tmp_path):
+    """A Keras fine-tune (re-converted: new weights and new activation ranges)
+    and a wider model with the same operators and I/O both install on a tflm
+    firmware; --activate switches between them; all bit-exact."""
+    from tinygen.device.framing import DeviceError
+    from tinygen.device.slots import activate, read_slots, send_image
+    from tinygen.project.build import build
+    from tinygen.project.updatable import UpdateConfig
+    from tinygen.update.make import tflm_payload
+    path, pub, key = signing_key
+    cfg = UpdateConfig(public_key=pub, version=Version(1, 0, 0), sign=keys.signer(key))
+    project = build(cnn_tflite, BOARD, runtime="tflm", tflm_source=_tflm_tree(), arena_bytes=8192,
+                    out_dir=tmp_path / "tflm", update=cfg, firmware="protocol")
+    model = keras.models.load_model(cnn_h5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(5)
+    model.fit(rng.random((64, 12, 12, 3), dtype=np.float32), rng.integers(0, 5, 64), epochs=3,
+              verbose=0)
+    tuned = _convert(model, tmp_path / "tuned.h5", cnn_calib)
+    keras.utils.set_random_seed(3)
+    wide = _convert(keras.Sequential([
+        keras.Input((12, 12, 3)), keras.layers.Conv2D(12, 3, activation="relu"),
+        keras.layers.DepthwiseConv2D(3, padding="same"), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dense(5), keras.layers.Softmax()]),
+        tmp_path / "wide.h5", cnn_calib)
+    from tinygen.convert import parse_checked
+    from tinygen.update.make import image_for
+
+    def image(tflite, version):
+        ir = parse_checked(tflite, "update")
+        payload = tflm_payload(ir, BOARD, "model")
+        assert payload.fingerprint.hex() == project.update["fingerprint"]
+        return image_for(ir, payload, Version.parse(version), keys.signer(key))
+
+    board = Board(project, tmp_path / "flash.img")
+    dev = board.start()
+    try:
+        assert _exact(dev, cnn_tflite.read_bytes())
+        r = send_image(dev, image(tuned, "1.1.0"))
+        assert r.slot == 1 and _exact(dev, tuned)
+        r = send_image(dev, image(wide, "2.0.0"))
+        assert r.slot == 2 and _exact(dev, wide)
+        activate(dev, 1)                      # the light model again
+        assert read_slots(dev).active_slot.version == "1.1.0" and _exact(dev, tuned)
+        with pytest.raises(DeviceError, match="already the running"):
+            activate(dev, 1)
+        activate(dev, 2)
+        assert _exact(dev, wide)
+    finally:
+        board.stop()

@@ -74,6 +74,25 @@ class TflmResult:
     files: list[Path]
     resolver: list[ResolverEntry]
     arena_bytes: int
+    fingerprint: str = ""        # updatable: what the glue compiles in (tflm_fingerprint)
+
+
+def tflm_fingerprint(model: Model, name: str = DEFAULT_NAME) -> str:
+    """SHA-256 of what an updatable tflm glue compiles in: the resolver's
+    methods and the input/output tensor descriptions.  Any .tflite with the
+    same op set and the same inputs and outputs runs on it (its arena need is
+    checked separately); the int8-only kernel choices are left out, a model
+    they do not fit fails its self-test on the device."""
+    import hashlib
+    import json
+    keep = {"runtime": "tflm", "name": name,
+            "ops": [e.method for e in resolver_entries(model)],
+            "inputs": tensor_info_rows(model.input_tensors()),
+            "outputs": tensor_info_rows(model.output_tensors())}
+    for rows in (keep["inputs"], keep["outputs"]):
+        for row in rows:
+            row.pop("name", None)
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def resolver_entries(model: Model, defined: frozenset[str] | set[str] = frozenset()) -> list[ResolverEntry]:
@@ -122,7 +141,8 @@ def generate_model_data(model: Model, model_name: str, out_dir: Path,
 def generate_tflm(model: Model, model_name: str, board_id: str, arena_measured: int,
                   arena_bytes: int, arena_in_psram: bool, out_dir: Path,
                   name: str = DEFAULT_NAME, protocol_binding: bool = True,
-                  defined_kernels: frozenset[str] | set[str] = frozenset()) -> TflmResult:
+                  defined_kernels: frozenset[str] | set[str] = frozenset(),
+                  updatable: bool = False) -> TflmResult:
     """The model data, `<name>.h` and the glue implementing it; see
     codegen/aot.py for name and protocol_binding.  `defined_kernels`: the
     Register_X names the TFLM tree's kernel files define (int8-only kernels
@@ -130,7 +150,8 @@ def generate_tflm(model: Model, model_name: str, board_id: str, arena_measured: 
     check_name(name)
     resolver = resolver_entries(model, defined_kernels)
     glue, stem = source_names(name)
-    files = generate_model_data(model, model_name, out_dir, name)
+    # updatable: the .tflite lives in the model slots (firmware_templates/update/)
+    files = [] if updatable else generate_model_data(model, model_name, out_dir, name)
     files.append(render_header(model, name, "tflm", arena_bytes, out_dir))
     ctx = dict(version=__version__, model_name=model_name, board=board_id,
                name=name, header=header_name(name), data_header=f"{stem}.h",
@@ -141,6 +162,7 @@ def generate_tflm(model: Model, model_name: str, board_id: str, arena_measured: 
                arena_margin=arena_bytes - arena_measured, arena_in_psram=arena_in_psram,
                inputs=tensor_info_rows(model.input_tensors()),
                outputs=tensor_info_rows(model.output_tensors()),
-               signature_bytes=signature_c_bytes(model.signature))
+               signature_bytes=signature_c_bytes(model.signature), updatable=updatable)
     files.append(render_to(f"{TEMPLATE_DIR}/tg_model_tflm.cc.j2", out_dir / glue, ctx))
-    return TflmResult(files=files, resolver=resolver, arena_bytes=arena_bytes)
+    return TflmResult(files=files, resolver=resolver, arena_bytes=arena_bytes,
+                      fingerprint=tflm_fingerprint(model, name) if updatable else "")

@@ -155,9 +155,6 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     if update is not None:
         from .updatable import partition_of
         partition_of(board)
-        if runtime != "aot":
-            raise TinygenError("--updatable is implemented for the aot runtime so far "
-                               "(add --runtime aot); see docs/model-update.md")
         if firmware != FIRMWARE_PROTOCOL:
             raise TinygenError("--updatable firmware receives models over the serial protocol: "
                                "add --firmware protocol (an application of your own is not "
@@ -394,13 +391,23 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
         arena = arena_override or fitmod.tflm_arena_with_margin(measured)
         tflm = generate_tflm(ir, model_name, board.id, 0 if arena_override else measured,
                              arena, in_psram, src, name=name,
-                             defined_kernels=tree.registrations if tree is not None else frozenset())
+                             defined_kernels=tree.registrations if tree is not None else frozenset(),
+                             updatable=update is not None)
         result.arena_bytes = arena
         result.arena_measured = measured
         result.model_flash = len(ir.tflite)
         result.resolver = [f"{e.method}  // {e.name}" for e in tflm.resolver]
         from ..codegen.tflm import data_symbol
         result.weight_symbols = [data_symbol(name)]
+        if update is not None:
+            from ..update.make import Payload, image_for
+            from . import updatable
+            note("signing the built-in model image (slot 0)")
+            payload = Payload(ir.tflite, bytes.fromhex(tflm.fingerprint), measured, "tflm")
+            image = image_for(ir, payload, update.version, update.sign, update.security_counter)
+            result.update = updatable.render(src, root / "lib", board, image, payload.fingerprint,
+                                             arena, update, runtime="tflm")
+            result.weight_symbols = ["tg_factory_image"]
         result.code_estimate = fitmod.TFLM_CODE_BASE + fitmod.TFLM_CODE_PER_OP * len(tflm.resolver)
         methods = [e.method for e in tflm.resolver]
         for e in extra:
@@ -450,7 +457,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
             payload = Payload(aot.payload, bytes.fromhex(aot.fingerprint), aot.arena_bytes, "aot")
             image = image_for(ir, payload, update.version, update.sign, update.security_counter)
             result.update = updatable.render(src, root / "lib", board, image, payload.fingerprint,
-                                             aot.arena_bytes, update)
+                                             aot.arena_bytes, update, runtime="aot")
             result.weight_symbols = ["tg_factory_image"]
         result.memory_plan = plan_manifest(aot.plan, ir)
         result.profile = profile

@@ -110,6 +110,8 @@ def add_commands(sub) -> None:
     sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")
     sp.add_argument("--board", required=True)
     sp.add_argument("--slots", type=int, default=2, metavar="N")
+    sp.add_argument("--runtime", choices=["aot", "tflm"], default="aot",
+                    help="aot: the slots hold the weights; tflm: the whole .tflite")
     sp.add_argument("--app-bytes", type=int, default=0, metavar="N",
                     help="flash the application needs (default: the model's code estimate)")
     sp.add_argument("--calib", metavar="FILE", help="calibration inputs (Keras models)")
@@ -152,7 +154,7 @@ def make_image(model: str, args, con) -> bytes:
     from ..load import load_model
     from ..update import keys
     from ..update.image import Version
-    from ..update.make import aot_payload, check_fits, image_for
+    from ..update.make import check_fits, image_for, payload_for
     _path, manifest, update = project_update(args.project)
     if not args.signing_key:
         raise TinygenError("making an image needs --signing-key PEM (the key the project was "
@@ -169,7 +171,8 @@ def make_image(model: str, args, con) -> bytes:
     con.progress(f"loading {model}")
     ir = convert(load_model(Path(model)), Path(args.calib) if args.calib else None,
                  progress=con.progress).ir
-    payload = aot_payload(ir, manifest["board"], manifest.get("c_name", "model"))
+    payload = payload_for(update.get("runtime", "aot"), ir, manifest["board"],
+                          manifest.get("c_name", "model"))
     check_fits(payload, update["fingerprint"], update["arena_bytes"], model)
     con.progress("running the self-test vectors on the tflite_micro reference; signing")
     image = image_for(ir, payload, version, keys.signer(key), args.security_counter)
@@ -283,11 +286,11 @@ def cmd_slot_plan(args, con) -> int:
     from ..load import load_model
     from ..project.flash_plan import plan_for
     from ..update.image import Version
-    from ..update.make import aot_payload, image_for
+    from ..update.make import image_for, payload_for
     board = get_board(args.board)
     ir = convert(load_model(Path(args.model)), Path(args.calib) if args.calib else None,
                  progress=con.progress).ir
-    payload = aot_payload(ir, board.id, "model")
+    payload = payload_for(args.runtime, ir, board.id, "model")
     image = image_for(ir, payload, Version(1), lambda _d: bytes(64))   # sizes only
     # room to grow: the slot code sizes the image area one sector larger
     app = args.app_bytes or 64 * 1024 + len(image)

@@ -20,6 +20,9 @@ from ..errors import TinygenError
 from ..ir import Model
 from .image import Meta, Version, build_image, selftest_tlv
 
+TFLM_NOTE = ("a tflm image may change the whole graph, but its operator set and its "
+             "inputs' and outputs' shapes and quantization must be those the firmware was "
+             "built for")
 AOT_FLAGS_NOTE = ("an aot image carries the weights and per-channel tables only: its "
                   "layers, shapes and activation quantization must be those the firmware "
                   "was built for")
@@ -40,6 +43,20 @@ def aot_payload(ir: Model, board: str, name: str) -> Payload:
         res = generate_aot(ir, Path(tmp), board=board, name=name, updatable=True)
     assert res.payload is not None
     return Payload(res.payload, bytes.fromhex(res.fingerprint), res.arena_bytes, "aot")
+
+
+def tflm_payload(ir: Model, board: str, name: str) -> Payload:
+    """The .tflite itself, with the arena TFLM's recording allocator measures
+    for it on the host (what the device's arena must hold)."""
+    from ..analyze.analysis import analyze
+    from ..boards import get_board
+    from ..codegen.tflm import tflm_fingerprint
+    measured = analyze(ir, get_board(board)).tflm_arena["total"]
+    return Payload(ir.tflite, bytes.fromhex(tflm_fingerprint(ir, name)), measured, "tflm")
+
+
+def payload_for(runtime: str, ir: Model, board: str, name: str) -> Payload:
+    return tflm_payload(ir, board, name) if runtime == "tflm" else aot_payload(ir, board, name)
 
 
 def selftest_vectors(ir: Model) -> tuple[list[bytes], list[bytes]]:
@@ -73,7 +90,8 @@ def image_for(ir: Model, payload: Payload, version: Version, sign,
 def check_fits(payload: Payload, fingerprint_hex: str, arena_bytes: int, what: str) -> None:
     """The host's side of the device's WRONG_ARCH / TOO_LARGE checks."""
     if payload.fingerprint.hex() != fingerprint_hex:
-        raise TinygenError(f"{what} does not fit this firmware: {AOT_FLAGS_NOTE} "
+        note = AOT_FLAGS_NOTE if payload.runtime == "aot" else TFLM_NOTE
+        raise TinygenError(f"{what} does not fit this firmware: {note} "
                            "(architecture fingerprint differs); rebuild and flash the firmware "
                            "for it instead")
     if payload.arena_bytes > arena_bytes:
