@@ -34,3 +34,11 @@ def test_terminal_lines_use_the_words_and_leave_out_what_was_not_measured():
     assert summary_lines({"model_flash": 3408, "arena": 3280}) == [
         "model flash 3,408 B (not linked: no code flash)", "arena 3,280 B"]
     assert not any("weights" in line for line in lines)
+
+
+def test_inspect_says_model_flash_per_runtime(cnn_tflite):
+    r = run_cli("inspect", cnn_tflite)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("model flash: "))
+    assert f"tflm {cnn_tflite.stat().st_size:,} B (the .tflite)" in line
+    assert re.search(r"aot [\d,]+ B \(weights\+biases", line)

@@ -190,6 +190,13 @@ def cmd_inspect(args, con: Console) -> int:
                 f"{a.tflm_arena_planned:,} B")
     if a.aot_arena is not None:
         con.out(f"aot arena (tinygen planner): {a.aot_arena:,} B")
+    # model flash in sizes.py's sense, per runtime (code flash needs a board: see the fit)
+    flash = [f"tflm {len(ir.tflite):,} B (the .tflite)"] if ta["total"] else []
+    if a.aot_arena is not None:
+        flash.append(f"aot {a.weights_biases_bytes:,} B (weights+biases; the requantization "
+                     "tables codegen adds come on top)")
+    if flash:
+        con.out("model flash: " + ", ".join(flash))
     for msg in a.unsupported.values():
         if msg:
             con.out(f"unsupported: {msg}")
