@@ -807,8 +807,8 @@ def make_parser() -> argparse.ArgumentParser:
                          "Keras .h5/.keras or SavedModel): run on the same inputs for the float "
                          "level of agreement and accuracy (a Keras source is its own)")
     sp.add_argument("--min-accuracy", type=float, metavar="PCT",
-                    help="fail when a device's top-1 accuracy on the --data labels is below "
-                         "PCT percent")
+                    help="fail when a device's top-1 accuracy on the --data labels (a "
+                         "detector's mAP@0.5 on its ground-truth boxes) is below PCT percent")
     sp.add_argument("--min-agreement", type=float, metavar="PCT",
                     help="fail when the float model and the int8 model agree on the top-1 "
                          "class for fewer than PCT percent of the vectors (without it, below "
