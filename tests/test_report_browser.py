@@ -5,7 +5,8 @@ wider than the window, no two blocks of the page on top of each other, the
 verdict, the accuracy and the confusion matrix visible.
 
 Chromium comes from Debian (scripts/setup.sh installs it). Without it the test
-skips, except in CI, where it fails: the check must run there."""
+skips, except in CI, where it fails: the check must run there. Slow (two browser
+starts, about 25 s here), so it runs with the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -93,6 +94,7 @@ def _run(exe: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(fc_run, tmp_path):  # noqa: F811
     exe = _chromium()
     path, acc = _report_with_accuracy(fc_run, tmp_path)
