@@ -194,3 +194,12 @@ def test_memory_plan_texts_never_overlap(n_ops):
     assert ticks[0].get_text() == "in"                      # the axis still starts at "in"
     if n_ops <= 3:
         assert len(ticks) == n_ops + 2                      # few ops: every one named
+
+
+def test_latency_axis_starts_at_zero(fc_run):
+    """Issue 15: counters 1,000-1,036 drawn from 0, so a 3 % spread looks like one."""
+    from tinygen.report.html import latency_figure
+    _ir, runs, _ref, _float, _board = fc_run
+    fig = latency_figure(runs, "instructions")
+    low, high = fig.axes[0].get_ylim()
+    assert low == 0 and high >= max(max(r.counters) for r in runs if r.counters)

@@ -219,6 +219,10 @@ def plot_top1(t, float_out: np.ndarray, ref: np.ndarray, devs: list[tuple[str, n
 
 
 def plot_latency(runs, unit: str) -> str:
+    return _png(latency_figure(runs, unit))
+
+
+def latency_figure(runs, unit: str):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10, 3.0))
     for k, run in enumerate(runs):
@@ -244,7 +248,7 @@ def plot_latency(runs, unit: str) -> str:
     ax.yaxis.set_major_formatter(_thousands())
     # From zero: a 0.1 % spread must not look like a factor of two.
     ax.set_ylim(bottom=0)
-    return _png(fig)
+    return fig
 
 
 def _integer_x(ax) -> None:
