@@ -53,6 +53,32 @@ def _channels_cnn() -> bytes:
     return convert_keras(m, (12, 10, 2))
 
 
+SPARSE_ZERO_SHARE = 0.85
+
+
+def _sparse_mlp() -> bytes:
+    """1x1 convolutions over 25 pixels (an odd count: the kernel's single-row
+    tail), a 300-deep Dense (16-bit column indices) and a small Dense, every
+    kernel with its smallest 85 % of weights set to zero."""
+    import keras
+    rng = np.random.default_rng(4)
+    inp = keras.Input((5, 5, 8))
+    x = keras.layers.Conv2D(16, 1, activation="relu")(inp)
+    x = keras.layers.Conv2D(12, 1)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(20, activation="relu")(x)
+    out = keras.layers.Dense(4)(x)
+    m = keras.Model(inp, out)
+    for layer in m.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        w = rng.normal(0, 0.4, ws[0].shape).astype("float32")
+        w[np.abs(w) <= np.quantile(np.abs(w), SPARSE_ZERO_SHARE)] = 0
+        layer.set_weights([w, rng.normal(0, 0.2, ws[1].shape).astype("float32")])
+    return convert_keras(m, (5, 5, 8))
+
+
 def _cached(name: str, build) -> bytes:
     key = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
     path = _cache_dir() / f"pruned-{name}-{key}.tflite"
@@ -65,3 +91,7 @@ def _cached(name: str, build) -> bytes:
 
 def channels_cnn() -> bytes:
     return _cached("channels-cnn", _channels_cnn)
+
+
+def sparse_mlp() -> bytes:
+    return _cached("sparse-mlp", _sparse_mlp)

@@ -22,6 +22,7 @@ from ..lowering import (
     lowers,
     quantize_multiplier,
 )
+from .sparse import maybe_sparse
 
 # ---------------------------------------------------------------------------
 # helpers shared with the pooling lowerings
@@ -377,7 +378,12 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
         call.fallback = dataclasses.replace(call, kernel="tg_conv2d_direct_s8", scratch_bytes=0)
     if ctx.dsp and groups == 1:
         call = _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max, call)
-    return with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))
+    call = with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))
+    if pointwise and win["stride_h"] == win["stride_w"] == 1:
+        # one contiguous input vector per pixel: a matrix product
+        call = _sparse_option(op, ctx, call, w.reshape(oc, -1), bias, kbias, mult, shift,
+                              -inp.zero_point, out.zero_point, n * ih * iw, act_min, act_max)
+    return call
 
 
 def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
@@ -416,6 +422,20 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
         sources=["tg_conv2d_dsp.c", "tg_conv2d_dsp.h"], constants=consts,
         scratch_bytes=scratch, comment=portable.comment + f" [dsp{' fast-rq' if fast else ''}]",
         fallback=fallback)
+
+
+def _sparse_option(op, ctx, dense: KernelCall, w_rows: np.ndarray, bias, kbias, mult, shift,
+                   input_offset: int, output_offset: int, rows: int, act_min: int,
+                   act_max: int) -> KernelCall:
+    """The layer as a sparse matrix product when that costs less (plan/ops/sparse.py)."""
+    units = len(w_rows)
+    if len(mult) == 1:
+        mult = np.full(units, mult[0], np.int32)
+        shift = np.full(units, shift[0], np.int32)
+    fast, rec = rq_records(bias, mult, shift, output_offset,
+                           acc_bounds(w_rows, bias, input_offset), ctx.fast_requant)
+    rec[:, 0] = kbias                   # raw int8 inputs: the offset is folded in
+    return maybe_sparse(op, ctx, dense, w_rows, fast, wrap_int32(rec), rows, act_min, act_max)
 
 
 @lowers("DEPTHWISE_CONV_2D")
@@ -574,4 +594,8 @@ def lower_fully_connected(op: Operator, ctx: LoweringContext) -> KernelCall:
             inputs=[op.inputs[0]], outputs=[op.outputs[0]],
             sources=["tg_fully_connected_dsp.c", "tg_fully_connected_dsp.h"],
             constants=dsp_consts, comment=call.comment + f" [dsp{' fast-rq' if fast else ''}]")
-    return with_overlap(call, rows_overlap(batches, depth, units))
+    call = with_overlap(call, rows_overlap(batches, depth, units))
+    if kbias is not None:
+        call = _sparse_option(op, ctx, call, w, bias, kbias, mult, shift, -inp.zero_point,
+                              out.zero_point, batches, act_min, act_max)
+    return call
