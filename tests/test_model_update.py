@@ -565,3 +565,39 @@ def test_tflm_slots_take_a_real_finetune_and_another_graph(cnn_h5, cnn_calib, cn
         assert _exact(dev, wide)
     finally:
         board.stop()
+
+
+@pytest.mark.slow
+def test_cli_image_update_models(updatable_project, signing_key, cnn_tflite, tmp_path):
+    """The commands a user types, against the running QEMU."""
+    path, _pub, _key = signing_key
+    out = updatable_project.out_dir
+    v2 = tmp_path / "v2.tflite"
+    v2.write_bytes(retrained(cnn_tflite.read_bytes(), 0.1, 41))
+    other = _keygen(tmp_path / "other.pem")
+    r = run_cli("image", v2, "--project", out, "--signing-key", other, "--model-version", "1.1.0",
+                "-o", tmp_path / "x.tgimg")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not the key" in r.stderr
+    assert not (tmp_path / "x.tgimg").exists()
+    r = run_cli("image", v2, "--project", out, "--signing-key", path, "--model-version", "1.1.0",
+                "-o", tmp_path / "v2.tgimg")
+    assert r.returncode == 0, r.stderr
+    bad = bytearray((tmp_path / "v2.tgimg").read_bytes())
+    bad[HEADER_SIZE + 3] ^= 1
+    (tmp_path / "bad.tgimg").write_bytes(bytes(bad))
+    board = Board(updatable_project, tmp_path / "flash.img")
+    board.start().close()
+    try:
+        url = board.qemu.url
+        r = run_cli("update", "--port", url, "--project", out, tmp_path / "bad.tgimg")
+        assert r.returncode == 2 and "corrupted" in r.stderr and r.stderr.count("\n") == 1
+        r = run_cli("update", "--port", url, "--project", out, tmp_path / "v2.tgimg")
+        assert r.returncode == 0, r.stderr
+        assert "installed in slot 1" in r.stdout and "delta instead of" in r.stdout
+        r = run_cli("update", "--port", url, "--activate", "3")
+        assert r.returncode == 2 and "no such slot" in r.stderr
+        r = run_cli("models", "--port", url, "--json")
+        table = __import__("json").loads(r.stdout)
+        assert table["active"] == 1 and table["slots"][1]["version"] == "1.1.0"
+    finally:
+        board.stop()
