@@ -150,9 +150,22 @@ def test_integers_as_test_vectors_are_int8_only_in_range(tmp_path):
     assert got[0][0].dtype == np.int8 and np.array_equal(got[2][0][0], x[2])
     assert len(notes) == 1 and "int8 quantized" in notes[0]
 
-    np.save(path, (x + 128).astype(np.uint16))      # 0..255: not int8 values
-    with pytest.raises(TinygenError, match=r"uint16 values in \[0, 255\], outside int8"):
+    np.save(path, (x * 4).astype(np.int32))          # signed, beyond int8: neither reading fits
+    with pytest.raises(TinygenError, match=r"int32 values in \[-512, 508\], outside int8"):
         load_samples(path, [SHAPE], "data", integers="int8")
+
+
+def test_unsigned_test_vectors_are_real_values(tmp_path):
+    """Camera pixels come as uint8: quantized vectors are int8, so unsigned
+    data is taken as the float values it holds (the SSD example's test.npz)."""
+    path = tmp_path / "pixels.npy"
+    x = np.random.default_rng(1).integers(0, 256, (4,) + SHAPE[1:]).astype(np.uint8)
+    np.save(path, x)
+    notes, note = _notes()
+    got = load_samples(path, [SHAPE], "data", integers="int8", note=note)
+    assert got[0][0].dtype == np.float32
+    np.testing.assert_array_equal(got[3][0][0], x[3].astype(np.float32))
+    assert len(notes) == 1 and "uint8" in notes[0] and "float32" in notes[0]
 
 
 def test_int8_test_vectors_pass_unchanged_without_a_note(tmp_path):

@@ -220,7 +220,8 @@ def _as_model_dtype(arr: np.ndarray, what: str, path: Path, label: str, integers
         return arr.astype(np.float32, copy=False)
     if arr.dtype == np.int8 and (keep_int8 or integers == "int8"):
         return arr
-    if integers == "float":
+    if integers == "float" or kind in "ub":
+        # quantized samples are int8 by definition; uint8 (camera pixels) and bool are real values
         tell(f"{where} holds {name} values: converted to float32 (the model's float input)",
               note)
         return arr.astype(np.float32)
