@@ -171,6 +171,105 @@ def test_quickstart_bit_exact(board, tmp_path):
         _check_esp8266_flash_reads(tmp_path / "p" / ".pio" / "build" / board / "firmware.elf")
 
 
+# ---------------------------------------------------------------------------
+# slow: the other examples, 0 LSB on both cores.  One `tinygen verify` (one
+# conversion, one build, one QEMU boot) per example and board, shared by every
+# test that looks at it.
+
+EXAMPLES = {
+    "kws_cnn": ("model.h5", None),
+    "lstm_anomaly": ("model.h5", None),
+    "mobilenet_ssd": ("model.keras", "ssd.json"),
+}
+# mobilenet_ssd needs 110,656 B of arena alone: more than the ESP8266 has.
+EXAMPLE_RUNS = [(e, b) for e in EXAMPLES for b in ESP_BOARDS
+                if (e, b) != ("mobilenet_ssd", "qemu-esp8266")]
+
+
+def _example_args(example):
+    model, det = EXAMPLES[example]
+    folder = ROOT / "examples" / example
+    args = [folder / model, "--calib", folder / "calib.npy"]
+    return args + (["--detection", folder / det] if det else [])
+
+
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory):
+    """(example, board) -> (returncode, output, report dict, project dir),
+    each verified once, on first use."""
+    done = {}
+
+    def get(example, board):
+        if (example, board) not in done:
+            d = tmp_path_factory.mktemp(f"{example}-{board}")
+            r = run_cli("verify", "--board", board, *_example_args(example), "--samples", 4,
+                        "-o", d / "p", "--json", d / "r.json", timeout=1200)
+            report = json.loads((d / "r.json").read_text()) if r.returncode == 0 else {}
+            done[example, board] = (r.returncode, r.stdout + r.stderr, report, d / "p")
+        return done[example, board]
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example,board", EXAMPLE_RUNS)
+def test_example_bit_exact(example, board, example_runs):
+    _need(board)
+    code, out, data, project = example_runs(example, board)
+    assert code == 0, out
+    assert data["passed"] and data["bit_exact"] and data["vectors"] == 4, data
+    assert data["board"] == board and data["runtime"] == "aot"
+    for o in data["outputs"]:
+        assert o["max_abs_diff_lsb"] == 0, o
+    lat = data["latency"]
+    assert lat["unit"] == "instructions" and lat["instructions"] > lat["macs"] > 0
+    if board == "qemu-esp8266":
+        _check_esp8266_flash_reads(project / ".pio" / "build" / board / "firmware.elf")
+
+
+def _dram_sections(elf):
+    heads = subprocess.run(["xtensa-lx106-elf-objdump", "-h", str(elf)], capture_output=True,
+                           text=True, check=True).stdout
+    used = {}
+    for m in re.finditer(r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)", heads, re.M):
+        if int(m.group(2), 16) and DRAM[0] <= int(m.group(3), 16) < DRAM[1]:
+            used[m.group(1)] = int(m.group(2), 16)
+    return used
+
+
+@pytest.mark.slow
+def test_kws_fits_esp8266_with_room_to_spare(example_runs, tmp_path):
+    """kws_cnn on the ESP8266: the fit report says it fits with more than half
+    of the DRAM free, and the linked ELF agrees (everything in DRAM, stack
+    included, well under the 80 KB)."""
+    _need("qemu-esp8266")
+    r = run_cli("inspect", "--board", "qemu-esp8266", *_example_args("kws_cnn"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("fit on qemu-esp8266 (aot)"))
+    m = re.search(r": fits.*RAM ([\d,]+) of ([\d,]+) B \(margin ([\d,]+)[;)]", line)
+    assert m, line
+    needed, available, margin = (int(g.replace(",", "")) for g in m.groups())
+    assert margin > available // 2 and needed + margin == available, line
+    assert "weights in RAM" in line, line
+    code, out, _data, project = example_runs("kws_cnn", "qemu-esp8266")
+    assert code == 0, out
+    used = _dram_sections(project / ".pio" / "build" / "qemu-esp8266" / "firmware.elf")
+    assert {".rodata", ".bss", ".stack"} <= set(used), used
+    assert sum(used.values()) < 80 * 1024 // 2, used
+
+
+@pytest.mark.slow
+def test_mobilenet_ssd_refused_on_esp8266_with_figures(tmp_path):
+    _need("qemu-esp8266")
+    r = run_cli("build", "--board", "qemu-esp8266", *_example_args("mobilenet_ssd"),
+                "-o", tmp_path / "p")
+    assert r.returncode == 2
+    err = [x for x in r.stderr.strip().splitlines() if not x.lstrip().startswith("..")]
+    assert len(err) == 1, r.stderr
+    assert "does not fit qemu-esp8266 (aot): RAM: needs" in err[0], err[0]
+    assert "arena" in err[0] and "weights in RAM" in err[0] and "71,680 usable" in err[0]
+    assert not (tmp_path / "p").exists()
+
+
 IROM = (0x40200000, 0x40300000)           # the ESP8266's flash window (irom0)
 DRAM = (0x3FFE8000, 0x3FFFC000)
 
