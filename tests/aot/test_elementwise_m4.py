@@ -51,15 +51,15 @@ def unary_fanout_model(scale: float, zp: int) -> bytes:
     return b.build(inputs=[x], outputs=outs)
 
 
-def binary_fanout_model(qa, qb) -> bytes:
+def binary_fanout_model(qa, qb, width: int = 65536) -> bytes:
     b = GraphBuilder()
-    x = b.activation((1, 65536), scale=qa[0], zero_point=qa[1])
-    y = b.activation((1, 65536), scale=qb[0], zero_point=qb[1])
+    x = b.activation((1, width), scale=qa[0], zero_point=qa[1])
+    y = b.activation((1, width), scale=qb[0], zero_point=qb[1])
     outs = []
     for opcode, opt, so in [("ADD", "AddOptions", qa[0] + qb[0]),
                             ("SUB", "SubOptions", qa[0] + qb[0]),
                             ("MUL", "MulOptions", qa[0] * qb[0] * 100)]:
-        o = b.activation((1, 65536), scale=so, zero_point=-7)
+        o = b.activation((1, width), scale=so, zero_point=-7)
         b.op(opcode, [x, y], [o], options(opt, fusedActivationFunction=ACT["NONE"]))
         outs.append(o)
     return b.build(inputs=[x, y], outputs=outs)
