@@ -210,7 +210,9 @@ def cmd_inspect(args, con: Console) -> int:
                 f"{f['flash_total']:,} of {f['flash_available']:,} B (margin {f['flash_margin']:,}; "
                 f"model flash {f['model_flash']:,} + code flash ~{f['code_flash']:,}), total RAM "
                 f"{f['ram_total']:,} of {f['ram_available']:,} B (margin {f['ram_margin']:,}; "
-                f"arena {f['arena']:,})")
+                f"arena {f['arena']:,}"
+                + (f" + weights {f['weights_in_ram']:,}" if f.get("weights_in_ram") else "")
+                + ")")
         for p in f["problems"]:
             con.out(f"    {p}")
     return 0

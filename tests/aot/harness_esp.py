@@ -12,6 +12,10 @@ seconds per model, these tests build dozens).  The driver has the input sets
 compiled in, runs them one after the other and prints each output as hex on
 the UART, with the instructions of each tg_model_run() (rdinstret on RV32,
 ICOUNT on LX106).  Kernel and board-support objects are cached by content.
+On qemu-esp8266 the weights stay in flash (tinygen/plan/staging.py) and the
+flash-load plugin (tests/esp_flash.py) runs with every test: a load from
+flash that is not an aligned 32-bit word stops QEMU and fails the test, as
+the real chip faults.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import esp_flash
 import numpy as np
 from harness import _bit_equal, _cache_dir, _run, random_inputs, run_tflm
 
@@ -51,6 +56,16 @@ MAIN_C = r"""/* tinygen aot test driver for the emulated Espressif cores. */
 
 /* the BSP's (picolibc's exit() reaches it with a CALL0 out of range on LX106) */
 void _exit(int status);
+
+/* The inputs are in flash on the ESP8266: aligned 32-bit loads only there. */
+static void copy_from_flash(uint8_t *dst, const uint8_t *src, size_t n) {
+  const volatile uint32_t *word = (const volatile uint32_t *)(const void *)src;
+  size_t i, k;
+  for (i = 0; i < n; i += 4) {
+    uint32_t v = *word++;
+    for (k = 0; k < 4 && i + k < n; ++k) dst[i + k] = (uint8_t)(v >> (8 * k));
+  }
+}
 
 static void put(const char *s) { tg_hal_uart_write((const uint8_t *)s, strlen(s)); }
 
@@ -97,6 +112,12 @@ int main(void) {
   tg_hal_init();
   while (tg_hal_uart_read(1000) != 'g') {
   }
+#ifdef TG_TEST_READ_FLASH_BYTE
+  { /* the negative control: one byte load from flash */
+    volatile const uint8_t *probe = tg_test_inputs + 1;
+    (void)*probe;
+  }
+#endif
   if (tg_model_init() != 0) {
     put("ERR init\n");
     _exit(2);
@@ -104,8 +125,8 @@ int main(void) {
   for (n = 0; n < TG_TEST_SETS; ++n) {
     uint64_t t0, t1;
     for (i = 0; i < tg_model_info.num_inputs; ++i) {
-      memcpy(tg_model_input(i), in, tg_model_info.inputs[i].bytes);
-      in += tg_model_info.inputs[i].bytes;
+      copy_from_flash(tg_model_input(i), in, tg_model_info.inputs[i].bytes);
+      in += (tg_model_info.inputs[i].bytes + 3u) & ~3u;
     }
     t0 = tg_hal_counter();
     if (tg_model_run() != 0) {
@@ -203,6 +224,7 @@ class EspBinary:
     result: AotResult
     model: Model
     n_sets: int
+    flash_loads: tuple[int, int] = (0, 0)   # ESP8266: (loads from flash, of weights)
 
 
 def _inputs_header(model: Model, batches: Sequence[Sequence[np.ndarray]]) -> str:
@@ -210,6 +232,7 @@ def _inputs_header(model: Model, batches: Sequence[Sequence[np.ndarray]]) -> str
     for inputs in batches:
         for idx, arr in zip(model.inputs, inputs):
             blob += np.ascontiguousarray(arr, dtype=model.tensors[idx].np_dtype).tobytes()
+            blob += bytes(-len(blob) % 4)
     body = ",".join(str(b) for b in blob) or "0"
     # in the code region: on the ESP8266 it has ~1 MB, its DRAM 80 KB
     return (f"#define TG_TEST_SETS {len(batches)}\n#define TG_TEST_HEX_MAX {HEX_MAX}\n"
@@ -218,7 +241,8 @@ def _inputs_header(model: Model, batches: Sequence[Sequence[np.ndarray]]) -> str
 
 
 def build_esp(model: Model | bytes, workdir: Path, board: str,
-              batches: Sequence[Sequence[np.ndarray]], memory_first: bool = True) -> EspBinary:
+              batches: Sequence[Sequence[np.ndarray]], memory_first: bool = True,
+              driver_defines: Sequence[str] = ()) -> EspBinary:
     """generate_aot for the board's core + an ELF running `batches`."""
     if isinstance(model, (bytes, bytearray)):
         model = parse_tflite(bytes(model))
@@ -242,7 +266,8 @@ def build_esp(model: Model | bytes, workdir: Path, board: str,
             obj = _compile(tc.cc, flags, c_file, headers, f"{board}-{c_file.stem}")
         objs.append(obj)
     main_o = workdir / "tg_esp_main.o"
-    _run([tc.cc, *flags, "-c", str(workdir / "tg_esp_main.c"), "-o", str(main_o)])
+    _run([tc.cc, *flags, *(f"-D{d}" for d in driver_defines), "-c",
+          str(workdir / "tg_esp_main.c"), "-o", str(main_o)])
     elf = workdir / "model.elf"
     _run([tc.cc, *tc.ldflags, str(main_o), *map(str, objs), *map(str, _bsp_objects(board, tc)),
           "-lm", "-o", str(elf)])
@@ -254,6 +279,9 @@ class Transcript(Exception):
 
 
 def _boot(binary: EspBinary, timeout: float, extra_args: Sequence[str]) -> tuple[bytes, str]:
+    if binary.board == "qemu-esp8266":
+        # the chip's rule: flash is read with aligned 32-bit loads only
+        extra_args = [*esp_flash.qemu_args(binary.elf), *extra_args]
     import serial
 
     from tinygen.device.qemu import QemuProcess
@@ -267,15 +295,23 @@ def _boot(binary: EspBinary, timeout: float, extra_args: Sequence[str]) -> tuple
                 if time.monotonic() > end:
                     raise AssertionError(f"{binary.board}: no END after {timeout} s; got "
                                          f"{text[-300:]!r}; QEMU: {q.output[-300:]}")
-                if q.returncode is not None:
+                try:
+                    text += port.read(port.in_waiting or 1)
+                except serial.SerialException:      # QEMU stopped (the flash plugin)
                     break
-                text += port.read(port.in_waiting or 1)
-            if b"END\n" not in text:          # an error or fault line: read the rest of it
+            if b"END\n" not in text:          # a fault line: read the rest of it
                 time.sleep(0.3)
-                text += port.read(port.in_waiting)
+                try:
+                    text += port.read(port.in_waiting)
+                except serial.SerialException:
+                    pass
         finally:
             port.close()
     if b"END\n" not in text:
+        for _ in range(20):                          # QEMU's last words, if it stopped
+            if "flash_loads:" in q.output or q.returncode is None:
+                break
+            time.sleep(0.1)
         raise AssertionError(f"{binary.board}: the firmware failed: {text[-400:]!r}; "
                              f"QEMU: {q.output[-400:]}")
     return text, q.output
@@ -325,6 +361,8 @@ def run_esp(binary: EspBinary, timeout: float = 120, counts_out: list | None = N
             continue
         if qemu_output is not None:
             qemu_output.append(output)
+        if binary.board == "qemu-esp8266":
+            binary.flash_loads = esp_flash.loads(output)
         return results
     raise AssertionError("unreachable")
 
@@ -362,4 +400,8 @@ def assert_bit_exact_esp(tflite: bytes, workdir: Path, board: str, n_inputs: int
             if not same:
                 raise AssertionError(f"{board} aot differs from TFLM: input set {k}, "
                                      f"output {j}, max |delta| {diff}")
+    if board == "qemu-esp8266":
+        lo, hi = esp_flash.weights_range(binary.elf)
+        # weights in flash were read from there (and only with aligned words)
+        assert (binary.flash_loads[1] > 0) == (hi > lo), (binary.flash_loads, hi - lo)
     return binary

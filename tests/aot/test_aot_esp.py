@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import random_inputs
 from harness_esp import ESP_BOARDS, assert_bit_exact_esp, esp_available
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -123,3 +124,22 @@ def test_int8_unary_ops_every_code_esp(board, scale, zp):
     rng = np.random.default_rng(0)
     _esp(b.build(inputs=[x], outputs=outs), board, 0,
          inputs=[[ALL_CODES.copy()], [rng.permutation(ALL_CODES.reshape(-1)).reshape(1, 256)]])
+
+
+@pytest.mark.skipif(not esp_available("qemu-esp8266"), reason="qemu-esp8266 tools missing")
+def test_flash_rule_is_enforced_on_esp8266(tmp_path):
+    """The negative control of the flash-load plugin every ESP8266 test here
+    runs with: the same driver with one byte load from flash added is stopped."""
+    from harness_esp import build_esp, run_esp
+
+    from tinygen.ir import parse_tflite
+    tflite = fully_connected_model(np.random.default_rng(1))
+    model = parse_tflite(tflite)
+    batches = random_inputs(model, np.random.default_rng(1), 1)
+    good = build_esp(model, tmp_path / "good", "qemu-esp8266", batches)
+    run_esp(good)
+    assert good.flash_loads[0] > 0 and good.flash_loads[1] > 0, good.flash_loads
+    bad = build_esp(model, tmp_path / "bad", "qemu-esp8266", batches,
+                    driver_defines=["TG_TEST_READ_FLASH_BYTE"])
+    with pytest.raises(AssertionError, match="VIOLATION .* size=1"):
+        run_esp(bad)

@@ -159,6 +159,10 @@ def analyze(model: Model, board: Board | None = None,
                 need = fitmod.tflm_need(model, tflm_arena["total"])
             else:
                 need = fitmod.aot_need(model, aot[0], aot[1], aot[2])
+                if board.weights_in_flash:
+                    from ..plan.staging import flash_bytes, stage_bytes
+                    need.ram_stage = stage_bytes(support["aot"].calls)
+                    need.flash_staged = flash_bytes(support["aot"].calls)
             a.fits.append(fitmod.fit(board, need).as_dict())
     return a
 

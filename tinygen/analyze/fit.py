@@ -33,6 +33,10 @@ class MemoryNeed:
     code_flash_estimate: int
     arena: int
     ram_other_estimate: int = 2048
+    # weights_in_flash boards: the RAM staging buffer (largest operator's
+    # weights) and the weights that stay in flash (tinygen/plan/staging.py)
+    ram_stage: int = 0
+    flash_staged: int = 0
 
     @property
     def flash_total(self) -> int:
@@ -58,6 +62,7 @@ class Fit:
     arena: int = 0
     arena_in_psram: bool = False
     psram_available: int = 0
+    weights_in_ram: int = 0      # bytes of ram_total that are constants (ESP8266)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -98,10 +103,16 @@ def fit(board: Board, need: MemoryNeed) -> Fit:
     ram_avail = board.ram_available_bytes
     in_psram = False
     ram_needed = need.ram_total
+    weights_in_ram = 0
     if board.constants_in_ram:
         # ESP8266: weights sit in DRAM beside the arena (they still count as flash
         # too: the image holds them).
-        ram_needed += need.model_flash
+        weights_in_ram = need.model_flash
+    elif board.weights_in_flash:
+        # ESP8266 (aot): one operator's weights at a time, copied from flash;
+        # constants other than weights (small tables) stay in DRAM
+        weights_in_ram = need.ram_stage + max(0, need.model_flash - need.flash_staged)
+    ram_needed += weights_in_ram
     ram_ok = ram_needed <= ram_avail
     if not ram_ok and board.psram_bytes and need.arena <= board.psram_bytes:
         # The arena moves to external PSRAM; internal RAM keeps the rest.
@@ -111,7 +122,8 @@ def fit(board: Board, need: MemoryNeed) -> Fit:
     if not ram_ok:
         where = " (and PSRAM)" if board.psram_bytes else ""
         weights = (f", {need.model_flash:,} model flash held in RAM" if board.constants_in_ram
-                   else "")
+                   else f", {weights_in_ram:,} weights in RAM: the largest operator's, "
+                   f"staged from flash" if board.weights_in_flash else "")
         problems.append(
             f"RAM: needs {ram_needed:,} bytes ({need.arena:,} arena{weights}), {board.id} "
             f"has {ram_avail:,} usable{where} ({ram_needed - ram_avail:,} too many)")
@@ -119,4 +131,5 @@ def fit(board: Board, need: MemoryNeed) -> Fit:
                flash_total=need.flash_total, flash_available=board.app_flash_bytes,
                ram_total=ram_needed, ram_available=ram_avail, model_flash=need.model_flash,
                code_flash=need.code_flash_estimate, arena=need.arena, arena_in_psram=in_psram,
-               psram_available=board.psram_bytes, problems=problems)
+               psram_available=board.psram_bytes, problems=problems,
+               weights_in_ram=weights_in_ram)

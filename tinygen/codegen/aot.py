@@ -59,6 +59,7 @@ from ..plan.aot import (
 from ..plan.c_literals import C_TYPES, MAX_DIMS, c_float, c_type
 from ..plan.lowering import ConstArray, KernelCall, LoweringError, c_array_literal
 from ..plan.memory import MemoryPlan, check_plan
+from ..plan.staging import stage_bytes, stage_layout
 from .api import DEFAULT_NAME, check_name, header_name, render_header
 
 KERNELS_DIR = TEMPLATES_DIR / "aot" / "kernels"
@@ -160,12 +161,18 @@ def _kernel_files(calls: list[KernelCall]) -> tuple[list[str], list[str]]:
 
 
 
+def _board_weights_in_flash(board: str) -> bool:
+    from ..boards import all_boards
+    return any(b.weights_in_flash and board in (b.id, b.pio_board) for b in all_boards())
+
+
 def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name: str = "aot",
                  copy_api_header: bool = False, alignment: int = ARENA_ALIGN,
                  memory_first: bool = True, core: str | None = None,
                  scratch_growth: float = SCRATCH_GROWTH, overlap: bool = True,
                  fast_requant: bool = True, name: str = DEFAULT_NAME,
-                 protocol_binding: bool = True, updatable: bool = False) -> AotResult:
+                 protocol_binding: bool = True, updatable: bool = False,
+                 weights_in_flash: bool | None = None) -> AotResult:
     """Write the aot sources for `model` into out_dir; see the module docstring.
 
     core: the target core ("cortex-m4f", "xtensa-lx6", ...); default: the
@@ -183,7 +190,12 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     (firmware_templates/update/), the kernel parameters that point at them
     are patched by tg_model_bind(), and AotResult.fingerprint hashes
     everything that stays compiled in, so an image fits this firmware
-    exactly when its model would generate the same code."""
+    exactly when its model would generate the same code.
+
+    weights_in_flash: weight arrays in flash, copied per operator into a RAM
+    staging buffer with aligned 32-bit loads (tinygen/plan/staging.py);
+    default: the board's `weights_in_flash` (the ESP8266's emulated twin),
+    never with updatable (the constants are then the slot's)."""
     out_dir = Path(out_dir)
     check_name(name)
     tensors = model.tensors
@@ -193,6 +205,11 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
                            scratch_growth=scratch_growth, overlap=overlap,
                            fast_requant=fast_requant)
     check_plan(plan)
+    if weights_in_flash is None:
+        weights_in_flash = _board_weights_in_flash(board)
+    weights_in_flash = weights_in_flash and not updatable
+    layouts = {id(call): stage_layout(call) for call in calls} if weights_in_flash else {}
+    in_flash = {c.name for lay in layouts.values() for c, _off in lay}
 
     # ---- constants -------------------------------------------------------
     constants: list[dict] = []
@@ -226,9 +243,14 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         else:
             tables_bytes += nbytes
             table_symbols.append(c.name)
+        flash = c.name in in_flash
+        if flash:
+            # whole words: tg_stage reads the array as 32-bit words
+            per_word = max(1, 4 // int(values.dtype.itemsize))
+            values = np.concatenate([values, np.zeros(-values.size % per_word, values.dtype)])
         constants.append({
             "name": c.name, "ctype": c.ctype, "align": max(int(c.align), ARENA_ALIGN),
-            "count": max(values.size, 1),
+            "count": max(values.size, 1), "flash": flash,
             "literal": c_array_literal(values) if values.size else "0",
         })
 
@@ -267,6 +289,14 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         fields = list(call.params.items())
         if updatable:
             fields = _bind_fields(pname, fields, const_offsets, bindings)
+        stage = []
+        for c, off in layouts.get(id(call), []):
+            # the kernel reads the RAM copy: the parameters point there
+            ram = f"(const {c.ctype} *)(void *)(tg_wstage + {off})"
+            fields = [(k, re.sub(rf"\b{re.escape(c.name)}\b", ram, v)) for k, v in fields]
+            stage.append({"offset": off, "src": c.name,
+                          "bytes": next(x["count"] for x in constants if x["name"] == c.name)
+                          * int(np.dtype(c.values.dtype).itemsize)})
         params_blocks.append({"type": call.params_type, "name": pname, "fields": fields})
         args = [f"&{pname}"]
         for t in call.inputs:
@@ -289,7 +319,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         if call.scratch_bytes > 0:
             args.append(f"(void *)(tg_arena + {plan.scratch_offsets[op.index]})")
         steps.append({"comment": comment, "code": f"{call.kernel}({', '.join(args)});",
-                      "index": op.index})
+                      "index": op.index, "stage": stage})
 
     # ---- model API tables --------------------------------------------------
     def info_row(i: int) -> dict:
@@ -343,6 +373,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         "name": name, "header": header_name(name), "protocol_binding": protocol_binding,
         "version": __version__, "updatable": updatable, "bindings": bindings,
         "payload_bytes": len(payload),
+        "stage_bytes": stage_bytes(calls) if weights_in_flash else 0,
     }
     fingerprint = _fingerprint(context, layout) if updatable else ""
 

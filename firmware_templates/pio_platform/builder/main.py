@@ -67,7 +67,7 @@ elif ARCH in ("riscv32", "xtensa"):
                       "-Wl,--no-warn-rwx-segments"]
     LINKER = "$CC"  # no libstdc++ for these cores: tg_cxx_min.c has new/delete
     BSP_SOURCES = ["hal.c", "tg_memory.c", "tg_fault_text.c", "tg_cxx_min.c"] + board.get("build.tinygen_bsp_sources").split()
-    FLASH_SECTIONS = r"\.text|\.rodata|\.literal|\.irom0\.text|\.flash\.rodata"
+    FLASH_SECTIONS = r"\.text|\.rodata|\.literal|\.irom0\.text|\.irom0\.rodata|\.flash\.rodata"
 else:
     env.Exit("tinygen-qemu: unknown build.tinygen_arch %r" % ARCH)
 
