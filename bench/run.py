@@ -1,7 +1,7 @@
 """tinygen benchmark: the aot runtime against TFLM, MLPerf Tiny architectures and examples.
 
-    python3 bench/run.py [--boards qemu-cortex-m4,qemu-cortex-m7] [--models ...]
-                         [--tflm-trees DIR] [--host-runs N]
+    python3 bench/run.py [--boards qemu-cortex-m4,qemu-cortex-m7,...] [--models ...]
+                         [--tflm-trees DIR] [--host-runs N] [--merge]
 
 For every model and emulated board it builds three firmwares from the same
 .tflite: the aot runtime, TFLM compiled from a reference-kernel tree and TFLM
@@ -12,7 +12,9 @@ instructions of the second of two inferences, code flash from the linked ELF,
 arena (reserved, and for TFLM what the interpreter reports using), stack high
 water, and the outputs against the tflite_micro interpreter byte for byte.
 Every ratio is between figures of the same run.  It also times the aot C code
-against the tflite_micro interpreter on the host.
+against the tflite_micro interpreter on the host.  Boards that offer no TFLM
+(qemu-esp32c3, qemu-esp8266) get aot rows only; on them and on
+qemu-cortex-m4 a --profile build gives instructions per MAC per kernel family.
 
 Writes bench/results.json and docs/benchmarks.md; prints the Markdown tables.
 Figures are deterministic (instruction counts, bytes) except the host time
@@ -39,6 +41,7 @@ from tinygen.analyze.ops import macs as op_macs  # noqa: E402
 from tinygen.boards import get_board  # noqa: E402
 from tinygen.device.protocol import DeviceClient  # noqa: E402
 from tinygen.device.qemu import QemuProcess  # noqa: E402
+from tinygen.errors import TinygenError  # noqa: E402
 from tinygen.ir import parse_tflite  # noqa: E402
 from tinygen.project.build import build  # noqa: E402
 from tinygen.project.elf_size import measure_elf  # noqa: E402
@@ -59,6 +62,15 @@ KIND_19 = {"ds_cnn_kws": "cnn", "mobilenet_v1_vww": "cnn", "resnet8_cifar": "cnn
            "mobilenet_ssd": "cnn", "lstm_classifier": "lstm", "lstm_anomaly": "lstm"}
 # The M4's multiply-accumulate ceiling: SMLAD does two 16-bit MACs per instruction.
 M4_MACS_PER_INSTRUCTION = 2.0
+
+# Instructions per MAC per core and kernel family: these boards also get a
+# --profile build whose per-operator counts are summed by operator kind.  The
+# Espressif cores run the portable C kernels (no SIMD MAC); TFLM is not
+# offered on them (no C++ standard library for their bare-metal toolchains
+# here, docs/espressif-cores.md), so their rows are aot only.
+CORE_BOARDS = ("qemu-cortex-m4", "qemu-esp32c3", "qemu-esp8266")
+FAMILIES = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise",
+            "FULLY_CONNECTED": "fully connected", "UNIDIRECTIONAL_SEQUENCE_LSTM": "lstm"}
 
 # The two TFLM builds, by their folder under --tflm-trees (see ../shared/tflm/README.md).
 TFLM_FLAVOURS = {"reference": "TFLM ref", "cmsis-nn": "TFLM+CMSIS-NN"}
@@ -191,6 +203,23 @@ def run_firmware(res, board, vec: list[np.ndarray], ir, expect) -> dict:
     }
 
 
+def per_family(res, board, vec: list[np.ndarray], ir) -> dict:
+    """Per operator kind: MACs and guest instructions of the second of two
+    inferences of a --profile build (the counter read around each operator)."""
+    with QemuProcess(board.qemu_machine, res.elf) as q, DeviceClient.open(q.url) as dev:
+        dev.info()
+        dev.infer(vec)
+        dev.infer(vec)
+        counts = dev.read_profile()
+    out: dict[str, dict[str, int]] = {}
+    for i, op in enumerate(ir.operators):
+        fam = FAMILIES.get(op.opcode, "other")
+        f = out.setdefault(fam, {"macs": 0, "instructions": 0})
+        f["macs"] += op_macs(ir, op)
+        f["instructions"] += int(counts[i]) if i < len(counts) else 0
+    return out
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -202,10 +231,13 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int, trees: Path) -
         return {"model": name, "board": board_id, "skipped": f"{model} not found"}
     out = work / f"{name}-{board_id}"
     t0 = time.monotonic()
-    res = build(model, board_id, runtime="aot", calib=calib, out_dir=out, detection=det,
-                firmware="protocol")
-    ir = res.conversion.ir
     board = get_board(board_id)
+    try:
+        res = build(model, board_id, runtime="aot", calib=calib, out_dir=out, detection=det,
+                    firmware="protocol")
+    except TinygenError as exc:   # e.g. refused at build: does not fit the board
+        return {"model": name, "board": board_id, "skipped": f"refused at build: {exc}"}
+    ir = res.conversion.ir
     rng = np.random.default_rng(0)
     vec = [rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ir.input_tensors()]
     # the reference runs the same two inferences (stateful models carry their
@@ -226,7 +258,15 @@ def run_one(name: str, board_id: str, work: Path, host_runs: int, trees: Path) -
         "tflm_arena_host": tflm_arena, "tflm": {},
         "aot": {k: aot[k] for k in ("bit_exact", "bit_exact_per_inference", "max_abs_diff")},
     }
+    if board_id in CORE_BOARDS:
+        pres = build(out / "model.tflite", board_id, runtime="aot", profile=True,
+                     out_dir=work / f"{name}-{board_id}-profile", firmware="protocol")
+        row["per_family"] = per_family(pres, board, vec, ir)
     aot_flags = codegen_flags(aot["compile_flags"])
+    if "tflm" not in board.runtimes:
+        row["tflm_offered"] = False
+        row["build_and_run_s"] = round(time.monotonic() - t0, 1)
+        return row
     for flavour in TFLM_FLAVOURS:
         print(f"bench: {name} on {board_id}: TFLM {flavour}", file=sys.stderr, flush=True)
         try:
@@ -322,6 +362,60 @@ def targets19_markdown(rows: list[dict]) -> str:
             f"<= {TARGETS_19['code']:.2f}x | {'yes' if r['bit_exact'] else 'NO'} | "
             f"{'yes' if met else 'NO'} |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _with_tflm(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("tflm_offered", True)]
+
+
+def cores_markdown(rows: list[dict]) -> str:
+    """aot instructions per MAC on each core of CORE_BOARDS, per model and per
+    kernel family (summed over the run's models)."""
+    boards = [b for b in CORE_BOARDS if any(r.get("board") == b for r in rows)]
+    if not any(b != TARGET_BOARD for b in boards):
+        return ""
+    by = {(r["model"], r["board"]): r for r in rows}
+    head = "| model | MACs | " + " | ".join(f"{b}: instructions (per MAC)" for b in boards) + " |"
+    lines = [head, "|" + "---|" * (2 + len(boards))]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        cells, macs = [], None
+        for b in boards:
+            r = by.get((model, b))
+            if r is None:
+                cells.append("-")
+            elif "skipped" in r:
+                cells.append("refused: does not fit" if "does not fit" in r["skipped"]
+                             else "skipped")
+            else:
+                macs = r["macs"]
+                exact = "" if r["bit_exact"] else " NOT bit-exact"
+                cells.append(f"{r['instructions']:,} ({r['instructions'] / r['macs']:.1f})"
+                             f"{exact}" if r["macs"] else f"{r['instructions']:,}")
+        if any(c != "-" for c in cells):
+            lines.append(f"| {model} | {'-' if macs is None else f'{macs:,}'} | "
+                         + " | ".join(cells) + " |")
+    fam_lines = ["| board | kernel family | MACs | instructions | instructions per MAC |",
+                 "|" + "---|" * 5]
+    # the same models on every core that has per-family figures
+    profiled = [b for b in boards if any("per_family" in r for r in rows if r["board"] == b)]
+    common = {m for (m, _b) in by if all("per_family" in by.get((m, b), {}) for b in profiled)}
+    for b in profiled:
+        total: dict[str, dict[str, int]] = {}
+        for r in rows:
+            if r.get("board") != b or r.get("model") not in common:
+                continue
+            for fam, f in r["per_family"].items():
+                t = total.setdefault(fam, {"macs": 0, "instructions": 0})
+                t["macs"] += f["macs"]
+                t["instructions"] += f["instructions"]
+        for fam in [*FAMILIES.values(), "other"]:
+            t = total.get(fam)
+            if t and t["instructions"]:
+                per = f"{t['instructions'] / t['macs']:.1f}" if t["macs"] else "-"
+                fam_lines.append(f"| {b} | {fam} | {t['macs']:,} | {t['instructions']:,} | "
+                                 f"{per} |")
+    return ("\n".join(lines) + "\n\nPer kernel family, summed over the models that ran on "
+            f"every core below ({', '.join(sorted(common))}):\n\n" + "\n".join(fam_lines))
 
 
 def roofline_markdown(rows: list[dict]) -> str:
@@ -582,7 +676,13 @@ tinygen's MLPerf Tiny models are the reference architectures built in Keras with
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--boards", default="qemu-cortex-m4,qemu-cortex-m7")
+    ap.add_argument("--boards",
+                    default="qemu-cortex-m4,qemu-cortex-m7,qemu-esp32c3,qemu-esp8266")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: rewrite --doc from the rows in --out")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of --out for model/board pairs this run does not "
+                         "measure (e.g. --boards qemu-esp32c3 --merge)")
     ap.add_argument("--models", default=",".join(MLPERF + MORE + list(EXAMPLES)))
     ap.add_argument("--tflm-trees", default=None,
                     help=f"folder holding the reference/ and cmsis-nn/ TFLM trees "
@@ -611,17 +711,23 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="tinygen-bench-") as d:
         work = Path(d)
-        for name in args.models.split(","):
+        for name in [] if args.report_only else args.models.split(","):
             for board in args.boards.split(","):
                 print(f"bench: {name} on {board}", file=sys.stderr, flush=True)
                 rows.append(run_one(name, board, work, args.host_runs, trees))
                 partial.write_text(json.dumps(rows, indent=2))
-    table = markdown(rows)
+    if (args.merge or args.report_only) and out.exists():
+        # keep the earlier run's rows for model/board pairs not measured now
+        fresh = {(r["model"], r["board"]) for r in rows}
+        rows = [r for r in json.loads(out.read_text())
+                if (r["model"], r["board"]) not in fresh] + rows
+    table = markdown(_with_tflm(rows))
     targets = targets_markdown(rows)
     targets19 = targets19_markdown(rows)
-    roofline = roofline_markdown(rows)
+    roofline = roofline_markdown(_with_tflm(rows))
+    cores = cores_markdown(rows)
     print(table)
-    for extra in (targets, targets19, roofline):
+    for extra in (targets, targets19, roofline, cores):
         if extra:
             print("\n" + extra)
     out.write_text(json.dumps(rows, indent=2))
@@ -647,12 +753,25 @@ def main(argv=None) -> int:
         "16-bit products and an accumulate). Everything outside the dot products "
         "(requantization, im2col, activations, softmax, LSTM gate arithmetic) counts "
         "against the rate.\n\n" + roofline + "\n\n") if roofline else ""
+    cores_part = (
+        "## Instructions per MAC per core (aot)\n\n"
+        "The same .tflite on each core: guest instructions of the second of two inferences "
+        "(QEMU -icount; rdinstret on qemu-esp32c3, ICOUNT on qemu-esp8266) per "
+        "multiply-accumulate. The Cortex-M4 runs the dsp kernels (SMLAD), the ESP32-C3 "
+        "(RV32IMC) and ESP8266 (LX106: no 32x32 multiply-accumulate, no divide) the portable "
+        "C kernels; TFLM is not offered on the Espressif cores "
+        "([espressif-cores.md](espressif-cores.md)). Per kernel family: a second, --profile "
+        "build of the same model, the counter read around each operator, summed over the "
+        "models that ran on every core (time outside the dot products, e.g. requantization "
+        "and im2col, counts). Rows of other boards may come from an earlier run "
+        "(`--merge`).\n\n" + cores + "\n\n") if cores else ""
     Path(args.doc).write_text(
         "# Benchmarks\n\nMade by `python3 bench/run.py` (raw figures: bench/results.json); "
         "how the figures came about: [performance.md](performance.md).\n\n"
         + target_part
         + target19_part
         + roofline_part
+        + cores_part
         + "## aot against TFLM, all models and emulated boards\n\n"
         + NOTES.format(flags=flags_markdown(rows)) + "\n"
         + failures_markdown(rows)
