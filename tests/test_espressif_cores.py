@@ -351,7 +351,7 @@ def test_weights_larger_than_dram_run_on_esp8266(keras, tmp_path):
                 "-o", tmp_path / "p", "--json", report, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(report.read_text())
-    assert data["bit_exact"] and data["memory"]["flash_weights"] > 80 * 1024, data["memory"]
+    assert data["bit_exact"] and data["memory"]["model_flash"] > 80 * 1024, data["memory"]
     elf = tmp_path / "p" / ".pio" / "build" / "qemu-esp8266" / "firmware.elf"
     lo, hi = __import__("esp_flash").weights_range(elf)
     assert hi - lo >= 3 * 200 * 200
