@@ -674,6 +674,12 @@ tinygen's MLPerf Tiny models are the reference architectures built in Keras with
 """
 
 
+def stored_pruning_section() -> str:
+    """bench/pruning.py's section, kept when this run rewrites the document."""
+    from pruning import stored_section
+    return stored_section()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--boards",
@@ -775,7 +781,8 @@ def main(argv=None) -> int:
         + "## aot against TFLM, all models and emulated boards\n\n"
         + NOTES.format(flags=flags_markdown(rows)) + "\n"
         + failures_markdown(rows)
-        + table + "\n")
+        + table + "\n"
+        + ("\n" + stored_pruning_section() if stored_pruning_section() else ""))
     return 0 if all(row_ok(r) for r in rows) else 1
 
 
