@@ -294,7 +294,7 @@ def cmd_export(args, con: Console) -> int:
     r = export(args.model, args.format, args.output, runtime=args.runtime, name=args.name,
                calib=args.calib, board_id=args.board, more_models=_added_models(args.add),
                detection=args.detection, force=args.force, progress=con.progress,
-               warn=con.warn)
+               warn=con.warn, accept_dense=args.accept_dense)
     con.out(f"exported {', '.join(r.names)} ({r.runtime} runtime) as {args.format}: {r.out_dir}")
     for n, arena in r.arena_bytes.items():
         con.out(f"  {n}: arena {arena:,} B")
@@ -728,6 +728,7 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="DIR",
                     help="output directory (default tinygen-out/NAME-FORMAT)")
     force_arg(sp)
+    dense_arg(sp)
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("prune", help="magnitude pruning with fine-tuning (structured or not)",

@@ -71,3 +71,12 @@ def test_requantize_matches_gemmlowp_rounding(acc, mult, shift, want):
 def test_cortex_m4_smaller_model_bit_exact_with_tflm_on_the_original(pruned, tmp_path):
     original, _, smaller, _ = pruned
     assert_bit_exact_m4(smaller.tflite, tmp_path, n_inputs=10, reference=original)
+
+
+def test_export_removes_the_channels_too(tmp_path):
+    from tinygen.project.export import export
+    path = tmp_path / "pruned.tflite"
+    path.write_bytes(channels_cnn())
+    notes: list[str] = []
+    export(path, "c", tmp_path / "lib", progress=notes.append)
+    assert any(n.startswith("pruned channels: removed 10 channels") for n in notes), notes

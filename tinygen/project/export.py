@@ -21,6 +21,7 @@ complete, as `build` does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -38,7 +39,8 @@ from ..convert import convert
 from ..errors import TinygenError
 from ..load import load_model
 from ..paths import TEMPLATES_DIR
-from .build import MANIFEST, _check_destination, _publish, example_input
+from ..prune.channels import remove_channels
+from .build import MANIFEST, _check_destination, _publish, check_lost_zeros, example_input
 
 FORMATS = ("c", "arduino", "esp-idf")
 _TITLES = {"c": "plain C library", "arduino": "Arduino library", "esp-idf": "ESP-IDF component"}
@@ -64,7 +66,8 @@ def export(model_path: str | Path, fmt: str, out_dir: str | Path | None = None, 
            more_models: Sequence[tuple[str, str | Path, str | Path | None]] = (),
            detection: str | Path | None = None, force: bool = False,
            progress: Callable[[str], None] | None = None,
-           warn: Callable[[str], None] | None = None) -> ExportResult:
+           warn: Callable[[str], None] | None = None,
+           accept_dense: bool = False) -> ExportResult:
     """Write the model library for `fmt`; `board_id` picks the kernels (the
     aot dsp kernels for a Cortex-M4/M7 board) and checks the fit, else the
     portable kernels are used and no board is assumed."""
@@ -90,6 +93,11 @@ def export(model_path: str | Path, fmt: str, out_dir: str | Path | None = None, 
                        detection=Path(detection) if detection and i == 0 else None)
         for w in (conv.report.warnings if conv.report is not None else []):
             (warn or note)(w)
+        check_lost_zeros(conv.ir, accept_dense)
+        smaller, channels = remove_channels(conv.ir)
+        if channels.removed:
+            note(f"pruned channels: {channels.summary()}")
+            conv = dataclasses.replace(conv, ir=smaller, tflite=smaller.tflite)
         analysis = analyze(conv.ir, board)
         in_psram = False
         if board is not None:
