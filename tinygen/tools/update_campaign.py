@@ -46,7 +46,7 @@ from ..project.updatable import flash_image_args
 from ..reference import TflmReference
 from ..update import keys
 from ..update.image import Meta, Version, build_image, selftest_tlv
-from ..update.make import aot_payload, selftest_vectors
+from ..update.make import payload_for, selftest_vectors
 
 SAME_IMAGE = 19
 
@@ -81,10 +81,10 @@ class CampaignReport:
 
 
 class _Model:
-    def __init__(self, tflite: bytes, board: str, name: str):
+    def __init__(self, tflite: bytes, board: str, name: str, runtime: str = "aot"):
         from ..convert import parse_checked
         self.ir = parse_checked(tflite, "campaign model")
-        self.payload = aot_payload(self.ir, board, name)
+        self.payload = payload_for(runtime, self.ir, board, name)
         ins, outs = selftest_vectors(self.ir)
         self.selftest = selftest_tlv(ins, outs)
         self.sha = self.ir.signature
@@ -108,8 +108,9 @@ class Campaign:
         self.flash.unlink(missing_ok=True)
         self.key = keys.load_private(key_path)
         board, name = manifest["board"], manifest.get("c_name", "model")
-        builtin = _Model((project / "model.tflite").read_bytes(), board, name)
-        self.models = [_Model(t, board, name) for t in tflites]
+        self.runtime = update.get("runtime", "aot")
+        builtin = _Model((project / "model.tflite").read_bytes(), board, name, self.runtime)
+        self.models = [_Model(t, board, name, self.runtime) for t in tflites]
         self.by_sha = {m.sha: m for m in [builtin, *self.models]}
         self.rng = random.Random(seed)
         self.version = 0
@@ -144,7 +145,8 @@ class Campaign:
 
     def _image(self, k: int) -> tuple[bytes, _Model]:
         m = self.models[k % len(self.models)]
-        meta = Meta("aot", m.payload.arena_bytes, m.payload.fingerprint, bytes.fromhex(m.sha))
+        meta = Meta(self.runtime, m.payload.arena_bytes, m.payload.fingerprint,
+                    bytes.fromhex(m.sha))
         image = build_image(m.payload.data, meta, Version(1, 1, k), m.selftest,
                             keys.signer(self.key))
         self.images[str(Version(1, 1, k))] = image
