@@ -269,3 +269,39 @@ def test_build_failure_shows_the_log(pio_core, tmp_path):
         pio_offline.run_build(tmp_path, core_dir=pio_core)
     assert "undefined_name" in str(info.value)
     assert "undefined_name" in info.value.log_tail
+
+
+@have_tools
+@pytest.mark.slow
+def test_two_checkouts_keep_their_own_platform(pio_core, tmp_path, monkeypatch):
+    """Two tinygen checkouts share one core dir (packages, build cache) but
+    not the installed platform: building from one never reinstalls the
+    other's, which raced as "UnknownPlatform" when both built at once."""
+    def echo_project(name: str) -> Path:
+        project = tmp_path / name
+        (project / "src").mkdir(parents=True)
+        for source in ECHO_SRC.iterdir():
+            shutil.copy(source, project / "src")
+        shutil.copy(TG_HAL_H, project / "src")
+        (project / "platformio.ini").write_text("\n".join(
+            ["[env:qemu-cortex-m4]", *pio_offline.platformio_ini_lines("qemu-cortex-m4", pio_core),
+             ""]))
+        return project
+
+    def installed_source(platforms: Path) -> str:
+        links = list(platforms.glob("*.pio-link"))
+        assert len(links) == 1, links
+        return json.loads(links[0].read_text())["spec"]["uri"]
+
+    pio_offline.run_build(echo_project("first"), core_dir=pio_core)
+    first = pio_offline.platforms_dir(pio_core)
+    ours = pio_offline.PLATFORM_DIR.resolve()
+    assert installed_source(first) == f"symlink://{ours}"
+
+    other = tmp_path / "other-checkout" / "firmware_templates" / "pio_platform"
+    shutil.copytree(pio_offline.PLATFORM_DIR.parent, other.parent)  # the platform reads ../common
+    monkeypatch.setattr(pio_offline, "PLATFORM_DIR", other)
+    pio_offline.run_build(echo_project("second"), core_dir=pio_core)
+    second = pio_offline.platforms_dir(pio_core)
+    assert second != first and installed_source(second) == f"symlink://{other.resolve()}"
+    assert installed_source(first) == f"symlink://{ours}"   # still this checkout's

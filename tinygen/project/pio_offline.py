@@ -24,6 +24,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import json
 import os
@@ -105,6 +106,19 @@ def default_core_dir() -> Path:
 
 def _core(core_dir: str | os.PathLike | None) -> Path:
     return Path(core_dir).expanduser().resolve() if core_dir else default_core_dir()
+
+
+def platforms_dir(core_dir: str | os.PathLike | None = None) -> Path:
+    """Where PlatformIO records the tinygen-qemu platform of *this* tinygen.
+
+    PlatformIO keeps one installed platform per name and reinstalls it when a
+    project names another ``symlink://`` source; two tinygen checkouts (or
+    versions) building at once would swap it under each other's feet
+    ("UnknownPlatform" mid-build).  One folder per platform source keeps them
+    apart while the packages and the build cache stay shared.
+    """
+    source = str(PLATFORM_DIR.resolve()).encode()
+    return _core(core_dir) / "platforms" / hashlib.sha256(source).hexdigest()[:12]
 
 
 def build_cache_dir(core_dir: str | os.PathLike | None = None) -> Path:
@@ -291,6 +305,7 @@ def pio_environment(core_dir: str | os.PathLike | None = None,
     env = dict(os.environ if base is None else base)
     env.update({
         "PLATFORMIO_CORE_DIR": str(_core(core_dir)),
+        "PLATFORMIO_PLATFORMS_DIR": str(platforms_dir(core_dir)),
         "PLATFORMIO_SETTING_ENABLE_TELEMETRY": "No",
         "PLATFORMIO_SETTING_CHECK_PLATFORMIO_INTERVAL": "3650",
         "PLATFORMIO_DISABLE_UPGRADE_CHECK": "true",
