@@ -243,20 +243,24 @@ def _tflm_with_reset(tflite, batches, reset_after):
 # the int16 activations, exhaustively
 
 ACT_MAIN_C = r"""/* Exhaustive check driver: every int16 through tg_lstm.c's activations.
- * argv: "s" (sigmoid) or "t MULT SHIFT" (tanh). */
+ * argv: "s" (sigmoid) or "t MULT SHIFT" (tanh); a first argument "w" instead
+ * runs the forms of tg_lstm_dsp_s8 (SMUAD interpolation). */
 #include <stdio.h>
 #include <stdlib.h>
 #include "tg_lstm.c"
 
 int main(int argc, char **argv) {
-  int32_t v, mult = 3, shift = 0;
-  const int sigmoid = argc < 4;
+  int32_t v, mult = 3, shift = 0, round;
+  const int sigmoid = argc < 4, w = argv[1][0] == 'w' || argv[1][1] == 'w';
   if (!sigmoid) {
     mult = (int32_t)strtol(argv[2], NULL, 10);
     shift = (int32_t)strtol(argv[3], NULL, 10);
   }
+  round = shift > 0 ? (1 << (shift - 1)) : 0;
   for (v = INT16_MIN; v <= INT16_MAX; ++v) {
-    const int16_t r = sigmoid ? tg_lstm_sigmoid(v) : tg_lstm_tanh(v, mult, shift);
+    const int16_t r = sigmoid ? (w ? tg_lstm_sigmoid_w(v) : tg_lstm_sigmoid(v))
+                              : (w ? tg_lstm_tanh_w(v, mult, round, shift)
+                                   : tg_lstm_tanh(v, mult, shift));
     fwrite(&r, sizeof r, 1, stdout);
   }
   return 0;
@@ -282,19 +286,21 @@ def _tflm_int16_activation(opcode: str, in_scale: float) -> np.ndarray:
     return np.asarray(ref[0][0]).reshape(-1)
 
 
-def test_sigmoid_int16_every_input_matches_tflm(tmp_path):
+@pytest.mark.parametrize("form", ["s", "sw"])
+def test_sigmoid_int16_every_input_matches_tflm(tmp_path, form):
     exe = _activation_driver(tmp_path)
-    ours = np.frombuffer(subprocess.run([str(exe), "s"], capture_output=True, check=True).stdout,
-                         np.int16)
+    ours = np.frombuffer(subprocess.run([str(exe), form], capture_output=True,
+                                        check=True).stdout, np.int16)
     np.testing.assert_array_equal(ours, _tflm_int16_activation("LOGISTIC", 2.0 ** -12))
 
 
-@pytest.mark.parametrize("power", [-12, -11])
-def test_tanh_int16_every_input_matches_tflm(tmp_path, power):
+@pytest.mark.parametrize("form", ["t", "w"])
+@pytest.mark.parametrize("power", [-12, -11, -15, -9])
+def test_tanh_int16_every_input_matches_tflm(tmp_path, power, form):
     from tinygen.plan.ops.lstm import tanh_rescale
     exe = _activation_driver(tmp_path)
     mult, shift = tanh_rescale(power)
-    ours = np.frombuffer(subprocess.run([str(exe), "t", str(mult), str(shift)],
+    ours = np.frombuffer(subprocess.run([str(exe), form, str(mult), str(shift)],
                                         capture_output=True, check=True).stdout, np.int16)
     np.testing.assert_array_equal(ours, _tflm_int16_activation("TANH", 2.0 ** power))
 

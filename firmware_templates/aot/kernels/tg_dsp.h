@@ -39,6 +39,8 @@ TG_INLINE int32_t tg_sxtab16_ror8(int32_t add, uint32_t x) {
 /* acc + lo*lo + hi*hi */
 TG_INLINE int32_t tg_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
 TG_INLINE int32_t tg_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+/* lo*lo + hi*hi */
+TG_INLINE int32_t tg_smuad(int32_t a, int32_t b) { return __smuad(a, b); }
 TG_INLINE int32_t tg_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
 /* (a * b + 2^31) >> 32 */
 TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b) {
@@ -71,6 +73,7 @@ TG_INLINE int32_t tg_smlad(int32_t a, int32_t b, int32_t acc) {
 TG_INLINE int32_t tg_smlabb(int32_t a, int32_t b, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(tg_lo16(a) * tg_lo16(b)));
 }
+TG_INLINE int32_t tg_smuad(int32_t a, int32_t b) { return tg_smlad(a, b, 0); }
 TG_INLINE int32_t tg_smlatt(int32_t a, int32_t b, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(tg_hi16(a) * tg_hi16(b)));
 }

@@ -66,6 +66,43 @@ TG_INLINE int16_t tg_lstm_tanh(int32_t v, int32_t mult, int32_t shift) {
   return (int16_t)(r >> 8);
 }
 
+/* The same two functions for tg_lstm_dsp_s8, the interpolation as one dual
+ * multiply: with the table pair W = (L[k], L[k+1]) read as signed lanes
+ * (every entry is in [2^15, 2^16), so each lane reads as L - 2^16) and
+ * F = (2^b - f, f), SMUAD(W, F) = L[k] * (2^b - f) + L[k+1] * f - 2^(16+b),
+ * which is the interpolated r minus a constant that the sign step absorbs. */
+TG_INLINE int32_t tg_lstm_lut_pair(uint32_t k) {
+  int32_t w;
+  memcpy(&w, &tg_lstm_sigmoid_lut[k], 4);
+  return w;
+}
+
+TG_INLINE int16_t tg_lstm_sigmoid_w(int32_t v) {
+  const int32_t x = v * 3;
+  const int32_t s = x >> 31;
+  const uint32_t ax = (uint32_t)((x ^ s) - s);
+  const int32_t f = (int32_t)(ax & 0x1FFu);
+  /* R = r - 2^25; x >= 0: r + 2^9 = R + 2^25 + 2^9; x < 0: 2^25 - r + 2^9 - 1 = ~R + 2^9 */
+  const int32_t rr = tg_smuad(tg_lstm_lut_pair(ax >> 9), (f << 16) + (512 - f));
+  return (int16_t)(((rr ^ s) + (1 << 9) + (~s & (1 << 25))) >> 10);
+}
+
+TG_INLINE int16_t tg_lstm_tanh_w(int32_t v, int32_t mult, int32_t round, int32_t shift) {
+  const int32_t x = (v * mult + round) >> shift;
+  const int32_t s = x >> 31;
+  const uint32_t ax = (uint32_t)((x ^ s) - s);
+  const uint32_t k = ax >> 8;
+  const int32_t f = (int32_t)(ax & 0xFFu);
+  int32_t rr;
+  if (k >= 255u) { /* TFLM's saturated r = 0xFFFF << 8, after the sign step */
+    return (int16_t)(s ? -32767 : 32767);
+  }
+  /* R = r - 2^24; x >= 0: r - 2^23 + 2^7 = R + 2^23 + 2^7; x < 0: 2^23 - r + 2^7 - 1 =
+   * ~R - 2^23 + 2^7 */
+  rr = tg_smuad(tg_lstm_lut_pair(k), (f << 16) + (256 - f));
+  return (int16_t)(((rr ^ s) + (1 << 7) + (1 << 23) - (s & (1 << 24))) >> 8);
+}
+
 TG_INLINE int32_t tg_lstm_sat16(int32_t v) { return tg_clamp_i32(v, INT16_MIN, INT16_MAX); }
 
 /* requantize and saturate to int16 (kept out of line: called 11 times per
@@ -175,6 +212,7 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
   const int32_t units = p->units;
   const int32_t gx = (p->input_size + 3) >> 2, gh = (units + 3) >> 2;
   const int32_t *w_in = p->w16_in, *w_rec = p->w16_rec, *kb = p->kb16;
+  const int32_t trnd = p->tanh_shift > 0 ? ((int32_t)1 << (p->tanh_shift - 1)) : 0;
   int32_t u;
   tg_expand_s8(x, p->input_size, 0, xs, 2);
   tg_expand_s8(h, units, 0, hs, 2);
@@ -183,10 +221,10 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
     int32_t ig, fg, gg, og, c_new, t, out;
     w_in = tg_lstm_dot16x4(xs, w_in, gx, kb, ai);
     w_rec = tg_lstm_dot16x4(hs, w_rec, gh, kb + 4, ar);
-    ig = tg_lstm_sigmoid(tg_lstm_pre_fast(p, 0, ai[0], ar[0], e0));
-    fg = tg_lstm_sigmoid(tg_lstm_pre_fast(p, 1, ai[1], ar[1], e0));
-    gg = tg_lstm_tanh(tg_lstm_pre_fast(p, 2, ai[2], ar[2], e0), 3, 0);
-    og = tg_lstm_sigmoid(tg_lstm_pre_fast(p, 3, ai[3], ar[3], e0));
+    ig = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 0, ai[0], ar[0], e0));
+    fg = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 1, ai[1], ar[1], e0));
+    gg = tg_lstm_tanh_w(tg_lstm_pre_fast(p, 2, ai[2], ar[2], e0), 3, 0, 0);
+    og = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 3, ai[3], ar[3], e0));
     c_new = tg_lstm_ssat16(
         tg_lstm_ssat16(
             tg_rq_fast(fg * (int32_t)c[u], p->forget_mult, p->forget_rnd, p->forget_shift)) +
@@ -195,7 +233,7 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
       c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
     }
     c[u] = (int16_t)c_new;
-    t = tg_lstm_tanh(c_new, p->tanh_mult, p->tanh_shift);
+    t = tg_lstm_tanh_w(c_new, p->tanh_mult, trnd, p->tanh_shift);
     out = tg_ssat8(tg_rq_fast(t * og, p->hidden_mult, p->hidden_rnd, p->hidden_shift));
     /* h is not read again this row: its expansion hs is */
     y[u] = (int8_t)out;
