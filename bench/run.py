@@ -52,13 +52,15 @@ from tinygen.verify import stacked_outputs  # noqa: E402
 TARGETS = {"instructions": 0.8, "arena": 0.75, "code": 0.5}
 TARGET_BOARD = "qemu-cortex-m4"
 MLPERF = ["ds_cnn_kws", "mobilenet_v1_vww", "resnet8_cifar", "fc_autoencoder_ad"]
-# Zoo models beyond MLPerf Tiny (issue 19): depth multiplier > 1, int8 LSTM.
-MORE = ["tiny_conv_kws", "lstm_classifier"]
+# Zoo models beyond MLPerf Tiny (issue 19): depth multiplier > 1, int8 LSTM,
+# streaming wake-word with external state, one-channel 96x96 person detection.
+MORE = ["tiny_conv_kws", "lstm_classifier", "streaming_kws", "person_detection_96"]
 # Issue 19's targets, fractions of TFLM + CMSIS-NN on qemu-cortex-m4: instructions
 # per kind of model, arena and code for every model.
 TARGETS_19 = {"cnn": 0.5, "lstm": 0.33, "arena": 0.45, "code": 0.25}
 KIND_19 = {"ds_cnn_kws": "cnn", "mobilenet_v1_vww": "cnn", "resnet8_cifar": "cnn",
            "tiny_conv_kws": "cnn", "kws_cnn": "cnn", "quickstart": "cnn",
+           "streaming_kws": "cnn", "person_detection_96": "cnn",
            "mobilenet_ssd": "cnn", "lstm_classifier": "lstm", "lstm_anomaly": "lstm"}
 # The M4's multiply-accumulate ceiling: SMLAD does two 16-bit MACs per instruction.
 M4_MACS_PER_INSTRUCTION = 2.0
@@ -116,8 +118,13 @@ def make_model(name: str, work: Path) -> tuple[Path, Path, str | None]:
     m = zoo.build(name)
     path = work / f"{name}.keras"
     m.save(path)
-    calib = work / f"{name}_calib.npy"
-    np.save(calib, zoo.calibration_data(m, 32))
+    data = zoo.calibration_data(m, 32)
+    if isinstance(data, list):              # one array per input, in input order
+        calib = work / f"{name}_calib.npz"
+        np.savez(calib, *data)
+    else:
+        calib = work / f"{name}_calib.npy"
+        np.save(calib, data)
     return path, calib, None
 
 
@@ -438,6 +445,45 @@ def roofline_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+# the figures a re-run is compared on, by (label, getter)
+MOVED_FIGURES = [
+    ("aot instructions", lambda r: r.get("instructions")),
+    ("aot code", lambda r: r.get("flash_code")),
+    ("aot arena", lambda r: r.get("ram_activations")),
+    ("TFLM+CMSIS-NN instructions", lambda r: r.get("tflm", {}).get("cmsis-nn", {}).get(
+        "instructions")),
+]
+
+
+def moved_markdown(before: list[dict], after: list[dict]) -> str:
+    """Each figure of this run that differs from the committed results.json
+    (same model and board): before -> after and the ratio; rows new to this
+    run are listed as new."""
+    old = {(r["model"], r["board"]): r for r in before if "skipped" not in r}
+    lines = []
+    for r in after:
+        if "skipped" in r:
+            continue
+        prev = old.get((r["model"], r["board"]))
+        if prev is None:
+            lines.append(f"- {r['model']} on {r['board']}: new row")
+            continue
+        for label, get in MOVED_FIGURES:
+            a, b = get(prev), get(r)
+            if a is not None and b is not None and a != b:
+                lines.append(f"- {r['model']} on {r['board']}, {label}: {a:,} -> {b:,} "
+                             f"({b / a:.2f}x)")
+    return "\n".join(lines)
+
+
+def merged_rows(before: list[dict], run: list[dict]) -> list[dict]:
+    """The committed rows with this run's rows in place of the same model and
+    board (new ones appended): a partial re-run keeps the other figures."""
+    fresh = {(r["model"], r["board"]): r for r in run}
+    rows = [fresh.pop((r["model"], r["board"]), r) for r in before]
+    return rows + [r for r in run if (r["model"], r["board"]) in fresh]
+
+
 def _cell(t: dict, key: str, fmt: str = "{:,}") -> str:
     if "error" in t:
         return "failed"
@@ -614,6 +660,72 @@ def ablation_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def per_op(models: list[str], work: Path) -> list[dict]:
+    """Per-operator roofline of the aot firmware on qemu-cortex-m4 (mps2-an386,
+    the test harness: -O2, dsp kernels, TG_PROFILE_OPS): for each kernel call
+    its MACs, the bytes it moves (activations read and written, constants
+    read), its guest instructions (second of two inferences, 40-instruction
+    resolution) and MACs per instruction against the 2 of SMLAD."""
+    sys.path.insert(0, str(ROOT / "tests" / "aot"))
+    import harness  # noqa: E402
+
+    from tinygen.convert import convert  # noqa: E402
+    from tinygen.load import load_model  # noqa: E402
+
+    rows = []
+    for name in models:
+        path, calib, _ = make_model(name, work)
+        tfl = convert(load_model(path), calib).ir.tflite
+        model = parse_tflite(tfl)
+        batches = harness.random_inputs(model, np.random.default_rng(0), 2)
+        binary = harness.build_m4(model, work / f"op-{name}", profile_ops=True)
+        ticks: list[int] = []
+        counts: list[int] = []
+        harness.run_m4(binary, batches, icount=True, ticks_out=ticks, op_ticks_out=counts)
+        producer = {o: op for op in model.operators for o in op.outputs}
+        ops = []
+        for call, t in zip(binary.result.calls, counts):
+            op = producer.get(call.outputs[0]) if call.outputs else None
+            moved = sum(model.tensors[i].nbytes for i in list(call.inputs) + list(call.outputs))
+            moved += sum(int(np.asarray(c.values).nbytes) for c in call.constants)
+            ops.append({"kernel": call.kernel, "opcode": op.opcode if op else "",
+                        "macs": op_macs(model, op) if op else 0, "bytes": int(moved),
+                        "instructions": 40 * t})
+        rows.append({"model": name, "board": TARGET_BOARD, "instructions": 40 * ticks[-1],
+                     "ops": ops})
+        print(f"per-op: {name}: {40 * ticks[-1]:,}", file=sys.stderr, flush=True)
+    return rows
+
+
+def per_op_markdown(rows: list[dict]) -> str:
+    out = ["# Per-operator roofline (aot, qemu-cortex-m4)", "",
+           "Made by `python3 bench/run.py --per-op` (raw figures: bench/per_op.json); the "
+           "model-level figures are in [benchmarks.md](benchmarks.md). Per kernel call of "
+           "the aot firmware: multiply-accumulates, bytes moved (activations read and "
+           "written plus the constants the call reads: weights, folded biases, "
+           "requantization records), guest instructions of the second of two inferences "
+           "(QEMU `-icount`, counted in steps of 40) and MACs per instruction against the "
+           "Cortex-M4's 2 per `SMLAD`. Calls without MACs (pooling, softmax, copies) show "
+           "instructions per byte moved instead.", ""]
+    for r in rows:
+        out += [f"## {r['model']}: {r['instructions']:,} instructions", "",
+                "| # | kernel | op | MACs | bytes moved | instructions | share | MACs/instr | "
+                "of 2/instr | instr/byte |", "|" + "---|" * 10]
+        for i, o in enumerate(r["ops"]):
+            if o["instructions"] == 0 and o["macs"] == 0:
+                continue
+            rate = o["macs"] / o["instructions"] if o["instructions"] and o["macs"] else None
+            per_byte = o["instructions"] / o["bytes"] if o["bytes"] else None
+            out.append(
+                f"| {i} | {o['kernel']} | {o['opcode']} | {o['macs']:,} | {o['bytes']:,} | "
+                f"{o['instructions']:,} | {o['instructions'] / r['instructions']:.0%} | "
+                f"{'-' if rate is None else f'{rate:.2f}'} | "
+                f"{'-' if rate is None else f'{rate / M4_MACS_PER_INSTRUCTION:.0%}'} | "
+                f"{'-' if per_byte is None or o['macs'] else f'{per_byte:.1f}'} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def tflm_trees(option: str | None) -> Path:
     """The folder holding the reference/ and cmsis-nn/ TFLM trees (one line if not)."""
     trees = Path(option) if option else DEFAULT_TREES
@@ -680,6 +792,25 @@ def stored_pruning_section() -> str:
     return stored_section()
 
 
+def run_all(args, out: Path) -> list[dict]:
+    """Every model on every board; the rows so far are kept in a .partial.json
+    next to --out, so that a long run stopped half-way still leaves its figures."""
+    names = [] if args.report_only else args.models.split(",")
+    if not names:
+        return []
+    trees = tflm_trees(args.tflm_trees)
+    partial = out.with_suffix(".partial.json")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="tinygen-bench-") as d:
+        work = Path(d)
+        for name in names:
+            for board in args.boards.split(","):
+                print(f"bench: {name} on {board}", file=sys.stderr, flush=True)
+                rows.append(run_one(name, board, work, args.host_runs, trees))
+                partial.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--boards",
@@ -697,6 +828,12 @@ def main(argv=None) -> int:
                     help="inferences timed on the host per side (0: skip)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--per-op", action="store_true",
+                    help="instead: the per-operator roofline of each model's aot firmware on "
+                         "qemu-cortex-m4; writes bench/per_op.json and docs/roofline.md")
+    ap.add_argument("--from-json", default=None,
+                    help="no run: take the rows of this file (a --out of an earlier run) as "
+                         "this run's and write results and doc from them")
     ap.add_argument("--ablation", action="store_true",
                     help="instead: each kernel variant on the MLPerf models (instructions per "
                          "kernel family, arena with/without overlaps); writes "
@@ -709,24 +846,23 @@ def main(argv=None) -> int:
         (ROOT / "bench" / "ablation.json").write_text(json.dumps(rows, indent=2))
         print(ablation_markdown(rows))
         return 0 if all(r["bit_exact"] for r in rows) else 1
-    trees = tflm_trees(args.tflm_trees)
+    if args.per_op:
+        with tempfile.TemporaryDirectory(prefix="tinygen-per-op-") as d:
+            rows = per_op(args.models.split(","), Path(d))
+        (ROOT / "bench" / "per_op.json").write_text(json.dumps(rows, indent=2))
+        (ROOT / "docs" / "roofline.md").write_text(per_op_markdown(rows))
+        return 0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # rows so far, so that a long run stopped half-way still leaves its figures
-    partial = out.with_suffix(".partial.json")
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="tinygen-bench-") as d:
-        work = Path(d)
-        for name in [] if args.report_only else args.models.split(","):
-            for board in args.boards.split(","):
-                print(f"bench: {name} on {board}", file=sys.stderr, flush=True)
-                rows.append(run_one(name, board, work, args.host_runs, trees))
-                partial.write_text(json.dumps(rows, indent=2))
-    if (args.merge or args.report_only) and out.exists():
+    committed = json.loads(out.read_text()) if out.exists() else []
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())
+    else:
+        rows = run_all(args, out)
+    moved = moved_markdown(committed, rows)
+    if args.merge or args.report_only:
         # keep the earlier run's rows for model/board pairs not measured now
-        fresh = {(r["model"], r["board"]) for r in rows}
-        rows = [r for r in json.loads(out.read_text())
-                if (r["model"], r["board"]) not in fresh] + rows
+        rows = merged_rows(committed, rows)
     table = markdown(_with_tflm(rows))
     targets = targets_markdown(rows)
     targets19 = targets19_markdown(rows)
@@ -736,8 +872,9 @@ def main(argv=None) -> int:
     for extra in (targets, targets19, roofline, cores):
         if extra:
             print("\n" + extra)
+    print("\nMoved against the committed figures:\n" + (moved or "nothing"))
     out.write_text(json.dumps(rows, indent=2))
-    partial.unlink(missing_ok=True)
+    out.with_suffix(".partial.json").unlink(missing_ok=True)
     target_part = (
         f"## Issue #5 targets ({TARGET_BOARD})\n\n"
         "Done when, for each MLPerf Tiny model: instructions <= 0.8x TFLM+CMSIS-NN, activation "
@@ -778,6 +915,10 @@ def main(argv=None) -> int:
         + target19_part
         + roofline_part
         + cores_part
+        + ("## Moved against the committed figures\n\n"
+           "What this run measured differently from the bench/results.json it replaced (same "
+           "model and board); a row re-run with `--merge` keeps the other rows' figures.\n\n"
+           + (moved or "Nothing moved.") + "\n\n")
         + "## aot against TFLM, all models and emulated boards\n\n"
         + NOTES.format(flags=flags_markdown(rows)) + "\n"
         + failures_markdown(rows)

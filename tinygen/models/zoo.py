@@ -136,6 +136,66 @@ def lstm_classifier(width: float = 1.0):
     return keras.Model(inp, out, name="lstm_classifier")
 
 
+def person_detection_96(width: float = 1.0):
+    """TFLM person_detection's shape: MobileNetV1 alpha 0.25 on a 96x96
+    grayscale image (one channel), two classes (person / no person)."""
+    keras = _keras()
+    L = keras.layers
+
+    def ch(c):
+        return max(4, int(c * 0.25 * width))
+
+    inp = keras.Input((96, 96, 1), name="image")
+    x = L.Conv2D(ch(32), 3, strides=2, padding="same", use_bias=False)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    for filters, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+                            (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2),
+                            (1024, 1)]:
+        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU()(x)
+        x = L.Conv2D(ch(filters), 1, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU()(x)
+    x = L.AveragePooling2D(pool_size=x.shape[1:3])(x)
+    x = L.Flatten()(x)
+    out = L.Dense(2, activation="softmax")(x)
+    return keras.Model(inp, out, name="person_detection_96")
+
+
+def streaming_kws(width: float = 1.0):
+    """A streaming wake-word model with external state, as streaming KWS
+    models are exported for microcontrollers: each invocation takes one new
+    40-feature frame and, per temporal layer, the last two frames of that
+    layer's input (the state the application feeds back), and returns the
+    class scores and the updated states.  Three temporal layers (a 3-frame
+    convolution, then two depthwise-separable 3-frame blocks), 12 classes."""
+    keras = _keras()
+    L = keras.layers
+    ch = max(8, int(64 * width))
+    frame = keras.Input((1, 40), name="frame")
+    states = [keras.Input((2, 40), name="state0"), keras.Input((2, ch), name="state1"),
+              keras.Input((2, ch), name="state2")]
+    new_states = []
+    x = frame
+    for i, state in enumerate(states):
+        window = L.Concatenate(axis=1)([state, x])            # (3, channels)
+        new_states.append(L.Cropping1D((1, 0), name=f"new_state{i}")(window))
+        if i == 0:
+            x = L.Conv1D(ch, 3, use_bias=False)(window)
+        else:
+            x = L.DepthwiseConv1D(3, use_bias=False)(window)
+            x = L.BatchNormalization()(x)
+            x = L.ReLU()(x)
+            x = L.Conv1D(ch, 1, use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU()(x)
+    x = L.Flatten()(x)
+    out = L.Dense(12, activation="softmax", name="scores")(x)
+    return keras.Model([frame] + states, [out] + new_states, name="streaming_kws")
+
+
 MLPERF_TINY: dict[str, Callable] = {
     "ds_cnn_kws": ds_cnn_kws,
     "mobilenet_v1_vww": mobilenet_v1_vww,
@@ -144,10 +204,13 @@ MLPERF_TINY: dict[str, Callable] = {
 }
 
 # Shapes the MLPerf models do not have (issue 19): a depthwise convolution
-# with depth multiplier > 1 on one channel, an int8 LSTM.
+# with depth multiplier > 1 on one channel, an int8 LSTM, a streaming
+# wake-word model with external state, a one-channel person detector.
 MORE: dict[str, Callable] = {
     "tiny_conv_kws": tiny_conv_kws,
     "lstm_classifier": lstm_classifier,
+    "streaming_kws": streaming_kws,
+    "person_detection_96": person_detection_96,
 }
 
 ZOO: dict[str, Callable] = {**MLPERF_TINY, **MORE}
@@ -173,6 +236,10 @@ def build(name: str, width: float = 1.0, seed: int = 0):
     return model
 
 
-def calibration_data(model, n: int = 32, seed: int = 0) -> np.ndarray:
-    shape = tuple(model.inputs[0].shape[1:])
-    return np.random.default_rng(seed).uniform(-1, 1, (n,) + shape).astype(np.float32)
+def calibration_data(model, n: int = 32, seed: int = 0) -> np.ndarray | list[np.ndarray]:
+    """n random samples per input: one array, or one per input in input order
+    (save those with np.savez: a .npz holds one array per input)."""
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(-1, 1, (n,) + tuple(t.shape[1:])).astype(np.float32)
+              for t in model.inputs]
+    return arrays[0] if len(arrays) == 1 else arrays
