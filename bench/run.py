@@ -640,8 +640,8 @@ def ablation(models: list[str], work: Path) -> list[dict]:
             fam: dict[str, int] = {}
             for call, t in zip(binary.result.calls, per_op):
                 fam[_family(call.kernel)] = fam.get(_family(call.kernel), 0) + 40 * t
-            _, no_overlap = aot.plan_aot(model, overlap=False,
-                                         **{k: v for k, v in opts.items() if k == "core"})
+            plan_opts = {k: v for k, v in opts.items() if k in ("core", "fast_requant")}
+            _, no_overlap = aot.plan_aot(model, overlap=False, **plan_opts)
             rows.append({"model": name, "variant": label, "instructions": 40 * ticks[-1],
                          "families": fam, "arena": binary.result.arena_bytes,
                          "arena_no_overlap": no_overlap.arena_bytes, "bit_exact": exact})
