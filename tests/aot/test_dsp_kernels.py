@@ -94,7 +94,9 @@ def test_conv2d_dsp_host(case, sanitize, fast_requant):
     kw, seed = case
     kernels = _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
                     fast_requant=fast_requant)
-    assert kernels == ["tg_conv2d_dsp_s8" if kw["groups"] == 1 else "tg_conv2d_s8"]
+    # a window that is the whole input (one output pixel) runs as a fully connected layer
+    assert kernels in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"]) \
+        if kw["groups"] == 1 else kernels == ["tg_conv2d_s8"]
 
 
 @st.composite
@@ -118,7 +120,27 @@ def wide_conv_cases(draw):
 def test_conv2d_dsp_wide_host(case, sanitize, fast_requant):
     kw, seed = case
     assert _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
-                 fast_requant=fast_requant) == ["tg_conv2d_dsp_s8"]
+                 fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])
+
+
+@st.composite
+def whole_window_conv_cases(draw):
+    """Convolutions with one output pixel whose window is the whole input (a
+    streaming model's temporal layer, a pointwise layer on a 1x1 map): lowered
+    to the fully connected kernel."""
+    kw, seed = draw(conv_cases())
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    kw.update(h=h, w=w, kh=h, kw=w, groups=1, cin=draw(st.integers(1, 20)),
+              cout=draw(st.integers(1, 20)), padding="VALID", dilation=(1, 1))
+    return kw, seed
+
+
+@FAST
+@given(whole_window_conv_cases(), st.booleans(), st.booleans())
+def test_conv2d_whole_window_as_fc_host(case, sanitize, fast_requant):
+    kw, seed = case
+    assert _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
+                 fast_requant=fast_requant) == ["tg_fully_connected_dsp_s8"]
 
 
 @FAST
@@ -225,7 +247,16 @@ needs_qemu = pytest.mark.skipif(not qemu_available(), reason="qemu-system-arm no
 def test_conv2d_dsp_m4(case, fast_requant):
     kw, seed = case
     assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed,
-               fast_requant=fast_requant) == ["tg_conv2d_dsp_s8"]
+               fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])
+
+
+@needs_qemu
+@M4
+@given(whole_window_conv_cases(), st.booleans())
+def test_conv2d_whole_window_as_fc_m4(case, fast_requant):
+    kw, seed = case
+    assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed,
+               fast_requant=fast_requant) == ["tg_fully_connected_dsp_s8"]
 
 
 @needs_qemu

@@ -376,6 +376,18 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
                  f"{op.options.get('padding')} {act}"))
     if not pointwise:
         call.fallback = dataclasses.replace(call, kernel="tg_conv2d_direct_s8", scratch_bytes=0)
+    if ctx.dsp and groups == 1 and _whole_window(inp.shape, out.shape, fh, fw, win):
+        # one output pixel whose window is the whole input (a streaming model's
+        # temporal layer, a pointwise layer on a 1x1 map): filter [oc][fh][fw][ic]
+        # and input [h][w][c] flatten in the same order, so this is a fully
+        # connected layer, whose four-row kernel needs no im2col
+        k = fh * fw * fc
+        fc_call = _fully_connected_dsp(op, ctx, w.reshape(oc, k), bias, mult, shift, kbias,
+                                       inp.zero_point, out.zero_point, act_min, act_max,
+                                       n, k, oc, call.comment + " as FC")
+        fc_call = with_overlap(fc_call, rows_overlap(n, k, oc))
+        return _sparse_option(op, ctx, fc_call, w.reshape(oc, k), bias, kbias, mult, shift,
+                              -inp.zero_point, out.zero_point, n, act_min, act_max)
     if ctx.dsp and groups == 1:
         call = _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max, call)
     call = with_overlap(call, raster_overlap(inp.shape, out.shape, fh, fw, win))
@@ -384,6 +396,15 @@ def lower_conv2d(op: Operator, ctx: LoweringContext) -> KernelCall:
         call = _sparse_option(op, ctx, call, w.reshape(oc, -1), bias, kbias, mult, shift,
                               -inp.zero_point, out.zero_point, n * ih * iw, act_min, act_max)
     return call
+
+
+def _whole_window(in_shape, out_shape, fh: int, fw: int, win: dict) -> bool:
+    """One output pixel, no padding, the filter exactly the input's extent."""
+    _, ih, iw, _ = (int(d) for d in in_shape)
+    _, oh, ow, _ = (int(d) for d in out_shape)
+    return (oh == ow == 1 and fh == ih and fw == iw and win["pad_h"] == 0
+            and win["pad_w"] == 0 and (fh == 1 or win["dilation_h"] == 1)
+            and (fw == 1 or win["dilation_w"] == 1))
 
 
 def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
@@ -575,27 +596,37 @@ def lower_fully_connected(op: Operator, ctx: LoweringContext) -> KernelCall:
         if not per_channel:
             mult = np.full(units, mult[0], np.int32)
             shift = np.full(units, shift[0], np.int32)
-        fast, rec = rq_records(bias, mult, shift, out.zero_point,
-                               acc_bounds(w, bias, -inp.zero_point), ctx.fast_requant)
-        rec[:, 0] = kbias               # raw int8 inputs: the offset is folded in
-        g4 = -(-depth // 4)
-        quads = -(-units // 4)
-        wt = np.zeros((quads * 4, g4 * 4), np.int8)
-        wt[:units, :depth] = w
-        wt = wt.reshape(quads, 4, g4, 4).transpose(0, 2, 1, 3)   # [quad][group][row][4]
-        dsp_consts = [ConstArray(ctx.name(op, "filter"), "int32_t", pack_words(wt), align=16),
-                      ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 4), align=16,
-                                 is_weight=False)]
-        call = KernelCall(
-            kernel="tg_fully_connected_dsp_s8", params_type="tg_fully_connected_dsp_params",
-            params={"batches": str(batches), "depth": str(depth), "units": str(units),
-                    "fast": "1" if fast else "0", **act_fields(act_min, act_max),
-                    "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq")},
-            inputs=[op.inputs[0]], outputs=[op.outputs[0]],
-            sources=["tg_fully_connected_dsp.c", "tg_fully_connected_dsp.h"],
-            constants=dsp_consts, comment=call.comment + f" [dsp{' fast-rq' if fast else ''}]")
+        call = _fully_connected_dsp(op, ctx, w, bias, mult, shift, kbias, inp.zero_point,
+                                    out.zero_point, act_min, act_max, batches, depth, units,
+                                    call.comment)
     call = with_overlap(call, rows_overlap(batches, depth, units))
     if kbias is not None:
         call = _sparse_option(op, ctx, call, w, bias, kbias, mult, shift, -inp.zero_point,
                               out.zero_point, batches, act_min, act_max)
     return call
+
+
+def _fully_connected_dsp(op, ctx, w, bias, mult, shift, kbias, in_zp: int, out_zp: int,
+                         act_min: int, act_max: int, batches: int, depth: int, units: int,
+                         comment: str) -> KernelCall:
+    """tg_fully_connected_dsp_s8 for weights [units][depth] (symmetric) with
+    per-unit multipliers; kbias is the bias with the input offset folded in."""
+    fast, rec = rq_records(bias, mult, shift, out_zp, acc_bounds(w, bias, -in_zp),
+                           ctx.fast_requant)
+    rec[:, 0] = kbias               # raw int8 inputs: the offset is folded in
+    g4 = -(-depth // 4)
+    quads = -(-units // 4)
+    wt = np.zeros((quads * 4, g4 * 4), np.int8)
+    wt[:units, :depth] = w
+    wt = wt.reshape(quads, 4, g4, 4).transpose(0, 2, 1, 3)   # [quad][group][row][4]
+    dsp_consts = [ConstArray(ctx.name(op, "filter"), "int32_t", pack_words(wt), align=16),
+                  ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 4), align=16,
+                             is_weight=False)]
+    return KernelCall(
+        kernel="tg_fully_connected_dsp_s8", params_type="tg_fully_connected_dsp_params",
+        params={"batches": str(batches), "depth": str(depth), "units": str(units),
+                "fast": "1" if fast else "0", **act_fields(act_min, act_max),
+                "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq")},
+        inputs=[op.inputs[0]], outputs=[op.outputs[0]],
+        sources=["tg_fully_connected_dsp.c", "tg_fully_connected_dsp.h"],
+        constants=dsp_consts, comment=comment + f" [dsp{' fast-rq' if fast else ''}]")
