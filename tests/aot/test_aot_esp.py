@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from keras_models import keras_cnn, keras_mixed
 from test_aot_ops import conv_cases, depthwise_cases, fc_cases, pool_cases
 from test_elementwise_m4 import ALL_CODES, binary_fanout_model
+from test_lstm import lstm_cases, lstm_model
 from tflite_builder import conv2d_model, depthwise_model, fully_connected_model, pool_model
 
 pytestmark = pytest.mark.slow
@@ -37,9 +38,9 @@ BOARDS = [pytest.param(b, marks=pytest.mark.skipif(not esp_available(b),
 
 
 def _esp(tflite: bytes, board: str, seed: int, reference: bytes | None = None,
-         memory_first: bool = True, **kw) -> None:
+         memory_first: bool = True, n_inputs: int = 3, **kw) -> None:
     with tempfile.TemporaryDirectory(prefix="tg_esp_") as d:
-        assert_bit_exact_esp(tflite, Path(d), board, n_inputs=3, seed=seed,
+        assert_bit_exact_esp(tflite, Path(d), board, n_inputs=n_inputs, seed=seed,
                              reference=reference, memory_first=memory_first, **kw)
 
 
@@ -77,6 +78,16 @@ def test_fully_connected_esp(board, case):
 def test_pool2d_esp(board, case):
     kw, seed = case
     _esp(pool_model(np.random.default_rng(seed), **kw), board, seed)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@ESP
+@given(lstm_cases())
+def test_lstm_esp(board, case):
+    """UNIDIRECTIONAL_SEQUENCE_LSTM (int8, int16 cell state): four consecutive
+    invocations, the state carried from one to the next on both sides."""
+    kw, seed = case
+    _esp(lstm_model(seed, **kw), board, seed, n_inputs=4)
 
 
 @pytest.mark.parametrize("board", BOARDS)
