@@ -7,6 +7,7 @@ and tests/aot/test_aot_esp.py."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ def plugin() -> Path | None:
     digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
     so = Path(tempfile.gettempdir()) / f"tg_flash_loads-{digest}.so"
     if not so.exists():
-        tmp = so.with_suffix(".tmp.so")
+        tmp = so.with_suffix(f".{os.getpid()}.tmp.so")
         subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
                         str(SOURCE), "-o", str(tmp)], check=True, capture_output=True)
         tmp.replace(so)
