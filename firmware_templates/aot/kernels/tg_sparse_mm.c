@@ -4,13 +4,12 @@
  *                            w[o][d] * x[r][d]) + output_offset)
  *
  * the same integers as the dense kernels (zero weights add nothing, and
- * integer sums do not depend on their order).  Output channel by output
- * channel, so a weight row's requantization record is loaded once, and two
- * input vectors share every load of a stored weight and its column.  Every
- * parameter is read into a local first: the int8 output stores may alias
- * anything, and would otherwise make the compiler reload them after each.
- * Every input vector is read for every output channel: the output must not
- * overlap the input.
+ * integer sums do not depend on their order).  Two input vectors at a time
+ * share every load of a stored weight and its column; their two output rows
+ * are written only while those two are read, so the output may start inside
+ * the input (plan/ops/sparse.py, pairs_overlap).  Every parameter is read
+ * into a local first: the int8 output stores may alias anything, and would
+ * otherwise make the compiler reload them after each.
  */
 #include "tg_sparse_mm.h"
 
@@ -19,35 +18,40 @@ TG_INLINE int32_t tg_sparse_rq(int32_t fast, int32_t acc, int32_t m, int32_t a, 
 }
 
 /* the compressed rows with 8-bit (C = uint8_t) or 16-bit columns */
-#define TG_SPARSE_BODY(C, cols)                                                                \
-  do {                                                                                         \
-    for (o = 0; o < units; ++o) {                                                              \
-      const int32_t kb = rq[4 * o], m = rq[4 * o + 1], ra = rq[4 * o + 2], rb = rq[4 * o + 3]; \
-      const int32_t first = start[o], n = start[o + 1] - first;                                \
-      const int8_t *v = val + first;                                                           \
-      const C *c = (cols) + first;                                                             \
-      int8_t *y = output + o;                                                                  \
-      const int8_t *x0 = input;                                                                \
-      for (r = 0; r + 1 < rows; r += 2, x0 += 2 * depth, y += 2 * units) {                     \
-        const int8_t *x1 = x0 + depth;                                                         \
-        int32_t acc0 = kb, acc1 = kb;                                                          \
-        for (j = 0; j < n; ++j) {                                                              \
-          const int32_t w = v[j];                                                              \
-          const uint32_t d = c[j];                                                             \
-          acc0 += w * x0[d];                                                                   \
-          acc1 += w * x1[d];                                                                   \
-        }                                                                                      \
-        y[0] = (int8_t)tg_act(tg_sparse_rq(fast, acc0, m, ra, rb), full, lo, hi);              \
-        y[units] = (int8_t)tg_act(tg_sparse_rq(fast, acc1, m, ra, rb), full, lo, hi);          \
-      }                                                                                        \
-      if (r < rows) {                                                                          \
-        int32_t acc0 = kb;                                                                     \
-        for (j = 0; j < n; ++j) {                                                              \
-          acc0 += (int32_t)v[j] * x0[c[j]];                                                    \
-        }                                                                                      \
-        y[0] = (int8_t)tg_act(tg_sparse_rq(fast, acc0, m, ra, rb), full, lo, hi);              \
-      }                                                                                        \
-    }                                                                                          \
+#define TG_SPARSE_BODY(C, cols)                                                                  \
+  do {                                                                                           \
+    const int8_t *x0 = input;                                                                    \
+    int8_t *y = output;                                                                          \
+    for (r = 0; r + 1 < rows; r += 2, x0 += 2 * depth, y += 2 * units) {                         \
+      const int8_t *x1 = x0 + depth;                                                             \
+      for (o = 0; o < units; ++o) {                                                              \
+        const int32_t *q = rq + 4 * o;                                                           \
+        const int32_t first = start[o], n = start[o + 1] - first;                                \
+        const int8_t *v = val + first;                                                           \
+        const C *c = (cols) + first;                                                             \
+        int32_t acc0 = q[0], acc1 = q[0];                                                        \
+        for (j = 0; j < n; ++j) {                                                                \
+          const int32_t w = v[j];                                                                \
+          const uint32_t d = c[j];                                                               \
+          acc0 += w * x0[d];                                                                     \
+          acc1 += w * x1[d];                                                                     \
+        }                                                                                        \
+        y[o] = (int8_t)tg_act(tg_sparse_rq(fast, acc0, q[1], q[2], q[3]), full, lo, hi);         \
+        y[units + o] = (int8_t)tg_act(tg_sparse_rq(fast, acc1, q[1], q[2], q[3]), full, lo, hi); \
+      }                                                                                          \
+    }                                                                                            \
+    if (r < rows) {                                                                              \
+      for (o = 0; o < units; ++o) {                                                              \
+        const int32_t *q = rq + 4 * o;                                                           \
+        const int32_t first = start[o], n = start[o + 1] - first;                                \
+        const C *c = (cols) + first;                                                             \
+        int32_t acc0 = q[0];                                                                     \
+        for (j = 0; j < n; ++j) {                                                                \
+          acc0 += (int32_t)val[first + j] * x0[c[j]];                                            \
+        }                                                                                        \
+        y[o] = (int8_t)tg_act(tg_sparse_rq(fast, acc0, q[1], q[2], q[3]), full, lo, hi);         \
+      }                                                                                          \
+    }                                                                                            \
   } while (0)
 
 void tg_sparse_mm_s8(const tg_sparse_mm_params *p, const int8_t *input, int8_t *output) {
