@@ -748,9 +748,9 @@ def make_parser() -> argparse.ArgumentParser:
                          "labels .npy beside it (docs/data.md)")
     sp.add_argument("--test", metavar="FILE",
                     help="labelled held-out data for the accuracy report (default: --data)")
-    sp.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs (default 8)")
-    sp.add_argument("--learning-rate", type=float, default=5e-4, metavar="LR",
-                    help="Adam learning rate for fine-tuning (default 5e-4)")
+    sp.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (default 20)")
+    sp.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
+                    help="Adam learning rate for fine-tuning (default 1e-3)")
     sp.add_argument("-o", "--output", metavar="FILE",
                     help="pruned model (default MODEL.pruned.h5, MODEL.channels.h5 with "
                          "--structured)")

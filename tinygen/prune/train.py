@@ -283,7 +283,7 @@ def _outputs_probabilities(model, x: np.ndarray) -> bool:
 
 def prune_model(model_path: str | Path, sparsity: float, data: str | Path,
                 structured: bool = False, test: str | Path | None = None,
-                epochs: int = 8, batch_size: int = 64, learning_rate: float = 5e-4,
+                epochs: int = 20, batch_size: int = 64, learning_rate: float = 1e-3,
                 frequency: int = 20, output: str | Path | None = None, seed: int = 0,
                 progress: Callable[[str], None] | None = None) -> PruneResult:
     note = progress or (lambda _m: None)
