@@ -190,6 +190,7 @@ def cmd_inspect(args, con: Console) -> int:
                 f"{a.tflm_arena_planned:,} B")
     if a.aot_arena is not None:
         con.out(f"aot arena (tinygen planner): {a.aot_arena:,} B")
+    _print_pruning(ir, con)
     # model flash in sizes.py's sense, per runtime (code flash needs a board: see the fit)
     flash = [f"tflm {len(ir.tflite):,} B (the .tflite)"] if ta["total"] else []
     if a.aot_arena is not None:
@@ -216,6 +217,23 @@ def cmd_inspect(args, con: Console) -> int:
         for p in f["problems"]:
             con.out(f"    {p}")
     return 0
+
+
+def _print_pruning(ir, con: Console) -> None:
+    """What builds will make of exact zeros (docs/pruning.md); the analysis
+    above is of the model as converted."""
+    from .prune.channels import remove_channels
+    from .prune.sparsity import lost_zero_layers, weight_sparsity
+    _, removal = remove_channels(ir)
+    if removal.removed:
+        con.out(f"pruning (what a build does): {removal.summary()}")
+    sparse = [s for s in weight_sparsity(ir) if s.exact >= 0.25]
+    if sparse:
+        con.out("pruning: exact int8 zeros in " + ", ".join(
+            f"{s.op} {s.exact:.0%}" for s in sparse))
+    for s in lost_zero_layers(ir):
+        con.warn(f"{s.describe()}: looks pruned, but its zeros did not survive quantization "
+                 "(a build refuses it without --accept-dense)")
 
 
 def _default_board(args) -> str:

@@ -80,3 +80,13 @@ def test_export_removes_the_channels_too(tmp_path):
     notes: list[str] = []
     export(path, "c", tmp_path / "lib", progress=notes.append)
     assert any(n.startswith("pruned channels: removed 10 channels") for n in notes), notes
+
+
+def test_inspect_says_what_a_build_removes(tmp_path, capsys):
+    from tinygen.cli import main
+    path = tmp_path / "pruned.tflite"
+    path.write_bytes(channels_cnn())
+    assert main(["-q", "inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "pruning (what a build does): removed 10 channels" in out
+    assert "exact int8 zeros in CONV_2D (operator #0) 26%" in out
