@@ -941,6 +941,11 @@ def main(argv=None) -> int:
         "models that ran on every core (time outside the dot products, e.g. requantization "
         "and im2col, counts). Rows of other boards may come from an earlier run "
         "(`--merge`).\n\n" + cores + "\n\n") if cores else ""
+    # bench/farm_scale.py's section (between its markers) is kept as it is
+    old = Path(args.doc).read_text() if Path(args.doc).exists() else ""
+    begin, stop = "<!-- farm_scale.py: begin -->", "<!-- farm_scale.py: end -->"
+    kept = old[old.index(begin):old.index(stop) + len(stop)] + "\n" \
+        if begin in old and stop in old else ""
     Path(args.doc).write_text(
         "# Benchmarks\n\nMade by `python3 bench/run.py` (raw figures: bench/results.json); "
         "how the figures came about: [performance.md](performance.md).\n\n"
@@ -957,7 +962,8 @@ def main(argv=None) -> int:
         + NOTES.format(flags=flags_markdown(rows)) + "\n"
         + failures_markdown(rows)
         + table + "\n"
-        + ("\n" + stored_pruning_section() if stored_pruning_section() else ""))
+        + ("\n" + stored_pruning_section() if stored_pruning_section() else "")
+        + ("\n" + kept if kept else ""))
     return 0 if all(row_ok(r) for r in rows) else 1
 
 

@@ -8,7 +8,7 @@ of two emulated boards (coordinator, exporter, places) shared by the module;
 verify on both (reports name each place), a place another job holds (refused
 naming the holder, waited for, timed out), a model the boards do not run
 (refused by the handshake), labgrid's pytest plugin giving tinygen's `dut` a
-RemotePlace, then the faults, last because they break the farm: a board
+RemotePlace (and the job's own verify using the place it holds), then the faults, last because they break the farm: a board
 killed mid-run, the exporter gone, the coordinator gone; farm down leaves
 no process behind and nothing acquired.
 """
@@ -265,6 +265,10 @@ def test_labgrid_pytest_plugin_gives_dut_a_remote_place(farm, tmp_path, monkeypa
              "--tinygen-calib", str(QUICKSTART / "calib.npy"),
              "--tinygen-build-dir", str(tmp_path / "build"), str(tmp_path / "test_on_place.py")],
             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        # the job's own `tinygen verify` uses the place it holds and leaves it held
+        v = _verify(farm, "--place", place, samples=1, env=env)
+        assert v.returncode == 0, v.stderr
+        assert job.places()[place].acquired == job.user
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 passed" in r.stdout
     # a render, not a compile: the place's board runs the farm's firmware

@@ -84,8 +84,9 @@ class AcquiredPlace:
 
 @dataclass
 class _Held:
-    places: list[AcquiredPlace] = field(default_factory=list)
+    places: list[AcquiredPlace] = field(default_factory=list)      # acquired here: released here
     tokens: list[str] = field(default_factory=list)
+    borrowed: list[AcquiredPlace] = field(default_factory=list)    # held before: left held
 
 
 class Farm:
@@ -237,8 +238,10 @@ class Farm:
         finished verification keeps its report)."""
         held = _Held()
         try:
-            self._acquire_all(list(dict.fromkeys(names)), wait, held, progress)
-            yield held.places
+            wanted = list(dict.fromkeys(names))
+            self._acquire_all(list(wanted), wait, held, progress)
+            by_name = {p.name: p for p in held.places + held.borrowed}
+            yield [by_name[n] for n in wanted]
         finally:
             try:
                 self._release_all(held)
@@ -254,12 +257,13 @@ class Farm:
             known = ", ".join(sorted(session.places)) or "none"
             raise FarmError(f"no place named {', '.join(missing)} on the coordinator at "
                             f"{self.address} (places: {known})")
+        # Places this user holds already (a job that acquired them to flash
+        # first) are used as they are and stay held: their holder releases them.
         me = self.user
-        for name in names:
-            if session.places[name].acquired == me:
-                raise FarmError(f"place {name} is already acquired by {me} (this user): release "
-                                f"it first (labgrid-client -p {name} release) or run as another "
-                                "LG_USERNAME")
+        for name in [n for n in names if session.places[n].acquired == me]:
+            url, baud = self.serial_port(name)
+            held.borrowed.append(AcquiredPlace(name=name, url=url, baud=baud))
+            names.remove(name)
         if wait <= 0:
             for name in names:
                 place = session.places[name]
