@@ -164,6 +164,10 @@ def _acquired(farm) -> dict:
 
 @pytest.mark.slow
 def test_verify_on_every_tagged_place(farm, tmp_path):
+    status = _cli("farm", "status", "--dir", farm["dir"])
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0].startswith(f"coordinator {farm['coordinator']}, {BOARD}")
+    assert all(f"{p['name']}: {p['url']}" in status.stdout for p in farm["places"])
     out = tmp_path / "r.json"
     r = _verify(farm, "--place-tag", f"board={BOARD}", "--json", out, "--junit",
                 tmp_path / "r.xml", "--html", tmp_path / "r.html")
