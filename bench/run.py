@@ -404,8 +404,13 @@ def cores_markdown(rows: list[dict]) -> str:
     fam_lines = ["| board | kernel family | MACs | instructions | instructions per MAC |",
                  "|" + "---|" * 5]
     # the same models on every core that has per-family figures
-    profiled = [b for b in boards if any("per_family" in r for r in rows if r["board"] == b)]
-    common = {m for (m, _b) in by if all("per_family" in by.get((m, b), {}) for b in profiled)}
+    # (the Espressif cores' models; a board joins when it has them all)
+    esp = [b for b in boards if b != TARGET_BOARD and any("per_family" in r for r in rows
+                                                          if r["board"] == b)]
+    common = {m for (m, _b) in by if esp and all("per_family" in by.get((m, b), {})
+                                                 for b in esp)}
+    profiled = [b for b in boards if common and all("per_family" in by.get((m, b), {})
+                                                    for m in common)]
     for b in profiled:
         total: dict[str, dict[str, int]] = {}
         for r in rows:
