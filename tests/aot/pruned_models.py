@@ -79,6 +79,27 @@ def _sparse_mlp() -> bytes:
     return convert_keras(m, (5, 5, 8))
 
 
+def _all_zero_layer() -> bytes:
+    """A 1x1 convolution whose every filter is zero (its output is its bias,
+    requantized): every channel could go, one has to stay."""
+    import keras
+    rng = np.random.default_rng(6)
+    inp = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c0")(inp)
+    x = keras.layers.Conv2D(6, 1, activation="relu", name="zero")(x)
+    x = keras.layers.Conv2D(5, 1, name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(3)(x)
+    m = keras.Model(inp, out)
+    for layer in m.layers:
+        ws = layer.get_weights()
+        if ws:
+            layer.set_weights([rng.normal(0, 0.4, w.shape).astype("float32") for w in ws])
+    w, b = m.get_layer("zero").get_weights()
+    m.get_layer("zero").set_weights([np.zeros_like(w), np.abs(b) + 0.1])
+    return convert_keras(m, (6, 6, 3))
+
+
 def _cached(name: str, build) -> bytes:
     key = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
     path = _cache_dir() / f"pruned-{name}-{key}.tflite"
@@ -95,3 +116,7 @@ def channels_cnn() -> bytes:
 
 def sparse_mlp() -> bytes:
     return _cached("sparse-mlp", _sparse_mlp)
+
+
+def all_zero_layer() -> bytes:
+    return _cached("all-zero-layer", _all_zero_layer)

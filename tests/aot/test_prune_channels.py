@@ -90,3 +90,19 @@ def test_inspect_says_what_a_build_removes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "pruning (what a build does): removed 10 channels" in out
     assert "exact int8 zeros in CONV_2D (operator #0) 26%" in out
+
+
+def test_a_layer_of_zero_filters_keeps_one_channel_and_stays_bit_exact(tmp_path):
+    from pruned_models import all_zero_layer
+    original = all_zero_layer()
+    model = parse_tflite(original)
+    smaller, report = remove_channels(model)
+    widths = [smaller.tensors[op.outputs[0]].shape[-1] for op in smaller.operators
+              if op.opcode == "CONV_2D"]
+    # the zero layer keeps one channel; c0's channels are read by nothing but
+    # that layer's zero weights, so they are dead too (one stays)
+    assert widths == [1, 1, 5], widths
+    batches = random_inputs(model, np.random.default_rng(3), 20)
+    for r, g in zip(run_tflm(original, batches), run_tflm(smaller.tflite, batches)):
+        assert np.array_equal(r[0], g[0])
+    assert_bit_exact(smaller.tflite, tmp_path, n_inputs=10, reference=original)
