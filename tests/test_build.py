@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -154,6 +155,24 @@ def test_build_nodemcu_gets_an_arduino_aot_project(cnn_tflite, tmp_path):
     cfg = subprocess.run([sys.executable, "-m", "platformio", "project", "config", "-d", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    # The weights stay in flash there too: compiled as the Arduino core would
+    # (ARDUINO_ARCH_ESP8266), every weight array is in .irom.text, which its
+    # linker script maps into flash, and an operator's weights are staged to RAM.
+    model_c = (out / "src" / "model.c").read_text()
+    assert "tg_wstage[" in model_c and "TG_IN_FLASH(" in model_c
+    if shutil.which("xtensa-lx106-elf-gcc"):
+        obj = tmp_path / "model.o"
+        cc = subprocess.run(["xtensa-lx106-elf-gcc", "-O2", "-Wall", "-Wextra", "-Werror",
+                             "-mlongcalls", "-DARDUINO_ARCH_ESP8266", "-I", str(out / "src"),
+                             "-c", str(out / "src" / "model.c"), "-o", str(obj)],
+                            capture_output=True, text=True)
+        assert cc.returncode == 0, cc.stderr
+        table = subprocess.run(["xtensa-lx106-elf-objdump", "-t", str(obj)],
+                               capture_output=True, text=True, check=True).stdout
+        in_flash = {line.split()[-1] for line in table.splitlines() if " .irom.text\t" in line}
+        flash_arrays = set(re.findall(r"static const \w+ (\w+)\[\d+\] TG_ALIGNED\(\d+\) "
+                                      r"TG_IN_FLASH", model_c))
+        assert flash_arrays and flash_arrays <= in_flash, (flash_arrays, table)
     r = run_cli("build", "--board", "nodemcuv2", cnn_tflite, "--runtime", "tflm",
                 "-o", tmp_path / "x")
     assert r.returncode == 2 and "does not offer the tflm runtime" in r.stderr

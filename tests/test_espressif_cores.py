@@ -60,7 +60,7 @@ def test_platformio_ini_lines_name_the_core_toolchain(board, package, tmp_path):
 
 def test_esp8266_memory_limits():
     b = get_board("qemu-esp8266")
-    assert b.ram_bytes == 80 * 1024 and b.weights_in_flash and not b.constants_in_ram
+    assert b.ram_bytes == 80 * 1024 and b.weights_in_flash
     c3 = get_board("qemu-esp32c3")
     assert c3.ram_bytes == 320 * 1024 and c3.flash_bytes == 4 * 1024 * 1024
 

@@ -35,12 +35,9 @@ class Board:
     default_runtime: str
     qemu_machine: str = ""
     notes: str = ""
-    # Constant data (the model's weights) in RAM, not flash: the ESP8266
-    # reads flash only with aligned 32-bit loads (docs/espressif-cores.md).
-    constants_in_ram: bool = False
     # Weights in flash, copied per operator into a RAM staging buffer with
     # aligned 32-bit loads (tinygen/plan/staging.py): the aot runtime on the
-    # ESP8266's emulated twin.
+    # ESP8266 (nodemcuv2 and its emulated twin), whose flash takes no byte loads.
     weights_in_flash: bool = False
     # Datasheet run current (mA) at the board's clock and supply voltage, with where
     # the figures come from (real boards only: QEMU has no power model).
@@ -80,7 +77,6 @@ def board_from_toml(path: Path) -> Board:
             upload_protocol=pio["upload_protocol"], serial_port=ser["port"], baud=int(ser["baud"]),
             runtimes=tuple(rt["supported"]), default_runtime=rt["default"],
             qemu_machine=d.get("qemu", {}).get("machine", ""), notes=d.get("notes", ""),
-            constants_in_ram=bool(mem.get("constants_in_ram", False)),
             weights_in_flash=bool(mem.get("weights_in_flash", False)),
             **_power(d.get("power", {}), int(d["clock_mhz"]), d["kind"]))
     except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:

@@ -104,11 +104,7 @@ def fit(board: Board, need: MemoryNeed) -> Fit:
     in_psram = False
     ram_needed = need.ram_total
     weights_in_ram = 0
-    if board.constants_in_ram:
-        # ESP8266: weights sit in DRAM beside the arena (they still count as flash
-        # too: the image holds them).
-        weights_in_ram = need.model_flash
-    elif board.weights_in_flash:
+    if board.weights_in_flash:
         # ESP8266 (aot): one operator's weights at a time, copied from flash;
         # constants other than weights (small tables) stay in DRAM
         weights_in_ram = need.ram_stage + max(0, need.model_flash - need.flash_staged)
@@ -121,8 +117,7 @@ def fit(board: Board, need: MemoryNeed) -> Fit:
         ram_ok = ram_needed <= ram_avail
     if not ram_ok:
         where = " (and PSRAM)" if board.psram_bytes else ""
-        weights = (f", {need.model_flash:,} model flash held in RAM" if board.constants_in_ram
-                   else f", {weights_in_ram:,} weights in RAM: the largest operator's, "
+        weights = (f", {weights_in_ram:,} weights in RAM: the largest operator's, "
                    f"staged from flash" if board.weights_in_flash else "")
         problems.append(
             f"RAM: needs {ram_needed:,} bytes ({need.arena:,} arena{weights}), {board.id} "
