@@ -40,15 +40,15 @@ def ds_cnn_kws(width: float = 1.0):
     return keras.Model(inp, out, name="ds_cnn_kws")
 
 
-def mobilenet_v1_vww(width: float = 1.0):
-    """MobileNetV1 with alpha 0.25 on 96x96x3, two classes."""
+def _mobilenet_v1_025(channels: int, name: str, width: float):
+    """MobileNetV1 with alpha 0.25 (times `width`) on a 96x96 image, two classes."""
     keras = _keras()
     L = keras.layers
 
     def ch(c):
         return max(4, int(c * 0.25 * width))
 
-    inp = keras.Input((96, 96, 3), name="image")
+    inp = keras.Input((96, 96, channels), name="image")
     x = L.Conv2D(ch(32), 3, strides=2, padding="same", use_bias=False)(inp)
     x = L.BatchNormalization()(x)
     x = L.ReLU()(x)
@@ -64,7 +64,12 @@ def mobilenet_v1_vww(width: float = 1.0):
     x = L.AveragePooling2D(pool_size=x.shape[1:3])(x)
     x = L.Flatten()(x)
     out = L.Dense(2, activation="softmax")(x)
-    return keras.Model(inp, out, name="mobilenet_v1_vww")
+    return keras.Model(inp, out, name=name)
+
+
+def mobilenet_v1_vww(width: float = 1.0):
+    """MLPerf Tiny's visual wake words shape: MobileNetV1 alpha 0.25 on 96x96x3."""
+    return _mobilenet_v1_025(3, "mobilenet_v1_vww", width)
 
 
 def resnet8_cifar(width: float = 1.0):
@@ -139,29 +144,7 @@ def lstm_classifier(width: float = 1.0):
 def person_detection_96(width: float = 1.0):
     """TFLM person_detection's shape: MobileNetV1 alpha 0.25 on a 96x96
     grayscale image (one channel), two classes (person / no person)."""
-    keras = _keras()
-    L = keras.layers
-
-    def ch(c):
-        return max(4, int(c * 0.25 * width))
-
-    inp = keras.Input((96, 96, 1), name="image")
-    x = L.Conv2D(ch(32), 3, strides=2, padding="same", use_bias=False)(inp)
-    x = L.BatchNormalization()(x)
-    x = L.ReLU()(x)
-    for filters, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-                            (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2),
-                            (1024, 1)]:
-        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
-        x = L.BatchNormalization()(x)
-        x = L.ReLU()(x)
-        x = L.Conv2D(ch(filters), 1, padding="same", use_bias=False)(x)
-        x = L.BatchNormalization()(x)
-        x = L.ReLU()(x)
-    x = L.AveragePooling2D(pool_size=x.shape[1:3])(x)
-    x = L.Flatten()(x)
-    out = L.Dense(2, activation="softmax")(x)
-    return keras.Model(inp, out, name="person_detection_96")
+    return _mobilenet_v1_025(1, "person_detection_96", width)
 
 
 def streaming_kws(width: float = 1.0):
