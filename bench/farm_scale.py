@@ -125,8 +125,30 @@ def markdown(rows: list[dict], cores: int) -> str:
             f"{r['acquire_s'] * 1000:.0f} ms | {r['verify_s']:.1f} s | {r['release_s'] * 1000:.0f} ms | "
             + (f"{r['device_s']:.1f} s | {r['vectors_per_s']:.1f} | " if r["device_s"] else "- | - | ")
             + f"{r['acquire_release_cycle_s'] * 1000:.0f} ms | "
-            + ("yes" if r["bit_exact"] else "NO: " + "; ".join(r["errors"])) + " |")
-    return "\n".join(lines) + "\n"
+            + ("yes" if r["bit_exact"] else "no" + (": " + "; ".join(r["errors"]) if r["errors"]
+                                                     else " (answered, differs)")) + " |")
+    return "\n".join(lines) + "\n" + NOTES
+
+
+NOTES = """
+How it grows, on this 2-core machine: each emulated board is a QEMU process
+that needs a host core while it computes, and the exchange is stop-and-wait
+over loopback TCP, so one board leaves the cores idle between vectors.
+Vectors per second grow with the board count while there is idle time to
+fill (quickstart 34.7 → 92.8 → 110 → 114 per second from 1 to 8 boards;
+kws_cnn 30 → 63) and flatten once the two cores are busy: beyond that more
+emulated boards only take turns, and the wall time of a run grows with
+them. Real boards compute on their own silicon; there the host waits on
+serial lines and the growth continues until the host's USB or network is
+saturated (not measured here: no boards). Acquiring and releasing places
+costs tens of milliseconds, about 10 ms per place for a cycle (two
+coordinator round trips each), small beside the device phase; the first
+acquire of a process also imports labgrid and connects (about 0.2 s here).
+The lstm_anomaly rows answered on every board but are not bit-exact: the
+same 100 calibration inputs also give max |Δ| 3 LSB (99.2 % of elements
+exact) with `tinygen verify` on its own QEMU, so this is the aot runtime on
+these inputs, not the farm (its README's 400 test windows verify 0 LSB).
+"""
 
 
 def write_section(doc: Path, text: str) -> None:
@@ -148,9 +170,15 @@ def main() -> int:
                     help="vectors per board, from each example's calib.npy (at most what it holds)")
     ap.add_argument("--models", default="quickstart,kws_cnn")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: rewrite the section from bench/farm_scale.json")
     args = ap.parse_args()
+    if args.report_only:
+        rows = json.loads((ROOT / "bench" / "farm_scale.json").read_text())
+        write_section(Path(args.doc), markdown(rows, os.cpu_count() or 0))
+        return 0
     counts = [int(x) for x in args.boards.split(",")]
-    rows: list[dict] = []
+    rows = []
     with tempfile.TemporaryDirectory(prefix="tg-farm-bench-") as tmp:
         for name in args.models.split(","):
             rows += run_model(name, counts, args.vectors, Path(tmp))
