@@ -310,6 +310,30 @@ def test_fault_a_board_killed_mid_run(farm, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_verify_releases_its_place(farm, stop):
+    """Ctrl-C at the terminal or a CI job cancelled with SIGTERM, mid-run:
+    one line, exit 130, no verdict, and the place is free for the next job."""
+    place = farm["places"][0]["name"]     # the other board was killed above
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinygen.cli", "verify", "--place", place,
+         QUICKSTART / "model.h5", "--calib", QUICKSTART / "calib.npy", "--samples", "200"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=farm["env"])
+    seen = ""
+    while "device: " not in seen:
+        line = proc.stderr.readline()
+        assert line, f"verify ended before it was interrupted: {seen}"
+        seen += line
+    assert _acquired(farm)[place] is not None            # held while it runs
+    proc.send_signal(stop)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "PASS" not in stdout and "FAIL" not in stdout
+    assert stderr.strip().splitlines()[-1] == "tinygen: interrupted"
+    assert _acquired(farm)[place] is None
+
+
+@pytest.mark.slow
 def test_fault_exporter_then_coordinator_gone(farm):
     os.kill(farm["exporter_pid"], signal.SIGTERM)
     deadline = time.monotonic() + 20
