@@ -11,7 +11,9 @@ interpreter, 0 LSB, with the state carried across invocations.
   stacked LSTMs, an LSTM autoencoder with RepeatVector and TimeDistributed),
   and an int8 LSTM converted by the plain TFLite converter from tf_keras;
 * the LSTM variants TFLM rejects (projection, peephole, layer norm, CIFG) are
-  rejected by the lowering with the reason.
+  rejected by the lowering with the reason;
+* examples/lstm_anomaly on its 100 calibration windows (state reset before
+  each), every kernel layout on the host and the tie windows on Cortex-M4.
 """
 
 from __future__ import annotations
@@ -648,3 +650,95 @@ def test_state_tensors_are_never_shared(whole_models, tmp_path):
     for t in states:
         fill = t.zero_point & 0xFF if t.dtype == "int8" else 0
         assert f"tg_arena[{res.plan.offsets[t.index]}u + i] = (int8_t){fill};" in reset
+
+
+# ---------------------------------------------------------------------------
+# the lstm_anomaly example on its own calibration windows
+
+ANOMALY = REPO / "examples" / "lstm_anomaly"
+
+
+def _anomaly_model() -> bytes:
+    """examples/lstm_anomaly converted as `tinygen verify` converts it (all 100
+    calibration windows), cached by the model's and the windows' bytes."""
+    import hashlib
+    import inspect
+
+    from tinygen.convert import convert
+    from tinygen.load import load_model
+    key = hashlib.sha256((ANOMALY / "model.h5").read_bytes() + (ANOMALY / "calib.npy").read_bytes()
+                         + inspect.getsource(_anomaly_model).encode()).hexdigest()[:16]
+    path = _cache_dir() / f"lstm-anomaly-{key}.tflite"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(convert(load_model(ANOMALY / "model.h5"), ANOMALY / "calib.npy").tflite)
+        os.replace(tmp, path)
+    return path.read_bytes()
+
+
+def _anomaly_windows(model) -> np.ndarray:
+    t = model.tensors[model.inputs[0]]
+    x = np.load(ANOMALY / "calib.npy")
+    q = np.round(x / t.quant.scale[0]) + t.quant.zero_point[0]
+    return np.clip(q, -128, 127).astype(np.int8).reshape((-1,) + tuple(t.shape))
+
+
+def _tflm_each_reset(tflite, windows) -> list[np.ndarray]:
+    from tinygen.reference import TflmReference
+    ref = TflmReference(tflite)
+    outs = []
+    for w in windows:
+        ref.reset()
+        outs.append(np.asarray(ref.run([w])[0]))
+    return outs
+
+
+# windows whose gate pre-activations land on a double-rounding tie that the
+# float32 product of the input and weight scales moves (see gate_multiplier)
+ANOMALY_TIE_WINDOWS = (70, 90)
+
+
+@pytest.mark.parametrize("layout", ["portable", "dsp", "dsp_fast"])
+def test_lstm_anomaly_calibration_windows_bit_exact(tmp_path, layout):
+    """All 100 calibration windows of examples/lstm_anomaly (state reset
+    before each, as tinygen verify runs them), 0 LSB vs the TFLM interpreter,
+    on the host: the portable kernel, the DSP cores' int8 four-gate layout
+    and the 16-bit fast path (tg_lstm_dsp_s8 / _e0_s8), portable intrinsics.
+    Windows 70 and 90 were 1-3 LSB off while the gate multipliers took the
+    scale product in float32."""
+    tflite = _anomaly_model()
+    model = parse_tflite(tflite)
+    opts = {"portable": {}, "dsp": dict(core="cortex-m4f", fast_requant=False),
+            "dsp_fast": dict(core="cortex-m4f", fast_requant=True)}[layout]
+    binary = build_reset_host(model, tmp_path, **opts)
+    kernels = {c.kernel for c in binary.result.calls if c.kernel.startswith("tg_lstm")}
+    if layout == "dsp_fast":
+        assert kernels <= {"tg_lstm_dsp_s8", "tg_lstm_dsp_e0_s8"}, kernels
+    else:
+        assert kernels == {"tg_lstm_s8"}, kernels
+    windows = _anomaly_windows(model)
+    out_t = model.tensors[model.outputs[0]]
+    payload = b"".join(b"\x01\x00" + w.tobytes() for w in windows)
+    res = subprocess.run([str(binary.exe)], input=payload, capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    ours = np.frombuffer(res.stdout, out_t.np_dtype).reshape((len(windows),) + tuple(out_t.shape))
+    ref = _tflm_each_reset(tflite, windows)
+    bad = [k for k in range(len(windows))
+           if not np.array_equal(ref[k].reshape(ours[k].shape), ours[k])]
+    assert not bad, f"windows {bad} differ from TFLM"
+
+
+@pytest.mark.skipif(not (__import__("harness").qemu_available()), reason="no QEMU")
+def test_lstm_anomaly_tie_windows_on_cortex_m4_qemu(tmp_path):
+    """The two windows that hit the tie, each from the reset state, on the
+    emulated Cortex-M4F (SMLAD / SMMULR fast path): 0 LSB vs TFLM."""
+    from harness import build_m4, run_m4
+    tflite = _anomaly_model()
+    model = parse_tflite(tflite)
+    binary = build_m4(model, tmp_path)
+    windows = _anomaly_windows(model)
+    for k in ANOMALY_TIE_WINDOWS:
+        ours = run_m4(binary, [[windows[k]]])[0][0]
+        ref = _tflm_each_reset(tflite, [windows[k]])[0].reshape(ours.shape)
+        assert np.array_equal(ref, ours), \
+            f"window {k}: max |delta| {int(np.abs(ref.astype(int) - ours).max())}"

@@ -6,8 +6,8 @@ computes it (docs/aot-lstm.md has the whole derivation):
 
 * each gate has two matmuls (input and recurrent) whose int32 accumulators are
   requantized separately to int16 with scale 2^-12 (Q3.12, the input of the
-  int16 sigmoid/tanh); the effective scale is the float32 product of the
-  activation and weight scales divided (in double) by 2^-12;
+  int16 sigmoid/tanh); the effective scale is the double product of the
+  (float32) activation and weight scales divided by 2^-12;
 * the gate outputs are Q0.15 (2^-15); the element-wise products f*c, i*g and
   tanh(c)*o are requantized with double-precision ratios of the scales;
 * the cell state's scale must be (close to) a power of two 2^p: tanh(c) is
@@ -93,9 +93,14 @@ def tanh_rescale(power: int) -> tuple[int, int]:
 
 
 def gate_multiplier(act_scale: float, weight_scale: float) -> tuple[int, int]:
-    """GetQuantizedConvolutionMultipler onto the Q3.12 gate: the scale product
-    is a float32 product, the division is done in double."""
-    product = float(np.float32(np.float32(act_scale) * np.float32(weight_scale)))
+    """The gate matmul's multiplier onto the Q3.12 gate, as the TFLM
+    interpreter's LSTM computes it: double(act_scale) * double(weight_scale)
+    / 2^-12.  Not the float32 product of FULLY_CONNECTED's
+    GetQuantizedConvolutionMultipler: that one differs in the last bits of
+    the multiplier, enough to move a requantization that lands next to a
+    double-rounding tie by one (lstm_anomaly's calibration windows 70 and
+    90: 2-3 LSB on the model output)."""
+    product = float(np.float32(act_scale)) * float(np.float32(weight_scale))
     return quantize_multiplier(product / float(np.float32(GATE_SCALE)))
 
 
