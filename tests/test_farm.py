@@ -225,13 +225,17 @@ def test_a_place_held_by_another_job(farm, monkeypatch):
                  "--place-wait", "300", QUICKSTART / "model.h5", "--calib",
                  QUICKSTART / "calib.npy", "--samples", "1"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=farm["env"])
-            deadline = time.monotonic() + 120
-            while _reservations(alice) == 0 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert waiting.poll() is None
+            # alice lets go only once the job says it waits: releasing as soon as its
+            # reservation exists raced with the job's first poll on a loaded machine
+            seen = ""
+            while "waiting: " not in seen:
+                line = waiting.stderr.readline()
+                assert line, f"the job ended without waiting: {seen}"
+                seen += line
+            assert f"waiting: place {place} is acquired by {holder}" in seen
+            assert _reservations(alice) > 0 and waiting.poll() is None
         out, err = waiting.communicate(timeout=600)
-    assert waiting.returncode == 0, err
-    assert f"waiting: place {place} is acquired by {holder}" in err
+    assert waiting.returncode == 0, seen + err
     assert "PASS: 2 of 2 boards verified" in out
     assert set(_acquired(farm).values()) == {None}
 
