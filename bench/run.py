@@ -316,7 +316,7 @@ def row_ok(r: dict) -> bool:
 def targets_markdown(rows: list[dict]) -> str:
     """Issue #5's done-criteria, one line per MLPerf Tiny model, against the
     TFLM + CMSIS-NN figures of the same run."""
-    lines = ["| model | instructions | target | activation RAM | target | code | target | "
+    lines = ["| model | instructions | target | arena | target | code flash | target | "
              "bit-exact | met |", "|" + "---|" * 9]
     for r in rows:
         if r.get("board") != TARGET_BOARD or r.get("model") not in MLPERF or "skipped" in r:
@@ -343,7 +343,7 @@ def targets_markdown(rows: list[dict]) -> str:
 def targets19_markdown(rows: list[dict]) -> str:
     """Issue 19's targets, every model of the run on the target board, against
     the TFLM + CMSIS-NN figures of the same run."""
-    lines = ["| model | kind | instructions | target | arena | target | code | target | "
+    lines = ["| model | kind | instructions | target | arena | target | code flash | target | "
              "bit-exact | met |", "|" + "---|" * 10]
     for r in rows:
         if r.get("board") != TARGET_BOARD or "skipped" in r:
@@ -453,7 +453,7 @@ def roofline_markdown(rows: list[dict]) -> str:
 # the figures a re-run is compared on, by (label, getter)
 MOVED_FIGURES = [
     ("aot instructions", lambda r: r.get("instructions")),
-    ("aot code", lambda r: r.get("flash_code")),
+    ("aot code flash", lambda r: r.get("flash_code")),
     ("aot arena", lambda r: r.get("ram_activations")),
     ("TFLM+CMSIS-NN instructions", lambda r: r.get("tflm", {}).get("cmsis-nn", {}).get(
         "instructions")),
@@ -511,18 +511,31 @@ def _mismatch(t: dict) -> str:
     return f"{which}, max Δ {t['max_abs_diff']:g}"
 
 
+def _flash_total(t: dict) -> int:
+    # the ELF's flash is split into code flash and model flash (elf_size.ElfSizes.code)
+    return t["flash_code"] + t["flash_weights"]
+
+
+def _total_cell(t: dict) -> str:
+    if "error" in t:
+        return "failed"
+    return "-" if t.get("flash_code") is None else f"{_flash_total(t):,}"
+
+
 def markdown(rows: list[dict]) -> str:
-    """Three tables: instructions, code and memory, the rest."""
+    """Three tables: instructions; code flash, arena and stack; model flash and the
+    totals.  Columns take the words of docs/sizes.md (tinygen.sizes)."""
     ins = ["| model | board | aot | TFLM ref | TFLM+CMSIS-NN | aot / TFLM ref | "
            "aot / TFLM+CMSIS-NN | bit-exact aot / ref / CMSIS-NN |", "|" + "---|" * 8]
-    mem = ["| model | board | code aot | code TFLM ref | code TFLM+CMSIS-NN | aot / CMSIS-NN | "
-           "arena aot | TFLM arena reserved | used, ref | used, CMSIS-NN | aot / CMSIS-NN used | "
-           "stack aot / ref / CMSIS-NN |", "|" + "---|" * 12]
-    more = ["| model | board | aot weights | TFLM model data | RAM total aot / ref / CMSIS-NN | "
-            "TFLM arena, host | host time aot/TFLM | same codegen flags |", "|" + "---|" * 8]
+    mem = ["| model | board | code flash aot | code flash TFLM ref | code flash TFLM+CMSIS-NN | "
+           "aot / CMSIS-NN | arena aot | TFLM arena reserved | used, ref | used, CMSIS-NN | "
+           "aot / CMSIS-NN used | stack aot / ref / CMSIS-NN |", "|" + "---|" * 12]
+    more = ["| model | board | model flash aot | model flash TFLM | "
+            "total flash aot / ref / CMSIS-NN | total RAM aot / ref / CMSIS-NN | "
+            "TFLM arena, host | host time aot/TFLM | same codegen flags |", "|" + "---|" * 9]
     for r in rows:
         if "skipped" in r:
-            for t, n in ((ins, 6), (mem, 10), (more, 6)):
+            for t, n in ((ins, 6), (mem, 10), (more, 7)):
                 t.append(f"| {r['model']} | {r['board']} | skipped: {r['skipped']} |" + " |" * n)
             continue
         ref, cm = r["tflm"]["reference"], r["tflm"]["cmsis-nn"]
@@ -546,6 +559,7 @@ def markdown(rows: list[dict]) -> str:
         model_data = _cell(cm if "error" not in cm else ref, "flash_weights", "{:,} B")
         more.append(
             pre + f"{r['flash_weights']:,} B | {model_data} | "
+            f"{_flash_total(r):,} / {_total_cell(ref)} / {_total_cell(cm)} B | "
             f"{r['ram_total']:,} / {_cell(ref, 'ram_total')} / {_cell(cm, 'ram_total')} B | "
             f"{r['tflm_arena_host']:,} B | {host} | {' / '.join(same)} |")
     return "\n\n".join("\n".join(t) for t in (ins, mem, more))
@@ -797,13 +811,18 @@ tinygen's MLPerf Tiny models are the reference architectures built in Keras with
   inference that differed and the largest difference (in LSB; in output units for float
   outputs), a build that failed says `failed`; either is listed above the tables and makes
   `bench/run.py` exit 1.
-- **Code**: the firmware's flash minus the model data (for aot the weight arrays and per-channel
-  requantization tables, for TFLM the .tflite flatbuffer: "text minus model"), protocol, HAL and
-  startup included, read from the linked ELF. TFLM's is what tinygen's tflm glue links: it
-  registers each operator with the generic `MicroMutableOpResolver::Add<Op>()`, as TFLM's
-  examples do, which links the kernels of every type the operator has (with CMSIS-NN also its
-  int4 and int16 kernels); int8-only registrations (`AddConv2D(Register_CONV_2D_INT8())`, ...)
-  would link less.
+Sizes use the words of [sizes.md](sizes.md) (model flash, code flash, total flash, arena, stack,
+total RAM); bench/results.json keeps its older keys (`flash_code`, `flash_weights`,
+`ram_activations`) so that earlier runs stay comparable.
+
+- **Model flash**: the model's constant data in the linked ELF (aot: the weight arrays and
+  per-channel requantization tables; TFLM: the .tflite flatbuffer array).
+- **Code flash**: the firmware's flash minus model flash ("text minus model"), protocol, HAL and
+  startup included, read from the linked ELF; **total flash** is their sum. TFLM's is what
+  tinygen's tflm glue links: it registers each operator with the generic
+  `MicroMutableOpResolver::Add<Op>()`, as TFLM's examples do, which links the kernels of every
+  type the operator has (with CMSIS-NN also its int4 and int16 kernels); int8-only
+  registrations (`AddConv2D(Register_CONV_2D_INT8())`, ...) would link less.
 - **Arena**: aot's planned arena (activations and kernel scratch). TFLM reserved: the arena the
   tflm build gives the interpreter (the host recording allocator's figure plus tinygen's margin);
   used: what the TFLM interpreter on the device reports using (`arena_used_bytes()`, protocol
@@ -811,6 +830,8 @@ tinygen's MLPerf Tiny models are the reference architectures built in Keras with
 - **Stack**: the high-water mark of the whole firmware (startup, serial protocol and both
   inferences), read from guest memory over QEMU's QMP socket after the run: the BSP paints the
   stack at reset and the bench finds the lowest overwritten word.
+- **Total RAM**: `.data` + `.bss` of the linked ELF (the arena, the reserved stack and the
+  runtime's state).
 - **TFLM arena, host**: TFLM's recording allocator for the same .tflite in the 64-bit host
   build of tflite_micro. **Host time**: aot C at `-O2` vs tflite_micro `invoke()` on the host,
   one run on a shared machine (the only timed figure).
@@ -913,15 +934,15 @@ def main(argv=None) -> int:
     out.with_suffix(".partial.json").unlink(missing_ok=True)
     target_part = (
         f"## Issue #5 targets ({TARGET_BOARD})\n\n"
-        "Done when, for each MLPerf Tiny model: instructions <= 0.8x TFLM+CMSIS-NN, activation "
-        "RAM <= 0.75x the arena TFLM+CMSIS-NN uses, code <= 0.5x TFLM+CMSIS-NN's code, "
+        "Done when, for each MLPerf Tiny model: instructions <= 0.8x TFLM+CMSIS-NN, arena "
+        "<= 0.75x the arena TFLM+CMSIS-NN uses, code flash <= 0.5x TFLM+CMSIS-NN's code flash, "
         "bit-exact. TFLM+CMSIS-NN is measured in the same run on the same .tflite (ratios in "
         "brackets).\n\n" + targets + "\n\n") if targets else ""
     target19_part = (
         f"## Issue #19 targets ({TARGET_BOARD})\n\n"
         f"Against TFLM+CMSIS-NN in the same run: instructions <= {TARGETS_19['cnn']}x on "
         f"every CNN and <= {TARGETS_19['lstm']}x on every LSTM, arena <= "
-        f"{TARGETS_19['arena']}x the arena TFLM+CMSIS-NN uses and code <= "
+        f"{TARGETS_19['arena']}x the arena TFLM+CMSIS-NN uses and code flash <= "
         f"{TARGETS_19['code']}x for every model, bit-exact.\n\n" + targets19 + "\n\n"
     ) if targets19 else ""
     roofline_part = (

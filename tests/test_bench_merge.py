@@ -32,3 +32,23 @@ def test_moved_lists_changed_figures_and_new_rows_only():
     assert "b on m4, aot instructions: 20 -> 15 (0.75x)" in text
     assert "b on m4, TFLM+CMSIS-NN instructions: 2,000 -> 2,100 (1.05x)" in text
     assert "c on m7: new row" in text
+
+
+def test_tables_use_the_size_vocabulary():
+    import json
+
+    from tinygen.sizes import NAME
+
+    rows = json.loads((Path(bench.ROOT) / "bench" / "results.json").read_text())
+    text = "\n".join([bench.markdown(bench._with_tflm(rows)), bench.targets_markdown(rows),
+                      bench.targets19_markdown(rows)])
+    headers = " ".join(line for line in text.splitlines() if line.startswith("| model |"))
+    # docs/sizes.md's words, and none of the names they replaced
+    for word in NAME.values():
+        assert word in headers, word
+    for old in ("| code aot", "aot weights", "TFLM model data", "RAM total", "activation RAM",
+                "| code |"):
+        assert old not in headers, old
+    # total flash is code flash + model flash of the same ELF
+    r = next(r for r in rows if "skipped" not in r and r.get("tflm_offered", True))
+    assert f"{r['flash_code'] + r['flash_weights']:,} / " in text
