@@ -252,6 +252,10 @@ def test_time_and_energy_from_datasheet_figures():
     assert t["ms"] == pytest.approx(10.0)
     assert t["energy_uj"] == pytest.approx(6.72 * 3.3 * 10.0)
     assert t["energy_basis"].startswith("estimate") and "DS11451" in t["energy_basis"]
+    # the ESP32-C3: Table 5-8's 23 mA at 160 MHz
+    c3 = get_board("esp32-c3-devkitm-1")
+    t = time_and_energy({"cycles": 160_000, "unit": "cycles"}, c3, macs=0)
+    assert t["energy_uj"] == pytest.approx(23 * 3.3 * 1.0) and "Table 5-8" in t["energy_basis"]
     # a real board without figures says so instead of guessing
     f4 = get_board("nucleo_f446re")
     t = time_and_energy({"cycles": 180_000, "unit": "cycles"}, f4, macs=0)
@@ -261,7 +265,8 @@ def test_time_and_energy_from_datasheet_figures():
 def test_every_power_figure_is_a_real_boards_at_its_clock_with_a_source():
     from tinygen.boards import all_boards
     with_power = [b for b in all_boards() if b.run_current_ma > 0]
-    assert {b.id for b in with_power} >= {"esp32dev", "esp32cam", "nucleo_l432kc", "nodemcuv2"}
+    assert {b.id for b in with_power} >= {"esp32dev", "esp32cam", "nucleo_l432kc", "nodemcuv2",
+                                           "esp32-s3-devkitc-1", "esp32-c3-devkitm-1"}
     for b in with_power:
         assert not b.emulated and b.supply_v > 0 and len(b.power_source) > 20, b.id
 
