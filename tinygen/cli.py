@@ -110,8 +110,84 @@ def cmd_convert(args, con: Console) -> int:
     return 0
 
 
+def _pair(text: str | None, what: str, n: int = 2) -> tuple[int, ...] | None:
+    """'160x120' or '8,6,120,120' -> ints; one line when it is not."""
+    if text is None:
+        return None
+    parts = text.replace(",", "x").lower().split("x")
+    try:
+        vals = tuple(int(v) for v in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != n:
+        form = "WIDTHxHEIGHT" if n == 2 else "X,Y,WIDTH,HEIGHT"
+        raise TinygenError(f"{what} '{text}': expected {form}")
+    return vals
+
+
+def _image_frontend(args, con: Console) -> int:
+    from .convert.image_frontend import ImageFrontendParams, make_image_frontend
+    for flag in ("sample_rate", "window_ms", "stride_ms", "channels", "lower_hz", "upper_hz"):
+        if getattr(args, flag) is not None:
+            raise TinygenError(f"--{flag.replace('_', '-')} is an audio front end option; "
+                               "--image takes --frame, --format, --size, --crop, --resize")
+    size, out_ch = _pair(args.size, "--size"), args.out_channels
+    out_scale, out_zp = args.out_scale, args.out_zero_point
+    if args.model:
+        from .convert import parse_checked
+        path = Path(args.model)
+        if path.suffix != ".tflite" or not path.is_file():
+            raise TinygenError(f"--model {path}: give the model's int8 .tflite (`tinygen convert` "
+                               "writes it from Keras)")
+        ir = parse_checked(path.read_bytes(), f"--model {path}")
+        if len(ir.inputs) != 1:
+            raise TinygenError(f"--model {path} has {len(ir.inputs)} inputs; a front end feeds one")
+        t = ir.input_tensors()[0]
+        shape = [int(d) for d in t.shape]
+        if t.dtype != "int8" or len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) \
+                or t.quant is None:
+            raise TinygenError(f"--model {path}: its input '{t.name}' is {t.dtype} {shape}; an "
+                               "image front end feeds int8 [1, height, width, 1 or 3]")
+        size = size or (shape[2], shape[1])
+        out_ch = out_ch or shape[3]
+        out_scale = t.scale if out_scale is None else out_scale
+        out_zp = t.zero_point if out_zp is None else out_zp
+    frame = _pair(args.frame, "--frame") or (160, 120)
+    size = size or (96, 96)
+    params = ImageFrontendParams(
+        frame_width=frame[0], frame_height=frame[1], pixel_format=args.format,
+        out_width=size[0], out_height=size[1], out_channels=out_ch or 1,
+        crop=_pair(args.crop, "--crop", 4), resize=args.resize,  # type: ignore[arg-type]
+        pixel_scale=args.pixel_scale, pixel_zero_point=args.pixel_zero_point,
+        out_scale=1.0 / 255.0 if out_scale is None else out_scale,
+        out_zero_point=-128 if out_zp is None else out_zp)
+    tflite, ir = make_image_frontend(params)
+    out = Path(args.output)
+    _write_atomic(out, tflite)
+    x, y, w, h = params.crop_box
+    con.out(f"wrote {out} ({len(tflite):,} bytes, {len(ir.operators)} ops: "
+            f"{', '.join(ir.op_names())})")
+    con.out(f"  input  uint8 [1, {params.frame_height}, {params.frame_width}, "
+            f"{params.bytes_per_pixel}] ({params.pixel_format}); crop {w}x{h} at ({x}, {y}), "
+            f"{params.resize} resize")
+    con.out(f"  output int8 [1, {params.out_height}, {params.out_width}, {params.out_channels}] "
+            f"scale {params.out_scale:.6g} zp {params.out_zero_point}")
+    return 0
+
+
 def cmd_frontend(args, con: Console) -> int:
     from .convert.frontend import FrontendParams, make_frontend
+    if args.image:
+        return _image_frontend(args, con)
+    for flag in ("frame", "size", "crop", "model", "out_channels"):
+        if getattr(args, flag) is not None:
+            raise TinygenError(f"--{flag.replace('_', '-')} is an image front end option "
+                               "(with --image)")
+    defaults = dict(sample_rate=16000, window_ms=30.0, stride_ms=20.0, channels=40,
+                    lower_hz=125.0, upper_hz=7500.0, out_scale=26.0 / 255.0, out_zero_point=-128)
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     params = FrontendParams(
         sample_rate=args.sample_rate, window_ms=args.window_ms, stride_ms=args.stride_ms,
         channels=args.channels, lower_hz=args.lower_hz, upper_hz=args.upper_hz,
@@ -653,32 +729,73 @@ def make_parser() -> argparse.ArgumentParser:
     calib_arg(sp)
     sp.set_defaults(func=cmd_convert)
 
-    sp = sub.add_parser("frontend", help="write an audio front end .tflite (TFLM signal ops)",
-                        description="Write a microphone front end as a .tflite graph of TFLM's "
-                                    "signal ops: one window of int16 audio in, int8 log-mel "
-                                    "features out (Hann window, FFT, mel filter bank, noise "
-                                    "reduction, PCAN, log). It runs on --runtime tflm and on the "
-                                    "tflite_micro interpreter, its reference; docs/frontend.md.")
+    sp = sub.add_parser("frontend", help="write an audio or camera (--image) front end .tflite",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Write a sensor front end as a .tflite graph that runs before "
+                                    "the model (build/verify --frontend) on --runtime tflm and on "
+                                    "the tflite_micro interpreter, its reference; "
+                                    "docs/frontend.md.\n\n"
+                                    "audio (default): one window of int16 samples in, int8 "
+                                    "log-mel features out, TFLM signal ops (Hann window, FFT, mel "
+                                    "filter bank, noise reduction, PCAN, log).\n\n"
+                                    "--image: one camera frame (uint8 bytes as the driver gives "
+                                    "them) in, the model's int8 image out, builtin ops (crop, "
+                                    "resize, RGB565 unpacking, colour mix, requantization).",
+                        epilog="examples:\n"
+                               "  tinygen frontend -o mic.tflite --channels 40\n"
+                               "  tinygen frontend --image --frame 160x120 --format rgb565 "
+                               "--model detector.int8.tflite -o cam.tflite\n"
+                               "  tinygen frontend --image --frame 320x240 --format grayscale "
+                               "--size 96x96 --crop 40,0,240,240 --resize nearest")
     sp.add_argument("-o", "--output", metavar="FILE", default="frontend.tflite",
                     help="output .tflite (default frontend.tflite)")
-    sp.add_argument("--sample-rate", type=int, default=16000, metavar="HZ")
-    sp.add_argument("--window-ms", type=float, default=30.0, metavar="MS",
+    au = sp.add_argument_group("audio front end")
+    au.add_argument("--sample-rate", type=int, metavar="HZ", help="(default 16000)")
+    au.add_argument("--window-ms", type=float, metavar="MS",
                     help="samples per window, in ms (default 30)")
-    sp.add_argument("--stride-ms", type=float, default=20.0, metavar="MS",
+    au.add_argument("--stride-ms", type=float, metavar="MS",
                     help="hop between windows, in ms (default 20)")
-    sp.add_argument("--channels", type=int, default=40, metavar="N",
+    au.add_argument("--channels", type=int, metavar="N",
                     help="mel channels = features per frame (default 40)")
-    sp.add_argument("--lower-hz", type=float, default=125.0, metavar="HZ")
-    sp.add_argument("--upper-hz", type=float, default=7500.0, metavar="HZ")
-    sp.add_argument("--no-noise-reduction", action="store_true",
+    au.add_argument("--lower-hz", type=float, metavar="HZ", help="(default 125)")
+    au.add_argument("--upper-hz", type=float, metavar="HZ", help="(default 7500)")
+    au.add_argument("--no-noise-reduction", action="store_true",
                     help="leave out SignalFilterBankSpectralSubtraction (and so PCAN)")
-    sp.add_argument("--no-pcan", action="store_true",
+    au.add_argument("--no-pcan", action="store_true",
                     help="leave out SignalPCAN (per-channel amplitude normalization)")
-    sp.add_argument("--out-scale", type=float, default=26.0 / 255.0, metavar="S",
-                    help="int8 features' scale, in the microfrontend's unit (log energy x "
-                         "10/256; default 26/255)")
-    sp.add_argument("--out-zero-point", type=int, default=-128, metavar="ZP",
-                    help="int8 features' zero point (default -128)")
+    im = sp.add_argument_group("camera front end (--image)")
+    im.add_argument("--image", action="store_true",
+                    help="write a camera front end instead of an audio one")
+    im.add_argument("--frame", metavar="WxH",
+                    help="the camera's frame size in pixels (default 160x120, QQVGA)")
+    im.add_argument("--format", choices=("grayscale", "rgb888", "rgb565"), default="grayscale",
+                    help="the frame's pixels: grayscale (1 byte), rgb888 (3 bytes R, G, B) or "
+                         "rgb565 (2 bytes, high byte first, as esp32-camera gives it); "
+                         "default grayscale")
+    im.add_argument("--size", metavar="WxH",
+                    help="the model's image size (default: --model's input, else 96x96)")
+    im.add_argument("--out-channels", type=int, choices=(1, 3),
+                    help="1: grayscale (BT.601 luma from colour frames), 3: RGB (gray frames "
+                         "repeated); default: --model's input, else 1")
+    im.add_argument("--crop", metavar="X,Y,W,H",
+                    help="the part of the frame to use (default: the largest centred box of the "
+                         "output's aspect)")
+    im.add_argument("--resize", choices=("bilinear", "nearest"), default="bilinear",
+                    help="crop -> output size (default bilinear; nearest is cheaper)")
+    im.add_argument("--pixel-scale", type=float, default=1.0 / 255.0, metavar="S",
+                    help="what one pixel step meant to the model in training (default 1/255: "
+                         "images in [0, 1])")
+    im.add_argument("--pixel-zero-point", type=int, default=0, metavar="P",
+                    help="the pixel value that meant 0.0 (default 0; 128 with --pixel-scale "
+                         "0.0078125 for images in [-1, 1])")
+    im.add_argument("--model", metavar="MODEL.tflite",
+                    help="take --size, --out-channels, --out-scale and --out-zero-point from "
+                         "this int8 model's input")
+    sp.add_argument("--out-scale", type=float, metavar="S",
+                    help="output scale (audio: in the microfrontend's unit, log energy x 10/256, "
+                         "default 26/255; image: default --model's or 1/255)")
+    sp.add_argument("--out-zero-point", type=int, metavar="ZP",
+                    help="output zero point (default -128, or --model's)")
     sp.set_defaults(func=cmd_frontend)
 
     sp = sub.add_parser("inspect", help="ops, runtime support, MACs, sizes, fit", **SIZES_HELP,

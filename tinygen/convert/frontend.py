@@ -25,9 +25,10 @@ import numpy as np
 from ..errors import TinygenError
 
 # TFLite TensorType codes (schema.fbs)
-_TYPES = {"float32": 0, "int32": 2, "bool": 6, "int16": 7, "int8": 9, "uint64": 12, "uint32": 15}
-_NP = {"int32": np.int32, "int16": np.int16, "int8": np.int8, "uint64": np.uint64,
-       "uint32": np.uint32}
+_TYPES = {"float32": 0, "int32": 2, "uint8": 3, "bool": 6, "int16": 7, "int8": 9, "uint64": 12,
+          "uint32": 15}
+_NP = {"int32": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8,
+       "uint64": np.uint64, "uint32": np.uint32}
 
 _WINDOW_SHIFT = 12                 # Hann weights in Q12, as the microfrontend
 _FILTERBANK_BITS = 12              # filter bank weights in Q12
@@ -245,6 +246,9 @@ def _flexbuffer_map(values: dict) -> bytes:
 
 
 class _Graph:
+    """A one-subgraph .tflite under construction (the audio and the image front
+    ends are both written through it)."""
+
     def __init__(self):
         from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
         self.s = s
@@ -253,7 +257,8 @@ class _Graph:
         self.codes: dict = {}
         self.buffers = [s.BufferT()]
 
-    def tensor(self, name, shape, dtype, data=None, scale=None, zp=0) -> int:
+    def tensor(self, name, shape, dtype, data=None, scale=None, zp=0, axis=0) -> int:
+        """scale: one float (per tensor) or a list (per channel along `axis`)."""
         s = self.s
         t = s.TensorT()
         t.name, t.shape, t.type = name, [int(d) for d in shape], _TYPES[dtype]
@@ -265,12 +270,19 @@ class _Graph:
         self.buffers.append(buf)
         if scale is not None:
             q = s.QuantizationParametersT()
-            q.scale, q.zeroPoint = [float(scale)], [int(zp)]
+            if isinstance(scale, (list, tuple, np.ndarray)):
+                q.scale, q.zeroPoint = [float(v) for v in scale], [int(zp)] * len(scale)
+                q.quantizedDimension = axis
+            else:
+                q.scale, q.zeroPoint = [float(scale)], [int(zp)]
             t.quantization = q
         self.tensors.append(t)
         return len(self.tensors) - 1
 
-    def op(self, code, inputs, outputs, options: dict | None = None) -> None:
+    def op(self, code, inputs, outputs, options: dict | None = None,
+           builtin: tuple[str, object] | None = None) -> None:
+        """options: a custom op's FlexBuffer map; builtin: (the BuiltinOptions
+        member's name, its object-API options) for a builtin op."""
         s = self.s
         if code not in self.codes:
             oc = s.OperatorCodeT()
@@ -287,6 +299,9 @@ class _Graph:
         if options is not None:
             o.customOptions = np.frombuffer(_flexbuffer_map(options), np.uint8).copy()
             o.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
+        if builtin is not None:
+            o.builtinOptionsType = getattr(s.BuiltinOptions, builtin[0])
+            o.builtinOptions = builtin[1]
         self.ops.append(o)
 
     def build(self, inputs, outputs, description: str, metadata: dict | None = None) -> bytes:
