@@ -337,3 +337,95 @@ def test_frontend_on_cortex_m4(tmp_path):
     wins = audio_windows(15, 480, seed=4)
     assert_bit_exact_m4(build_frontend(FrontendParams()), tmp_path,
                         inputs=[[w[None]] for w in wins])
+
+
+# ---------------------------------------------------------------------------
+# SignalDelay and SignalOverlapAdd: sample history and running sum across invokes
+
+
+@fast(12)
+@given(st.integers(1, 3), st.integers(1, 48), st.integers(0, 100), seeds)
+def test_delay_keeps_its_sample_history(outer, frame, delay, seed):
+    """Delays shorter, equal and longer than an invoke's samples; enough invokes
+    that the longest delay's zeros have all come out."""
+    rng = np.random.default_rng(seed)
+    g = _Graph()
+    x = g.tensor("x", [outer, frame], "int16")
+    y = g.tensor("y", [outer, frame], "int16")
+    g.op("SignalDelay", [x], [y], {"delay_length": delay})
+    batches = [[int16_audio(rng, outer * frame).reshape(outer, frame)]
+               for _ in range(delay // frame + 3)]
+    assert_same(g.build([x], [y], "delay"), batches)
+
+
+@fast(12)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 64), st.data(),
+       st.sampled_from(["int16", "float32"]), seeds)
+def test_overlap_add_keeps_its_running_sum(outer, n_frames, size, data, dtype, seed):
+    """int16 sums saturate (full-scale frames overlap); float32 sums round as
+    TFLM's, compared bit for bit."""
+    rng = np.random.default_rng(seed)
+    step = data.draw(st.integers(1, size))
+    g = _Graph()
+    x = g.tensor("x", [outer, n_frames, size], dtype)
+    y = g.tensor("y", [outer, n_frames * step], dtype)
+    g.op("SignalOverlapAdd", [x], [y], {"T": 7 if dtype == "int16" else 0, "frame_step": step})
+    n = outer * n_frames * size
+
+    def frame():
+        if dtype == "int16":
+            return int16_audio(rng, n).reshape(outer, n_frames, size)
+        return (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4)).astype(np.float32) \
+            .reshape(outer, n_frames, size)
+    batches = [[frame()] for _ in range(-(-size // step) + 3)]
+    tflite = g.build([x], [y], "overlap add")
+    if dtype == "int16":
+        assert_same(tflite, batches)
+        return
+    ours, ref = both(tflite, batches)
+    for n_inv, (a, r) in enumerate(zip(ours, ref)):
+        a, r = np.asarray(a[0], np.float32), np.asarray(r[0], np.float32)
+        assert a.view(np.uint32).tolist() == r.view(np.uint32).tolist(), f"invoke {n_inv}"
+
+
+def test_delay_and_overlap_add_refuse_what_tflm_would_misread():
+    g = _Graph()
+    x = g.tensor("x", [2, 4], "int16")
+    y = g.tensor("y", [6], "int16")
+    g.op("SignalOverlapAdd", [x], [y], {"T": 7, "frame_step": 3 * 4})
+    with pytest.raises(LoweringError, match="frame_step 12 is outside 1..4"):
+        plan_aot(parse_tflite(g.build([x], [y], "overlap add")))
+    g = _Graph()
+    x = g.tensor("x", [2, 4], "float32")
+    y = g.tensor("y", [4], "float32")
+    g.op("SignalOverlapAdd", [x], [y], {"T": 7, "frame_step": 2})
+    with pytest.raises(LoweringError, match="T 7 with a float32 input"):
+        plan_aot(parse_tflite(g.build([x], [y], "overlap add")))
+    g = _Graph()
+    x = g.tensor("x", [8], "int16")
+    y = g.tensor("y", [8], "int16")
+    g.op("SignalDelay", [x], [y], {"delay_length": 3, "T": 7})
+    with pytest.raises(LoweringError, match="reads exactly \\['delay_length'\\]"):
+        plan_aot(parse_tflite(g.build([x], [y], "delay")))
+
+
+def test_delay_and_overlap_add_on_cortex_m4(tmp_path):
+    """One graph: int16 delay (longer than an invoke) into int16 overlap-add,
+    and a float32 overlap-add beside it; eight invokes carry the state."""
+    from harness import assert_bit_exact_m4, qemu_available
+    if not qemu_available():
+        pytest.skip("qemu-system-arm not installed")
+    g = _Graph()
+    a = g.tensor("a", [2, 3, 41], "int16")      # odd: QADD16 pairs and a last sample
+    delayed = g.tensor("delayed", [2, 3, 41], "int16")
+    summed = g.tensor("summed", [2, 3 * 16], "int16")
+    f = g.tensor("f", [3, 40], "float32")
+    fsum = g.tensor("fsum", [3 * 16], "float32")
+    g.op("SignalDelay", [a], [delayed], {"delay_length": 57})
+    g.op("SignalOverlapAdd", [delayed], [summed], {"T": 7, "frame_step": 16})
+    g.op("SignalOverlapAdd", [f], [fsum], {"T": 0, "frame_step": 16})
+    rng = np.random.default_rng(17)
+    batches = [[int16_audio(rng, 246).reshape(2, 3, 41),
+                rng.standard_normal((3, 40)).astype(np.float32)] for _ in range(8)]
+    assert_bit_exact_m4(g.build([a, f], [summed, fsum], "delay + overlap add"), tmp_path,
+                        inputs=batches)

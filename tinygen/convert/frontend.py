@@ -28,7 +28,7 @@ from ..errors import TinygenError
 _TYPES = {"float32": 0, "int32": 2, "uint8": 3, "bool": 6, "int16": 7, "int8": 9, "uint64": 12,
           "uint32": 15}
 _NP = {"int32": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8,
-       "uint64": np.uint64, "uint32": np.uint32}
+       "uint64": np.uint64, "uint32": np.uint32, "float32": np.float32}
 
 _WINDOW_SHIFT = 12                 # Hann weights in Q12, as the microfrontend
 _FILTERBANK_BITS = 12              # filter bank weights in Q12

@@ -57,6 +57,17 @@ _OPTIONS = {
 }
 
 
+def _flexbuffer_map(values: dict) -> bytes:
+    """A signal op's custom options: a FlexBuffer map of integers (the
+    builder sorts the keys, which is the order TFLM reads them in)."""
+    from flatbuffers import flexbuffers
+    b = flexbuffers.Builder()
+    with b.Map():
+        for key, value in values.items():
+            b.Int(key, int(value))
+    return bytes(b.Finish())
+
+
 class Graph:
     """Tensors and operators of one subgraph, written with the Object API."""
 
@@ -97,17 +108,24 @@ class Graph:
     def op(self, opcode: str, inputs, outputs, version: int = 1, **options) -> None:
         s = self.s
         key = (opcode, version)
+        custom = opcode.startswith("Signal")    # TFLM's signal library: custom ops
         if key not in self.codes:
             oc = s.OperatorCodeT()
-            oc.builtinCode = getattr(s.BuiltinOperator, opcode)
+            oc.builtinCode = s.BuiltinOperator.CUSTOM if custom else \
+                getattr(s.BuiltinOperator, opcode)
             oc.deprecatedBuiltinCode = min(oc.builtinCode, 127)
             oc.version = version
+            if custom:
+                oc.customCode = opcode
             self.codes[key] = len(self.code_list)
             self.code_list.append(oc)
         o = s.OperatorT()
         o.opcodeIndex = self.codes[key]
         o.inputs, o.outputs = [int(i) for i in inputs], [int(i) for i in outputs]
-        if opcode in _OPTIONS:
+        if custom:
+            o.customOptions = np.frombuffer(_flexbuffer_map(options), np.uint8).copy()
+            o.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
+        elif opcode in _OPTIONS:
             table = _OPTIONS[opcode]
             opt = getattr(s, table + "T")()
             for k, v in options.items():
@@ -256,6 +274,21 @@ def concat(rng, axis=-1, shapes=((1, 2, 2, 3), (1, 2, 2, 5))):
     return g.build(xs, [y])
 
 
+def delay(rng, shape=(2, 16), length=21):
+    g = Graph()
+    x, y = g.tensor(shape, "int16"), g.tensor(shape, "int16")
+    g.op("SignalDelay", [x], [y], delay_length=length)
+    return g.build([x], [y])
+
+
+def overlap_add(rng, dtype="int16", frames=(1, 3, 12), step=5):
+    g = Graph()
+    x = g.tensor(frames, dtype)
+    y = g.tensor(frames[:-2] + (frames[-2] * step,), dtype)
+    g.op("SignalOverlapAdd", [x], [y], T=_TYPES[dtype], frame_step=step)
+    return g.build([x], [y])
+
+
 def conv_chain(rng):
     """conv -> depthwise -> avg pool -> reshape -> fc -> softmax: a small network."""
     g = Graph()
@@ -378,6 +411,10 @@ BUILT: dict[str, Callable] = {
         r, begin=(0, 2, 0, 1), end=(0, 0, 0, 2), strides=(1, 1, 1, 1), out=(1, 6, 6),
         begin_mask=0b0101, end_mask=0b0111, shrink=0b1000),
     "chain_conv_dw_pool_fc_softmax": conv_chain,
+    "signal_delay_longer_than_frame": lambda r: delay(r),
+    "signal_delay_3d": lambda r: delay(r, shape=(1, 2, 7), length=3),
+    "signal_overlap_add_int16": lambda r: overlap_add(r),
+    "signal_overlap_add_step_eq_size": lambda r: overlap_add(r, frames=(2, 4), step=4),
 }
 
 

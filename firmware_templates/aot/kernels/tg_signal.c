@@ -478,3 +478,70 @@ void tg_stacker_s16(const tg_stacker_params *p, const int16_t *in, int16_t *out,
   memcpy(out, rows, sizeof(int16_t) * (size_t)(kept + ch));
   *valid = 1;
 }
+
+void tg_delay_s16(const tg_delay_params *p, const int16_t *in, int16_t *out, void *state) {
+  const int32_t n = p->frame_size, d = p->delay;
+  int32_t s;
+  for (s = 0; s < p->outer_dims; ++s) {
+    int16_t *held = (int16_t *)state + s * d; /* the last d samples seen, oldest first */
+    const int16_t *x = in + s * n;
+    int16_t *y = out + s * n;
+    if (d <= n) {
+      /* the held samples come out first, then all but the newest d inputs */
+      memcpy(y, held, sizeof(int16_t) * (size_t)d);
+      memcpy(y + d, x, sizeof(int16_t) * (size_t)(n - d));
+      memcpy(held, x + (n - d), sizeof(int16_t) * (size_t)d);
+    } else {
+      memcpy(y, held, sizeof(int16_t) * (size_t)n);
+      memmove(held, held + n, sizeof(int16_t) * (size_t)(d - n));
+      memcpy(held + (d - n), x, sizeof(int16_t) * (size_t)n);
+    }
+  }
+}
+
+void tg_overlap_add_s16(const tg_overlap_add_params *p, const int16_t *in, int16_t *out,
+                        void *state) {
+  const int32_t size = p->frame_size, step = p->frame_step;
+  int32_t s, f, i;
+  for (s = 0; s < p->outer_dims; ++s) {
+    int16_t *acc = (int16_t *)state + s * size;
+    for (f = 0; f < p->n_frames; ++f) {
+      const int16_t *x = in + (s * p->n_frames + f) * size;
+      i = 0;
+#ifdef TG_HAVE_DSP
+      for (; i + 2 <= size; i += 2) { /* two saturating lanes per QADD16 */
+        int32_t a, b;
+        memcpy(&a, acc + i, 4);
+        memcpy(&b, x + i, 4);
+        a = (int32_t)__qadd16(a, b);
+        memcpy(acc + i, &a, 4);
+      }
+#endif
+      for (; i < size; ++i) {
+        /* TFLM saturates the running sum itself, not only what it outputs */
+        const int32_t v = (int32_t)acc[i] + x[i];
+        acc[i] = (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
+      }
+      memcpy(out + (s * p->n_frames + f) * step, acc, sizeof(int16_t) * (size_t)step);
+      memmove(acc, acc + step, sizeof(int16_t) * (size_t)(size - step));
+      memset(acc + (size - step), 0, sizeof(int16_t) * (size_t)step);
+    }
+  }
+}
+
+void tg_overlap_add_f32(const tg_overlap_add_params *p, const float *in, float *out,
+                        void *state) {
+  const int32_t size = p->frame_size, step = p->frame_step;
+  int32_t s, f, i;
+  for (s = 0; s < p->outer_dims; ++s) {
+    float *acc = (float *)state + s * size;
+    for (f = 0; f < p->n_frames; ++f) {
+      const float *x = in + (s * p->n_frames + f) * size;
+      /* one float add per sample in TFLM's order: the same rounding */
+      for (i = 0; i < size; ++i) acc[i] += x[i];
+      memcpy(out + (s * p->n_frames + f) * step, acc, sizeof(float) * (size_t)step);
+      memmove(acc, acc + step, sizeof(float) * (size_t)(size - step));
+      memset(acc + (size - step), 0, sizeof(float) * (size_t)step);
+    }
+  }
+}

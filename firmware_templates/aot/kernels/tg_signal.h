@@ -1,7 +1,8 @@
 /* Audio front-end kernels: the arithmetic of TFLM's signal library ops
  * (SignalWindow, SignalFftAutoScale, SignalRfft, SignalEnergy, SignalFilterBank,
  * SignalFilterBankSquareRoot, SignalFilterBankSpectralSubtraction, SignalPCAN,
- * SignalFilterBankLog), integer for integer, so that a front end run by the aot
+ * SignalFilterBankLog, SignalFramer, SignalStacker, SignalDelay, SignalOverlapAdd),
+ * integer for integer, so that a front end run by the aot
  * runtime gives the tflite_micro interpreter's features to the last bit.
  *
  * What differs from TFLM is where the work is done: every table (FFT twiddles,
@@ -95,12 +96,33 @@ typedef struct {
   int32_t left_context; /* frames kept before the newest one */
 } tg_stacker_params;
 
+typedef struct {
+  int32_t outer_dims; /* independent streams */
+  int32_t frame_size; /* samples per stream and invoke (the innermost axis) */
+  int32_t delay;      /* delay_length: samples each stream is held back */
+} tg_delay_params;
+
+typedef struct {
+  int32_t outer_dims; /* independent streams */
+  int32_t n_frames;   /* frames per invoke and stream */
+  int32_t frame_size;
+  int32_t frame_step; /* output samples per frame; at most frame_size */
+} tg_overlap_add_params;
+
 /* state: outer_dims int32 counts, then outer_dims x capacity int16 samples. */
 void tg_framer_s16(const tg_framer_params *p, const int16_t *in, int16_t *out, uint8_t *valid,
                    void *state);
 /* state: an int32 flag, then (left_context + 1) x num_channels int16 values. */
 void tg_stacker_s16(const tg_stacker_params *p, const int16_t *in, int16_t *out, uint8_t *valid,
                     void *state);
+/* state: outer_dims x delay int16 samples, the newest last (zeros after reset,
+ * as TFLM's circular buffer starts with delay_length zeros). */
+void tg_delay_s16(const tg_delay_params *p, const int16_t *in, int16_t *out, void *state);
+/* state: outer_dims x frame_size samples of the running sum, zero after reset. */
+void tg_overlap_add_s16(const tg_overlap_add_params *p, const int16_t *in, int16_t *out,
+                        void *state);
+void tg_overlap_add_f32(const tg_overlap_add_params *p, const float *in, float *out,
+                        void *state);
 void tg_window_s16(const tg_window_params *p, const int16_t *in, const int16_t *weights,
                    int16_t *out);
 void tg_fft_auto_scale_s16(const tg_fft_auto_scale_params *p, const int16_t *in, int16_t *out,

@@ -372,3 +372,59 @@ def lower_stacker(op: Operator, ctx: LoweringContext) -> KernelCall:
                  {"num_channels": ch, "left_context": left},
                  state_bytes=4 + 2 * ch * (left + 1),
                  comment=f"SignalStacker {left + 1} frames of {ch} (frame history)")
+
+
+@lowers("SignalDelay")
+def lower_delay(op: Operator, ctx: LoweringContext) -> KernelCall:
+    (x,), (y,) = _io(op, ctx, 1, 1)
+    _dtypes([x, y], "int16", "int16")
+    delay = _options(op, ("delay_length",))["delay_length"]
+    if not x.shape or int(x.shape[-1]) < 1:
+        raise LoweringError("a scalar or empty input; the kernel delays along the last axis")
+    if not 0 <= delay <= 1 << 20:
+        raise LoweringError(f"delay_length {delay} is outside 0..{1 << 20}")
+    if y.num_elements != x.num_elements:
+        raise LoweringError(f"output of {y.num_elements} values for {x.num_elements} in")
+    n = int(x.shape[-1])
+    outer = x.num_elements // n
+    if delay == 0:
+        # no history to keep: the output is the input's bytes (a view when it can be)
+        return KernelCall(kernel="tg_reshape", params_type="tg_reshape_params",
+                          params={"bytes": f"{x.nbytes}u"}, inputs=[op.inputs[0]],
+                          outputs=[op.outputs[0]], sources=["tg_reshape.c", "tg_reshape.h"],
+                          view=True, comment="SignalDelay 0 samples: a copy")
+    return _call(op, "tg_delay_s16", "tg_delay_params",
+                 {"outer_dims": outer, "frame_size": n, "delay": delay},
+                 state_bytes=2 * outer * delay,
+                 comment=f"SignalDelay {delay} samples (sample history)")
+
+
+_OVERLAP_ADD_TYPES = {7: ("int16", "tg_overlap_add_s16", 2), 0: ("float32", "tg_overlap_add_f32", 4)}
+
+
+@lowers("SignalOverlapAdd")
+def lower_overlap_add(op: Operator, ctx: LoweringContext) -> KernelCall:
+    (x,), (y,) = _io(op, ctx, 1, 1)
+    o = _options(op, ("T", "frame_step"))
+    if o["T"] not in _OVERLAP_ADD_TYPES or _OVERLAP_ADD_TYPES[o["T"]][0] != x.dtype:
+        raise LoweringError(f"T {o['T']} with a {x.dtype} input; the kernel takes int16 (T 7) "
+                            "or float32 (T 0)")
+    dtype, kernel, size_of = _OVERLAP_ADD_TYPES[o["T"]]
+    _dtypes([x, y], dtype, dtype)
+    if len(x.shape) < 2 or len(y.shape) != len(x.shape) - 1:
+        raise LoweringError(f"input {list(x.shape)} and output {list(y.shape)}: the input needs "
+                            "[..., frames, frame_size] and the output one axis less")
+    size, n_frames, step = int(x.shape[-1]), int(x.shape[-2]), o["frame_step"]
+    if size < 1 or n_frames < 1:
+        raise LoweringError(f"input {list(x.shape)} holds no frame")
+    if not 1 <= step <= size:
+        # TFLM would move a negative number of samples
+        raise LoweringError(f"frame_step {step} is outside 1..{size} (the frame size)")
+    outer = x.num_elements // (size * n_frames)
+    if y.num_elements != outer * n_frames * step:
+        raise LoweringError(f"output {list(y.shape)} is not {outer} x {n_frames} steps of {step}")
+    return _call(op, kernel, "tg_overlap_add_params",
+                 {"outer_dims": outer, "n_frames": n_frames, "frame_size": size,
+                  "frame_step": step},
+                 state_bytes=size_of * outer * size,
+                 comment=f"SignalOverlapAdd {dtype} frames of {size} every {step} (running sum)")
