@@ -279,6 +279,11 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
             detail = detail[len(op.opcode):].strip()
         comment = f"#{op.index} {op.opcode}" + (f" {detail}" if detail else "")
         comment = comment.replace("*/", "* /")
+        if call.absorbed_by is not None:
+            skipped.append(op.index)
+            steps.append({"comment": comment + f" (done by #{call.absorbed_by}: no code)",
+                          "code": None, "index": op.index})
+            continue
         out0 = call.outputs[0] if call.outputs else None
         if call.view and out0 is not None and out0 in plan.views:
             skipped.append(op.index)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..ir import Model
 from .c_literals import C_TYPES, MAX_DIMS, c_float, c_type
+from .fuse import fuse_streams
 from .lowering import KernelCall, LoweringContext, LoweringError
 from .memory import MemoryPlan, plan_memory
 from .ops import lower
@@ -132,15 +133,25 @@ def lower_model(model: Model, prefix: str = "op", core: str | None = None,
 
 def plan_aot(model: Model, memory_first: bool = True, alignment: int = ARENA_ALIGN,
              core: str | None = None, scratch_growth: float = SCRATCH_GROWTH,
-             overlap: bool = True, fast_requant: bool = True
+             overlap: bool = True, fast_requant: bool = True, fuse: bool = True
              ) -> tuple[list[KernelCall], MemoryPlan]:
     """The kernel calls and arena plan generate_aot would use (no files written);
-    raises LoweringError like generate_aot."""
+    raises LoweringError like generate_aot.  fuse=False: no operator fusion."""
     calls = lower_model(model, core=core, fast_requant=fast_requant)
-    return choose_scratch(model, calls, alignment, memory_first, scratch_growth, overlap)
+    return choose_scratch(model, calls, alignment, memory_first, scratch_growth, overlap, fuse)
 
 
 def choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memory_first: bool,
+                   growth: float = SCRATCH_GROWTH, overlap: bool = True, fuse: bool = True
+                   ) -> tuple[list[KernelCall], MemoryPlan]:
+    """_choose_scratch, then the fusions of plan/fuse.py that shrink the arena."""
+    calls, plan = _choose_scratch(model, calls, alignment, memory_first, growth, overlap)
+    if fuse:
+        calls, plan = fuse_streams(model, calls, plan, alignment, overlap)
+    return calls, plan
+
+
+def _choose_scratch(model: Model, calls: list[KernelCall], alignment: int, memory_first: bool,
                     growth: float = SCRATCH_GROWTH, overlap: bool = True
                     ) -> tuple[list[KernelCall], MemoryPlan]:
     """Kernels with scratch memory are faster; where a call offers a scratch-free

@@ -43,6 +43,9 @@ Interface notes (backward compatible additions, newest last):
     (the signal library's noise estimate).  The backend declares it as a static
     array, zeroes it on reset and passes `void *state` after the outputs
     (before the scratch).
+  * KernelCall.fused / absorbed_by: one call doing several operators' work
+    (a producer streamed into a FULLY_CONNECTED, plan/fuse.py); the planner
+    sees only the fused call's inputs and outputs.
 """
 
 from __future__ import annotations
@@ -88,6 +91,11 @@ class KernelCall:
     # starts (aot_ops.conv.raster_overlap); None: the two must not share bytes
     overlap: int | None = None
     state_bytes: int = 0         # kept across invokes, zeroed by reset: `void *state`
+    # operator fusion (plan/fuse.py): `fused` lists the earlier operators whose
+    # work this call does (their intermediate tensors are never stored); each of
+    # those gets a call with `absorbed_by` = this call's operator and no code
+    fused: tuple[int, ...] = ()
+    absorbed_by: int | None = None
 
 
 class LoweringContext:

@@ -263,7 +263,12 @@ def plan_memory(model, calls=None, alignment: int = 16, search_budget: int = 64,
     for k, op in enumerate(model.operators):
         call = calls[k] if calls is not None else None
         reads = [t for t in op.inputs if activation(t)]
-        if call is not None:
+        if call is not None and call.absorbed_by is not None:
+            ops.append(GraphOp(inputs=[], outputs=[]))     # done by a later, fused call
+            continue
+        if call is not None and call.fused:
+            reads = [t for t in call.inputs if activation(t)]
+        elif call is not None:
             reads = [t for t in call.inputs if activation(t)] + \
                     [t for t in reads if t not in call.inputs]
         ops.append(GraphOp(

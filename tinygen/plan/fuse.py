@@ -1,0 +1,125 @@
+"""Operator fusion over the aot plan: a map nobody stores.
+
+A convolution or depthwise convolution whose output is read by nothing but a
+FULLY_CONNECTED layer (directly or through reshapes) can run without storing
+that output: the producer computes a few rows at a time into scratch and the
+FC adds each chunk's part of its dot products to int32 accumulators
+(tg_stream_fc.c).  The arena then needs the producer's input, the chunk and
+the accumulators instead of the whole map, which is what holds the peak of
+models like tiny_conv (a 4,000 B depthwise output before a 12-unit FC).
+
+Integer accumulation does not depend on how the sum is split, and the FC's
+requantization still runs once on the whole sum, so a fused pair computes the
+unfused pair's bits.  A fusion is kept only when it makes the arena smaller:
+the chunk loop costs a few hundred instructions per chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from ..ir import Model
+from .lowering import KernelCall
+from .memory import MemoryPlan, plan_memory
+
+# producer kernel -> (fused kernel, its params type, its source)
+PRODUCERS = {"tg_conv2d_dsp_s8": ("tg_stream_fc_conv_s8", "tg_stream_fc_conv_params",
+                                  "tg_stream_fc_conv.c"),
+             "tg_depthwise_dsp_s8": ("tg_stream_fc_dw_s8", "tg_stream_fc_dw_params",
+                                     "tg_stream_fc_dw.c")}
+CONSUMER = "tg_fully_connected_dsp_s8"
+
+
+def _readers(calls: list[KernelCall]) -> dict[int, list[int]]:
+    readers: dict[int, list[int]] = {}
+    for k, c in enumerate(calls):
+        for t in c.inputs:
+            readers.setdefault(t, []).append(k)
+    return readers
+
+
+def stream_candidate(model: Model, calls: list[KernelCall], k: int) -> list[int] | None:
+    """[producer, views..., FC] operator indices when call k's output map is
+    read only by a FULLY_CONNECTED of batch 1 (through view operators)."""
+    prod = calls[k]
+    if prod.kernel not in PRODUCERS or prod.absorbed_by is not None or len(prod.outputs) != 1:
+        return None
+    shape = [int(d) for d in model.tensors[prod.outputs[0]].shape]
+    if len(shape) != 4 or shape[0] != 1:
+        return None
+    readers = _readers(calls)
+    outputs = set(model.outputs)
+    chain = [k]
+    t = prod.outputs[0]
+    while True:
+        if t in outputs or model.tensors[t].is_variable:
+            return None
+        r = readers.get(t, [])
+        if len(r) != 1:
+            return None
+        nxt = calls[r[0]]
+        if nxt.absorbed_by is not None or nxt.fused or nxt.inputs[:1] != [t] \
+                or t in nxt.inputs[1:]:
+            return None
+        chain.append(r[0])
+        if nxt.view and len(nxt.outputs) == 1:
+            t = nxt.outputs[0]
+            continue
+        if nxt.kernel != CONSUMER or nxt.params.get("batches") != "1" \
+                or int(nxt.params["depth"]) != math.prod(shape):
+            return None
+        return chain
+
+
+def stream_rows(out_w: int, out_c: int, out_h: int) -> int:
+    """Fewest output rows per chunk such that every chunk but the last ends on
+    a whole group of four map bytes (the FC's weight words) and an even number
+    of pixels (the conv kernel computes pixel pairs)."""
+    for r in range(1, out_h + 1):
+        if (r * out_w * out_c) % 4 == 0 and (r * out_w) % 2 == 0:
+            return r
+    return out_h
+
+
+def fuse_stream(model: Model, calls: list[KernelCall], chain: list[int]) -> list[KernelCall]:
+    """calls with chain[0] .. chain[-1] replaced by one streamed call at chain[-1]."""
+    prod, fc = calls[chain[0]], calls[chain[-1]]
+    kernel, params_type, source = PRODUCERS[prod.kernel]
+    _, oh, ow, oc = (int(d) for d in model.tensors[prod.outputs[0]].shape)
+    rows = stream_rows(ow, oc, oh)
+    units = int(fc.params["units"])
+    chunk = -(-rows * ow * oc // 16) * 16
+    scratch = 16 * (-(-units // 4)) + chunk + prod.scratch_bytes
+    params = {**{f"producer.{k}": v for k, v in prod.params.items()},
+              **{f"fc.{k}": v for k, v in fc.params.items()},
+              "rows": str(rows)}
+    sources = list(dict.fromkeys(prod.sources + fc.sources + [source, "tg_stream_fc.h"]))
+    fused = KernelCall(
+        kernel=kernel, params_type=params_type, params=params,
+        inputs=list(prod.inputs), outputs=list(fc.outputs), sources=sources,
+        constants=list(prod.constants) + list(fc.constants), scratch_bytes=scratch,
+        comment=f"{fc.comment}, fed {rows} row(s) at a time by #{chain[0]} "
+                f"{prod.comment} (its map never stored)",
+        fused=tuple(chain[:-1]))
+    out = list(calls)
+    for i in chain[:-1]:
+        out[i] = replace(calls[i], constants=[], scratch_bytes=0, fallback=None,
+                         absorbed_by=chain[-1])
+    out[chain[-1]] = fused
+    return out
+
+
+def fuse_streams(model: Model, calls: list[KernelCall], plan: MemoryPlan, alignment: int,
+                 overlap: bool = True, force: bool = False) -> tuple[list[KernelCall], MemoryPlan]:
+    """Each candidate fusion that makes the arena smaller, kept in turn
+    (force: every candidate, for the tests)."""
+    for k in range(len(calls)):
+        chain = stream_candidate(model, calls, k)
+        if chain is None:
+            continue
+        trial = fuse_stream(model, calls, chain)
+        p = plan_memory(model, trial, alignment=alignment, overlap=overlap)
+        if force or p.arena_bytes < plan.arena_bytes:
+            calls, plan = trial, p
+    return calls, plan
