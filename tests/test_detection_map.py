@@ -274,3 +274,67 @@ def test_pytest_plugin_evaluate_detections(tmp_path):
          for o in (ref.run([quantize(img[None], tin)]) for img in x)], gt, 3)
     assert d.images == n and d.devices == {"loop://": d.int8}
     assert d.int8 == pytest.approx(want, abs=1e-9) and d.classes[0] == "circle"
+
+
+def test_float_level_from_a_float_detector_tflite(tmp_path):
+    """--float-model for a detector: a float .tflite ending in the post-processing
+    op runs on the tflite_micro interpreter and its detections agree with the
+    Keras heads decoded by the NumPy port of TFLM's kernel; wrong float models
+    are one clear error each."""
+    import keras
+
+    from tinygen import tfenv
+    from tinygen.convert import ssd_postprocess as sp
+    from tinygen.ir import parse_tflite
+    from tinygen.verify.detection import format_detection
+    from tinygen.verify.device_run import run_float_detector_tflite
+    tf = tfenv.tf()
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    inp = keras.Input((16, 16, 3), name="image")
+    f = L.Conv2D(8, 3, strides=4, padding="same", activation="relu")(inp)      # 4x4
+    box = L.Reshape((-1, 4), name="box")(L.Conv2D(4, 3, padding="same")(f))
+    cls = L.Activation("sigmoid")(L.Reshape((-1, 3))(L.Conv2D(3, 3, padding="same")(f)))
+    model = keras.Model(inp, [box, cls])
+    anchors = np.array([[(i + 0.5) / 4, (j + 0.5) / 4, 0.3, 0.3]
+                        for i in range(4) for j in range(4)], np.float32)
+    opts = sp.DetectionOptions(num_classes=2, max_detections=5, nms_score_threshold=0.55)
+    conv = sp.tflite_converter(model, anchors, opts)
+    with tfenv.quiet():
+        float_tflite = sp.finalize(conv.convert(), opts)
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0, 1, (1, 16, 16, 3)).astype(np.float32) for _ in range(6)]
+    int8 = sp.convert_int8(model, anchors, opts, lambda: ([x] for x in images))
+    ir = parse_tflite(int8)
+    (tmp_path / "float.tflite").write_bytes(float_tflite)
+    outs = run_float_detector_tflite(tmp_path / "float.tflite", ir, [[x] for x in images])
+
+    counts = []
+    for x, (b, c, s, n) in zip(images, outs):
+        heads = [np.asarray(h) for h in model(x)]
+        rb, rc, rs, rn = sp.reference_postprocess(heads[0], heads[1], anchors, opts)
+        k = int(n[0])
+        assert k == int(rn[0]) and b.shape == (1, 5, 4) and s.shape == (1, 5)
+        np.testing.assert_allclose(b[0, :k], rb[0, :k], atol=1e-4)
+        np.testing.assert_array_equal(c[0, :k], rc[0, :k])
+        np.testing.assert_allclose(s[0, :k], rs[0, :k], atol=1e-5)
+        counts.append(k)
+    assert sum(counts) > 0                      # the comparison compared something
+
+    truth = [(o[0][0, : int(o[3][0])], o[1][0, : int(o[3][0])].astype(int)) for o in outs]
+    d = measure_detection(truth, outs, n_classes=2, float_outs=outs,
+                          float_from="float TFLite float.tflite").as_dict()
+    assert d["float"] == 1.0 and d["float_from"] == "float TFLite float.tflite"
+    assert "    float level: float TFLite float.tflite" in format_detection(d)
+
+    (tmp_path / "int8.tflite").write_bytes(int8)
+    with pytest.raises(TinygenError, match="is an int8 model"):
+        run_float_detector_tflite(tmp_path / "int8.tflite", ir, [[images[0]]])
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(TinygenError, match="verify the Keras model with --detection"):
+        run_float_detector_tflite(tmp_path / "m.keras", ir, [[images[0]]])
+    heads_only = tf.lite.TFLiteConverter.from_keras_model(model)
+    with tfenv.quiet():
+        (tmp_path / "heads.tflite").write_bytes(heads_only.convert())
+    with pytest.raises(TinygenError, match="does not end in TFLite_Detection_PostProcess"):
+        run_float_detector_tflite(tmp_path / "heads.tflite", ir, [[images[0]]])

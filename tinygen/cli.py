@@ -943,7 +943,9 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--float-model", metavar="FILE",
                     help="the float model an int8 .tflite was quantized from (a float .tflite, "
                          "Keras .h5/.keras or SavedModel): run on the same inputs for the float "
-                         "level of agreement and accuracy (a Keras source is its own)")
+                         "level of agreement and accuracy (a Keras source is its own); for a "
+                         "detector, a float .tflite ending in TFLite_Detection_PostProcess gives "
+                         "the float mAP@0.5 level")
     sp.add_argument("--min-accuracy", type=float, metavar="PCT",
                     help="fail when a device's top-1 accuracy on the --data labels (a "
                          "detector's mAP@0.5 on its ground-truth boxes) is below PCT percent")

@@ -620,7 +620,8 @@ def accuracy_html(acc: dict) -> list[str]:
 def detection_html(d: dict) -> list[str]:
     """mAP@0.5 per level, and AP per class and level, as tables."""
     num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    levels = [("float (Keras + the same post-processing)", "float", d.get("float")),
+    levels = [(f"float ({d.get('float_from') or 'Keras + the same post-processing'})", "float",
+               d.get("float")),
               ("int8 on the host (tflite_micro)", "int8", d["int8"])]
     levels += [(f"device {label}", label, v) for label, v in d["devices"].items()]
     levels = [lv for lv in levels if lv[2] is not None]

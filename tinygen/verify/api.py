@@ -21,6 +21,7 @@ from .device_run import (
     combined_payload,
     precheck_port,
     run_float_detector,
+    run_float_detector_tflite,
     run_float_model,
     run_reference,
     verify_ports,
@@ -151,6 +152,12 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     for w in (conversion.report.warnings if conversion.report is not None else []):
         warn(w)
     detector = detection_outputs(ir)
+    if detector and float_model is not None and Path(float_model).suffix != ".tflite":
+        # said before the devices run, not after
+        raise TinygenError(
+            f"--float-model {Path(float_model).name}: a detector's float level takes a float "
+            ".tflite ending in TFLite_Detection_PostProcess; for the Keras detector, verify "
+            "the Keras model with --detection")
     vectors, float_vectors, truth = labelled_vector_set(ir, samples, data, calib,
                                                         class_names=names, boxes=detector)
     progress(f"{len(vectors)} input vectors" + (f", labelled ({truth[1]})" if truth else ""))
@@ -192,14 +199,20 @@ def verify_model(model: str | Path, *, board_id: str | None = None, runtime: str
     float_outs = None
     detection_accuracy = None
     if detector and truth is not None:
-        float_dets = None
-        if detection is not None and not str(model).endswith(".tflite"):
+        float_dets, float_from = None, ""
+        if float_model is not None:
+            # the user named the float model: it is the float level, whatever the source
+            progress(f"running the float detector ({Path(float_model).name}) on tflite_micro")
+            float_dets = run_float_detector_tflite(float_model, ir, float_vectors)
+            float_from = f"float TFLite {Path(float_model).name}"
+        elif detection is not None and not str(model).endswith(".tflite"):
             progress("running the float detector (Keras heads + the same post-processing)")
             float_dets = run_float_detector(model, Path(detection), float_vectors)
+            float_from = f"Keras {Path(model).name} + the same post-processing"
         detection_accuracy = measure_detection(
             truth[0], ref_outs, n_classes=detector_classes(ir),
             device_outs={r.label: r.device_outs for r in runs if r.report is not None},
-            float_outs=float_dets, names=names, truth_from=truth[1])
+            float_outs=float_dets, names=names, truth_from=truth[1], float_from=float_from)
         truth = None            # boxes, not class labels: no classifier accuracy
     elif float_model is not None or ((float_reference or truth) and not detection
                                      and not str(model).endswith(".tflite")):

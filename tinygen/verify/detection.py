@@ -39,6 +39,7 @@ class DetectionAccuracy:
     ap: dict[str, list[float | None]] = field(default_factory=dict)
     detections: dict[str, int] = field(default_factory=dict)
     truth_from: str = ""
+    float_from: str = ""                 # which float model gave the float level
 
     @property
     def device(self) -> float | None:
@@ -126,7 +127,8 @@ def mean_ap(dets: list[Detections], truth: list[Truth], n_classes: int) -> tuple
 
 def measure_detection(truth: list[Truth], int8_outs: list, *, n_classes: int,
                       device_outs: dict[str, list] | None = None, float_outs: list | None = None,
-                      names: list[str] | None = None, truth_from: str = "") -> DetectionAccuracy:
+                      names: list[str] | None = None, truth_from: str = "",
+                      float_from: str = "") -> DetectionAccuracy:
     """mAP per level from the post-processing outputs of every image."""
     if len(truth) != len(int8_outs):
         raise TinygenError(f"ground truth for {len(truth):,} images, {len(int8_outs):,} vectors")
@@ -143,7 +145,8 @@ def measure_detection(truth: list[Truth], int8_outs: list, *, n_classes: int,
     levels.update(device_outs or {})
     res = DetectionAccuracy(images=len(truth), objects=sum(len(c) for _, c in truth),
                             classes=list(names) if names else [str(i) for i in range(n_classes)],
-                            int8=0.0, truth_from=truth_from)
+                            int8=0.0, truth_from=truth_from,
+                            float_from=float_from if float_outs is not None else "")
     for level, outs in levels.items():
         dets = [rows(o) for o in outs]
         m, aps = mean_ap(dets, truth, n_classes)
@@ -166,6 +169,8 @@ def format_detection(d: dict, port: str | None = None) -> list[str]:
     lines = [f"  detection: {d['metric']} on {d['images']:,} images, {d['objects']:,} objects "
              f"({d['truth_from']})"]
     lines.append("    " + ", ".join(f"{name} {v:.3f}" for name, v in levels if v is not None))
+    if d.get("float") is not None and d.get("float_from"):
+        lines.append(f"    float level: {d['float_from']}")
     for level in ("float", "int8"):
         if level in d["ap"]:
             lines.append(f"    AP {level}: " + ", ".join(

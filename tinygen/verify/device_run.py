@@ -159,6 +159,48 @@ def _run_float_tflite(tflite: bytes, name: str, ir: Model, float_vectors) -> lis
     return outs
 
 
+def run_float_detector_tflite(model_path: str | Path, ir: Model, float_vectors) -> list:
+    """A float detector .tflite (ending in TFLite_Detection_PostProcess, as the
+    int8 one does) on the tflite_micro interpreter: the float level of a
+    detector's mAP when the user names the float model it was quantized from."""
+    from ..ir import parse_tflite
+    from ..load import load_model
+    from .detection import detection_outputs
+    name = Path(model_path).name
+    src = load_model(model_path)
+    if src.kind != "tflite":
+        raise TinygenError(
+            f"--float-model {name}: a detector's float level takes a float .tflite ending in "
+            "TFLite_Detection_PostProcess; for the Keras detector, verify the Keras model "
+            "with --detection")
+    fir = parse_tflite(src.tflite)
+    if not detection_outputs(fir):
+        raise TinygenError(f"--float-model {name} does not end in TFLite_Detection_PostProcess "
+                           "(boxes, classes, scores, count): it gives no detections to score")
+    if all(t.dtype != "float32" for t in fir.input_tensors()):
+        raise TinygenError(f"--float-model {name} is an int8 model: give the float .tflite it "
+                           "was quantized from")
+    if [list(t.shape) for t in fir.input_tensors()] != \
+            [list(t.shape) for t in ir.input_tensors()]:
+        raise TinygenError(f"--float-model {name} takes inputs "
+                           f"{[list(t.shape) for t in fir.input_tensors()]}; the int8 model "
+                           f"takes {[list(t.shape) for t in ir.input_tensors()]}")
+    post = next(op for op in fir.operators if op.opcode == "TFLite_Detection_PostProcess")
+    # the op's own output order (boxes, classes, scores, count): the model's output
+    # vector may list them in another order
+    order = [list(fir.outputs).index(t) for t in post.outputs]
+    # TFLM, as for the int8 level: TensorFlow Lite's Python interpreter gave
+    # uninitialised outputs for this custom op in a converted float detector
+    from ..reference import TflmReference
+    ref = TflmReference(src.tflite)
+    outs = []
+    for vec in float_vectors:
+        got = ref.run([np.asarray(x, np.float32).reshape(t.shape)
+                       for x, t in zip(vec, fir.input_tensors())])
+        outs.append([got[k] for k in order])
+    return outs
+
+
 def run_float_detector(model_path: str | Path, spec: Path, float_vectors) -> list:
     """The float detector on the same inputs: the Keras model's box/class heads
     through the same post-processing as the int8 model's op (a NumPy port of
