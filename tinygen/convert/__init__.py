@@ -18,7 +18,12 @@ import numpy as np
 from ..data import load_samples  # noqa: F401  (callers import it from here)
 from ..errors import TinygenError
 from ..ir import Model, parse_tflite
-from ..ir.signal_ops import FRONTEND_INPUT_DTYPES, FRONTEND_OUTPUT_DTYPES, is_frontend
+from ..ir.signal_ops import (
+    FRONTEND_INPUT_DTYPES,
+    FRONTEND_OUTPUT_DTYPES,
+    is_frontend,
+    is_image_frontend,
+)
 from ..load import SourceModel
 
 MAX_REPORT_SAMPLES = 200
@@ -349,6 +354,9 @@ def check_full_int8(ir: Model, what: str) -> None:
     if is_frontend(ir):
         check_frontend(ir, what)
         return
+    if is_image_frontend(ir):
+        _check_integer_compute(ir, what, "tinygen takes integer image front ends only")
+        return
     # Post-processing custom ops (SSD's TFLite_Detection_PostProcess) produce float
     # boxes and scores by design; their outputs are model outputs, not compute.
     custom_outputs = {i for op in ir.operators if op.is_custom for i in op.outputs}
@@ -382,6 +390,10 @@ def check_frontend(ir: Model, what: str) -> None:
             raise TinygenError(
                 f"{what} is a front end (signal ops) but its output '{t.name}' is {t.dtype}; "
                 "tinygen takes int8 or int16 features")
+    _check_integer_compute(ir, what, "tinygen takes integer front ends only")
+
+
+def _check_integer_compute(ir: Model, what: str, advice: str) -> None:
     for op in ir.operators:
         if op.is_custom:
             continue
@@ -389,7 +401,7 @@ def check_frontend(ir: Model, what: str) -> None:
             if ti >= 0 and ir.tensors[ti].dtype in ("float32", "float16"):
                 raise TinygenError(
                     f"{what}: {op.describe()} computes in float (tensor "
-                    f"'{ir.tensors[ti].name}'); tinygen takes integer front ends only")
+                    f"'{ir.tensors[ti].name}'); {advice}")
 
 
 # ---------------------------------------------------------------------------

@@ -7,12 +7,13 @@ model's int8 input out:
                                    STRIDED_SLICE, RESIZE_* and CAST take no uint8)
     STRIDED_SLICE                 the crop box (left out when it is the whole frame)
     RESIZE_NEAREST_NEIGHBOR       nearest: on the packed pixels, RGB565 included
-    RGB565 only: CAST int32 -> ADD [128, 384] -> GATHER from a [512, 3] table
-                 -> RESHAPE [.., 6]: each byte looked up into its share of
-                 (R, G, B) expanded to 8 bits; the shares add up to the pixel
+    RGB565 only: QUANTIZE int8 -> int32 (the byte values) -> UNPACK (high and
+                 low bytes) -> GATHER x 2 (each byte's share of (R, G, B)
+                 expanded to 8 bits, from a [256, 3] table) -> ADD (the shares
+                 add up to the pixel): RGB888 from here on
     RESIZE_BILINEAR               bilinear: on the unpacked channels
     CONV_2D 1x1                   the colour mix (identity, BT.601 luma, gray to
-                                  three channels, the RGB565 shares summed) and the
+                                  three channels) and the
                                   requantization to the model's input scale and
                                   zero point, in one rounding
 
@@ -133,16 +134,11 @@ def unpack_rgb565(frame: np.ndarray) -> np.ndarray:
                     -1).astype(np.uint8)
 
 
-def _mix_weights(in_ch: int, out_ch: int, rgb565: bool) -> np.ndarray:
-    """Real [out_ch, in_ch] colour mix; RGB565's six inputs are two shares of RGB."""
-    rgb_in = 1 if in_ch == 1 else 3
-    if rgb_in == 1:
-        base = np.ones((out_ch, 1))
-    elif out_ch == 1:
-        base = np.array([_LUMA])
-    else:
-        base = np.eye(3)
-    return np.concatenate([base, base], axis=1) if rgb565 else base
+def _mix_weights(in_ch: int, out_ch: int) -> np.ndarray:
+    """Real [out_ch, in_ch] colour mix."""
+    if in_ch == 1:
+        return np.ones((out_ch, 1))
+    return np.array([_LUMA]) if out_ch == 1 else np.eye(3)
 
 
 def _quantize_mix(real: np.ndarray) -> tuple[np.ndarray, list[float]]:
@@ -152,9 +148,7 @@ def _quantize_mix(real: np.ndarray) -> tuple[np.ndarray, list[float]]:
     scales = []
     for o, row in enumerate(real):
         wq[o] = np.round(row * 127.0 / np.abs(row).max())
-        half = row.shape[0] // 2 if row.shape[0] == 6 else row.shape[0]
-        # one share's weights (RGB565 repeats them) must sum to the row's one-share sum
-        scales.append(float(row[:half].sum() / wq[o, :half].sum()))
+        scales.append(float(row.sum() / wq[o].sum()))
     return wq, scales
 
 
@@ -201,38 +195,40 @@ def build_image_frontend(p: ImageFrontendParams) -> bytes:
     if size is not None and p.resize == "nearest":
         x, h, w = resize(x, "nearest"), p.out_height, p.out_width
     if rgb565:
-        idx = g.tensor("rgb565_bytes", [1, h, w, 2], "int32")
-        cast = s.CastOptionsT()
-        cast.inDataType, cast.outDataType = 9, 2
-        g.op("CAST", [x], [idx], builtin=("CastOptions", cast))
-        # int8 byte - 128 + [128, 384]: the high byte's row, the low byte's row
-        rows = g.tensor("rgb565_rows", [1, h, w, 2], "int32")
-        g.op("ADD", [idx, g.tensor("rgb565_row_offset", [2], "int32", [128, 384])], [rows],
-             builtin=("AddOptions", s.AddOptionsT()))
-        # a share v is stored as v - 128, whose real value is (v - pixel_zero_point) * scale:
-        # the two shares take the zero point off twice, the mix's bias gives one back
-        table = rgb565_tables().astype(np.int64) - 128
-        tab = g.tensor("rgb565_table", [512, 3], "int8", table, scale=s_in, zp=zp8)
-        shares = g.tensor("rgb565_shares", [1, h, w, 2, 3], "int8", scale=s_in, zp=zp8)
-        g.op("GATHER", [tab, rows], [shares], builtin=("GatherOptions", s.GatherOptionsT()))
-        x = g.tensor("rgb565_unpacked", [1, h, w, 6], "int8", scale=s_in, zp=zp8)
-        ro = s.ReshapeOptionsT()
-        ro.newShape = [1, h, w, 6]
-        g.op("RESHAPE", [shares, g.tensor("rgb565_shape", [4], "int32", [1, h, w, 6])], [x],
-             builtin=("ReshapeOptions", ro))
-        c = 6
+        # int8 byte - 128 -> int32 byte (the same scale, zero point + 128: exact), one
+        # index tensor per byte, each looked up in its own table
+        pz = p.pixel_zero_point
+        idx = g.tensor("rgb565_bytes", [1, h, w, 2], "int32", scale=s_in, zp=pz)
+        g.op("QUANTIZE", [x], [idx])
+        hi_idx = g.tensor("rgb565_high", [1, h, w], "int32", scale=s_in, zp=pz)
+        lo_idx = g.tensor("rgb565_low", [1, h, w], "int32", scale=s_in, zp=pz)
+        up = s.UnpackOptionsT()
+        up.num, up.axis = 2, 3
+        g.op("UNPACK", [idx], [hi_idx, lo_idx], builtin=("UnpackOptions", up))
+        tables = rgb565_tables().astype(np.int64) - 128
+        # a share v is stored as v - 128; the high byte's zero point makes its share
+        # (v - pixel_zero_point) * scale, the low byte's v * scale: they add up to the
+        # pixel's real value, and the ADD's output has the frame's quantization
+        shares = []
+        for name, rows, zp in (("high", slice(0, 256), zp8), ("low", slice(256, 512), -128)):
+            tab = g.tensor(f"rgb565_{name}_table", [256, 3], "int8", tables[rows],
+                           scale=s_in, zp=zp)
+            share = g.tensor(f"rgb565_{name}_share", [1, h, w, 3], "int8", scale=s_in, zp=zp)
+            g.op("GATHER", [tab, hi_idx if name == "high" else lo_idx], [share],
+                 builtin=("GatherOptions", s.GatherOptionsT()))
+            shares.append(share)
+        x = g.tensor("rgb", [1, h, w, 3], "int8", scale=s_in, zp=zp8)
+        g.op("ADD", shares, [x], builtin=("AddOptions", s.AddOptionsT()))
+        c = 3
     if size is not None and p.resize == "bilinear":
         x, h, w = resize(x, "bilinear"), p.out_height, p.out_width
 
-    real = _mix_weights(1 if p.pixel_format == "grayscale" else 3, p.out_channels, rgb565)
+    real = _mix_weights(1 if p.pixel_format == "grayscale" else 3, p.out_channels)
     wq, w_scales = _quantize_mix(real)
     oc = p.out_channels
     weights = g.tensor("mix_weights", [oc, 1, 1, c], "int8", wq.reshape(oc, 1, 1, c),
                        scale=w_scales, zp=0, axis=0)
-    # RGB565: the accumulator sums w * (share - pixel_zero_point) over both shares,
-    # the pixel's value takes the zero point off once: add it back
-    bias_q = [int(p.pixel_zero_point * wq[o, :3].sum()) if rgb565 else 0 for o in range(oc)]
-    bias = g.tensor("mix_bias", [oc], "int32", bias_q, scale=[s_in * v for v in w_scales],
+    bias = g.tensor("mix_bias", [oc], "int32", [0] * oc, scale=[s_in * v for v in w_scales],
                     zp=0, axis=0)
     out = g.tensor("image", [1, p.out_height, p.out_width, oc], "int8", scale=p.out_scale,
                    zp=p.out_zero_point)
@@ -248,9 +244,10 @@ def make_image_frontend(p: ImageFrontendParams):
     """The front end's bytes and IR, checked like any model tinygen takes and
     run once (a black frame) by the tflite_micro interpreter, its reference."""
     from ..reference import TflmReference
-    from . import parse_checked
+    from . import check_full_int8, parse_checked
     tflite = build_image_frontend(p)
     ir = parse_checked(tflite, "the image front end")
+    check_full_int8(ir, "the image front end")
     TflmReference(tflite).run([np.zeros((1, p.frame_height, p.frame_width, p.bytes_per_pixel),
                                         np.uint8)])
     return tflite, ir

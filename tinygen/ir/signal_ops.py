@@ -41,3 +41,11 @@ def signal_ops(model: Model) -> list[str]:
 
 def is_frontend(model: Model) -> bool:
     return bool(signal_ops(model))
+
+
+def is_image_frontend(model: Model) -> bool:
+    """A camera front end (or a pipeline starting with one): raw uint8 frames
+    [1, H, W, bytes per pixel] in, int8 out (`tinygen frontend --image`)."""
+    ins = model.input_tensors()
+    return bool(ins) and all(t.dtype == "uint8" and len(t.shape) == 4 for t in ins) \
+        and all(t.dtype == "int8" for t in model.output_tensors())

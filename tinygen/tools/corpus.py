@@ -54,6 +54,8 @@ _OPTIONS = {
     "REDUCE_MAX": "ReducerOptions", "PAD": "PadOptions", "SQUEEZE": "SqueezeOptions",
     "STRIDED_SLICE": "StridedSliceOptions", "SPLIT": "SplitOptions", "PACK": "PackOptions",
     "UNPACK": "UnpackOptions", "LEAKY_RELU": "LeakyReluOptions", "TRANSPOSE": "TransposeOptions",
+    "RESIZE_BILINEAR": "ResizeBilinearOptions",
+    "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions", "GATHER": "GatherOptions",
 }
 
 
@@ -355,6 +357,32 @@ def strided_slice(rng, shape=(1, 8, 6, 3), begin=(0, -1, 1, 0), end=(1, 0, 6, 3)
     return g.build([x], [y])
 
 
+def resize(rng, kind="RESIZE_BILINEAR", shape=(1, 5, 7, 3), size=(8, 4), corners=False,
+           half=True):
+    g = Graph()
+    x = g.tensor(shape, scale=0.03, zp=-5)
+    sz = g.const(np.array(size, np.int32), "int32")
+    y = g.tensor((shape[0], size[0], size[1], shape[3]), scale=0.03, zp=-5)
+    g.op(kind, [x, sz], [y], 3, alignCorners=corners, halfPixelCenters=half)
+    return g.build([x], [y])
+
+
+def gather(rng, shape=(3, 6, 2), axis=1, coords=(2, 4), batch_dims=0):
+    g = Graph()
+    # the table is the model's input: tinygen takes int8 inputs only
+    t = g.tensor(shape, scale=0.05, zp=2)
+    i = g.const(rng.integers(0, shape[axis], size=coords).astype(np.int32), "int32")
+    out = list(shape[:axis]) + list(coords[batch_dims:]) + list(shape[axis + 1:])
+    y = g.tensor(out, scale=0.05, zp=2)
+    g.op("GATHER", [t, i], [y], 1, axis=axis, batchDims=batch_dims)
+    return g.build([t], [y])
+
+
+def image_frontend(rng, **kw):
+    from ..convert.image_frontend import ImageFrontendParams, build_image_frontend
+    return build_image_frontend(ImageFrontendParams(**kw))
+
+
 RELU, RELU_N1_TO_1, RELU6, TANH, SIGN_BIT = 1, 2, 3, 4, 5
 
 # name -> builder(rng); every one of these is a valid model (TFLM runs it).
@@ -415,6 +443,17 @@ BUILT: dict[str, Callable] = {
     "signal_delay_3d": lambda r: delay(r, shape=(1, 2, 7), length=3),
     "signal_overlap_add_int16": lambda r: overlap_add(r),
     "signal_overlap_add_step_eq_size": lambda r: overlap_add(r, frames=(2, 4), step=4),
+    "resize_bilinear_half_pixel_up_down": lambda r: resize(r),
+    "resize_bilinear_align_corners": lambda r: resize(r, size=(3, 11), corners=True, half=False),
+    "resize_nearest_half_pixel": lambda r: resize(r, "RESIZE_NEAREST_NEIGHBOR", size=(9, 2)),
+    "resize_nearest_align_corners": lambda r: resize(r, "RESIZE_NEAREST_NEIGHBOR", size=(2, 13),
+                                                     corners=True, half=False),
+    "gather_axis1_index_matrix": lambda r: gather(r),
+    "image_frontend_rgb565_gray": lambda r: image_frontend(
+        r, frame_width=32, frame_height=24, pixel_format="rgb565", out_width=10, out_height=10),
+    "image_frontend_rgb888_nearest": lambda r: image_frontend(
+        r, frame_width=20, frame_height=20, pixel_format="rgb888", out_width=8, out_height=6,
+        out_channels=3, resize="nearest", out_scale=0.02, out_zero_point=7),
 }
 
 

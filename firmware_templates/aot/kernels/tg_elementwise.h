@@ -196,6 +196,9 @@ void tg_requantize_s8_s8(const tg_requantize_params *p, const int8_t *in, int8_t
 void tg_requantize_s8_s16(const tg_requantize_params *p, const int8_t *in, int16_t *out);
 void tg_requantize_s16_s8(const tg_requantize_params *p, const int16_t *in, int8_t *out);
 void tg_requantize_s16_s16(const tg_requantize_params *p, const int16_t *in, int16_t *out);
+/* a camera frame's uint8 pixels -> int8, and int8 -> int32 (a front end's table indices) */
+void tg_requantize_u8_s8(const tg_requantize_params *p, const uint8_t *in, int8_t *out);
+void tg_requantize_s8_s32(const tg_requantize_params *p, const int8_t *in, int32_t *out);
 
 typedef struct {
   int32_t size;

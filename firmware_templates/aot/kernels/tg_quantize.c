@@ -120,6 +120,31 @@ void tg_requantize_s16_s16(const tg_requantize_params *p, const int16_t *in, int
   }
 }
 
+void tg_requantize_u8_s8(const tg_requantize_params *p, const uint8_t *in, int8_t *out) {
+  int32_t i;
+  if (tg_requantize_is_offset(p)) {
+    const int32_t offset = p->output_zero_point - p->input_zero_point;
+    for (i = 0; i < p->size; ++i) out[i] = (int8_t)TG_SAT_INT8((int32_t)in[i] + offset);
+    return;
+  }
+  for (i = 0; i < p->size; ++i) {
+    out[i] = (int8_t)tg_clamp_i32(tg_requantize_one(p, in[i]), INT8_MIN, INT8_MAX);
+  }
+}
+
+/* TFLM clamps the int32 result to the int32 range: nothing to do. */
+void tg_requantize_s8_s32(const tg_requantize_params *p, const int8_t *in, int32_t *out) {
+  int32_t i;
+  if (tg_requantize_is_offset(p)) {
+    const int32_t offset = p->output_zero_point - p->input_zero_point;
+    for (i = 0; i < p->size; ++i) out[i] = (int32_t)in[i] + offset;
+    return;
+  }
+  for (i = 0; i < p->size; ++i) {
+    out[i] = tg_requantize_one(p, in[i]);
+  }
+}
+
 void tg_dequantize_s8_f32(const tg_dequantize_params *p, const int8_t *in, float *out) {
   int32_t i;
   for (i = 0; i < p->size; ++i) {

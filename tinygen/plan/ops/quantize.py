@@ -17,13 +17,17 @@ from ._elementwise_base import _QRANGE, _SRC_QUANT, _need_dtype, _need_quant, _t
 # ---------------------------------------------------------------------------
 # QUANTIZE / DEQUANTIZE
 
-_SUFFIX = {"int8": "s8", "int16": "s16"}
+_SUFFIX = {"int8": "s8", "int16": "s16", "uint8": "u8", "int32": "s32"}
+# TFLM's Requantize pairs beyond int8/int16 <-> int8/int16 that camera front ends
+# use: the frame's uint8 pixels to int8, int8 to int32 table indices
+_EXTRA_PAIRS = {("uint8", "int8"), ("int8", "int32")}
 
 
 @lowers("QUANTIZE")
 def lower_quantize(op: Operator, ctx: LoweringContext) -> KernelCall:
     x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
-    _need_dtype(op, y, "int8", "int16")
+    if (x.dtype, y.dtype) not in _EXTRA_PAIRS:
+        _need_dtype(op, y, "int8", "int16")
     _need_quant(op, y)
     if x.dtype == "float32":
         qmin, qmax = _QRANGE[y.dtype]
@@ -33,7 +37,8 @@ def lower_quantize(op: Operator, ctx: LoweringContext) -> KernelCall:
                     "zero_point": str(y.zero_point), "qmin": str(qmin), "qmax": str(qmax)},
             inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_QUANT],
             comment=f"QUANTIZE float32 -> {y.dtype}")
-    _need_dtype(op, x, "int8", "int16")
+    if (x.dtype, y.dtype) not in _EXTRA_PAIRS:
+        _need_dtype(op, x, "int8", "int16")
     _need_quant(op, x)
     m, s = quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
     return KernelCall(
@@ -42,7 +47,7 @@ def lower_quantize(op: Operator, ctx: LoweringContext) -> KernelCall:
         params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
                 "output_zero_point": str(y.zero_point), "multiplier": str(m), "shift": str(s)},
         inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_QUANT],
-        in_place=(x.dtype == y.dtype),
+        in_place=(x.itemsize == y.itemsize),
         comment=f"QUANTIZE {x.dtype} -> {y.dtype} (requantize)")
 
 
