@@ -348,6 +348,15 @@ def _fast_rq(acc: int, rec) -> int:
     return t >> e
 
 
+def _fast2a_rq(acc: int, rec) -> int:
+    """tg_rq_fast2a (the depthwise kernel's form): the round in SMMLAR's
+    accumulator, the sign correction from 2 * acc."""
+    bias, mult, rnd, e = (int(v) for v in rec)
+    a2 = _wrap(acc * 2)
+    t = _wrap(rnd + ((a2 * mult + (1 << 31)) >> 32)) + (-1 if a2 < 0 else 0)   # smmlar; add asr
+    return t >> e
+
+
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(st.floats(1e-9, 4.0), st.integers(-128, 127), st.integers(0, (1 << 31) - 1),
        st.data())
@@ -362,6 +371,7 @@ def test_fast_requantization_is_tflite(real, out_zp, bound, data):
     for acc in data.draw(st.lists(st.integers(-bound, bound), min_size=1, max_size=20)) + \
             [bound, -bound, 0]:
         assert _fast_rq(acc, rec[0]) == _tflite_rq(acc, mult, shift, out_zp)
+        assert _fast2a_rq(acc, rec[0]) == _tflite_rq(acc, mult, shift, out_zp)
 
 
 def test_fast_requantization_ties():
@@ -373,6 +383,7 @@ def test_fast_requantization_ties():
         assert fast
         for acc in range(-2000, 2000):
             assert _fast_rq(acc, rec[0]) == _tflite_rq(acc, mult, shift, -3), (real, acc)
+            assert _fast2a_rq(acc, rec[0]) == _tflite_rq(acc, mult, shift, -3), (real, acc)
 
 
 # ---------------------------------------------------------------------------

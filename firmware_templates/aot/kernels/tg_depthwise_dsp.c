@@ -12,7 +12,10 @@
  * With fast requantization (see tg_dsp.h) the weights and biases are stored
  * doubled, so the accumulator already is the 2 * acc that tg_rq_fast needs;
  * 3x3 windows wholly inside the image then take a path with the nine taps
- * unrolled (three row pointers, the column step in a register).
+ * unrolled (three row pointers, the column step in a register) whose bias
+ * has the input offset's share folded in (so raw inputs, SXTB16), and 3x3
+ * windows clipped by the border one with their two or three columns
+ * unrolled.  The fast records hold (multiplier, round) pairs for SMMLAR.
  *
  * Memory order: output pixels in raster order, each written after all of
  * its inputs were read.
@@ -38,6 +41,15 @@ static void tg_dw_range(int32_t origin, int32_t dilation, int32_t taps, int32_t 
 #define TG_DW_ORDER() __asm__ volatile("" ::: "memory")
 #else
 #define TG_DW_ORDER() ((void)0)
+#endif
+
+/* Hides a value's origin from the optimizer: GCC otherwise precomputes every
+ * tap's offset from the column and row steps and spills them, one reload per
+ * tap; opaque steps keep two registers and plain register-offset loads. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TG_DW_OPAQUE(v) __asm__("" : "+r"(v))
+#else
+#define TG_DW_OPAQUE(v) ((void)0)
 #endif
 
 /* one tap: four channels */
@@ -68,10 +80,10 @@ static void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, in
                          int32_t a1, int32_t a2, int32_t a3, int8_t *out, int32_t n) {
   uint32_t v;
   if (p->fast) {
-    a0 = tg_rq_fast2(a0, rq[4], rq[8], rq[12]);
-    a1 = tg_rq_fast2(a1, rq[5], rq[9], rq[13]);
-    a2 = tg_rq_fast2(a2, rq[6], rq[10], rq[14]);
-    a3 = tg_rq_fast2(a3, rq[7], rq[11], rq[15]);
+    a0 = tg_rq_fast2a(a0, rq[4], rq[5], rq[12]);
+    a1 = tg_rq_fast2a(a1, rq[6], rq[7], rq[13]);
+    a2 = tg_rq_fast2a(a2, rq[8], rq[9], rq[14]);
+    a3 = tg_rq_fast2a(a3, rq[10], rq[11], rq[15]);
   } else {
     a0 = tg_rq_exact(a0, rq[4], rq[8], rq[12]);
     a1 = tg_rq_exact(a1, rq[5], rq[9], rq[13]);
@@ -97,29 +109,26 @@ static void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, in
   }
 }
 
-/* Fast requantization of four channels (rq: their multipliers, rounds and
- * shifts, 4 words each) and store: the accumulators are 2 * acc. */
+/* Fast requantization of four channels and store: the accumulators are
+ * 2 * acc; rq: (multiplier, round) of each channel, then the 4 shifts.  The
+ * tg_rq_fast2a form: the rounding constant rides in SMMLAR. */
 TG_INLINE void tg_dw_rq4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
                               int8_t *out) {
-  int32_t m0, m1;
-  TG_LDRD(m0, m1, rq);
-  a0 = tg_smmulr(a0, m0);
-  a1 = tg_smmulr(a1, m1);
-  TG_LDRD(m0, m1, rq);
-  a2 = tg_smmulr(a2, m0);
-  a3 = tg_smmulr(a3, m1);
-  TG_LDRD(m0, m1, rq);
-  a0 += m0 - (int32_t)((uint32_t)a0 >> 31);
-  a1 += m1 - (int32_t)((uint32_t)a1 >> 31);
-  TG_LDRD(m0, m1, rq);
-  a2 += m0 - (int32_t)((uint32_t)a2 >> 31);
-  a3 += m1 - (int32_t)((uint32_t)a3 >> 31);
-  TG_LDRD(m0, m1, rq);
-  out[0] = (int8_t)tg_ssat8(a0 >> m0);
-  out[1] = (int8_t)tg_ssat8(a1 >> m1);
-  TG_LDRD(m0, m1, rq);
-  out[2] = (int8_t)tg_ssat8(a2 >> m0);
-  out[3] = (int8_t)tg_ssat8(a3 >> m1);
+  int32_t m, r;
+  TG_LDRD(m, r, rq);
+  a0 = tg_smmlar(a0, m, r) + (a0 >> 31);
+  TG_LDRD(m, r, rq);
+  a1 = tg_smmlar(a1, m, r) + (a1 >> 31);
+  TG_LDRD(m, r, rq);
+  a2 = tg_smmlar(a2, m, r) + (a2 >> 31);
+  TG_LDRD(m, r, rq);
+  a3 = tg_smmlar(a3, m, r) + (a3 >> 31);
+  TG_LDRD(m, r, rq);
+  out[0] = (int8_t)tg_ssat8(a0 >> m);
+  out[1] = (int8_t)tg_ssat8(a1 >> r);
+  TG_LDRD(m, r, rq);
+  out[2] = (int8_t)tg_ssat8(a2 >> m);
+  out[3] = (int8_t)tg_ssat8(a3 >> r);
 }
 
 /* Any window shape, fast requantization, full int8 range, whole groups:
@@ -132,77 +141,116 @@ __attribute__((noinline))
 static void
 tg_dw_window_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w, int32_t nrows,
                   int32_t ncols, int32_t wskip, int32_t wgroup, const int32_t *rq, int8_t *out,
-                  int32_t groups, int32_t off2) {
-  for (; groups > 0; --groups, x += 4, w += wgroup, rq += 16, out += 4) {
+                  int32_t groups, int32_t off2, int32_t rqs) {
+  for (; groups > 0; --groups, x += 4, w += wgroup, rq += rqs, out += 4) {
     const int8_t *xr = x;
     const int32_t *wt = w;
     const int32_t *b = rq;
     int32_t a0, a1, a2, a3, r, k;
     TG_LDRD(a0, a1, b);
     TG_LDRD(a2, a3, b);
-    for (r = nrows; r > 0; --r, xr += rs, wt += wskip) {
-      const int8_t *xc = xr;
-      for (k = ncols; k > 0; --k, xc += cs) {
-        const uint32_t v = tg_load_u32(xc);
+    if (ncols == 2) { /* the left and right edges of 3x3 windows */
+      for (r = nrows; r > 0; --r, xr += rs, wt += wskip) {
+        uint32_t v = tg_load_u32(xr);
         TG_DW_TAP(v, wt);
+        TG_DW_ORDER();
+        v = tg_load_u32(xr + cs);
+        TG_DW_TAP(v, wt);
+      }
+    } else if (ncols == 3) { /* the top and bottom edges */
+      for (r = nrows; r > 0; --r, xr += rs, wt += wskip) {
+        uint32_t v = tg_load_u32(xr);
+        TG_DW_TAP(v, wt);
+        TG_DW_ORDER();
+        v = tg_load_u32(xr + cs);
+        TG_DW_TAP(v, wt);
+        TG_DW_ORDER();
+        v = tg_load_u32(xr + 2 * cs);
+        TG_DW_TAP(v, wt);
+      }
+    } else {
+      for (r = nrows; r > 0; --r, xr += rs, wt += wskip) {
+        const int8_t *xc = xr;
+        for (k = ncols; k > 0; --k, xc += cs) {
+          const uint32_t v = tg_load_u32(xc);
+          TG_DW_TAP(v, wt);
+        }
       }
     }
     tg_dw_rq4_fast(a0, a1, a2, a3, rq + 4, out);
   }
 }
 
+/* one tap of a window wholly inside the image: the input offset is folded
+ * into the bias (kbias), so the raw inputs are extended (SXTB16) and no
+ * register holds the offset */
+#define TG_DW_TAP_IN(xw, wp)                \
+  do {                                      \
+    const int32_t xe_ = tg_sxtb16(xw);      \
+    const int32_t xo_ = tg_sxtb16_ror8(xw); \
+    int32_t w0_, w1_;                       \
+    TG_LDRD(w0_, w1_, wp);                  \
+    a0 = tg_smlabb(xe_, w0_, a0);           \
+    a2 = tg_smlatt(xe_, w0_, a2);           \
+    a1 = tg_smlabb(xo_, w1_, a1);           \
+    a3 = tg_smlatt(xo_, w1_, a3);           \
+  } while (0)
+
 /* 3x3 windows wholly inside the image, fast requantization, full int8
  * range: n_px output pixels of a row (input and output advancing by px_step
  * and out_step bytes), `groups` whole groups of four channels each.  x: the
  * first window's top-left input; cs / rs: input steps between columns / rows
- * of taps. */
+ * of taps; rq: records with the folded bias (5 fields). */
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline)) /* its own register allocation: no spills in the taps */
 #endif
 static void
 tg_dw3x3_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w_px, const int32_t *rq_px,
-              int8_t *out, int32_t groups, int32_t off2, int32_t n_px, int32_t px_step,
-              int32_t out_step) {
+              int8_t *out, int32_t groups, int32_t n_px, int32_t px_step, int32_t out_step) {
   const int32_t back = 4 - 2 * rs; /* from the last row to the next group's first */
+  int32_t cs2 = 2 * cs;
   for (; n_px > 0; --n_px, x += px_step - 4 * groups, out += out_step - 4 * groups) {
     const int32_t *w = w_px, *rq = rq_px;
     int32_t g;
     for (g = groups; g > 0; --g) {
       int32_t a0, a1, a2, a3;
       uint32_t v;
-      TG_LDRD(a0, a1, rq);
-      TG_LDRD(a2, a3, rq);
+      const int32_t *kb = rq + 16;
+      TG_DW_OPAQUE(cs);
+      TG_DW_OPAQUE(cs2);
+      TG_LDRD(a0, a1, kb);
+      TG_LDRD(a2, a3, kb);
       v = tg_load_u32(x);
-      TG_DW_TAP(v, w);
+      TG_DW_TAP_IN(v, w);
       TG_DW_ORDER();
       v = tg_load_u32(x + cs);
-      TG_DW_TAP(v, w);
+      TG_DW_TAP_IN(v, w);
       TG_DW_ORDER();
-      v = tg_load_u32(x + 2 * cs);
-      TG_DW_TAP(v, w);
+      v = tg_load_u32(x + cs2);
+      TG_DW_TAP_IN(v, w);
       TG_DW_ORDER();
       x += rs;
       v = tg_load_u32(x);
-      TG_DW_TAP(v, w);
+      TG_DW_TAP_IN(v, w);
       TG_DW_ORDER();
       v = tg_load_u32(x + cs);
-      TG_DW_TAP(v, w);
+      TG_DW_TAP_IN(v, w);
       TG_DW_ORDER();
-      v = tg_load_u32(x + 2 * cs);
-      TG_DW_TAP(v, w);
+      v = tg_load_u32(x + cs2);
+      TG_DW_TAP_IN(v, w);
       TG_DW_ORDER();
       x += rs;
       v = tg_load_u32(x);
-      TG_DW_TAP(v, w);
+      TG_DW_TAP_IN(v, w);
       TG_DW_ORDER();
       v = tg_load_u32(x + cs);
-      TG_DW_TAP(v, w);
+      TG_DW_TAP_IN(v, w);
       TG_DW_ORDER();
-      v = tg_load_u32(x + 2 * cs);
-      TG_DW_TAP(v, w);
+      v = tg_load_u32(x + cs2);
+      TG_DW_TAP_IN(v, w);
       x += back;
-      tg_dw_rq4_fast(a0, a1, a2, a3, rq, out); /* rq: past the 4 biases */
-      rq += 12;
+      tg_dw_rq4_fast(a0, a1, a2, a3, rq + 4, out);
+      rq += 20;
       out += 4;
     }
   }
@@ -216,6 +264,7 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input, 
   const int32_t groups = (c + 3) >> 2;
   const int32_t x_step = dw * c, row_step = dh * in_w * c;
   const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
+  const int32_t rqs = p->rq_words;
   /* whole groups the unrolled 3x3 path can take */
   const int32_t fastw = (p->fast && p->act_full) ? c >> 2 : 0;
   const int32_t fast3 = (fh == 3 && fw == 3) ? fastw : 0;
@@ -245,23 +294,23 @@ void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input, 
             while (ox + n < out_w && (ox + n) * p->stride_w - p->pad_w + 2 * dw < in_w) {
               ++n;
             }
-            tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, off2, n, p->stride_w * c, c);
+            tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, n, p->stride_w * c, c);
             ox += n - 1;
             out_px += (n - 1) * c;
             continue;
           }
-          tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, off2, 1, 0, 0);
+          tg_dw3x3_fast(x0, x_step, row_step, wg, rq, out_px, fast3, 1, 0, 0);
           g = fast3;
           wg += 2 * taps * g;
-          rq += 16 * g;
+          rq += rqs * g;
         } else if (fastw && ky0 < ky1 && kx0 < kx1) {
           tg_dw_window_fast(x0, x_step, row_step, wg + (ky0 * fw + kx0) * 2, ky1 - ky0, kx1 - kx0,
-                            2 * (fw - (kx1 - kx0)), 2 * taps, rq, out_px, fastw, off2);
+                            2 * (fw - (kx1 - kx0)), 2 * taps, rq, out_px, fastw, off2, rqs);
           g = fastw;
           wg += 2 * taps * g;
-          rq += 16 * g;
+          rq += rqs * g;
         }
-        for (; g < groups; ++g, wg += 2 * taps, rq += 16) {
+        for (; g < groups; ++g, wg += 2 * taps, rq += rqs) {
           const int32_t n = c - 4 * g < 4 ? c - 4 * g : 4;
           int32_t a0 = rq[0], a1 = rq[1], a2 = rq[2], a3 = rq[3];
           const int8_t *xr = x0 + 4 * g;

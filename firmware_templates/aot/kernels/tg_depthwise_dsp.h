@@ -21,7 +21,8 @@ typedef struct {
   int32_t act_full, act_min, act_max;
   const int32_t *filter; /* [ceil(c/4)][filter_h * filter_w][2]: 16-bit lanes
                             (w[c0], w[c2]) and (w[c1], w[c3]) of each group of 4 */
-  const int32_t *rq;     /* [ceil(c/4)][4 fields][4 channels] */
+  const int32_t *rq;     /* [ceil(c/4)][rq_words]: see tg_depthwise_dsp.c */
+  int32_t rq_words;      /* 16, or 20 with the folded biases */
 } tg_depthwise_dsp_params;
 
 void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input, int8_t *output);

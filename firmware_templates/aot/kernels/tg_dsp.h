@@ -48,6 +48,12 @@ TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b) {
   __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
   return r;
 }
+/* acc + ((a * b + 2^31) >> 32), modulo 2^32 */
+TG_INLINE int32_t tg_smmlar(int32_t a, int32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
 #define tg_ssat8(x) __ssat((x), 8)
 #else
 TG_INLINE int32_t tg_sxtb16(uint32_t x) {
@@ -80,6 +86,9 @@ TG_INLINE int32_t tg_smlatt(int32_t a, int32_t b, int32_t acc) {
 TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
 }
+TG_INLINE int32_t tg_smmlar(int32_t a, int32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)tg_smmulr(a, b));
+}
 TG_INLINE int32_t tg_ssat8(int32_t x) { return tg_clamp_i32(x, -128, 127); }
 #endif
 
@@ -109,6 +118,15 @@ TG_INLINE int32_t tg_rq_fast(int32_t acc, int32_t mult, int32_t round, int32_t e
 TG_INLINE int32_t tg_rq_fast2(int32_t acc2, int32_t mult, int32_t round, int32_t e) {
   const int32_t x = tg_smmulr(acc2, mult);
   return (x + round - (int32_t)((uint32_t)x >> 31)) >> e;
+}
+
+/* The same in one instruction less: round rides in SMMLAR's accumulator
+ * (the 64-bit product's low word does not change the high word's rounding),
+ * and the sign correction takes the sign of acc2 instead of x's.  They differ
+ * only when acc2 < 0 and x = 0, where (round - 1) >> e = round >> e because
+ * e >= 1 and round = 2^(e-1) + offset * 2^e. */
+TG_INLINE int32_t tg_rq_fast2a(int32_t acc2, int32_t mult, int32_t round, int32_t e) {
+  return (tg_smmlar(acc2, mult, round) + (acc2 >> 31)) >> e;
 }
 
 TG_INLINE int32_t tg_rq_exact(int32_t acc, int32_t mult, int32_t shift, int32_t offset) {

@@ -523,17 +523,33 @@ def _depthwise_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_ma
     wt = wt.reshape(taps, groups, 4).transpose(1, 0, 2)          # [g][tap][4 channels]
     lanes = np.stack([wt[..., 0] & 0xFFFF | (wt[..., 2] & 0xFFFF) << 16,
                       wt[..., 1] & 0xFFFF | (wt[..., 3] & 0xFFFF) << 16], axis=-1)
+    act = act_fields(act_min, act_max)
+    blocks = rq_blocks(rec, 4).reshape(groups, 4, 4)
+    if fast:
+        # the kernel loads (multiplier, round) pairs: one LDRD feeds SMMLAR
+        blocks = np.concatenate([blocks[:, :1], blocks[:, 1:3].transpose(0, 2, 1).reshape(
+            groups, 2, 4), blocks[:, 3:]], axis=1)
+    if fast and fh == 3 and fw == 3 and act["act_full"] == "1":
+        # a 5th field for the unrolled 3x3 path of windows inside the image,
+        # which multiplies raw inputs: the input offset's share folded into the
+        # (doubled) bias; int32 wrap-around of partial sums cancels, the final
+        # sum is exact
+        kb = np.zeros(groups * 4, np.int64)
+        kb[:c] = folded_bias(rec[:, 0], -inp.zero_point,
+                             w.reshape(taps, c).astype(np.int64).sum(axis=0) * scale)
+        blocks = np.concatenate([blocks, wrap_int32(kb).reshape(groups, 1, 4)], axis=1)
     consts = [ConstArray(ctx.name(op, "filter"), "int32_t", wrap_int32(lanes.reshape(-1)),
                          align=16),
-              ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 4), align=16,
+              ConstArray(ctx.name(op, "rq"), "int32_t", blocks.reshape(-1), align=16,
                          is_weight=False)]
     params = {
         "in": dims4(inp.shape), "out": dims4(out.shape),
         "filter_h": str(fh), "filter_w": str(fw),
         **{k: str(v) for k, v in win.items()},
         "input_offset": str(-inp.zero_point), "fast": "1" if fast else "0",
-        **act_fields(act_min, act_max),
+        **act,
         "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq"),
+        "rq_words": str(blocks.shape[1] * 4),
     }
     return KernelCall(
         kernel="tg_depthwise_dsp_s8", params_type="tg_depthwise_dsp_params", params=params,
