@@ -119,3 +119,115 @@ def test_image_frontend_cli(tmp_path):
     assert bad.returncode == 2 and "audio front end option" in bad.stderr
     h = run_cli("frontend", "--help")
     assert h.returncode == 0 and "--image" in h.stdout and "rgb565" in h.stdout
+
+
+# ---------------------------------------------------------------------------
+# the pipeline: frame -> front end -> model, one graph
+
+
+def _tiny_model(h=12, w=12, c=1) -> bytes:
+    """A small int8 conv model (the differential corpus' builder, a valid TFLM model)."""
+    from tinygen.tools import corpus
+    return corpus.conv(np.random.default_rng(0), h=h, w=w, cin=c, cout=4, stride=(2, 2))
+
+
+def _fe_for(model: bytes, **kw) -> ImageFrontendParams:
+    from tinygen.ir import parse_tflite as parse
+    t = parse(model).input_tensors()[0]
+    return ImageFrontendParams(out_height=int(t.shape[1]), out_width=int(t.shape[2]),
+                               out_channels=int(t.shape[3]), out_scale=t.scale,
+                               out_zero_point=t.zero_point, **kw)
+
+
+def test_image_pipeline_is_the_front_end_then_the_model():
+    from tinygen.convert.pipeline import build_image_pipeline, image_frontend_info
+    model = _tiny_model()
+    p = _fe_for(model, frame_width=40, frame_height=30, pixel_format="rgb565")
+    fe = build_image_frontend(p)
+    joined, info = build_image_pipeline(fe, model)
+    assert info.pixel_format == "rgb565" and image_frontend_info(joined) == info
+    frames = np.random.default_rng(3).integers(0, 256, (3, 1, 30, 40, 2), dtype=np.uint8)
+    ref_fe, ref_m, ref_j = TflmReference(fe), TflmReference(model), TflmReference(joined)
+    for f in frames:
+        image = ref_fe.run([f])[0]
+        got = ref_j.run([f])
+        assert np.array_equal(got[0], image)
+        assert np.array_equal(got[1], ref_m.run([image])[0])
+
+
+@pytest.mark.parametrize("change, needle", [
+    (dict(out_width=10), "shape [1, 12, 10, 1] vs [1, 12, 12, 1]"),
+    (dict(out_channels=3), "shape [1, 12, 12, 3] vs [1, 12, 12, 1]"),
+    (dict(out_scale=0.5), "scale 0.5 vs"),
+    (dict(out_zero_point=-7), "zero point -7 vs 2"),
+])
+def test_a_front_end_that_does_not_fit_the_model_is_one_line(change, needle):
+    from dataclasses import replace
+
+    from tinygen.convert.pipeline import build_image_pipeline
+    model = _tiny_model()
+    p = replace(_fe_for(model, frame_width=40, frame_height=30), **change)
+    with pytest.raises(TinygenError) as e:
+        build_image_pipeline(build_image_frontend(p), model)
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg and "does not fit the model's input" in msg, msg
+
+
+def test_raw_frames_from_npy_and_pnm(tmp_path):
+    from tinygen.data import pack_rgb565, read_raw_frames
+    rgb = np.random.default_rng(4).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    ppm = tmp_path / "f.ppm"
+    ppm.write_bytes(b"P6\n# a comment\n8 6\n255\n" + rgb.tobytes())
+    got = read_raw_frames(ppm, 8, 6, "rgb565", 2)
+    assert got.shape == (1, 1, 6, 8, 2) and np.array_equal(got[0, 0], pack_rgb565(rgb))
+    assert np.array_equal(read_raw_frames(ppm, 8, 6, "rgb888", 3)[0, 0], rgb)
+    pgm = tmp_path / "f.pgm"
+    pgm.write_bytes(b"P5 8 6 255\n" + rgb[..., 0].tobytes())
+    assert np.array_equal(read_raw_frames(pgm, 8, 6, "grayscale", 1)[0, 0, ..., 0], rgb[..., 0])
+    npy = tmp_path / "f.npy"
+    np.save(npy, rgb)
+    assert read_raw_frames(npy, 8, 6, "rgb888", 3).shape == (1, 1, 6, 8, 3)
+    for path, args, needle in ((ppm, (8, 6, "grayscale", 1), "an RGB PPM"),
+                               (pgm, (8, 6, "rgb888", 3), "a grayscale PGM"),
+                               (npy, (9, 6, "rgb888", 3), "frames of shape [1, 6, 8, 3]")):
+        with pytest.raises(TinygenError) as e:
+            read_raw_frames(path, *args)
+        assert needle in str(e.value) and "\n" not in str(e.value)
+    # the RGB565 bytes decode to the colour the front end sees: numpy's own unpacking
+    from tinygen.convert.image_frontend import unpack_rgb565
+    back = unpack_rgb565(pack_rgb565(rgb)).astype(int)
+    assert np.abs(back - rgb.astype(int)).max() <= 7
+
+
+@pytest.mark.slow
+def test_verify_runs_frames_through_the_pipeline_on_the_device(tmp_path):
+    """A camera front end + a small conv model, verified with raw frames on
+    qemu-cortex-m4 with aot and with TFLM's reference tree: 0 LSB on the
+    front end's image and on the model's output, costs split per part."""
+    import json
+
+    from test_tflm_runtime import tree_path
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(_tiny_model())
+    fe = tmp_path / "cam.tflite"
+    r = run_cli("frontend", "--image", "--frame", "40x30", "--format", "rgb565", "--model", model,
+                "-o", fe)
+    assert r.returncode == 0, r.stderr
+    frames = tmp_path / "frames.npy"
+    np.save(frames, np.random.default_rng(5).integers(0, 256, (3, 30, 40, 2), dtype=np.uint8))
+    for runtime in ("aot", "tflm"):
+        extra = ["--tflm-source", str(tree_path("reference"))] if runtime == "tflm" else []
+        report = tmp_path / f"{runtime}.json"
+        r = run_cli("verify", model, "--frontend", fe, "--raw", frames, "--board",
+                    "qemu-cortex-m4", "--runtime", runtime, "-o", tmp_path / runtime, "--json",
+                    report, *extra, timeout=1800)
+        assert r.returncode == 0, r.stdout + r.stderr
+        d = json.loads(report.read_text())
+        assert d["passed"] and d["bit_exact"] and d["runtime"] == runtime
+        assert len(d["outputs"]) == 2
+        for o in d["outputs"]:
+            assert o["max_abs_diff_lsb"] == 0 and o["exact_match_pct"] == 100.0
+        p = d["pipeline"]
+        assert p["instructions_per_frame"] > 0 and set(p["parts"]) == {"frontend", "model"}
+        assert "instructions per 40x30 frame" not in r.stdout
+        assert "per 40x30 frame" in r.stdout

@@ -318,9 +318,10 @@ def _default_board(args) -> str:
 
 
 def _join_frontend(args, con: Console, workdir: Path):
-    """--frontend: the front end and the model as one streaming .tflite in
-    workdir; args.model then names it.  Returns the front end's FrontendInfo."""
-    from .convert.pipeline import build_pipeline
+    """--frontend: the front end and the model as one .tflite in workdir (a
+    streaming one for audio); args.model then names it.  Returns the front
+    end's FrontendInfo (audio) or ImageInfo (camera), and frames per input."""
+    from .convert.pipeline import build_image_pipeline, build_pipeline, image_frontend_info
     fe_path = Path(args.frontend)
     if not fe_path.is_file():
         raise TinygenError(f"--frontend {fe_path}: no such file")
@@ -333,12 +334,19 @@ def _join_frontend(args, con: Console, workdir: Path):
         model_bytes = _load_ir_any(args.model, args.calib, con).tflite
     con.progress(f"joining the front end {fe_path.name} and {model.name} into one pipeline")
     fe_bytes = fe_path.read_bytes()
-    tflite, info, frames = build_pipeline(fe_bytes, bytes(model_bytes))
+    image = image_frontend_info(fe_bytes)
+    if image is not None:
+        tflite, info = build_image_pipeline(fe_bytes, bytes(model_bytes))
+        frames = 1
+        con.progress(f"pipeline: {image.frame_width}x{image.frame_height} {image.pixel_format} "
+                     "frames, one answer per frame")
+    else:
+        tflite, info, frames = build_pipeline(fe_bytes, bytes(model_bytes))
+        con.progress(f"pipeline: {info.stride_samples} samples per stride at "
+                     f"{info.sample_rate} Hz, {frames} frames per model input")
     args.pipeline_parts = (fe_bytes, bytes(model_bytes), tflite)
     joined = workdir / f"{model.stem}+{fe_path.stem}.tflite"
     joined.write_bytes(tflite)
-    con.progress(f"pipeline: {info.stride_samples} samples per stride at {info.sample_rate} Hz, "
-                 f"{frames} frames per model input")
     args.model, args.calib = str(joined), None
     return info, frames
 
@@ -459,7 +467,19 @@ def cmd_verify(args, con: Console) -> int:
         with tempfile.TemporaryDirectory(prefix="tinygen-pipeline-") as tmp:
             info, frames = _join_frontend(args, con, Path(tmp))
             args.frontend = None
-            if args.raw:
+            from .convert.pipeline import ImageInfo
+            if args.raw and isinstance(info, ImageInfo):
+                import numpy as np
+
+                from .data import read_raw_frames
+                shots = read_raw_frames(args.raw, info.frame_width, info.frame_height,
+                                        info.pixel_format, info.bytes_per_pixel)
+                data = Path(tmp) / "raw_frames.npy"
+                np.save(data, shots)
+                con.progress(f"--raw: {len(shots)} frame(s) of {info.frame_width}x"
+                             f"{info.frame_height} {info.pixel_format}")
+                args.data, args.samples = str(data), len(shots)
+            elif args.raw:
                 from .data import read_raw_audio, stride_chunks
                 clips = read_raw_audio(args.raw, info.sample_rate)
                 chunks = stride_chunks(clips, info.stride_samples)
@@ -548,6 +568,11 @@ def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
                                                       getattr(args, "pipeline_parts", None))
         if not quiet_human:
             p = outcome.payload["pipeline"]
+            if p.get("ms_per_frame") is not None:
+                print(f"  pipeline: {p['instructions_per_frame']:,} instructions, "
+                      f"{p['ms_per_frame']:.2f} ms per {p['frame_width']}x{p['frame_height']} "
+                      f"frame at {p['clock_mhz']} MHz (estimate: one instruction per cycle)",
+                      file=human, flush=True)
             if p.get("ms_per_stride") is not None:
                 print(f"  pipeline: {p['ms_per_stride']:.2f} ms per {p['stride_ms']:g} ms stride "
                       f"at {p['clock_mhz']} MHz ({100 * p['realtime_fraction']:.1f}% of real "
@@ -555,7 +580,8 @@ def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
             for part, e in (p.get("parts") or {}).items():
                 bits = []
                 if "instructions" in e:
-                    bits.append(f"{e['instructions']:,} instructions per stride")
+                    per = "frame" if p.get("frame_width") else "stride"
+                    bits.append(f"{e['instructions']:,} instructions per {per}")
                 for k, label in (("arena_bytes", "arena"), ("tflm_arena_bytes", "TFLM arena"),
                                  ("state_bytes", "state")):
                     if k in e:
@@ -595,7 +621,18 @@ def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
 def _pipeline_costs(pipeline, outcome, parts) -> dict:
     """The stride's budget: instructions per stride (front end, stacking and
     model together) at the board's clock against the stride's duration."""
+    from .convert.pipeline import ImageInfo
     info, frames = pipeline
+    lat = outcome.payload.get("latency") or {}
+    if isinstance(info, ImageInfo):
+        d = {"frame_width": info.frame_width, "frame_height": info.frame_height,
+             "pixel_format": info.pixel_format, "clock_mhz": outcome.board.clock_mhz}
+        instr = lat.get("instructions") if isinstance(lat, dict) else None
+        if instr:
+            d.update(instructions_per_frame=instr,
+                     ms_per_frame=instr / (outcome.board.clock_mhz * 1000.0))
+        d.update(_pipeline_split(parts, lat, outcome.runtime))
+        return d
     stride_ms = 1000.0 * info.stride_samples / info.sample_rate
     d = {"sample_rate": info.sample_rate, "window_samples": info.window_samples,
          "stride_samples": info.stride_samples, "stride_ms": stride_ms, "frames": frames,
@@ -621,7 +658,7 @@ def _pipeline_split(args_parts, lat, runtime: str) -> dict:
     meta = pipeline_parts(joined) or {}
     per_op = lat.get("per_op") if isinstance(lat, dict) else None
     parts: dict = {}
-    for part in ("frontend", "stacking", "model"):
+    for part in ("frontend", "model") if meta.get("image") else ("frontend", "stacking", "model"):
         rng = meta.get(f"{part}_ops")
         entry: dict = {}
         if per_op and rng:
@@ -632,8 +669,9 @@ def _pipeline_split(args_parts, lat, runtime: str) -> dict:
         from .plan.aot import plan_aot
         joined_calls, _ = plan_aot(parse_tflite(joined))
         rng = meta.get("stacking_ops") or [0, 0]
-        parts["stacking"]["state_bytes"] = sum(
-            c.state_bytes for i, c in enumerate(joined_calls) if rng[0] <= i < rng[1])
+        if "stacking" in parts:
+            parts["stacking"]["state_bytes"] = sum(
+                c.state_bytes for i, c in enumerate(joined_calls) if rng[0] <= i < rng[1])
         for part, data in (("frontend", fe_bytes), ("model", model_bytes)):
             calls, plan = plan_aot(parse_tflite(data))
             parts[part]["arena_bytes"] = plan.arena_bytes
@@ -695,9 +733,11 @@ def make_parser() -> argparse.ArgumentParser:
 
     def frontend_arg(sp):
         sp.add_argument("--frontend", metavar="FRONTEND.tflite",
-                        help="an audio front end (`tinygen frontend`) to put before the model: "
-                             "one firmware that takes raw samples, a stride at a time, and "
-                             "gives each frame's features and the model's answer (docs/frontend.md)")
+                        help="a front end (`tinygen frontend`) to put before the model: one "
+                             "firmware that takes raw samples, a stride at a time, and gives each "
+                             "frame's features and the model's answer (audio), or takes a camera "
+                             "frame and gives the model's image and answer (--image front ends; "
+                             "docs/frontend.md)")
 
     def model_arg(sp):
         sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")
@@ -974,7 +1014,10 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--raw", metavar="FILE",
                     help="with --frontend: raw audio to stream through the pipeline, a .wav "
                          "(mono, 16-bit, the front end's rate) or a .npy of int16 samples "
-                         "([N] or [clips, N]); every stride is a vector")
+                         "([N] or [clips, N]), every stride a vector; with a camera front end, "
+                         "frames: a .npy of uint8 [N, H, W, C] or [H, W, C] (the bytes as the "
+                         "camera gives them) or a binary .pgm/.ppm (packed to RGB565 for an "
+                         "RGB565 front end), every frame a vector")
     sp.set_defaults(func=cmd_verify)
     add_farm_parser(sub, model_arg, calib_arg, force_arg)
     return p

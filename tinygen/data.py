@@ -201,6 +201,13 @@ def _as_model_dtype(arr: np.ndarray, what: str, path: Path, label: str, integers
     """float32 for a float input; int8 kept (or made) for quantized inputs, see load_samples."""
     kind, name = arr.dtype.kind, str(arr.dtype)
     where = f"{what} file {path}, {label}"
+    if integers == "uint8":
+        # camera frames for an image front end's uint8 input: taken as they are
+        if arr.dtype.kind not in "iu" or (arr.size and (int(arr.min()) < 0
+                                                        or int(arr.max()) > 255)):
+            raise TinygenError(f"{where} holds {name} values; the model's input is a uint8 "
+                               "camera frame: give uint8 pixels (bytes as the camera gives them)")
+        return arr.astype(np.uint8, copy=False)
     if integers == "int16":
         # audio samples for a front end's int16 input: taken as they are
         if arr.dtype.kind not in "iu" or (arr.size and (int(arr.min()) < -32768
@@ -656,3 +663,81 @@ def load_boxes(path: Path | str, samples: Samples | None = None
                 truth = [t for t, k in zip(truth, samples.kept) if k]
         return truth, where
     return None
+
+
+def _read_pnm(path: Path) -> np.ndarray:
+    """A binary PGM (P5) or PPM (P6) with 8-bit samples -> [H, W, 1 or 3] uint8."""
+    raw = path.read_bytes()
+    fields: list[bytes] = []
+    pos = 0
+    while len(fields) < 4:
+        while pos < len(raw) and raw[pos:pos + 1].isspace():
+            pos += 1
+        if raw[pos:pos + 1] == b"#":
+            while pos < len(raw) and raw[pos:pos + 1] not in (b"\n", b"\r"):
+                pos += 1
+            continue
+        start = pos
+        while pos < len(raw) and not raw[pos:pos + 1].isspace():
+            pos += 1
+        if start == pos:
+            break
+        fields.append(raw[start:pos])
+    if len(fields) < 4 or fields[0] not in (b"P5", b"P6") or not all(
+            f.isdigit() for f in fields[1:]):
+        raise TinygenError(f"--raw {path}: not a binary PGM (P5) or PPM (P6) file")
+    w, h, maxval = (int(f) for f in fields[1:])
+    if maxval > 255:
+        raise TinygenError(f"--raw {path}: {maxval + 1} levels per sample; give 8-bit "
+                           "(maxval 255) images")
+    c = 1 if fields[0] == b"P5" else 3
+    data = raw[pos + 1:pos + 1 + w * h * c]
+    if len(data) != w * h * c:
+        raise TinygenError(f"--raw {path}: the file ends before its {w}x{h} pixels")
+    return np.frombuffer(data, np.uint8).reshape(h, w, c)
+
+
+def pack_rgb565(rgb: np.ndarray) -> np.ndarray:
+    """[..., 3] uint8 RGB -> [..., 2] big-endian RGB565 bytes (what esp32-camera gives)."""
+    r, g, b = (rgb[..., i].astype(np.uint16) for i in range(3))
+    v = ((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)
+    return np.stack([v >> 8, v & 255], -1).astype(np.uint8)
+
+
+def read_raw_frames(path: Path | str, width: int, height: int, pixel_format: str,
+                    bytes_per_pixel: int) -> np.ndarray:
+    """Camera frames [N, 1, height, width, bytes per pixel] uint8 from a .npy
+    ([N, H, W, C] or [H, W, C] uint8, the bytes as the camera gives them) or a
+    binary PGM/PPM (a PPM packed to RGB565 for an RGB565 front end); one line
+    saying what differs for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise TinygenError(f"--raw {path}: no such file")
+    want = f"[N, {height}, {width}, {bytes_per_pixel}] uint8 ({pixel_format})"
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise TinygenError(f"--raw {path}: not a readable .npy ({exc})") from None
+        if arr.dtype != np.uint8:
+            raise TinygenError(f"--raw {path}: the frames are {arr.dtype}; give {want}")
+        if arr.ndim == 3:
+            arr = arr[None]
+    elif suffix in (".pgm", ".ppm", ".pnm"):
+        img = _read_pnm(path)
+        if pixel_format == "rgb565" and img.shape[2] == 3:
+            img = pack_rgb565(img)
+        elif img.shape[2] != bytes_per_pixel:
+            kind = "a grayscale PGM" if img.shape[2] == 1 else "an RGB PPM"
+            raise TinygenError(f"--raw {path}: {kind}; the front end takes {pixel_format} "
+                               "frames")
+        arr = img[None]
+    else:
+        raise TinygenError(f"--raw {path}: give camera frames as a .npy {want} or a binary "
+                           ".pgm/.ppm")
+    if arr.ndim != 4 or list(arr.shape[1:]) != [height, width, bytes_per_pixel] \
+            or arr.shape[0] == 0:
+        raise TinygenError(f"--raw {path}: frames of shape {list(arr.shape)}; the front end "
+                           f"takes {want}")
+    return np.ascontiguousarray(arr[:, None])

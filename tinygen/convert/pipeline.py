@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import TinygenError
 from ..ir import parse_tflite
-from .frontend import _TYPES, METADATA_NAME, _flexbuffer_map, frames_per_input
+from .frontend import _TYPES, METADATA_NAME, _describe, _flexbuffer_map, frames_per_input
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,106 @@ def pipeline_parts(tflite: bytes) -> dict | None:
     return None
 
 
+class _Join:
+    """One .tflite assembled from whole graphs (their tensors, buffers and ops
+    appended, operator codes shared) and a few new tensors and ops between them."""
+
+    def __init__(self, s):
+        self.s = s
+        self.out = s.ModelT()
+        self.out.version = 3
+        self.out.buffers = [s.BufferT()]
+        self.out.operatorCodes = []
+        self.tensors: list = []
+        self.ops: list = []
+        self.codes: dict = {}
+
+    def code_index(self, oc) -> int:
+        custom = oc.customCode.decode() if isinstance(oc.customCode, bytes) else oc.customCode
+        key = (max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), custom, int(oc.version))
+        if key not in self.codes:
+            self.codes[key] = len(self.out.operatorCodes)
+            self.out.operatorCodes.append(oc)
+        return self.codes[key]
+
+    def take(self, graph, prefix: str) -> int:
+        """Append a graph's tensors, buffers and ops; returns its tensor offset."""
+        s, out = self.s, self.out
+        sg = graph.subgraphs[0]
+        t0 = len(self.tensors)
+        for t in sg.tensors:
+            buf = graph.buffers[t.buffer] if t.buffer < len(graph.buffers) else None
+            nb = s.BufferT()
+            if buf is not None and buf.data is not None and len(buf.data):
+                nb.data = buf.data
+            t.buffer = len(out.buffers)
+            out.buffers.append(nb)
+            name = t.name.decode() if isinstance(t.name, bytes) else t.name
+            t.name = f"{prefix}{name}"
+            self.tensors.append(t)
+        for o in sg.operators:
+            o.opcodeIndex = self.code_index(graph.operatorCodes[o.opcodeIndex])
+            o.inputs = [i + t0 if i >= 0 else i for i in (o.inputs if o.inputs is not None else [])]
+            o.outputs = [i + t0 for i in (o.outputs if o.outputs is not None else [])]
+            if o.intermediates is not None:
+                o.intermediates = [i + t0 for i in o.intermediates]
+            self.ops.append(o)
+        return t0
+
+    def tensor(self, name, shape, dtype, data=None, scale=None, zp=0) -> int:
+        s = self.s
+        t = s.TensorT()
+        t.name, t.shape, t.type = name, [int(d) for d in shape], _TYPES[dtype]
+        buf = s.BufferT()
+        if data is not None:
+            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8).copy()
+        t.buffer = len(self.out.buffers)
+        self.out.buffers.append(buf)
+        if scale is not None:
+            q = s.QuantizationParametersT()
+            q.scale, q.zeroPoint = [float(scale)], [int(zp)]
+            t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def op(self, code: str, inputs, outputs, options: dict | None = None) -> None:
+        s = self.s
+        oc = s.OperatorCodeT()
+        if code.startswith("Signal"):
+            oc.builtinCode = oc.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+            oc.customCode = code
+        else:
+            oc.builtinCode = oc.deprecatedBuiltinCode = getattr(s.BuiltinOperator, code)
+        oc.version = 1
+        o = s.OperatorT()
+        o.opcodeIndex = self.code_index(oc)
+        o.inputs, o.outputs = list(inputs), list(outputs)
+        if options is not None:
+            o.customOptions = np.frombuffer(_flexbuffer_map(options), np.uint8).copy()
+            o.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
+        self.ops.append(o)
+
+    def finish(self, inputs, outputs, name: str, description: str, meta: dict) -> bytes:
+        import flatbuffers
+        s, out = self.s, self.out
+        sg = s.SubGraphT()
+        sg.name = name
+        sg.tensors, sg.operators = self.tensors, self.ops
+        sg.inputs, sg.outputs = list(inputs), list(outputs)
+        out.subgraphs = [sg]
+        out.description = description
+        md = s.MetadataT()
+        md.name = METADATA_NAME
+        md.buffer = len(out.buffers)
+        mb = s.BufferT()
+        mb.data = np.frombuffer(json.dumps(meta).encode(), np.uint8).copy()
+        out.buffers.append(mb)
+        out.metadata = [md]
+        b = flatbuffers.Builder(1 << 16)
+        b.Finish(out.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
 def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, int]:
     """(the pipeline's .tflite, the front end's sample rate/window/stride, frames per
     model input); TinygenError in one line when they do not fit together."""
@@ -99,75 +199,8 @@ def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, 
 
     s, fe = _load(frontend)
     _, mm = _load(model)
-    out = s.ModelT()
-    out.version = 3
-    out.buffers = [s.BufferT()]
-    out.operatorCodes = []
-    tensors: list = []
-    ops: list = []
-    codes: dict = {}
-
-    def code_index(oc) -> int:
-        custom = oc.customCode.decode() if isinstance(oc.customCode, bytes) else oc.customCode
-        key = (max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), custom, int(oc.version))
-        if key not in codes:
-            codes[key] = len(out.operatorCodes)
-            out.operatorCodes.append(oc)
-        return codes[key]
-
-    def take(graph, prefix: str) -> int:
-        """Append a graph's tensors, buffers and ops; returns its tensor offset."""
-        sg = graph.subgraphs[0]
-        t0 = len(tensors)
-        for t in sg.tensors:
-            buf = graph.buffers[t.buffer] if t.buffer < len(graph.buffers) else None
-            nb = s.BufferT()
-            if buf is not None and buf.data is not None and len(buf.data):
-                nb.data = buf.data
-            t.buffer = len(out.buffers)
-            out.buffers.append(nb)
-            name = t.name.decode() if isinstance(t.name, bytes) else t.name
-            t.name = f"{prefix}{name}"
-            tensors.append(t)
-        for o in sg.operators:
-            o.opcodeIndex = code_index(graph.operatorCodes[o.opcodeIndex])
-            o.inputs = [i + t0 if i >= 0 else i for i in (o.inputs if o.inputs is not None else [])]
-            o.outputs = [i + t0 for i in (o.outputs if o.outputs is not None else [])]
-            if o.intermediates is not None:
-                o.intermediates = [i + t0 for i in o.intermediates]
-            ops.append(o)
-        return t0
-
-    def new_tensor(name, shape, dtype, data=None, scale=None, zp=0) -> int:
-        t = s.TensorT()
-        t.name, t.shape, t.type = name, [int(d) for d in shape], _TYPES[dtype]
-        buf = s.BufferT()
-        if data is not None:
-            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8).copy()
-        t.buffer = len(out.buffers)
-        out.buffers.append(buf)
-        if scale is not None:
-            q = s.QuantizationParametersT()
-            q.scale, q.zeroPoint = [float(scale)], [int(zp)]
-            t.quantization = q
-        tensors.append(t)
-        return len(tensors) - 1
-
-    def new_op(code: str, inputs, outputs, options: dict | None = None) -> None:
-        oc = s.OperatorCodeT()
-        if code.startswith("Signal"):
-            oc.builtinCode = oc.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
-            oc.customCode = code
-        else:
-            oc.builtinCode = oc.deprecatedBuiltinCode = getattr(s.BuiltinOperator, code)
-        oc.version = 1
-        o = s.OperatorT()
-        o.opcodeIndex = code_index(oc)
-        o.inputs, o.outputs = list(inputs), list(outputs)
-        if options is not None:
-            o.customOptions = np.frombuffer(_flexbuffer_map(options), np.uint8).copy()
-            o.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
-        ops.append(o)
+    j = _Join(s)
+    take, new_tensor, new_op, tensors, ops = j.take, j.tensor, j.op, j.tensors, j.ops
 
     # samples -> frame
     audio = new_tensor("audio", [1, info.stride_samples], "int16")
@@ -206,32 +239,115 @@ def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, 
     take(mm, "model/")
     ops_model_outputs = [m0 + i for i in m_ir.outputs]
 
-    sg = s.SubGraphT()
-    sg.name = "pipeline"
-    sg.tensors, sg.operators = tensors, ops
-    sg.inputs, sg.outputs = [audio], [features] + ops_model_outputs
-    out.subgraphs = [sg]
     desc = (f"tinygen pipeline: {info.sample_rate} Hz, {info.stride_samples} samples per "
             f"stride, window of {info.window_samples}; {frames} frames x {ch} features")
-    out.description = desc
-    md = s.MetadataT()
-    md.name = METADATA_NAME
-    md.buffer = len(out.buffers)
     meta = dict(sample_rate=info.sample_rate, window_samples=info.window_samples,
                 stride_samples=info.stride_samples, frames=frames, channels=ch, pipeline=True,
                 # operator index ranges [start, end): what each part costs on the device
                 frontend_ops=[0, stacking_start], stacking_ops=[stacking_start, model_start],
                 model_ops=[model_start, len(ops)])
-    mb = s.BufferT()
-    mb.data = np.frombuffer(json.dumps(meta).encode(), np.uint8).copy()
-    out.buffers.append(mb)
-    out.metadata = [md]
-    import flatbuffers
-    b = flatbuffers.Builder(1 << 16)
-    b.Finish(out.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output()), info, frames
+    joined = j.finish([audio], [features] + ops_model_outputs, "pipeline", desc, meta)
+    return joined, info, frames
 
 
+# ---------------------------------------------------------------------------
+# camera front ends: one frame in, one answer out
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    frame_width: int
+    frame_height: int
+    pixel_format: str
+    bytes_per_pixel: int
+
+
+def _metadata(tflite: bytes) -> dict | None:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    m = s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    for md in m.metadata or []:
+        name = md.name.decode() if isinstance(md.name, bytes) else md.name
+        if name == METADATA_NAME:
+            try:
+                d = json.loads(bytes(np.asarray(m.buffers[md.buffer].data, np.uint8)).decode())
+            except ValueError:
+                return None
+            return d if isinstance(d, dict) else None
+    return None
+
+
+def image_frontend_info(tflite: bytes) -> ImageInfo | None:
+    """The frame a camera front end (or its pipeline) takes; None for other graphs."""
+    d = _metadata(tflite)
+    if not d or not d.get("image"):
+        return None
+    try:
+        return ImageInfo(int(d["frame_width"]), int(d["frame_height"]), str(d["pixel_format"]),
+                         int(d["bytes_per_pixel"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def check_image_fits(frontend, model) -> None:
+    """TinygenError, one line naming what differs, when the front end's image
+    cannot be the model's input as it is."""
+    if len(frontend.outputs) != 1:
+        raise TinygenError(f"the front end has {len(frontend.outputs)} outputs; it needs one "
+                           "(the image)")
+    if len(model.inputs) != 1:
+        raise TinygenError(f"the model has {len(model.inputs)} inputs; a front end feeds one")
+    f, m = frontend.output_tensors()[0], model.input_tensors()[0]
+    what = f"the front end's image ({_describe(f)}) does not fit the model's input " \
+           f"'{m.name}' ({_describe(m)})"
+    fix = "make the front end with `tinygen frontend --image --model MODEL.tflite`"
+    if f.dtype != m.dtype:
+        raise TinygenError(f"{what}: type {f.dtype} vs {m.dtype}")
+    if [int(d) for d in f.shape] != [int(d) for d in m.shape]:
+        raise TinygenError(f"{what}: shape {list(f.shape)} vs {list(m.shape)} ({fix})")
+    if f.scale != m.scale and abs(f.scale - m.scale) > 1e-6 * max(abs(m.scale), 1e-30):
+        raise TinygenError(f"{what}: scale {f.scale:.6g} vs {m.scale:.6g} ({fix}, or "
+                           f"--out-scale {m.scale:.9g})")
+    if f.zero_point != m.zero_point:
+        raise TinygenError(f"{what}: zero point {f.zero_point} vs {m.zero_point} ({fix}, or "
+                           f"--out-zero-point {m.zero_point})")
+
+
+def build_image_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, ImageInfo]:
+    """(frame -> front end -> model as one .tflite, the frame it takes):
+
+        frame uint8 [1, H, W, bytes per pixel] -> the front end's ops -> image  (output 0)
+          -> RESHAPE (same shape: a view) -> the model's ops -> its outputs   (outputs 1...)
+
+    TinygenError in one line when they do not fit together."""
+    info = image_frontend_info(frontend)
+    if info is None:
+        raise TinygenError("the front end does not record its frame (make it with "
+                           "`tinygen frontend --image`)")
+    fe_ir, m_ir = parse_tflite(frontend), parse_tflite(model)
+    if fe_ir.num_subgraphs != 1 or m_ir.num_subgraphs != 1:
+        raise TinygenError("a pipeline joins single-subgraph graphs; the model has "
+                           f"{m_ir.num_subgraphs} subgraphs")
+    check_image_fits(fe_ir, m_ir)
+    s, fe = _load(frontend)
+    _, mm = _load(model)
+    j = _Join(s)
+    j.take(fe, "frontend/")
+    frame, image = fe_ir.inputs[0], fe_ir.outputs[0]
+    shape = [int(d) for d in m_ir.input_tensors()[0].shape]
+    image_shape = j.tensor("image_shape", [len(shape)], "int32", np.array(shape, np.int32))
+    m0 = len(j.tensors)       # where take() puts the model's tensors
+    model_start = len(j.ops)
+    # the RESHAPE counts with the model: it is where the model's input comes from
+    j.op("RESHAPE", [image, image_shape], [m0 + m_ir.inputs[0]])
+    j.take(mm, "model/")
+    outputs = [m0 + i for i in m_ir.outputs]
+    desc = (f"tinygen pipeline: {info.frame_width}x{info.frame_height} {info.pixel_format} "
+            f"frames -> {shape}")
+    meta = dict(image=True, pipeline=True, frame_width=info.frame_width,
+                frame_height=info.frame_height, pixel_format=info.pixel_format,
+                bytes_per_pixel=info.bytes_per_pixel,
+                frontend_ops=[0, model_start], model_ops=[model_start, len(j.ops)])
+    return j.finish([frame], [image] + outputs, "pipeline", desc, meta), info
 
 
 def clip_features(frontend: bytes, clip: np.ndarray, reference=None) -> np.ndarray:

@@ -49,13 +49,14 @@ def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib:
     source = data or calib
     vectors, floats = [], []
     audio = _takes_audio(ir)
+    frames = takes_frames(ir)
     if source:
         # --data may hold int8 vectors (any integer type within int8); --calib holds
         # what the conversion took: floats, integers converted to float, or int8 vectors.
         # A front end takes int16 audio from either.
         loaded = load_samples(Path(source), [t.shape for t in ins],
                               what="data" if data else "calibration",
-                              integers="int16" if audio else "int8" if data else "float",
+                              integers=_integers(ir, "data" if data else "calibration"),
                               keep_int8=True)
         labels: tuple | None = None
         if data:
@@ -71,7 +72,8 @@ def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib:
             vec, fvec = [], []
             for x, t in zip(s, ins):
                 x = np.asarray(x)
-                if x.dtype == np.int8 or (audio and x.dtype == np.int16):
+                if x.dtype == np.int8 or (audio and x.dtype == np.int16) \
+                        or (frames and x.dtype == np.uint8):
                     q = x.reshape(t.shape)
                     fvec.append(dequantize(q, t).astype(np.float32) if t.quant
                                 else q.astype(np.float32))
@@ -86,11 +88,26 @@ def labelled_vector_set(ir: Model, samples: int | None, data: str | None, calib:
     n = random_vector_count(n, sum(int(np.prod(t.shape)) for t in ins))
     for _ in range(n):
         vec = [rng.integers(-32768, 32768, t.shape, dtype=np.int16) if t.dtype == "int16"
+               else rng.integers(0, 256, t.shape, dtype=np.uint8) if t.dtype == "uint8"
                else rng.integers(-128, 128, t.shape, dtype=np.int8) for t in ins]
         vectors.append(vec)
         floats.append([dequantize(q, t).astype(np.float32) if t.quant else q.astype(np.float32)
                        for q, t in zip(vec, ins)])
     return vectors, floats, None
+
+
+def takes_frames(ir: Model) -> bool:
+    """A camera front end: every input is a uint8 frame, taken as the camera gives it."""
+    return bool(ir.inputs) and all(t.dtype == "uint8" for t in ir.input_tensors())
+
+
+def _integers(ir: Model, what: str) -> str:
+    """How load_samples takes integer samples for this model's inputs."""
+    if _takes_audio(ir):
+        return "int16"
+    if takes_frames(ir):
+        return "uint8"
+    return "int8" if what == "data" else "float"
 
 
 def _takes_audio(ir: Model) -> bool:
@@ -113,7 +130,7 @@ def precheck_sample_files(model: str | Path, data: str | Path | None,
             from ..load import load_ir
             ir = load_ir(model)
             load_samples(Path(f), [t.shape for t in ir.input_tensors()], what=what,
-                         integers="int16" if _takes_audio(ir) else integers, keep_int8=True,
+                         integers=_integers(ir, what), keep_int8=True,
                          note=lambda _m: None)
             continue
         if check_sample_file(Path(f), what, integers=integers):
