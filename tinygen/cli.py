@@ -492,11 +492,10 @@ def cmd_verify(args, con: Console) -> int:
                 starts = np.cumsum([0] + [-(-len(c) // info.stride_samples) for c in clips])
                 args.clip_starts = [int(i) for i in starts[:-1]]
             args.pipeline, args.raw = (info, frames), None
-            board = _default_board(args)
-            from .boards import get_board
-            if (args.runtime or get_board(board).default_runtime) == "aot" and not args.port:
-                # per-operator counters: the report splits the stride into the
-                # front end, the stacking and the model
+            if not args.port:
+                # per-operator counters (aot's own, TFLM's profiler hook): the
+                # report splits the stride into the front end, the stacking and
+                # the model
                 args.profile = True
             return cmd_verify(args, con)
     from .data import clip_starts
@@ -875,8 +874,9 @@ def make_parser() -> argparse.ArgumentParser:
     force_arg(sp)
     dense_arg(sp)
     sp.add_argument("--profile", action="store_true",
-                    help="aot runtime: time every operator on the device (read back by "
-                         "`tinygen verify`; adds two counter reads per operator)")
+                    help="time every operator on the device (read back by `tinygen verify`; "
+                         "adds two counter reads per operator; tflm: through TFLM's profiler "
+                         "hook)")
     frontend_arg(sp)
     model_update.add_build_args(sp)
     sp.set_defaults(func=cmd_build)
@@ -1004,7 +1004,7 @@ def make_parser() -> argparse.ArgumentParser:
                          "device vs reference, float vs int8 top-1, latency, memory plan, "
                          "per-op times); see docs/reports.md")
     sp.add_argument("--profile", action="store_true",
-                    help="build the firmware with per-operator timing (aot, emulated boards "
+                    help="build the firmware with per-operator timing (emulated boards "
                          "built here; flashed boards need `tinygen build --profile`)")
     sp.add_argument("-o", "--output", metavar="DIR",
                     help="project directory (default tinygen-out/MODEL-BOARD-verify)")

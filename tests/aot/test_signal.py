@@ -429,3 +429,40 @@ def test_delay_and_overlap_add_on_cortex_m4(tmp_path):
                 rng.standard_normal((3, 40)).astype(np.float32)] for _ in range(8)]
     assert_bit_exact_m4(g.build([a, f], [summed, fsum], "delay + overlap add"), tmp_path,
                         inputs=batches)
+
+
+# ---------------------------------------------------------------------------
+# SignalIrfft: kissfft's inverse real FFT in Q15 (the Rfft's stages, run backwards)
+
+
+@fast(10)
+@given(st.integers(2, 11), st.integers(1, 3), st.integers(0, 3), seeds)
+def test_irfft_int16(log2n, frames, extra_bins, seed):
+    """Drawn spectra (full scale, -32768s, quiet, zero) and the spectra of
+    drawn audio; input rows longer than the bins it reads included."""
+    fft = 1 << log2n
+    rng = np.random.default_rng(seed)
+    row = fft + 2 + 2 * extra_bins
+    g = _Graph()
+    x = g.tensor("x", [frames, row], "int16")
+    y = g.tensor("y", [frames, fft], "int16")
+    g.op("SignalIrfft", [x], [y], {"T": 7, "fft_length": fft})
+    batches = [[int16_audio(rng, frames * row).reshape(frames, row)] for _ in range(5)]
+    batches.append([np.full((frames, row), -32768, np.int16)])
+    assert_same(g.build([x], [y], "irfft"), batches)
+
+
+def test_rfft_then_irfft_on_cortex_m4(tmp_path):
+    """Both directions of the DSP butterflies in one graph on the M4."""
+    from harness import assert_bit_exact_m4, qemu_available
+    if not qemu_available():
+        pytest.skip("qemu-system-arm not installed")
+    g = _Graph()
+    x = g.tensor("x", [2, 480], "int16")
+    spec = g.tensor("spec", [2, 514], "int16")
+    back = g.tensor("back", [2, 512], "int16")
+    g.op("SignalRfft", [x], [spec], {"T": 7, "fft_length": 512})
+    g.op("SignalIrfft", [spec], [back], {"T": 7, "fft_length": 512})
+    rng = np.random.default_rng(5)
+    batches = [[np.stack([int16_audio(rng, 480) for _ in range(2)])] for _ in range(5)]
+    assert_bit_exact_m4(g.build([x], [spec, back], "rfft + irfft"), tmp_path, inputs=batches)

@@ -291,6 +291,14 @@ def overlap_add(rng, dtype="int16", frames=(1, 3, 12), step=5):
     return g.build([x], [y])
 
 
+def irfft(rng, frames=2, fft=64, extra_bins=1):
+    g = Graph()
+    x = g.tensor((frames, fft + 2 + 2 * extra_bins), "int16")
+    y = g.tensor((frames, fft), "int16")
+    g.op("SignalIrfft", [x], [y], T=_TYPES["int16"], fft_length=fft)
+    return g.build([x], [y])
+
+
 def conv_chain(rng):
     """conv -> depthwise -> avg pool -> reshape -> fc -> softmax: a small network."""
     g = Graph()
@@ -454,6 +462,7 @@ BUILT: dict[str, Callable] = {
     "image_frontend_rgb888_nearest": lambda r: image_frontend(
         r, frame_width=20, frame_height=20, pixel_format="rgb888", out_width=8, out_height=6,
         out_channels=3, resize="nearest", out_scale=0.02, out_zero_point=7),
+    "signal_irfft_radix2_stage": lambda r: irfft(r),
 }
 
 

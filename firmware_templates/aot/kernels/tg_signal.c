@@ -114,8 +114,12 @@ static void tg_fft_radix2(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
 }
 
 #ifndef TG_HAVE_DSP
-static void tg_fft_radix4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
+/* inverse: kissfft's inverse butterfly rotates the odd difference the other
+ * way, which is the forward one with outputs m and 3m exchanged. */
+static void tg_fft_radix4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw,
+                          int32_t inverse) {
   const int32_t span = 4 * m, stride = n / span;
+  const int32_t q1 = inverse ? 3 * m : m, q3 = inverse ? m : 3 * m;
   int32_t k, base;
   for (k = 0; k < m; ++k) {
     const tg_c16 w1 = tg_c16_at(tw, k * stride);
@@ -133,10 +137,10 @@ static void tg_fft_radix4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
       const tg_c16 diff13 = tg_c16_sub(b1, b3);
       f[2 * m] = tg_c16_sub(sum02, sum13);
       f[0] = tg_c16_add(sum02, sum13);
-      f[m].r = (int16_t)(diff02.r + diff13.i);
-      f[m].i = (int16_t)(diff02.i - diff13.r);
-      f[3 * m].r = (int16_t)(diff02.r - diff13.i);
-      f[3 * m].i = (int16_t)(diff02.i + diff13.r);
+      f[q1].r = (int16_t)(diff02.r + diff13.i);
+      f[q1].i = (int16_t)(diff02.i - diff13.r);
+      f[q3].r = (int16_t)(diff02.r - diff13.i);
+      f[q3].i = (int16_t)(diff02.i + diff13.r);
     }
   }
 }
@@ -167,8 +171,10 @@ TG_INLINE int32_t tg_w_mul(int32_t a, int32_t b) {
   return tg_w_pack(__smlsd(a, b, 1 << 14) >> 15, __smladx(a, b, 1 << 14) >> 15);
 }
 
-static void tg_fft_radix4_dsp(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
+static void tg_fft_radix4_dsp(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw,
+                              int32_t inverse) {
   const int32_t span = 4 * m, stride = n / span;
+  const int32_t q1 = inverse ? 3 * m : m, q3 = inverse ? m : 3 * m;
   int32_t k, base;
   for (k = 0; k < m; ++k) {
     const int32_t w1 = tg_w_load(tw + 2 * k * stride);
@@ -184,8 +190,8 @@ static void tg_fft_radix4_dsp(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw
       const int32_t sum13 = (int32_t)__sadd16(b1, b3), diff13 = (int32_t)__ssub16(b1, b3);
       tg_w_store(f + 2 * m, (int32_t)__ssub16(sum02, sum13));
       tg_w_store(f, (int32_t)__sadd16(sum02, sum13));
-      tg_w_store(f + m, (int32_t)__ssax(diff02, diff13));
-      tg_w_store(f + 3 * m, (int32_t)__sasx(diff02, diff13));
+      tg_w_store(f + q1, (int32_t)__ssax(diff02, diff13));
+      tg_w_store(f + q3, (int32_t)__sasx(diff02, diff13));
     }
   }
 }
@@ -206,6 +212,15 @@ static void tg_rfft_split_dsp(const tg_c16 *x, int32_t n, const int16_t *split, 
 }
 #endif
 
+TG_INLINE void tg_fft_stage4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw,
+                             int32_t inverse) {
+#ifdef TG_HAVE_DSP
+  tg_fft_radix4_dsp(x, n, m, tw, inverse);
+#else
+  tg_fft_radix4(x, n, m, tw, inverse);
+#endif
+}
+
 void tg_rfft_s16(const tg_rfft_params *p, const int16_t *in, int16_t *out, void *scratch) {
   const int32_t n = p->fft_length / 2; /* complex points */
   const int32_t len = p->input_length;
@@ -223,11 +238,7 @@ void tg_rfft_s16(const tg_rfft_params *p, const int16_t *in, int16_t *out, void 
     }
     for (s = 0, m = 1; s < p->num_stages; ++s) {
       if (p->radix[s] == 4) {
-#ifdef TG_HAVE_DSP
-        tg_fft_radix4_dsp(x, n, m, p->twiddles);
-#else
-        tg_fft_radix4(x, n, m, p->twiddles);
-#endif
+        tg_fft_stage4(x, n, m, p->twiddles, 0);
       } else {
         tg_fft_radix2(x, n, m, p->twiddles);
       }
@@ -542,6 +553,43 @@ void tg_overlap_add_f32(const tg_overlap_add_params *p, const float *in, float *
       memcpy(out + (s * p->n_frames + f) * step, acc, sizeof(float) * (size_t)step);
       memmove(acc, acc + step, sizeof(float) * (size_t)(size - step));
       memset(acc + (size - step), 0, sizeof(float) * (size_t)step);
+    }
+  }
+}
+
+void tg_irfft_s16(const tg_irfft_params *p, const int16_t *in, int16_t *out, void *scratch) {
+  const int32_t n = p->fft_length / 2; /* complex points */
+  tg_c16 *packed = (tg_c16 *)scratch;
+  int32_t frame, k, s, m;
+  for (frame = 0; frame < p->frames; ++frame) {
+    const int16_t *bins = in + frame * 2 * p->input_stride;
+    tg_c16 *x = (tg_c16 *)(void *)(out + frame * p->fft_length);
+    /* kiss_fftri: fold the half spectrum into an n-point complex one, every
+     * sum and negation kept in 16 bits as kissfft keeps it */
+    packed[0].r = (int16_t)(bins[0] + bins[2 * n]);
+    packed[0].i = (int16_t)(bins[0] - bins[2 * n]);
+    packed[0] = tg_c16_scale(packed[0], TG_DIV2);
+    for (k = 1; k <= n / 2; ++k) {
+      tg_c16 fk = tg_c16_at(bins, k), fnkc = tg_c16_at(bins, n - k), fek, fok;
+      fnkc.i = (int16_t)(-fnkc.i);
+      fk = tg_c16_scale(fk, TG_DIV2);
+      fnkc = tg_c16_scale(fnkc, TG_DIV2);
+      fek = tg_c16_add(fk, fnkc);
+      fok = tg_c16_mul(tg_c16_sub(fk, fnkc), tg_c16_at(p->super_twiddles, k - 1));
+      packed[k] = tg_c16_add(fek, fok);
+      /* at k == n/2 this overwrites the line above, as in kissfft */
+      packed[n - k] = tg_c16_sub(fek, fok);
+      packed[n - k].i = (int16_t)(-packed[n - k].i);
+    }
+    /* the complex inverse FFT writes the output frame directly */
+    for (k = 0; k < n; ++k) x[k] = packed[p->order[k]];
+    for (s = 0, m = 1; s < p->num_stages; ++s) {
+      if (p->radix[s] == 4) {
+        tg_fft_stage4(x, n, m, p->twiddles, 1);
+      } else {
+        tg_fft_radix2(x, n, m, p->twiddles);
+      }
+      m *= p->radix[s];
     }
   }
 }

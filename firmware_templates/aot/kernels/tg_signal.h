@@ -45,6 +45,17 @@ typedef struct {
 } tg_rfft_params;
 
 typedef struct {
+  int32_t fft_length;   /* real output samples per frame; the complex FFT has half */
+  int32_t input_stride; /* complex values per input frame (at least fft_length / 2 + 1) */
+  int32_t frames;
+  int32_t num_stages;
+  int32_t radix[TG_RFFT_MAX_STAGES]; /* innermost stage first */
+  const int16_t *twiddles;           /* the inverse's: conjugates, rounded on their own */
+  const int16_t *super_twiddles;
+  const uint16_t *order;
+} tg_irfft_params;
+
+typedef struct {
   int32_t size; /* complex values in */
   int32_t start_index;
   int32_t end_index;
@@ -129,6 +140,8 @@ void tg_fft_auto_scale_s16(const tg_fft_auto_scale_params *p, const int16_t *in,
                            int32_t *scale_bits);
 /* scratch: fft_length int16 values (the complex FFT's working buffer). */
 void tg_rfft_s16(const tg_rfft_params *p, const int16_t *in, int16_t *out, void *scratch);
+/* scratch: fft_length int16 values (the packed spectrum before the complex FFT). */
+void tg_irfft_s16(const tg_irfft_params *p, const int16_t *in, int16_t *out, void *scratch);
 void tg_energy_s16(const tg_energy_params *p, const int16_t *spectrum, uint32_t *out);
 void tg_filter_bank(const tg_filter_bank_params *p, const uint32_t *in, const int16_t *weights,
                     const int16_t *unweights, const int16_t *frequency_starts,

@@ -147,22 +147,27 @@ def _q15(v: float) -> int:
     return int(math.floor(0.5 + _Q15_MAX * v))
 
 
-def kiss_twiddles(n: int) -> np.ndarray:
+def kiss_twiddles(n: int, inverse: bool = False) -> np.ndarray:
     """The complex FFT's twiddles, (re, im) interleaved, as kiss_fft_alloc
-    rounds them (same double arithmetic and libm)."""
+    rounds them (same double arithmetic and libm; the inverse negates the
+    phase, not the rounded values)."""
     pi = math.pi
     out = []
     for i in range(n):
         phase = -2 * pi * i / n
+        if inverse:
+            phase = -phase
         out += [_q15(math.cos(phase)), _q15(math.sin(phase))]
     return np.array(out, np.int16)
 
 
-def kiss_super_twiddles(n: int) -> np.ndarray:
+def kiss_super_twiddles(n: int, inverse: bool = False) -> np.ndarray:
     """The real FFT's split twiddles for an n-point complex FFT (kiss_fftr_alloc)."""
     out = []
     for i in range(n // 2):
         phase = -3.14159265358979323846264338327 * ((i + 1) / n + 0.5)
+        if inverse:
+            phase = -phase
         out += [_q15(math.cos(phase)), _q15(math.sin(phase))]
     return np.array(out, np.int16)
 
@@ -203,6 +208,46 @@ def lower_rfft(op: Operator, ctx: LoweringContext) -> KernelCall:
     return _call(op, "tg_rfft_s16", "tg_rfft_params", params, constants=consts,
                  scratch_bytes=2 * fft,
                  comment=f"SignalRfft int16, {fft} points, radices {radix}")
+
+
+@lowers("SignalIrfft")
+def lower_irfft(op: Operator, ctx: LoweringContext) -> KernelCall:
+    (x,), (y,) = _io(op, ctx, 1, 1)
+    opts = _options(op, ("T", "fft_length"))
+    if opts["T"] != 7 or x.dtype != "int16":
+        raise LoweringError(f"a {x.dtype} inverse FFT; the aot runtime implements the int16 "
+                            "one")
+    _dtypes([x, y], "int16", "int16")
+    fft = opts["fft_length"]
+    if fft < 4 or fft & (fft - 1) or fft > 8192:
+        raise LoweringError(f"fft_length {fft}; the aot kernel takes powers of two 4..8192")
+    if not x.shape or len(y.shape) != len(x.shape):
+        raise LoweringError("input and output ranks differ")
+    in_last, out_last = int(x.shape[-1]), int(y.shape[-1])
+    n = fft // 2
+    if in_last % 2 or in_last < 2 * (n + 1):
+        raise LoweringError(f"input rows of {in_last} int16 do not hold the {n + 1} complex "
+                            f"bins fft_length {fft} reads")
+    frames = x.num_elements // in_last
+    # TFLM writes fft_length samples per frame, output_length apart
+    if out_last != fft or y.num_elements != frames * fft:
+        raise LoweringError(f"output {list(y.shape)} is not {frames} frames of {fft} samples")
+    factors = kiss_factors(n)
+    if len(factors) > _MAX_STAGES or any(p not in (2, 4) for p, _ in factors):
+        raise LoweringError(f"fft_length {fft} splits into radices {[p for p, _ in factors]}")
+    name = ctx.name(op, "irfft")
+    consts = [ConstArray(f"{name}_twiddles", "int16_t", kiss_twiddles(n, True), is_weight=False),
+              ConstArray(f"{name}_split", "int16_t", kiss_super_twiddles(n, True),
+                         is_weight=False),
+              ConstArray(f"{name}_order", "uint16_t", kiss_order(n, factors), is_weight=False)]
+    radix = [p for p, _ in reversed(factors)]
+    params = {"fft_length": fft, "input_stride": in_last // 2, "frames": frames,
+              "num_stages": len(radix), "radix": "{" + ", ".join(str(r) for r in radix) + "}",
+              "twiddles": consts[0].name, "super_twiddles": consts[1].name,
+              "order": consts[2].name}
+    return _call(op, "tg_irfft_s16", "tg_irfft_params", params, constants=consts,
+                 scratch_bytes=2 * fft,
+                 comment=f"SignalIrfft int16, {fft} points, radices {radix}")
 
 
 @lowers("SignalEnergy")
