@@ -231,3 +231,103 @@ def test_verify_runs_frames_through_the_pipeline_on_the_device(tmp_path):
         assert p["instructions_per_frame"] > 0 and set(p["parts"]) == {"frontend", "model"}
         assert "instructions per 40x30 frame" not in r.stdout
         assert "per 40x30 frame" in r.stdout
+
+
+# ---------------------------------------------------------------------------
+# the esp32cam application: frames from the camera through esp32-camera
+
+# Declarations only, as esp32-camera's esp_camera.h and sensor.h name them: the
+# generated app must compile against them (the real Xtensa build is not run here).
+ESP_CAMERA_STANDIN = r"""
+#include <stddef.h>
+#include <stdint.h>
+typedef int esp_err_t;
+#define ESP_OK 0
+typedef enum { PIXFORMAT_RGB565, PIXFORMAT_YUV422, PIXFORMAT_YUV420, PIXFORMAT_GRAYSCALE,
+               PIXFORMAT_JPEG, PIXFORMAT_RGB888 } pixformat_t;
+typedef enum { FRAMESIZE_96X96, FRAMESIZE_QQVGA, FRAMESIZE_QCIF, FRAMESIZE_HQVGA,
+               FRAMESIZE_240X240, FRAMESIZE_QVGA, FRAMESIZE_CIF, FRAMESIZE_HVGA,
+               FRAMESIZE_VGA, FRAMESIZE_SVGA } framesize_t;
+typedef enum { LEDC_TIMER_0, LEDC_TIMER_1 } ledc_timer_t;
+typedef enum { LEDC_CHANNEL_0, LEDC_CHANNEL_1 } ledc_channel_t;
+typedef enum { CAMERA_FB_IN_PSRAM, CAMERA_FB_IN_DRAM } camera_fb_location_t;
+typedef enum { CAMERA_GRAB_WHEN_EMPTY, CAMERA_GRAB_LATEST } camera_grab_mode_t;
+typedef struct {
+  int pin_pwdn, pin_reset, pin_xclk, pin_sccb_sda, pin_sccb_scl;
+  int pin_d7, pin_d6, pin_d5, pin_d4, pin_d3, pin_d2, pin_d1, pin_d0;
+  int pin_vsync, pin_href, pin_pclk;
+  int xclk_freq_hz;
+  ledc_timer_t ledc_timer;
+  ledc_channel_t ledc_channel;
+  pixformat_t pixel_format;
+  framesize_t frame_size;
+  int jpeg_quality;
+  size_t fb_count;
+  camera_fb_location_t fb_location;
+  camera_grab_mode_t grab_mode;
+} camera_config_t;
+typedef struct {
+  uint8_t *buf;
+  size_t len;
+  size_t width;
+  size_t height;
+  pixformat_t format;
+} camera_fb_t;
+esp_err_t esp_camera_init(const camera_config_t *config);
+camera_fb_t *esp_camera_fb_get(void);
+void esp_camera_fb_return(camera_fb_t *fb);
+"""
+
+
+def test_esp32cam_app_captures_frames_and_compiles(tmp_path):
+    import shutil
+    import subprocess
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(_tiny_model())
+    fe = tmp_path / "cam.tflite"
+    assert run_cli("frontend", "--image", "--frame", "160x120", "--format", "rgb565",
+                   "--model", model, "-o", fe).returncode == 0
+    out = tmp_path / "proj"
+    r = run_cli("build", "--board", "esp32cam", "--frontend", fe, model, "--runtime", "aot",
+                "--no-compile", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "a frame in, the image and answers out" in r.stdout
+    src = out / "src"
+    app = (src / "app_main.c").read_text()
+    for part in ('#include "esp_camera.h"', "esp_camera_init(&config)", "esp_camera_fb_get()",
+                 "esp_camera_fb_return(fb)", "PIXFORMAT_RGB565", "FRAMESIZE_QQVGA",
+                 "config.pin_sccb_sda = 26;", "config.pin_pwdn = 32;", "config.pin_d0 = 5;",
+                 'put_tensor("model", "output", 1'):
+        assert part in app, part
+    assert 'put_tensor("model", "output", 0' not in app      # the image is not the answer
+    assert 'espressif/esp32-camera: "^2.0.0"' in (src / "idf_component.yml").read_text()
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "esp_camera.h").write_text(ESP_CAMERA_STANDIN)
+    compilers = [["gcc", "-pedantic"]]
+    if shutil.which("riscv64-unknown-elf-gcc"):
+        # a 32-bit core like the ESP32's (RV32IMC: the ESP32-C3's)
+        compilers.append(["riscv64-unknown-elf-gcc", "-march=rv32imc", "-mabi=ilp32",
+                          "--specs=picolibc.specs"])
+    sources = ["app_main.c", "model.c"] + sorted(
+        p.name for p in src.glob("tg_*.c") if p.name not in ("tg_hal_espidf.c",))
+    for cc in compilers:
+        for f in sources:
+            c = subprocess.run([*cc, "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{stub}",
+                                f"-I{src}", "-c", str(src / f), "-o", str(tmp_path / "x.o")],
+                               capture_output=True, text=True)
+            assert c.returncode == 0, (cc[0], f, c.stderr)
+
+
+def test_esp32cam_refuses_frames_its_camera_does_not_give(tmp_path):
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(_tiny_model())
+    for frame, fmt, needle in (("100x80", "grayscale", "gives 96x96, 160x120"),
+                               ("160x120", "rgb888", "OV2640 gives grayscale or rgb565")):
+        fe = tmp_path / f"{fmt}.tflite"
+        assert run_cli("frontend", "--image", "--frame", frame, "--format", fmt, "--model",
+                       model, "-o", fe).returncode == 0
+        r = run_cli("build", "--board", "esp32cam", "--frontend", fe, model, "--runtime", "aot",
+                    "--no-compile", "-q", "-o", tmp_path / f"p_{fmt}")
+        assert r.returncode == 2 and needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert not (tmp_path / f"p_{fmt}").exists()

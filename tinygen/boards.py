@@ -44,6 +44,10 @@ class Board:
     run_current_ma: float = 0.0
     supply_v: float = 0.0
     power_source: str = ""
+    # A camera on the board ([camera] in its file): the sensor, its pixel formats
+    # and esp32-camera's pin map (pin name -> GPIO, -1 for none); an application
+    # built with an image front end captures its frames from it.
+    camera: tuple[tuple[str, object], ...] = ()
 
     @property
     def emulated(self) -> bool:
@@ -78,9 +82,19 @@ def board_from_toml(path: Path) -> Board:
             runtimes=tuple(rt["supported"]), default_runtime=rt["default"],
             qemu_machine=d.get("qemu", {}).get("machine", ""), notes=d.get("notes", ""),
             weights_in_flash=bool(mem.get("weights_in_flash", False)),
+            camera=_camera(d.get("camera", {})),
             **_power(d.get("power", {}), int(d["clock_mhz"]), d["kind"]))
     except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise TinygenError(f"board file {path} is malformed: {exc}") from None
+
+
+def _camera(c: dict) -> tuple[tuple[str, object], ...]:
+    if not c:
+        return ()
+    pins = {str(k): int(v) for k, v in c["pins"].items()}
+    formats = tuple(str(f) for f in c["pixel_formats"])
+    return (("sensor", str(c["sensor"])), ("pixel_formats", formats),
+            ("xclk_hz", int(c.get("xclk_hz", 20000000))), ("pins", tuple(pins.items())))
 
 
 def _power(p: dict, clock_mhz: int, kind: str) -> dict:

@@ -372,8 +372,11 @@ def cmd_build(args, con: Console) -> int:
     if parts is not None:
         # the graph the firmware runs (front end + model), for inspect and reruns
         _write_atomic(Path(r.out_dir) / "pipeline.tflite", parts[2])
+        from .convert.pipeline import image_frontend_info
+        io = "a frame in, the image and answers out" if image_frontend_info(parts[2]) \
+            else "samples in, features and answers out"
         con.out(f"pipeline: {Path(r.out_dir) / 'pipeline.tflite'} (the front end and the "
-                "model joined: samples in, features and answers out)")
+                f"model joined: {io})")
     print_build_summary(r, con)
     return 0
 

@@ -480,7 +480,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
                signature=ir.signature, arena_in_psram=in_psram, project_name=_c_name(model_name),
                emulated_lines=[], build_flags=_build_flags(board, runtime, tree),
                src_flags=[] if board.family == "esp32" else _src_flags(board),
-               build_cache_dir="")
+               build_cache_dir="", camera=False)
     if result.update is not None:
         key = "build_flags" if board.family == "esp32" else "src_flags"
         ctx[key] += ["-DTG_UPDATE"] + (["-DTG_UPDATE_FAULTS"]
@@ -493,8 +493,8 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
         # app_main) step aside for the application's.
         key = "build_flags" if board.family == "esp32" else "src_flags"
         ctx[key] += ["-DTG_NO_MAIN"]
-        _write_app(src, board, runtime, [(name, conversion.ir, calib)]
-                   + [(e.name, e.conversion.ir, e.calib) for e in extra])
+        ctx["camera"] = _write_app(src, board, runtime, [(name, conversion.ir, calib)]
+                                   + [(e.name, e.conversion.ir, e.calib) for e in extra])
     ctx["firmware"] = firmware
     if board.family == "qemu":
         from . import pio_offline
@@ -551,17 +551,30 @@ def example_input(ir, calib: Path | None) -> tuple[list[np.ndarray], str]:
     return zeros, "an input of zeros (0.0 at every element; no --calib was given)"
 
 
-def _write_app(src: Path, board: Board, runtime: str, models: list) -> None:
-    from ..codegen.app import AppModel, generate_app
+def _write_app(src: Path, board: Board, runtime: str, models: list) -> bool:
+    """The application; True when it captures frames from the board's camera."""
+    from ..codegen.app import AppModel, camera_for, generate_app
+    from ..convert.pipeline import image_frontend_info, pipeline_parts
     apps = []
+    camera_used = False
     for model_name, ir, model_calib in models:
         sample, how = example_input(ir, Path(model_calib) if model_calib else None)
-        apps.append(AppModel(model_name, ir, sample, how))
+        app = AppModel(model_name, ir, sample, how)
+        frames = image_frontend_info(ir.tflite)
+        if frames is not None and pipeline_parts(ir.tflite):
+            app.answer_from = 1          # output 0 is the front end's image
+            if board.camera and not camera_used:
+                # one camera: the first camera pipeline reads it
+                app.camera = camera_for(frames.frame_width, frames.frame_height,
+                                        frames.pixel_format, board.id, dict(board.camera))
+                camera_used = True
+        apps.append(app)
     # Debian's xtensa-lx106 libgcc, which the emulated ESP8266 links, has no
     # soft-float routines (__mulsf3, __addsf3, __floatsisf are undefined)
     no_float = board.emulated and board.core == "xtensa-lx106"
     generate_app(apps, src, entry=_entry(board), board_id=board.id, board_name=board.name,
                  baud=board.baud, runtime=runtime, use_float=not no_float)
+    return camera_used
 
 
 def _src_flags(board: Board) -> list[str]:
