@@ -201,6 +201,50 @@ def test_verify_streams_a_wav_through_the_pipeline_on_the_device(runtime, tmp_pa
         assert parts["frontend"]["tflm_arena_bytes"] > 0
 
 
+def test_model_every_is_refused_where_it_cannot_hold(tmp_path):
+    fe = tmp_path / "fe.tflite"
+    fe.write_bytes(build_frontend(FrontendParams()))
+    m = tmp_path / "m.tflite"
+    m.write_bytes(window_model())
+    for extra, needle in ((["--frontend", fe, "--runtime", "tflm"], "needs --runtime aot"),
+                          ([], "--model-every needs --frontend"),
+                          (["--frontend", fe, "--model-every", "0"], "1 or more")):
+        args = ["--model-every", "3"] + extra if "--model-every" not in extra else extra
+        r = run_cli("build", "--board", "qemu-cortex-m4", m, *args, "-o", tmp_path / "p")
+        assert r.returncode == 2 and needle in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_verify_with_the_model_every_third_stride(tmp_path):
+    """The model (an average pool over the window) at every third stride of
+    each of two clips: features every stride and answers at theirs, 0 LSB; the
+    model's instructions fall to a third of the strides."""
+    sys.path.insert(0, str(Path(__file__).parent / "aot"))
+    from test_signal import _pooled_model
+    fe = tmp_path / "fe.tflite"
+    fe.write_bytes(build_frontend(FrontendParams()))
+    m = tmp_path / "m.tflite"
+    m.write_bytes(_pooled_model(SCALE, ZP))
+    np.save(tmp_path / "clips.npy", np.stack([speechlike(0.5, seed=1), speechlike(0.5, seed=2)]))
+    report = tmp_path / "r.json"
+    r = run_cli("verify", "--board", "qemu-cortex-m4", "--frontend", fe, m, "--raw",
+                tmp_path / "clips.npy", "--model-every", "3", "--runtime", "aot",
+                "-o", tmp_path / "proj", "--json", report, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(report.read_text())
+    assert d["passed"] and d["bit_exact"] and d["vectors"] == 50
+    assert [o["max_abs_diff_lsb"] for o in d["outputs"]] == [0, 0]
+    p = d["pipeline"]
+    assert p["model_every"] == 3 and "model every 3 strides" in r.stdout
+    per_stride = [o for o in d["latency"]["per_op"] if o["op"] == "AVERAGE_POOL_2D"][0]
+    # strides 2, 5, ..., 23 of each 25-stride clip ran the model: 16 of 50
+    assert per_stride["min"] == 0 and per_stride["mean"] == pytest.approx(
+        per_stride["max"] * 16 / 50, rel=0.05)
+    assert p["instructions_worst_stride"] > p["instructions_per_stride"]
+    assert 0 < p["realtime_fraction"] < p["worst_realtime_fraction"] < 1
+
+
 def test_clip_features_are_what_the_pipeline_streams():
     """The features a KWS model trains on (clip_features) are the pipeline's,
     stride for stride, from a fresh start; a clip that is not a whole number of

@@ -332,16 +332,25 @@ def _join_frontend(args, con: Console, workdir: Path):
             raise TinygenError(f"{model}: no such file")
     else:
         model_bytes = _load_ir_any(args.model, args.calib, con).tflite
+    every = getattr(args, "model_every", None) or 1
+    if every > 1:
+        from .boards import get_board
+        if (args.runtime or get_board(_default_board(args)).default_runtime) != "aot":
+            raise TinygenError("--model-every needs --runtime aot: TFLM invokes every operator "
+                               "of the one pipeline graph")
     con.progress(f"joining the front end {fe_path.name} and {model.name} into one pipeline")
     fe_bytes = fe_path.read_bytes()
     image = image_frontend_info(fe_bytes)
+    if image is not None and every > 1:
+        raise TinygenError("--model-every is for audio front ends (a camera front end answers "
+                           "every frame)")
     if image is not None:
         tflite, info = build_image_pipeline(fe_bytes, bytes(model_bytes))
         frames = 1
         con.progress(f"pipeline: {image.frame_width}x{image.frame_height} {image.pixel_format} "
                      "frames, one answer per frame")
     else:
-        tflite, info, frames = build_pipeline(fe_bytes, bytes(model_bytes))
+        tflite, info, frames = build_pipeline(fe_bytes, bytes(model_bytes), every)
         con.progress(f"pipeline: {info.stride_samples} samples per stride at "
                      f"{info.sample_rate} Hz, {frames} frames per model input")
     args.pipeline_parts = (fe_bytes, bytes(model_bytes), tflite)
@@ -351,7 +360,19 @@ def _join_frontend(args, con: Console, workdir: Path):
     return info, frames
 
 
+def _check_model_every(args) -> None:
+    every = getattr(args, "model_every", None)
+    if getattr(args, "pipeline_parts", None) is not None:
+        return                       # checked before the pipeline was joined
+    if every is not None and not getattr(args, "frontend", None):
+        raise TinygenError("--model-every needs --frontend FRONTEND.tflite (it says how often "
+                           "the pipeline's model runs)")
+    if every is not None and every < 1:
+        raise TinygenError(f"--model-every {every}: give a whole number of strides, 1 or more")
+
+
 def cmd_build(args, con: Console) -> int:
+    _check_model_every(args)
     if getattr(args, "frontend", None):
         import tempfile
         with tempfile.TemporaryDirectory(prefix="tinygen-pipeline-") as tmp:
@@ -462,6 +483,7 @@ def cmd_flash(args, con: Console) -> int:
 
 
 def cmd_verify(args, con: Console) -> int:
+    _check_model_every(args)
     if getattr(args, "raw", None) and not getattr(args, "frontend", None):
         raise TinygenError("--raw needs --frontend FRONTEND.tflite (the raw samples go through "
                            "the front end to the model)")
@@ -501,8 +523,10 @@ def cmd_verify(args, con: Console) -> int:
                 # the model
                 args.profile = True
             return cmd_verify(args, con)
-    from .data import clip_starts
-    with clip_starts(getattr(args, "clip_starts", None) or []):
+    from .data import clip_starts, model_turns
+    every = getattr(args, "model_every", None) or 1
+    with clip_starts(getattr(args, "clip_starts", None) or []), \
+            model_turns(every if getattr(args, "pipeline", None) else 1):
         with _farm_places(args, con) as farm:
             outcome = _verify_call(args, con, farm)
     runs, reports, failed = outcome.runs, outcome.reports, outcome.failed
@@ -567,7 +591,8 @@ def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
     pipeline = getattr(args, "pipeline", None)
     if pipeline is not None:
         outcome.payload["pipeline"] = _pipeline_costs(pipeline, outcome,
-                                                      getattr(args, "pipeline_parts", None))
+                                                      getattr(args, "pipeline_parts", None),
+                                                      getattr(args, "model_every", None) or 1)
         if not quiet_human:
             p = outcome.payload["pipeline"]
             if p.get("ms_per_frame") is not None:
@@ -579,6 +604,11 @@ def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
                 print(f"  pipeline: {p['ms_per_stride']:.2f} ms per {p['stride_ms']:g} ms stride "
                       f"at {p['clock_mhz']} MHz ({100 * p['realtime_fraction']:.1f}% of real "
                       "time; estimate: one instruction per cycle)", file=human, flush=True)
+            if p.get("model_every"):
+                print(f"  model every {p['model_every']} strides: the stride with the model "
+                      f"{p.get('ms_worst_stride', 0):.2f} ms "
+                      f"({100 * p.get('worst_realtime_fraction', 0):.1f}% of its stride); "
+                      "answers compared at those strides", file=human, flush=True)
             for part, e in (p.get("parts") or {}).items():
                 bits = []
                 if "instructions" in e:
@@ -620,7 +650,7 @@ def _verify_finish(args, con: Console, outcome, runs, reports, failed) -> int:
     return 0
 
 
-def _pipeline_costs(pipeline, outcome, parts) -> dict:
+def _pipeline_costs(pipeline, outcome, parts, model_every: int = 1) -> dict:
     """The stride's budget: instructions per stride (front end, stacking and
     model together) at the board's clock against the stride's duration."""
     from .convert.pipeline import ImageInfo
@@ -641,10 +671,21 @@ def _pipeline_costs(pipeline, outcome, parts) -> dict:
          "clock_mhz": outcome.board.clock_mhz}
     lat = outcome.payload.get("latency") or {}
     instr = lat.get("instructions") if isinstance(lat, dict) else None
+    if instr and model_every > 1 and lat.get("mean"):
+        instr = round(lat["mean"])     # strides differ: the model runs at some only
     if instr:
         ms = instr / (outcome.board.clock_mhz * 1000.0)
         d.update(instructions_per_stride=instr, ms_per_stride=ms,
                  realtime_fraction=ms / stride_ms)
+    if model_every > 1:
+        # the mean stride is what must keep up; the stride with the model
+        # (the max) is what a buffer of stride samples must absorb
+        d["model_every"] = model_every
+        worst = lat.get("max") if isinstance(lat, dict) else None
+        if worst:
+            wms = worst / (outcome.board.clock_mhz * 1000.0)
+            d.update(instructions_worst_stride=worst, ms_worst_stride=wms,
+                     worst_realtime_fraction=wms / stride_ms)
     d.update(_pipeline_split(parts, lat, outcome.runtime))
     return d
 
@@ -740,6 +781,11 @@ def make_parser() -> argparse.ArgumentParser:
                              "frame's features and the model's answer (audio), or takes a camera "
                              "frame and gives the model's image and answer (--image front ends; "
                              "docs/frontend.md)")
+        sp.add_argument("--model-every", type=int, metavar="N",
+                        help="with an audio --frontend: run the model at every N-th stride only "
+                             "(the front end and the stacker still take every frame; aot "
+                             "runtime); verify compares the features every stride and the "
+                             "answers at the strides that have them")
 
     def model_arg(sp):
         sp.add_argument("model", help="Keras .h5/.keras file, SavedModel directory or .tflite")

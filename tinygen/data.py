@@ -598,6 +598,37 @@ def clip_starts(starts: Sequence[int]) -> Iterator[None]:
         _CLIP_STARTS.reset(token)
 
 
+_MODEL_EVERY: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "tinygen_model_every", default=1)
+
+
+@contextlib.contextmanager
+def model_turns(every: int) -> Iterator[None]:
+    """A pipeline built with --model-every N: its model answers at every N-th
+    stride of each clip only (outputs 1...; output 0, the features, every stride)."""
+    token = _MODEL_EVERY.set(max(1, int(every)))
+    try:
+        yield
+    finally:
+        _MODEL_EVERY.reset(token)
+
+
+def answer_rows(n_vectors: int) -> list[int] | None:
+    """The vectors (strides) at which the model ran, counted from each clip's
+    first stride (the device resets there); None when it runs at every one."""
+    every = _MODEL_EVERY.get()
+    if every <= 1:
+        return None
+    starts = sorted(set(_CLIP_STARTS.get()) | {0})
+    rows, s = [], 0
+    for j in range(n_vectors):
+        while s + 1 < len(starts) and starts[s + 1] <= j:
+            s += 1
+        if (j - starts[s]) % every == every - 1:
+            rows.append(j)
+    return rows
+
+
 def starts_clip(index: int) -> bool:
     """True when vector `index` (after the first) begins a new clip."""
     return index > 0 and index in _CLIP_STARTS.get()

@@ -466,3 +466,45 @@ def test_rfft_then_irfft_on_cortex_m4(tmp_path):
     rng = np.random.default_rng(5)
     batches = [[np.stack([int16_audio(rng, 480) for _ in range(2)])] for _ in range(5)]
     assert_bit_exact_m4(g.build([x], [spec, back], "rfft + irfft"), tmp_path, inputs=batches)
+
+
+# ---------------------------------------------------------------------------
+# --model-every: the pipeline's model runs at every N-th stride only
+
+
+def _pooled_model(scale: float, zp: int) -> bytes:
+    """A model that computes (an average pool over the window), so a skipped
+    stride leaves its output unwritten."""
+    g = _Graph()
+    s = g.s
+    x = g.tensor("x", [1, 49, 40, 1], "int8", scale=scale, zp=zp)
+    y = g.tensor("y", [1, 7, 5, 1], "int8", scale=scale, zp=zp)
+    o = s.Pool2DOptionsT()
+    o.padding, o.strideH, o.strideW, o.filterHeight, o.filterWidth = s.Padding.VALID, 7, 8, 7, 8
+    g.op("AVERAGE_POOL_2D", [x], [y], builtin=("Pool2DOptions", o))
+    return g.build([x], [y], "pooled window")
+
+
+def test_model_every_runs_the_model_at_every_nth_stride_on_the_host():
+    """Features every stride and answers at strides 2, 5, 8, ... equal the
+    interpreter's (which runs everything every stride: the model keeps no
+    state)."""
+    from test_frontend import audio_windows
+
+    from tinygen.convert.pipeline import build_pipeline
+    from tinygen.data import answer_rows, model_turns
+    fe = build_frontend(FrontendParams())
+    feat = parse_tflite(fe).output_tensors()[0]
+    joined, _, _ = build_pipeline(fe, _pooled_model(feat.scale, feat.zero_point), 3)
+    strides = audio_windows(12, 480, seed=3)[:, :320]
+    ours, ref = both(joined, [[s[None]] for s in strides])
+    with model_turns(3):
+        rows = answer_rows(len(strides))
+    assert rows == [2, 5, 8, 11]
+    for k in range(len(strides)):
+        assert np.array_equal(ours[k][0], ref[k][0]), k
+        if k in rows:
+            assert np.array_equal(ours[k][1], ref[k][1]), k
+    # the model did not run in between: its output there is no answer (its
+    # buffer is the front end's scratch until the next answer)
+    assert not all(np.array_equal(ours[k][1], ref[k][1]) for k in range(12) if k not in rows)

@@ -360,6 +360,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
     skipped_set = set(skipped)
     used_calls = [c for op, c in zip(model.operators, calls) if op.index not in skipped_set]
     files, headers = _kernel_files(used_calls)
+    model_turn = _model_turn(model)
     sig = model.signature
     context = {
         "description": model.description.replace("*/", "* /")[:200],
@@ -379,6 +380,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         "version": __version__, "updatable": updatable, "bindings": bindings,
         "payload_bytes": len(payload),
         "stage_bytes": stage_bytes(calls) if weights_in_flash else 0,
+        "model_turn": model_turn,
     }
     fingerprint = _fingerprint(context, layout) if updatable else ""
 
@@ -427,6 +429,21 @@ def _bind_fields(pname: str, fields: list, offsets: dict[str, int],
                                     "cannot move into an updatable model slot")
         out.append((key, value))
     return out
+
+
+def _model_turn(model: Model) -> dict | None:
+    """A pipeline joined with --model-every N: the model's operators (an index
+    range its metadata records) run at every N-th invoke only."""
+    from ..convert.frontend import METADATA_NAME
+    from ..convert.pipeline import pipeline_parts
+    # unpacking a whole model is slow: only files that carry the name can be pipelines
+    tagged = bool(model.tflite) and METADATA_NAME.encode() in model.tflite
+    meta = pipeline_parts(model.tflite) if tagged else None
+    every = int((meta or {}).get("model_every", 1) or 1)
+    first, end = (meta or {}).get("model_ops") or [0, 0]
+    if every <= 1 or end <= first:
+        return None
+    return {"every": every, "first": int(first), "last": int(end) - 1}
 
 
 def _fingerprint(context: dict, layout: list) -> str:

@@ -181,9 +181,15 @@ class _Join:
         return bytes(b.Output())
 
 
-def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, int]:
+def build_pipeline(frontend: bytes, model: bytes,
+                   model_every: int = 1) -> tuple[bytes, FrontendInfo, int]:
     """(the pipeline's .tflite, the front end's sample rate/window/stride, frames per
-    model input); TinygenError in one line when they do not fit together."""
+    model input); TinygenError in one line when they do not fit together.
+    model_every N: the metadata asks the firmware to run the model's operators
+    at every N-th stride only (the front end and the stacker run every stride)."""
+    if model_every < 1:
+        raise TinygenError(f"--model-every {model_every}: give a whole number of strides, 1 "
+                           "or more")
     info = frontend_info(frontend)
     fe_ir, m_ir = parse_tflite(frontend), parse_tflite(model)
     frames = frames_per_input(fe_ir, m_ir)
@@ -245,7 +251,7 @@ def build_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, FrontendInfo, 
                 stride_samples=info.stride_samples, frames=frames, channels=ch, pipeline=True,
                 # operator index ranges [start, end): what each part costs on the device
                 frontend_ops=[0, stacking_start], stacking_ops=[stacking_start, model_start],
-                model_ops=[model_start, len(ops)])
+                model_ops=[model_start, len(ops)], model_every=model_every)
     joined = j.finish([audio], [features] + ops_model_outputs, "pipeline", desc, meta)
     return joined, info, frames
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..convert import cosine, dequantize, is_classifier_shape
+from ..data import answer_rows
 from ..ir import Model
 from .results import BoardRun, OutputMetrics
 
@@ -32,6 +33,9 @@ def stacked_outputs(ir: Model, device_outs: list[list[np.ndarray]],
     """Per output: (device, reference) arrays of shape [vectors, *shape], with
     undefined SSD detection rows zeroed in both."""
     masks = detection_row_mask(ir, ref_outs) or {}
+    # --model-every: a pipeline's answers (outputs after the features) exist
+    # only at the strides where its model ran
+    answers = answer_rows(len(device_outs))
     pairs = []
     for k, t in enumerate(ir.output_tensors()):
         dev = np.stack([np.asarray(v[k]).reshape(t.shape) for v in device_outs])
@@ -40,6 +44,8 @@ def stacked_outputs(ir: Model, device_outs: list[list[np.ndarray]],
             for j, rows in enumerate(masks[k]):
                 dev[j, :, rows:] = 0
                 ref[j, :, rows:] = 0
+        if answers is not None and k > 0:
+            dev, ref = dev[answers], ref[answers]
         pairs.append((dev, ref))
     return pairs
 
