@@ -230,7 +230,8 @@ def test_verify_with_the_model_every_third_stride(tmp_path):
     report = tmp_path / "r.json"
     r = run_cli("verify", "--board", "qemu-cortex-m4", "--frontend", fe, m, "--raw",
                 tmp_path / "clips.npy", "--model-every", "3", "--runtime", "aot",
-                "-o", tmp_path / "proj", "--json", report, timeout=1800)
+                "-o", tmp_path / "proj", "--json", report, "--html", tmp_path / "r.html",
+                timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(report.read_text())
     assert d["passed"] and d["bit_exact"] and d["vectors"] == 50

@@ -529,8 +529,9 @@ def cmd_verify(args, con: Console) -> int:
             model_turns(every if getattr(args, "pipeline", None) else 1):
         with _farm_places(args, con) as farm:
             outcome = _verify_call(args, con, farm)
-    runs, reports, failed = outcome.runs, outcome.reports, outcome.failed
-    return _verify_finish(args, con, outcome, runs, reports, failed)
+        runs, reports, failed = outcome.runs, outcome.reports, outcome.failed
+        # inside: the HTML report's device-vs-reference plots keep only the answers too
+        return _verify_finish(args, con, outcome, runs, reports, failed)
 
 
 def _farm_places(args, con: Console):
