@@ -43,15 +43,6 @@ static void tg_dw_range(int32_t origin, int32_t dilation, int32_t taps, int32_t 
 #define TG_DW_ORDER() ((void)0)
 #endif
 
-/* Hides a value's origin from the optimizer: GCC otherwise precomputes every
- * tap's offset from the column and row steps and spills them, one reload per
- * tap; opaque steps keep two registers and plain register-offset loads. */
-#if defined(__GNUC__) || defined(__clang__)
-#define TG_DW_OPAQUE(v) __asm__("" : "+r"(v))
-#else
-#define TG_DW_OPAQUE(v) ((void)0)
-#endif
-
 /* one tap: four channels */
 #define TG_DW_TAP(xw, wp)                            \
   do {                                               \
@@ -181,9 +172,39 @@ tg_dw_window_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w, int
   }
 }
 
-/* one tap of a window wholly inside the image: the input offset is folded
- * into the bias (kbias), so the raw inputs are extended (SXTB16) and no
- * register holds the offset */
+/* The nine taps of a 3x3 window wholly inside the image, four channels:
+ * a0..a3 += raw inputs (the input offset is folded into the bias) times the
+ * weights at w (advanced past them); x ends two rows further down.  On DSP
+ * cores one asm block: in C, GCC precomputes the eight tap offsets from
+ * cs and rs, runs out of registers and reloads them from the stack, one per
+ * tap; here x, cs and rs stay in registers and [x, cs, lsl #1] addresses
+ * the third column. */
+#ifdef TG_HAVE_DSP
+#define TG_DW_ASM_TAP(addr)              \
+  "ldr %[v], " addr                      \
+  "\n\t"                                 \
+  "sxtb16 %[e], %[v]\n\t"                \
+  "sxtb16 %[v], %[v], ror #8\n\t"        \
+  "ldrd %[w0], %[w1], [%[w]], #8\n\t"    \
+  "smlabb %[a0], %[e], %[w0], %[a0]\n\t" \
+  "smlatt %[a2], %[e], %[w0], %[a2]\n\t" \
+  "smlabb %[a1], %[v], %[w1], %[a1]\n\t" \
+  "smlatt %[a3], %[v], %[w1], %[a3]\n\t"
+#define TG_DW_ASM_ROW            \
+  TG_DW_ASM_TAP("[%[x]]")        \
+  TG_DW_ASM_TAP("[%[x], %[cs]]") \
+  TG_DW_ASM_TAP("[%[x], %[cs], lsl #1]")
+#define TG_DW3X3_TAPS(x, cs, rs, w)                                                       \
+  do {                                                                                    \
+    int32_t v_, e_, w0_, w1_;                                                             \
+    __asm__(TG_DW_ASM_ROW "add %[x], %[x], %[rs]\n\t" TG_DW_ASM_ROW                       \
+                          "add %[x], %[x], %[rs]\n\t" TG_DW_ASM_ROW                       \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),    \
+              [w] "+r"(w), [v] "=&r"(v_), [e] "=&r"(e_), [w0] "=&r"(w0_), [w1] "=&r"(w1_) \
+            : [cs] "r"(cs), [rs] "r"(rs)                                                  \
+            : "memory");                                                                  \
+  } while (0)
+#else
 #define TG_DW_TAP_IN(xw, wp)                \
   do {                                      \
     const int32_t xe_ = tg_sxtb16(xw);      \
@@ -195,6 +216,17 @@ tg_dw_window_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w, int
     a1 = tg_smlabb(xo_, w1_, a1);           \
     a3 = tg_smlatt(xo_, w1_, a3);           \
   } while (0)
+#define TG_DW3X3_TAPS(x, cs, rs, w)                 \
+  do {                                              \
+    int32_t r_;                                     \
+    for (r_ = 0; r_ < 3; ++r_, (x) += (rs)) {       \
+      TG_DW_TAP_IN(tg_load_u32(x), w);              \
+      TG_DW_TAP_IN(tg_load_u32((x) + (cs)), w);     \
+      TG_DW_TAP_IN(tg_load_u32((x) + 2 * (cs)), w); \
+    }                                               \
+    (x) -= (rs);                                    \
+  } while (0)
+#endif
 
 /* 3x3 windows wholly inside the image, fast requantization, full int8
  * range: n_px output pixels of a row (input and output advancing by px_step
@@ -208,46 +240,15 @@ static void
 tg_dw3x3_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w_px, const int32_t *rq_px,
               int8_t *out, int32_t groups, int32_t n_px, int32_t px_step, int32_t out_step) {
   const int32_t back = 4 - 2 * rs; /* from the last row to the next group's first */
-  int32_t cs2 = 2 * cs;
   for (; n_px > 0; --n_px, x += px_step - 4 * groups, out += out_step - 4 * groups) {
     const int32_t *w = w_px, *rq = rq_px;
     int32_t g;
     for (g = groups; g > 0; --g) {
       int32_t a0, a1, a2, a3;
-      uint32_t v;
       const int32_t *kb = rq + 16;
-      TG_DW_OPAQUE(cs);
-      TG_DW_OPAQUE(cs2);
       TG_LDRD(a0, a1, kb);
       TG_LDRD(a2, a3, kb);
-      v = tg_load_u32(x);
-      TG_DW_TAP_IN(v, w);
-      TG_DW_ORDER();
-      v = tg_load_u32(x + cs);
-      TG_DW_TAP_IN(v, w);
-      TG_DW_ORDER();
-      v = tg_load_u32(x + cs2);
-      TG_DW_TAP_IN(v, w);
-      TG_DW_ORDER();
-      x += rs;
-      v = tg_load_u32(x);
-      TG_DW_TAP_IN(v, w);
-      TG_DW_ORDER();
-      v = tg_load_u32(x + cs);
-      TG_DW_TAP_IN(v, w);
-      TG_DW_ORDER();
-      v = tg_load_u32(x + cs2);
-      TG_DW_TAP_IN(v, w);
-      TG_DW_ORDER();
-      x += rs;
-      v = tg_load_u32(x);
-      TG_DW_TAP_IN(v, w);
-      TG_DW_ORDER();
-      v = tg_load_u32(x + cs);
-      TG_DW_TAP_IN(v, w);
-      TG_DW_ORDER();
-      v = tg_load_u32(x + cs2);
-      TG_DW_TAP_IN(v, w);
+      TG_DW3X3_TAPS(x, cs, rs, w);
       x += back;
       tg_dw_rq4_fast(a0, a1, a2, a3, rq + 4, out);
       rq += 20;
