@@ -26,7 +26,7 @@ extern "C" {
 /* Version of the prefixed API described here (a header compiled against
  * another major version must not be mixed with this one). */
 #define TG_API_VERSION_MAJOR 1
-#define TG_API_VERSION_MINOR 0
+#define TG_API_VERSION_MINOR 1
 
 #define TG_MAX_DIMS 6
 

@@ -508,3 +508,49 @@ def test_model_every_runs_the_model_at_every_nth_stride_on_the_host():
     # the model did not run in between: its output there is no answer (its
     # buffer is the front end's scratch until the next answer)
     assert not all(np.array_equal(ours[k][1], ref[k][1]) for k in range(12) if k not in rows)
+
+
+_ANSWER_MAIN = r"""#include <stdio.h>
+#include "model.h"
+
+/* has_answer after init, after each of 7 invokes, after reset */
+int main(void) {
+  int k;
+  if (model_init() != TG_OK) return 2;
+  printf("%d", model_has_answer());
+  for (k = 0; k < 7; ++k) {
+    if (model_invoke() != TG_OK) return 3;
+    printf("%d", model_has_answer());
+  }
+  model_reset();
+  printf("%d", model_has_answer());
+  return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_has_answer_says_which_strides_ran_the_model(every, tmp_path):
+    """The C API's model_has_answer() is 1 exactly at the strides where
+    verify compares answers (tinygen.data.model_turns), 0 after init and
+    reset; without --model-every (every = 1) after every invoke."""
+    import subprocess
+
+    from harness import HOST_CFLAGS
+
+    from tinygen.codegen.aot import generate_aot
+    from tinygen.convert.pipeline import build_pipeline
+    from tinygen.data import answer_rows, model_turns
+    fe = build_frontend(FrontendParams())
+    feat = parse_tflite(fe).output_tensors()[0]
+    joined, _, _ = build_pipeline(fe, _pooled_model(feat.scale, feat.zero_point), every)
+    src = tmp_path / "aot"
+    generate_aot(parse_tflite(joined), src, board="host", copy_api_header=True)
+    (tmp_path / "main.c").write_text(_ANSWER_MAIN)
+    exe = tmp_path / "answers"
+    subprocess.run(["gcc", *HOST_CFLAGS, "-O1", "-I", str(src), str(tmp_path / "main.c"),
+                    *map(str, sorted(src.glob("*.c"))), "-o", str(exe), "-lm"], check=True)
+    got = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    with model_turns(every):
+        rows = answer_rows(7) or list(range(7))
+    assert got == "0" + "".join("1" if k in rows else "0" for k in range(7)) + "0"
