@@ -3,8 +3,9 @@
  * Output pixels are taken two at a time (raster order).  The receptive field
  * of each is expanded into a 16-bit column with the input offset added
  * (SXTAB16), taps outside the image being 0; then every pair of output
- * channels is one 2x2 block of tg_mm_2x2 (8 SMLAD per 16 multiply-
- * accumulates), requantized per channel and clamped.  The accumulator is
+ * channels is one 2x2 block of tg_mm_2x2_w16 (8 SMLAD per 16 multiply-
+ * accumulates, the weights stored as 16-bit lanes), requantized per channel
+ * and clamped.  The accumulator is
  * bias + sum(filter * (input + input_offset)) over the taps inside the image,
  * exactly TFLite's reference sum.
  *
@@ -99,49 +100,94 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
   tg_expand_s8(win, fh * row_bytes, off2, col, 4);
 }
 
-/* Requantize a 2x2 block and store it; out0/out1 are the two pixels' rows. */
-TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *rq, int32_t a00,
-                                 int32_t a01, int32_t a10, int32_t a11, int8_t *out0, int8_t *out1,
-                                 int32_t both) {
+/* Requantize a 2x2 block and store it; out0/out1 are the two pixels' rows.
+ * Fast sums are 2 * acc (weights and bias stored doubled). */
+TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *rq,
+                                     int32_t a00, int32_t a01, int32_t a10, int32_t a11,
+                                     int8_t *out0, int8_t *out1, int32_t both) {
   if (p->fast) {
-    a00 = tg_rq_fast(a00, rq[2], rq[4], rq[6]);
-    a10 = tg_rq_fast(a10, rq[2], rq[4], rq[6]);
-    a01 = tg_rq_fast(a01, rq[3], rq[5], rq[7]);
-    a11 = tg_rq_fast(a11, rq[3], rq[5], rq[7]);
+    a00 = tg_rq_fast2(a00, rq[2], rq[4], rq[6]);
+    a10 = tg_rq_fast2(a10, rq[2], rq[4], rq[6]);
+    a01 = tg_rq_fast2(a01, rq[3], rq[5], rq[7]);
+    a11 = tg_rq_fast2(a11, rq[3], rq[5], rq[7]);
   } else {
     a00 = tg_rq_exact(a00, rq[2], rq[4], rq[6]);
     a10 = tg_rq_exact(a10, rq[2], rq[4], rq[6]);
     a01 = tg_rq_exact(a01, rq[3], rq[5], rq[7]);
     a11 = tg_rq_exact(a11, rq[3], rq[5], rq[7]);
   }
-  if (p->act_full) {
-    a00 = tg_ssat8(a00);
-    a10 = tg_ssat8(a10);
-    a01 = tg_ssat8(a01);
-    a11 = tg_ssat8(a11);
-  } else {
-    const int32_t lo = p->act_min, hi = p->act_max;
-    a00 = tg_clamp_i32(a00, lo, hi);
-    a10 = tg_clamp_i32(a10, lo, hi);
-    a01 = tg_clamp_i32(a01, lo, hi);
-    a11 = tg_clamp_i32(a11, lo, hi);
-  }
-  out0[0] = (int8_t)a00;
-  out1[0] = (int8_t)a10;
+  out0[0] = (int8_t)tg_act(a00, p->act_full, p->act_min, p->act_max);
+  out1[0] = (int8_t)tg_act(a10, p->act_full, p->act_min, p->act_max);
   if (both) {
-    out0[1] = (int8_t)a01;
-    out1[1] = (int8_t)a11;
+    out0[1] = (int8_t)tg_act(a01, p->act_full, p->act_min, p->act_max);
+    out1[1] = (int8_t)tg_act(a11, p->act_full, p->act_min, p->act_max);
   }
 }
 
+/* The weights are stored as 16-bit lanes: per group of four k and pair of
+ * channels the words (a0, a2), (a1, a3), (b0, b2), (b1, b3), already the
+ * lanes of the column words, so no SXTB16 runs here: 2 + 2 LDRD and 8 SMLAD
+ * per 16 multiply-accumulates (int8 weights took 3 LDRD, 4 SXTB16 and 8
+ * SMLAD), at twice the weight flash.  Unrolled four times; the 13 live
+ * values (four sums, two pointers, the end, four column and two weight
+ * words) just fit the M4's registers. */
+#define TG_MM_W16_GROUP()                     \
+  do {                                        \
+    int32_t x0e, x0o, x1e, x1o, we, wo;       \
+    TG_LDRD(x0e, x0o, col);                   \
+    TG_LDRD(x1e, x1o, col);                   \
+    TG_LDRD(we, wo, w);                       \
+    s00 = tg_smlad(x0e, we, s00);             \
+    s10 = tg_smlad(x1e, we, s10);             \
+    s00 = tg_smlad(x0o, wo, s00);             \
+    s10 = tg_smlad(x1o, wo, s10);             \
+    TG_LDRD(we, wo, w);                       \
+    s01 = tg_smlad(x0e, we, s01);             \
+    s11 = tg_smlad(x1e, we, s11);             \
+    s01 = tg_smlad(x0o, wo, s01);             \
+    s11 = tg_smlad(x1o, wo, s11);             \
+  } while (0)
+
+TG_INLINE void tg_mm_2x2_w16(const int32_t *col, const int32_t *w, int32_t groups, int32_t *a00,
+                             int32_t *a01, int32_t *a10, int32_t *a11) {
+  int32_t s00 = *a00, s01 = *a01, s10 = *a10, s11 = *a11;
+  const int32_t *end = w + 4 * groups;
+  switch (groups & 3) {
+    case 3:
+      TG_MM_W16_GROUP();
+      /* fall through */
+    case 2:
+      TG_MM_W16_GROUP();
+      /* fall through */
+    case 1:
+      TG_MM_W16_GROUP();
+      /* fall through */
+    default:
+      break;
+  }
+  while (w < end) {
+    TG_MM_W16_GROUP();
+    TG_MM_W16_GROUP();
+    TG_MM_W16_GROUP();
+    TG_MM_W16_GROUP();
+  }
+  *a00 = s00;
+  *a01 = s01;
+  *a10 = s10;
+  *a11 = s11;
+}
+
 /* Every pair of output channels of two columns; fast requantization and the
- * full int8 range (the common case) in a loop of its own. */
+ * full int8 range (the common case) in a loop of its own.  With fast
+ * requantization the weights and bias are stored doubled, so the sums are
+ * the 2 * acc SMMULR takes (|2 * acc| < 2^31 is part of the lowering's
+ * proof). */
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline))
 #endif
 static void
 tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *out0,
-                     int8_t *out1) {
+                         int8_t *out1) {
   const int32_t oc = p->out.c, g4 = p->groups4;
   const int32_t *w = p->filter;
   const int32_t *rq = p->rq;
@@ -152,13 +198,13 @@ tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *
       TG_LDRD(a00, a01, rq);
       a10 = a00;
       a11 = a01;
-      tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
-      w += 2 * g4;
+      tg_mm_2x2_w16(col, w, g4, &a00, &a01, &a10, &a11);
+      w += 4 * g4;
       TG_LDRD(m0, m1, rq);
-      a00 = tg_smmulr(tg_shift_left_wrap(a00, 1), m0);
-      a10 = tg_smmulr(tg_shift_left_wrap(a10, 1), m0);
-      a01 = tg_smmulr(tg_shift_left_wrap(a01, 1), m1);
-      a11 = tg_smmulr(tg_shift_left_wrap(a11, 1), m1);
+      a00 = tg_smmulr(a00, m0);
+      a10 = tg_smmulr(a10, m0);
+      a01 = tg_smmulr(a01, m1);
+      a11 = tg_smmulr(a11, m1);
       TG_LDRD(m0, m1, rq);
       a00 += m0 - (int32_t)((uint32_t)a00 >> 31);
       a10 += m0 - (int32_t)((uint32_t)a10 >> 31);
@@ -176,9 +222,9 @@ tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *
     while (out0 < end) {
       int32_t a00 = rq[0], a01 = rq[1];
       int32_t a10 = a00, a11 = a01;
-      tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
+      tg_mm_2x2_w16(col, w, g4, &a00, &a01, &a10, &a11);
       tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0, out1, 1);
-      w += 2 * g4;
+      w += 4 * g4;
       rq += 8;
       out0 += 2;
       out1 += 2;
@@ -187,7 +233,7 @@ tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *
   if (oc & 1) {
     int32_t a00 = rq[0], a01 = rq[1];
     int32_t a10 = a00, a11 = a01;
-    tg_mm_2x2(col, w, g4, &a00, &a01, &a10, &a11);
+    tg_mm_2x2_w16(col, w, g4, &a00, &a01, &a10, &a11);
     tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0, out1, 0);
   }
 }

@@ -23,10 +23,12 @@ typedef struct {
   int32_t pointwise;    /* 1: 1x1, stride 1, no padding (output pixel q = input pixel q) */
   int32_t fast;         /* rq holds fast records (see tg_dsp.h) */
   int32_t act_full, act_min, act_max;
-  const int32_t *filter; /* [ceil(out.c / 2)][groups4][2]: a word of 4 int8
-                            weights of channel 2j, then one of 2j+1 (zero-padded) */
-  const int32_t *rq;     /* [ceil(out.c / 2)][4 fields][2 channels]: bias, multiplier,
-                            round or shift, e or output offset */
+  const int32_t *filter; /* [ceil(out.c / 2)][groups4][4]: 16-bit lanes (w0, w2),
+                            (w1, w3) of channel 2j, then of 2j+1 (zero-padded),
+                            each weight doubled when fast */
+  const int32_t *rq;     /* [ceil(out.c / 2)][4 fields][2 channels]: bias (doubled
+                            when fast), multiplier, round or shift, e or output
+                            offset */
 } tg_conv2d_dsp_params;
 
 /* scratch: 16 * groups4 bytes (two columns), plus 4 * groups4 bytes for the
