@@ -124,6 +124,46 @@ def test_conv2d_dsp_wide_host(case, sanitize, fast_requant):
 
 
 @st.composite
+def padded_row_conv_cases(draw):
+    """Filter rows of 1..3 bytes past a group of four (one input channel, as
+    in a grayscale or spectrogram first layer, or three): rows padded to the
+    group with zero weights and expanded straight from the input, a row's last
+    read running past the window; the image's last windows are gathered so
+    that no read passes the input's end (ASan on part of the draws)."""
+    kw, seed = draw(conv_cases())
+    c = draw(st.sampled_from([1, 1, 2, 3, 5]))
+    fw = draw(st.sampled_from([w for w in (1, 2, 3, 5) if (w * c) % 4]))
+    fh = draw(st.integers(2, 3))
+    kw.update(cin=c, cout=draw(st.integers(1, 9)), groups=1, kh=fh, kw=fw,
+              dilation=(draw(st.integers(1, 2)), 1))
+    from tflite_builder import out_size
+    if min(out_size(kw["padding"], kw["h"], fh, kw["stride"][0], kw["dilation"][0]),
+           out_size(kw["padding"], kw["w"], fw, kw["stride"][1], 1)) < 1:
+        kw.update(padding="SAME")
+    return kw, seed
+
+
+@FAST
+@given(padded_row_conv_cases(), st.booleans(), st.booleans())
+def test_conv2d_dsp_padded_rows_host(case, sanitize, fast_requant):
+    kw, seed = case
+    assert _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
+                 fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])
+
+
+def test_conv2d_dsp_pads_rows_only_without_extra_groups():
+    """3x3 on one channel: 3 rows of 4 = the 3 groups of 9 taps, padded;
+    3x3 on three channels: 3 x 12 = 9 groups against 7, not padded."""
+    from tinygen.plan.aot import lower_model
+    rows = {}
+    for cin in (1, 3):
+        model = parse_tflite(conv2d_model(np.random.default_rng(cin), h=6, w=6, cin=cin))
+        (call,) = lower_model(model, core="cortex-m4f")
+        rows[cin] = (call.params["row_k"], call.params["direct_rows"], call.params["groups4"])
+    assert rows == {1: ("4", "1", "3"), 3: ("9", "0", "7")}
+
+
+@st.composite
 def whole_window_conv_cases(draw):
     """Convolutions with one output pixel whose window is the whole input (a
     streaming model's temporal layer, a pointwise layer on a 1x1 map): lowered
@@ -245,6 +285,15 @@ needs_qemu = pytest.mark.skipif(not qemu_available(), reason="qemu-system-arm no
 @M4
 @given(wide_conv_cases(), st.booleans())
 def test_conv2d_dsp_m4(case, fast_requant):
+    kw, seed = case
+    assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed,
+               fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])
+
+
+@needs_qemu
+@M4
+@given(padded_row_conv_cases(), st.booleans())
+def test_conv2d_dsp_padded_rows_m4(case, fast_requant):
     kw, seed = case
     assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed,
                fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])

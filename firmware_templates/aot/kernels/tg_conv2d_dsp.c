@@ -38,7 +38,7 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
   const int32_t oy = r / p->out.w, ox = r - oy * p->out.w;
   const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
   const int32_t fh = p->filter_h, fw = p->filter_w, dh = p->dilation_h, dw = p->dilation_w;
-  const int32_t row_bytes = fw * c;
+  const int32_t row_bytes = fw * c, row_k = p->row_k;
   const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
   const int8_t *in_b = input + b * in_h * in_w * c;
   int32_t ky, kx, i;
@@ -47,13 +47,16 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
     tg_expand_s8(input + q * c, c, off2, col, 4);
     return;
   }
-  if (p->direct_rows && iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h && ix0 + fw - 1 < in_w) {
+  if (p->direct_rows && iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h && ix0 + fw - 1 < in_w &&
+      ((iy0 + (fh - 1) * dh) * in_w + ix0) * c + row_k <= in_h * in_w * c) {
+    /* row_k is a multiple of 4 (or this is the only row): whole groups; a
+     * padded row reads row_k - row_bytes bytes past the window, inside the
+     * image (tested above), which meet zero weights */
     const int8_t *src = in_b + (iy0 * in_w + ix0) * c;
     for (ky = 0; ky < fh; ++ky) {
-      /* row_bytes is a multiple of 4 (or this is the only row): whole groups */
-      tg_expand_s8(src, row_bytes, off2, col, 4);
+      tg_expand_s8(src, row_k, off2, col, 4);
       src += dh * in_w * c;
-      col += row_bytes;
+      col += row_k; /* row_k / 4 groups of four words (two columns) */
     }
     return;
   }
@@ -61,7 +64,7 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
     /* inside the image, rows contiguous: gather whole rows */
     const int8_t *src = in_b + (iy0 * in_w + ix0) * c;
     int8_t *w = win;
-    for (ky = 0; ky < fh; ++ky, src += dh * in_w * c, w += row_bytes) {
+    for (ky = 0; ky < fh; ++ky, src += dh * in_w * c, w += row_k) {
       tg_conv_dsp_copy(w, src, row_bytes);
     }
   } else if (dw == 1) {
@@ -73,8 +76,8 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
     const int32_t kx0 = ix0 < 0 ? (-ix0 < fw ? -ix0 : fw) : 0;
     const int32_t kx1 = in_w - ix0 < fw ? (in_w - ix0 > kx0 ? in_w - ix0 : kx0) : fw;
     int8_t *w = win + kx0 * c;
-    memset(win, pad, (size_t)(fh * row_bytes));
-    for (ky = 0; ky < fh && kx0 < kx1; ++ky, w += row_bytes) {
+    memset(win, pad, (size_t)(fh * row_k));
+    for (ky = 0; ky < fh && kx0 < kx1; ++ky, w += row_k) {
       const int32_t iy = iy0 + ky * dh;
       if (iy >= 0 && iy < in_h) {
         tg_conv_dsp_copy(w, in_b + (iy * in_w + ix0 + kx0) * c, (kx1 - kx0) * c);
@@ -97,7 +100,9 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
       }
     }
   }
-  tg_expand_s8(win, fh * row_bytes, off2, col, 4);
+  /* padded rows (row_k > row_bytes, dilation_w 1 only) end in bytes the
+   * copies above do not write: whatever they hold meets zero weights */
+  tg_expand_s8(win, fh * row_k, off2, col, 4);
 }
 
 /* Requantize a 2x2 block and store it; out0/out1 are the two pixels' rows.

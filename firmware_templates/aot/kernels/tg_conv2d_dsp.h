@@ -20,6 +20,8 @@ typedef struct {
   int32_t input_offset; /* -input zero point */
   int32_t groups4;      /* ceil(filter_h * filter_w * in.c / 4) */
   int32_t direct_rows;  /* 1: a filter row is whole groups of 4 (or the only row) */
+  int32_t row_k;        /* k per filter row: filter_w * in.c, or that rounded up to 4
+                           (zero weights) where it costs no group of k */
   int32_t pointwise;    /* 1: 1x1, stride 1, no padding (output pixel q = input pixel q) */
   int32_t fast;         /* rq holds fast records (see tg_dsp.h) */
   int32_t act_full, act_min, act_max;

@@ -414,7 +414,19 @@ def _whole_window(in_shape, out_shape, fh: int, fw: int, win: dict) -> bool:
 def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
                 portable: KernelCall) -> KernelCall:
     oc, fh, fw, c = (int(d) for d in w.shape)
-    rows = w.reshape(oc, -1)
+    row_bytes = fw * c
+    row_k = row_bytes
+    if win["dilation_w"] == 1 and fh > 1 and row_bytes % 4:
+        # rows padded to whole groups of four with zero weights, where that
+        # adds no group of k (a 3x3 filter on one channel: 3 x 4 = 12 = 3
+        # groups): each row is then expanded straight from the input, with
+        # no gather of the window (docs/performance.md section 15)
+        padded = -(-row_bytes // 4) * 4
+        if -(-fh * padded // 4) == -(-fh * row_bytes // 4):
+            row_k = padded
+    rows_k = np.zeros((oc, fh, row_k), np.int8)
+    rows_k[:, :, :row_bytes] = w.reshape(oc, fh, row_bytes)
+    rows = rows_k.reshape(oc, -1)
     fast, rec = rq_records(bias, mult, shift, out.zero_point,
                            acc_bounds(rows, bias, -inp.zero_point), ctx.fast_requant)
     # 16-bit weights: a fifth fewer instructions in the matmul for twice the
@@ -423,13 +435,14 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
     scale = 2 if fast else 1
     words, g4 = mm_weights_w16(rows, scale)
     rec[:, 0] *= scale
-    direct_rows = win["dilation_w"] == 1 and (fh == 1 or (fw * c) % 4 == 0)
+    direct_rows = win["dilation_w"] == 1 and (fh == 1 or row_k % 4 == 0)
     _, ih, iw, _ = (int(d) for d in inp.shape)
     _, oh, ow, _ = (int(d) for d in out.shape)
     all_inside = (win["pad_h"] == 0 and win["pad_w"] == 0
                   and (oh - 1) * win["stride_h"] + (fh - 1) * win["dilation_h"] < ih
                   and (ow - 1) * win["stride_w"] + (fw - 1) * win["dilation_w"] < iw)
-    scratch = 16 * g4 + (0 if direct_rows and all_inside else 4 * g4)
+    # a padded row may not be read past the image's end: the last windows gather
+    scratch = 16 * g4 + (0 if direct_rows and all_inside and row_k == row_bytes else 4 * g4)
     consts = [ConstArray(ctx.name(op, "filter"), "int32_t", words, align=16),
               ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 2), align=16,
                          is_weight=False)]
@@ -438,7 +451,7 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
         "filter_h": str(fh), "filter_w": str(fw),
         **{k: str(v) for k, v in win.items()},
         "input_offset": str(-inp.zero_point), "groups4": str(g4),
-        "direct_rows": "1" if direct_rows else "0",
+        "direct_rows": "1" if direct_rows else "0", "row_k": str(row_k),
         "pointwise": "1" if (fh == fw == 1 and win["stride_h"] == win["stride_w"] == 1
                              and all_inside) else "0",
         "fast": "1" if fast else "0",
