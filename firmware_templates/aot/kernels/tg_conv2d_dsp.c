@@ -42,20 +42,25 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
   const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
   const int8_t *in_b = input + b * in_h * in_w * c;
   int32_t ky, kx, i;
-  if (p->pointwise) {
-    /* 1x1, stride 1, no padding: pixel q is input pixel q */
-    tg_expand_s8(input + q * c, c, off2, col, 4);
-    return;
-  }
   if (p->direct_rows && iy0 >= 0 && ix0 >= 0 && iy0 + (fh - 1) * dh < in_h && ix0 + fw - 1 < in_w &&
-      ((iy0 + (fh - 1) * dh) * in_w + ix0) * c + row_k <= in_h * in_w * c) {
+      (row_k == row_bytes || ((iy0 + (fh - 1) * dh) * in_w + ix0) * c + row_k <= in_h * in_w * c)) {
     /* row_k is a multiple of 4 (or this is the only row): whole groups; a
      * padded row reads row_k - row_bytes bytes past the window, inside the
      * image (tested above), which meet zero weights */
     const int8_t *src = in_b + (iy0 * in_w + ix0) * c;
-    for (ky = 0; ky < fh; ++ky) {
+    const int32_t step = dh * in_w * c;
+    if (row_k == 4) {
+      /* one group per row (3x3 or 4xN on one channel): without the general
+       * loop's tests, a third of such a column's cost */
+      for (ky = 0; ky < fh; ++ky, src += step, col += 4) {
+        const uint32_t v = tg_load_u32(src);
+        col[0] = tg_sxtab16(off2, v);
+        col[1] = tg_sxtab16_ror8(off2, v);
+      }
+      return;
+    }
+    for (ky = 0; ky < fh; ++ky, src += step) {
       tg_expand_s8(src, row_k, off2, col, 4);
-      src += dh * in_w * c;
       col += row_k; /* row_k / 4 groups of four words (two columns) */
     }
     return;
@@ -198,6 +203,9 @@ tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *
   const int32_t *rq = p->rq;
   int8_t *end = out0 + (oc & ~1);
   if (p->fast && p->act_full) {
+    /* the second pixel's outputs at a fixed distance: one pointer fewer to
+     * keep (it would live on the stack: a load and a store per block) */
+    const int32_t d = (int32_t)(out1 - out0);
     while (out0 < end) {
       int32_t a00, a01, a10, a11, m0, m1;
       TG_LDRD(a00, a01, rq);
@@ -217,12 +225,12 @@ tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *
       a11 += m1 - (int32_t)((uint32_t)a11 >> 31);
       TG_LDRD(m0, m1, rq);
       out0[0] = (int8_t)tg_ssat8(a00 >> m0);
-      out1[0] = (int8_t)tg_ssat8(a10 >> m0);
+      out0[d] = (int8_t)tg_ssat8(a10 >> m0);
       out0[1] = (int8_t)tg_ssat8(a01 >> m1);
-      out1[1] = (int8_t)tg_ssat8(a11 >> m1);
+      out0[d + 1] = (int8_t)tg_ssat8(a11 >> m1);
       out0 += 2;
-      out1 += 2;
     }
+    out1 = out0 + d;
   } else {
     while (out0 < end) {
       int32_t a00 = rq[0], a01 = rq[1];
@@ -250,6 +258,20 @@ void tg_conv2d_dsp_s8(const tg_conv2d_dsp_params *p, const int8_t *input, int8_t
   int32_t *col = (int32_t *)scratch;
   int8_t *win = (int8_t *)(col + 4 * p->groups4);
   int32_t q;
+  if (p->pointwise) {
+    /* 1x1, stride 1, no padding: pixel q is input pixel q, expanded here
+     * rather than through the window code (its call and set-up cost as much
+     * as a short column: an 8 -> 12 layer's pixel) */
+    const int32_t c = p->in.c;
+    const int32_t off2 = tg_lanes(p->input_offset, p->input_offset);
+    for (q = 0; q < n_px; q += 2) {
+      const int32_t q1 = q + 1 < n_px ? q + 1 : q;
+      tg_expand_s8(input + q * c, c, off2, col, 4);
+      tg_expand_s8(input + q1 * c, c, off2, col + 2, 4);
+      tg_conv_dsp_channels(p, col, output + q * oc, output + q1 * oc);
+    }
+    return;
+  }
   for (q = 0; q < n_px; q += 2) {
     /* a last odd pixel is computed twice into the same bytes */
     const int32_t q1 = q + 1 < n_px ? q + 1 : q;
