@@ -420,7 +420,7 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
         # rows padded to whole groups of four with zero weights, where that
         # adds no group of k (a 3x3 filter on one channel: 3 x 4 = 12 = 3
         # groups): each row is then expanded straight from the input, with
-        # no gather of the window (docs/performance.md section 15)
+        # no gather of the window (docs/performance.md section 16)
         padded = -(-row_bytes // 4) * 4
         if -(-fh * padded // 4) == -(-fh * row_bytes // 4):
             row_k = padded
@@ -430,7 +430,7 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
     fast, rec = rq_records(bias, mult, shift, out.zero_point,
                            acc_bounds(rows, bias, -inp.zero_point), ctx.fast_requant)
     # 16-bit weights: a fifth fewer instructions in the matmul for twice the
-    # weight flash (docs/performance.md section 15); doubled with the bias
+    # weight flash (docs/performance.md section 16); doubled with the bias
     # under the fast requantization, which then needs no shift per output
     scale = 2 if fast else 1
     words, g4 = mm_weights_w16(rows, scale)

@@ -33,14 +33,15 @@ from ..lowering import ConstArray, KernelCall, LoweringContext
 # the sparse kernel took 260,840 and 455,440 instructions for 231 and 576
 # stored weights, i.e. 9.0 per stored weight and pair of pixels plus 22 per
 # output value; the dense dsp kernel 398,200 (1.38 per multiply-accumulate,
-# its requantization included) and the dense FULLY_CONNECTED 48 -> 12 dsp
-# kernel 1,120 (1.94).  The portable dense kernels (cores without DSP) were
-# not measured: they get the dsp figure, which is lower than theirs, so the
-# model can only err towards dense there.
+# its requantization included; 328,160 = 1.14 since its weights are 16-bit
+# lanes, docs/performance.md section 16) and the dense FULLY_CONNECTED
+# 48 -> 12 dsp kernel 1,120 (1.94).  The portable dense kernels (cores
+# without DSP) were not measured: they get the int8 dsp figure, 1.38, which
+# is lower than theirs, so the model can only err towards dense.
 INSTRUCTIONS_PER_NONZERO = 9.0
 SPARSE_PER_OUTPUT = 22.0
 DENSE_PER_MAC = {
-    "tg_conv2d_dsp_s8": 1.38,
+    "tg_conv2d_dsp_s8": 1.14,
     "tg_fully_connected_dsp_s8": 1.94,
 }
 DENSE_DEFAULT = 1.38
