@@ -7,10 +7,10 @@ model's int8 input out:
                                    STRIDED_SLICE, RESIZE_* and CAST take no uint8)
     STRIDED_SLICE                 the crop box (left out when it is the whole frame)
     RESIZE_NEAREST_NEIGHBOR       nearest: on the packed pixels, RGB565 included
-    RGB565 only: QUANTIZE int8 -> int32 (the byte values) -> UNPACK (high and
-                 low bytes) -> GATHER x 2 (each byte's share of (R, G, B)
-                 expanded to 8 bits, from a [256, 3] table) -> ADD (the shares
-                 add up to the pixel): RGB888 from here on
+    RGB565 only: UNPACK (high and low bytes) -> per byte QUANTIZE int8 -> int32
+                 (the byte values) and GATHER (its share of (R, G, B) expanded
+                 to 8 bits, from a [256, 3] table) -> ADD (the shares add up to
+                 the pixel): RGB888 from here on
     RESIZE_BILINEAR               bilinear: on the unpacked channels
     CONV_2D 1x1                   the colour mix (identity, BT.601 luma, gray to
                                   three channels) and the
@@ -195,27 +195,28 @@ def build_image_frontend(p: ImageFrontendParams) -> bytes:
     if size is not None and p.resize == "nearest":
         x, h, w = resize(x, "nearest"), p.out_height, p.out_width
     if rgb565:
-        # int8 byte - 128 -> int32 byte (the same scale, zero point + 128: exact), one
-        # index tensor per byte, each looked up in its own table
+        # the high and low bytes apart (int8), then each byte - 128 -> its int32 value
+        # (the same scale, zero point + 128: exact) just before its lookup: one
+        # int32 index tensor alive at a time keeps the arena down
         pz = p.pixel_zero_point
-        idx = g.tensor("rgb565_bytes", [1, h, w, 2], "int32", scale=s_in, zp=pz)
-        g.op("QUANTIZE", [x], [idx])
-        hi_idx = g.tensor("rgb565_high", [1, h, w], "int32", scale=s_in, zp=pz)
-        lo_idx = g.tensor("rgb565_low", [1, h, w], "int32", scale=s_in, zp=pz)
+        halves = [g.tensor(f"rgb565_{n}_byte", [1, h, w], "int8", scale=s_in, zp=zp8)
+                  for n in ("high", "low")]
         up = s.UnpackOptionsT()
         up.num, up.axis = 2, 3
-        g.op("UNPACK", [idx], [hi_idx, lo_idx], builtin=("UnpackOptions", up))
+        g.op("UNPACK", [x], halves, builtin=("UnpackOptions", up))
         tables = rgb565_tables().astype(np.int64) - 128
         # a share v is stored as v - 128; the high byte's zero point makes its share
         # (v - pixel_zero_point) * scale, the low byte's v * scale: they add up to the
         # pixel's real value, and the ADD's output has the frame's quantization
         shares = []
-        for name, rows, zp in (("high", slice(0, 256), zp8), ("low", slice(256, 512), -128)):
+        for half, (name, rows, zp) in zip(halves, (("high", slice(0, 256), zp8),
+                                                   ("low", slice(256, 512), -128))):
+            idx = g.tensor(f"rgb565_{name}_index", [1, h, w], "int32", scale=s_in, zp=pz)
+            g.op("QUANTIZE", [half], [idx])
             tab = g.tensor(f"rgb565_{name}_table", [256, 3], "int8", tables[rows],
                            scale=s_in, zp=zp)
             share = g.tensor(f"rgb565_{name}_share", [1, h, w, 3], "int8", scale=s_in, zp=zp)
-            g.op("GATHER", [tab, hi_idx if name == "high" else lo_idx], [share],
-                 builtin=("GatherOptions", s.GatherOptionsT()))
+            g.op("GATHER", [tab, idx], [share], builtin=("GatherOptions", s.GatherOptionsT()))
             shares.append(share)
         x = g.tensor("rgb", [1, h, w, 3], "int8", scale=s_in, zp=zp8)
         g.op("ADD", shares, [x], builtin=("AddOptions", s.AddOptionsT()))
