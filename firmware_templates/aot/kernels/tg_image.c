@@ -40,8 +40,8 @@ void tg_resize_bilinear_s8(const tg_resize_bilinear_params *p, const int8_t *inp
         const int8_t *cc = r0 + (size_t)p->x1[x] * (size_t)depth;
         const int8_t *d = r1 + (size_t)p->x1[x] * (size_t)depth;
         for (c = 0; c < depth; ++c) {
-          const int32_t acc = a[c] * wy0 * wx0 + bb[c] * wy1 * wx0 + cc[c] * wy0 * wx1 +
-                              d[c] * wy1 * wx1;
+          const int32_t acc =
+              a[c] * wy0 * wx0 + bb[c] * wy1 * wx0 + cc[c] * wy0 * wx1 + d[c] * wy1 * wx1;
 #ifdef TG_SINGLE_ROUNDING
           *output++ = (int8_t)((acc + (1 << 19)) >> 20);
 #else

@@ -39,8 +39,7 @@ typedef struct {
   const int32_t *x0, *x1, *dx; /* [out_width] */
 } tg_resize_bilinear_params;
 
-void tg_resize_bilinear_s8(const tg_resize_bilinear_params *p, const int8_t *input,
-                           int8_t *output);
+void tg_resize_bilinear_s8(const tg_resize_bilinear_params *p, const int8_t *input, int8_t *output);
 
 /* GATHER: for every batch and outer index, coord_size slices of inner_bytes
  * picked from axis_size by the int32 coordinates.  TFLM leaves a coordinate

@@ -116,8 +116,7 @@ static void tg_fft_radix2(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw) {
 #ifndef TG_HAVE_DSP
 /* inverse: kissfft's inverse butterfly rotates the odd difference the other
  * way, which is the forward one with outputs m and 3m exchanged. */
-static void tg_fft_radix4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw,
-                          int32_t inverse) {
+static void tg_fft_radix4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw, int32_t inverse) {
   const int32_t span = 4 * m, stride = n / span;
   const int32_t q1 = inverse ? 3 * m : m, q3 = inverse ? m : 3 * m;
   int32_t k, base;
@@ -171,8 +170,7 @@ TG_INLINE int32_t tg_w_mul(int32_t a, int32_t b) {
   return tg_w_pack(__smlsd(a, b, 1 << 14) >> 15, __smladx(a, b, 1 << 14) >> 15);
 }
 
-static void tg_fft_radix4_dsp(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw,
-                              int32_t inverse) {
+static void tg_fft_radix4_dsp(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw, int32_t inverse) {
   const int32_t span = 4 * m, stride = n / span;
   const int32_t q1 = inverse ? 3 * m : m, q3 = inverse ? m : 3 * m;
   int32_t k, base;
@@ -212,8 +210,7 @@ static void tg_rfft_split_dsp(const tg_c16 *x, int32_t n, const int16_t *split, 
 }
 #endif
 
-TG_INLINE void tg_fft_stage4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw,
-                             int32_t inverse) {
+TG_INLINE void tg_fft_stage4(tg_c16 *x, int32_t n, int32_t m, const int16_t *tw, int32_t inverse) {
 #ifdef TG_HAVE_DSP
   tg_fft_radix4_dsp(x, n, m, tw, inverse);
 #else
@@ -540,8 +537,7 @@ void tg_overlap_add_s16(const tg_overlap_add_params *p, const int16_t *in, int16
   }
 }
 
-void tg_overlap_add_f32(const tg_overlap_add_params *p, const float *in, float *out,
-                        void *state) {
+void tg_overlap_add_f32(const tg_overlap_add_params *p, const float *in, float *out, void *state) {
   const int32_t size = p->frame_size, step = p->frame_step;
   int32_t s, f, i;
   for (s = 0; s < p->outer_dims; ++s) {

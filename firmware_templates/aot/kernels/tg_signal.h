@@ -132,8 +132,7 @@ void tg_delay_s16(const tg_delay_params *p, const int16_t *in, int16_t *out, voi
 /* state: outer_dims x frame_size samples of the running sum, zero after reset. */
 void tg_overlap_add_s16(const tg_overlap_add_params *p, const int16_t *in, int16_t *out,
                         void *state);
-void tg_overlap_add_f32(const tg_overlap_add_params *p, const float *in, float *out,
-                        void *state);
+void tg_overlap_add_f32(const tg_overlap_add_params *p, const float *in, float *out, void *state);
 void tg_window_s16(const tg_window_params *p, const int16_t *in, const int16_t *weights,
                    int16_t *out);
 void tg_fft_auto_scale_s16(const tg_fft_auto_scale_params *p, const int16_t *in, int16_t *out,
