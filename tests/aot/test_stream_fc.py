@@ -1,5 +1,6 @@
 """A convolution / depthwise convolution streamed into a FULLY_CONNECTED
-(plan/fuse.py, tg_stream_fc*.c) against TFLM, 0 LSB.
+(plan/fuse.py, tg_stream_fc*.c), and a convolution streamed into a depthwise
+(tg_stream_dw.c), against TFLM, 0 LSB.
 
 The fused call never stores the producer's map: the producer runs on chunks
 of output rows presented as smaller convolutions, the FC accumulates each
@@ -95,6 +96,56 @@ def stream_model(rng, kind: str, h: int, w: int, cin: int, cout: int, kh: int, k
     return b.build([x], [y])
 
 
+def conv_dw_model(rng, h: int, w: int, cin: int, cout: int, kh: int, kw: int,
+                  stride: tuple[int, int], padding: str, dkh: int, dkw: int,
+                  dstride: tuple[int, int], ddilation: tuple[int, int], dpadding: str) -> bytes:
+    """input -> CONV_2D -> DEPTHWISE_CONV_2D (multiplier 1): MobileNetV2's
+    expansion feeding its depthwise."""
+    b = GraphBuilder("stream dw")
+    in_scale = float(np.float32(rng.uniform(0.005, 0.05)))
+    x = b.activation((1, h, w, cin), scale=in_scale, zero_point=int(rng.integers(-128, 128)))
+    wq = filter_scales(rng, cout, True)
+    bias = bias_for(rng, in_scale, wq, cout, True)
+    assert bias
+    wt = b.constant(random_int8(rng, (cout, kh, kw, cin), -127, 127), "int8", scale=wq,
+                    zero_point=0, axis=0)
+    bt = b.constant(bias[0], "int32", scale=bias[1], zero_point=0, axis=0)
+    mh, mw = out_size(padding, h, kh, stride[0]), out_size(padding, w, kw, stride[1])
+    m_scale = output_scale_for(in_scale, wq, kh * kw * cin, 1.0)
+    m = b.activation((1, mh, mw, cout), scale=m_scale, zero_point=int(rng.integers(-128, 128)))
+    b.op("CONV_2D", [x, wt, bt], [m], conv2d_options(padding, stride, (1, 1), "RELU6"),
+         version=3)
+    dq = filter_scales(rng, cout, True)
+    dbias = bias_for(rng, m_scale, dq, cout, True)
+    assert dbias
+    dw = b.constant(random_int8(rng, (1, dkh, dkw, cout), -127, 127), "int8", scale=dq,
+                    zero_point=0, axis=3)
+    dbt = b.constant(dbias[0], "int32", scale=dbias[1], zero_point=0, axis=0)
+    oh = out_size(dpadding, mh, dkh, dstride[0], ddilation[0])
+    ow = out_size(dpadding, mw, dkw, dstride[1], ddilation[1])
+    y = b.activation((1, oh, ow, cout), scale=output_scale_for(m_scale, dq, dkh * dkw, 1.0),
+                     zero_point=int(rng.integers(-128, 128)))
+    b.op("DEPTHWISE_CONV_2D", [m, dw, dbt], [y],
+         depthwise_options(dpadding, dstride, ddilation, 1, "NONE"), version=3)
+    return b.build([x], [y])
+
+
+@st.composite
+def conv_dw_cases(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.sampled_from(["SAME", "VALID"]))
+    dkh, dkw = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    ddil = (draw(st.sampled_from([1, 1, 2])), 1)
+    dpadding = draw(st.sampled_from(["SAME", "SAME", "VALID"]))
+    h = draw(st.integers(max(kh, (dkh - 1) * ddil[0] + 1) * stride[0], 20))
+    w = draw(st.integers(max(kw, dkw) * stride[1], 9))
+    return dict(h=h, w=w, cin=draw(st.integers(1, 5)), cout=draw(st.sampled_from([4, 8, 6, 12])),
+                kh=kh, kw=kw, stride=stride, padding=padding, dkh=dkh, dkw=dkw,
+                dstride=(draw(st.integers(1, 3)), draw(st.integers(1, 2))), ddilation=ddil,
+                dpadding=dpadding), draw(st.integers(0, 2**16))
+
+
 @st.composite
 def stream_cases(draw):
     kind = draw(st.sampled_from(["conv", "dw", "dw_mult"]))
@@ -143,6 +194,19 @@ def test_stream_fc_host(case, sanitize):
     assert kernels[-1] in STREAMED or kernels[0] not in fuse.PRODUCERS, kernels
 
 
+@FAST
+@given(case=conv_dw_cases(), sanitize=st.booleans())
+def test_stream_conv_dw_host(case, sanitize):
+    kw, seed = case
+    tfl = conv_dw_model(np.random.default_rng(seed), **kw)
+    with tempfile.TemporaryDirectory(prefix="tg_stream_dw_") as d:
+        cmp = assert_bit_exact(tfl, Path(d), n_inputs=3, seed=seed, sanitize=sanitize,
+                               memory_first=False)
+    kernels = [c.kernel for c in cmp.binary.result.calls if c.absorbed_by is None]
+    assert kernels == ["tg_stream_conv_dw_s8"] or kernels[-1] != "tg_depthwise_dsp_s8" \
+        or kernels[0] != "tg_conv2d_dsp_s8", kernels
+
+
 def test_stream_fc_kept_only_when_it_saves_ram():
     """A large map before a small FC is streamed; a map smaller than the chunk
     and accumulators it would need is not."""
@@ -163,7 +227,8 @@ def test_stream_fc_kept_only_when_it_saves_ram():
 @pytest.mark.skipif(not qemu_available(), reason="qemu-system-arm / arm-none-eabi-gcc missing")
 def test_stream_fc_m4(tmp_path):
     """The intrinsic build on an emulated Cortex-M4F: tiny_conv's shape (10x8
-    window, stride 2, multiplier 8 on one channel) and a strided depthwise."""
+    window, stride 2, multiplier 8 on one channel), a strided depthwise, and
+    a convolution streamed into a depthwise."""
     rng = np.random.default_rng(7)
     for i, kw in enumerate([
             dict(kind="dw", h=25, w=20, cin=1, cout=8, kh=10, kw=8, stride=(2, 2),
@@ -173,3 +238,9 @@ def test_stream_fc_m4(tmp_path):
         binary = assert_bit_exact_m4(stream_model(rng, **kw), tmp_path / str(i), n_inputs=3,
                                      memory_first=False)
         assert binary.result.calls[-1].kernel in STREAMED
+    # MobileNetV2's 1x1 expansion feeding a stride-2 3x3 depthwise (mobilenet_ssd)
+    tfl = conv_dw_model(rng, h=12, w=10, cin=8, cout=24, kh=1, kw=1, stride=(1, 1),
+                        padding="SAME", dkh=3, dkw=3, dstride=(2, 2), ddilation=(1, 1),
+                        dpadding="SAME")
+    binary = assert_bit_exact_m4(tfl, tmp_path / "dw", n_inputs=3, memory_first=False)
+    assert binary.result.calls[-1].kernel == "tg_stream_conv_dw_s8"

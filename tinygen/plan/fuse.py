@@ -29,6 +29,7 @@ PRODUCERS = {"tg_conv2d_dsp_s8": ("tg_stream_fc_conv_s8", "tg_stream_fc_conv_par
              "tg_depthwise_dsp_s8": ("tg_stream_fc_dw_s8", "tg_stream_fc_dw_params",
                                      "tg_stream_fc_dw.c")}
 CONSUMER = "tg_fully_connected_dsp_s8"
+DEPTHWISE = "tg_depthwise_dsp_s8"
 
 
 def _readers(calls: list[KernelCall]) -> dict[int, list[int]]:
@@ -110,15 +111,68 @@ def fuse_stream(model: Model, calls: list[KernelCall], chain: list[int]) -> list
     return out
 
 
+def depthwise_candidate(model: Model, calls: list[KernelCall], k: int) -> list[int] | None:
+    """[producer, depthwise] when call k is a dsp convolution whose output only
+    a dsp depthwise reads (as its input)."""
+    prod = calls[k]
+    if prod.kernel != "tg_conv2d_dsp_s8" or prod.absorbed_by is not None or prod.fused \
+            or len(prod.outputs) != 1:
+        return None
+    t = prod.outputs[0]
+    shape = [int(d) for d in model.tensors[t].shape]
+    if len(shape) != 4 or shape[0] != 1 or t in set(model.outputs) \
+            or model.tensors[t].is_variable:
+        return None
+    r = _readers(calls).get(t, [])
+    if len(r) != 1:
+        return None
+    nxt = calls[r[0]]
+    if nxt.kernel != DEPTHWISE or nxt.inputs[:1] != [t] or t in nxt.inputs[1:] \
+            or nxt.absorbed_by is not None:
+        return None
+    return [k, r[0]]
+
+
+def fuse_depthwise(model: Model, calls: list[KernelCall], chain: list[int]) -> list[KernelCall]:
+    """calls with the producer absorbed into one tg_stream_conv_dw_s8 call at
+    the depthwise's place, one depthwise output row per chunk."""
+    prod, dw = calls[chain[0]], calls[chain[1]]
+    _, mh, mw, mc = (int(d) for d in model.tensors[prod.outputs[0]].shape)
+    fh = int(dw.params["filter_h"])
+    span = min(mh, (fh - 1) * int(dw.params["dilation_h"]) + 1)
+    scratch = -(-span * mw * mc // 16) * 16 + prod.scratch_bytes
+    params = {**{f"producer.{k}": v for k, v in prod.params.items()},
+              **{f"consumer.{k}": v for k, v in dw.params.items()},
+              "rows": "1"}
+    sources = list(dict.fromkeys(prod.sources + dw.sources + [
+        "tg_stream_fc.h", "tg_stream_dw.c", "tg_stream_dw.h"]))
+    fused = KernelCall(
+        kernel="tg_stream_conv_dw_s8", params_type="tg_stream_conv_dw_params", params=params,
+        inputs=list(prod.inputs), outputs=list(dw.outputs), sources=sources,
+        constants=list(prod.constants) + list(dw.constants), scratch_bytes=scratch,
+        comment=f"{dw.comment}, its input made {span} row(s) ahead by #{chain[0]} "
+                f"{prod.comment} (the map never stored)",
+        fused=(chain[0],))
+    out = list(calls)
+    out[chain[0]] = replace(prod, constants=[], scratch_bytes=0, fallback=None,
+                            absorbed_by=chain[1])
+    out[chain[1]] = fused
+    return out
+
+
 def fuse_streams(model: Model, calls: list[KernelCall], plan: MemoryPlan, alignment: int,
                  overlap: bool = True, force: bool = False) -> tuple[list[KernelCall], MemoryPlan]:
     """Each candidate fusion that makes the arena smaller, kept in turn
     (force: every candidate, for the tests)."""
     for k in range(len(calls)):
         chain = stream_candidate(model, calls, k)
-        if chain is None:
-            continue
-        trial = fuse_stream(model, calls, chain)
+        if chain is not None:
+            trial = fuse_stream(model, calls, chain)
+        else:
+            chain = depthwise_candidate(model, calls, k)
+            if chain is None:
+                continue
+            trial = fuse_depthwise(model, calls, chain)
         p = plan_memory(model, trial, alignment=alignment, overlap=overlap)
         if force or p.arena_bytes < plan.arena_bytes:
             calls, plan = trial, p
