@@ -819,10 +819,10 @@ total RAM); bench/results.json keeps its older keys (`flash_code`, `flash_weight
   per-channel requantization tables; TFLM: the .tflite flatbuffer array).
 - **Code flash**: the firmware's flash minus model flash ("text minus model"), protocol, HAL and
   startup included, read from the linked ELF; **total flash** is their sum. TFLM's is what
-  tinygen's tflm glue links: it registers each operator with the generic
-  `MicroMutableOpResolver::Add<Op>()`, as TFLM's examples do, which links the kernels of every
-  type the operator has (with CMSIS-NN also its int4 and int16 kernels); int8-only
-  registrations (`AddConv2D(Register_CONV_2D_INT8())`, ...) would link less.
+  tinygen's tflm glue links: with the CMSIS-NN tree it registers the int8-only kernels where
+  every use of an operator is int8 (`AddConv2D(Register_CONV_2D_INT8())`, ...), so the int4
+  and int16 paths are not linked ([tflm-source.md](tflm-source.md)); rows measured before that
+  change (the generic `Add<Op>()`) showed 25-37 KB more TFLM + CMSIS-NN code flash.
 - **Arena**: aot's planned arena (activations and kernel scratch). TFLM reserved: the arena the
   tflm build gives the interpreter (the host recording allocator's figure plus tinygen's margin);
   used: what the TFLM interpreter on the device reports using (`arena_used_bytes()`, protocol
