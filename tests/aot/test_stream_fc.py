@@ -42,9 +42,11 @@ from tinygen.plan import aot as plan_aot_mod
 from tinygen.plan import fuse
 from tinygen.plan.aot import plan_aot
 
-FAST = settings(max_examples=30, deadline=None, derandomize=True,
+FAST = settings(max_examples=20, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 
+SWEEP = settings(max_examples=200, deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow])
 STREAMED = {"tg_stream_fc_conv_s8", "tg_stream_fc_dw_s8"}
 
 
@@ -140,6 +142,9 @@ def conv_dw_cases(draw):
     dpadding = draw(st.sampled_from(["SAME", "SAME", "VALID"]))
     h = draw(st.integers(max(kh, (dkh - 1) * ddil[0] + 1) * stride[0], 20))
     w = draw(st.integers(max(kw, dkw) * stride[1], 9))
+    mh, mw = out_size(padding, h, kh, stride[0]), out_size(padding, w, kw, stride[1])
+    if mh < (dkh - 1) * ddil[0] + 1 or mw < dkw:
+        dpadding = "SAME"               # a VALID window larger than the map: no output
     return dict(h=h, w=w, cin=draw(st.integers(1, 5)), cout=draw(st.sampled_from([4, 8, 6, 12])),
                 kh=kh, kw=kw, stride=stride, padding=padding, dkh=dkh, dkw=dkw,
                 dstride=(draw(st.integers(1, 3)), draw(st.integers(1, 2))), ddilation=ddil,
@@ -182,6 +187,17 @@ def forced(monkeypatch):
 @FAST
 @given(case=stream_cases(), sanitize=st.booleans())
 def test_stream_fc_host(case, sanitize):
+    _stream_fc(case, sanitize)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(case=stream_cases(), sanitize=st.booleans())
+def test_stream_fc_host_sweep(case, sanitize):
+    _stream_fc(case, sanitize)
+
+
+def _stream_fc(case, sanitize):
     kw, seed = case
     tfl = stream_model(np.random.default_rng(seed), **kw)
     with tempfile.TemporaryDirectory(prefix="tg_stream_") as d:
@@ -197,6 +213,17 @@ def test_stream_fc_host(case, sanitize):
 @FAST
 @given(case=conv_dw_cases(), sanitize=st.booleans())
 def test_stream_conv_dw_host(case, sanitize):
+    _stream_conv_dw(case, sanitize)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(case=conv_dw_cases(), sanitize=st.booleans())
+def test_stream_conv_dw_host_sweep(case, sanitize):
+    _stream_conv_dw(case, sanitize)
+
+
+def _stream_conv_dw(case, sanitize):
     kw, seed = case
     tfl = conv_dw_model(np.random.default_rng(seed), **kw)
     with tempfile.TemporaryDirectory(prefix="tg_stream_dw_") as d:

@@ -7,7 +7,8 @@ void tg_stream_conv_dw_s8(const tg_stream_conv_dw_params *p, const int8_t *input
   const tg_depthwise_dsp_params *d = &p->consumer;
   const int32_t map_h = d->in.h;
   const int32_t row = d->in.w * d->in.c; /* bytes of one map row */
-  const int32_t span = (p->rows - 1) * d->stride_h + (d->filter_h - 1) * d->dilation_h + 1;
+  const int32_t reach = (p->rows - 1) * d->stride_h + (d->filter_h - 1) * d->dilation_h + 1;
+  const int32_t span = reach < map_h ? reach : map_h; /* as the plan's scratch counts it */
   int8_t *buf = (int8_t *)scratch;
   void *inner = buf + ((span * row + 15) & ~15);
   tg_conv2d_dsp_params ap = *a;
