@@ -12,6 +12,12 @@
  * through wr_ptr with wr_left counting down from a length checked against the
  * tensor's size.
  */
+/* Size over speed: the protocol runs between inferences, never inside the
+ * counted region, and is a large part of the firmware's code flash. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("Os")
+#endif
+
 #include "tg_protocol.h"
 
 #include <string.h>
