@@ -102,24 +102,20 @@ static void tg_dw_store4(const tg_depthwise_dsp_params *p, const int32_t *rq, in
 
 /* Fast requantization of four channels and store: the accumulators are
  * 2 * acc; rq: (multiplier, round) of each channel, then the 4 shifts.  The
- * tg_rq_fast2a form: the rounding constant rides in SMMLAR. */
+ * tg_rq_fast2a form: the rounding constant rides in SMMLAR.  Indexed loads,
+ * which GCC pairs into LDRDs at offsets: the post-incremented TG_LDRD on a
+ * copy of the pointer cost register moves (and its taps run behind a
+ * barrier or in asm, so GCC cannot hoist these loads into them). */
 TG_INLINE void tg_dw_rq4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
                               int8_t *out) {
-  int32_t m, r;
-  TG_LDRD(m, r, rq);
-  a0 = tg_smmlar(a0, m, r) + (a0 >> 31);
-  TG_LDRD(m, r, rq);
-  a1 = tg_smmlar(a1, m, r) + (a1 >> 31);
-  TG_LDRD(m, r, rq);
-  a2 = tg_smmlar(a2, m, r) + (a2 >> 31);
-  TG_LDRD(m, r, rq);
-  a3 = tg_smmlar(a3, m, r) + (a3 >> 31);
-  TG_LDRD(m, r, rq);
-  out[0] = (int8_t)tg_ssat8(a0 >> m);
-  out[1] = (int8_t)tg_ssat8(a1 >> r);
-  TG_LDRD(m, r, rq);
-  out[2] = (int8_t)tg_ssat8(a2 >> m);
-  out[3] = (int8_t)tg_ssat8(a3 >> r);
+  a0 = tg_smmlar(a0, rq[0], rq[1]) + (a0 >> 31);
+  a1 = tg_smmlar(a1, rq[2], rq[3]) + (a1 >> 31);
+  a2 = tg_smmlar(a2, rq[4], rq[5]) + (a2 >> 31);
+  a3 = tg_smmlar(a3, rq[6], rq[7]) + (a3 >> 31);
+  out[0] = (int8_t)tg_ssat8(a0 >> rq[8]);
+  out[1] = (int8_t)tg_ssat8(a1 >> rq[9]);
+  out[2] = (int8_t)tg_ssat8(a2 >> rq[10]);
+  out[3] = (int8_t)tg_ssat8(a3 >> rq[11]);
 }
 
 /* Any window shape, fast requantization, full int8 range, whole groups:
