@@ -132,10 +132,7 @@ tg_dw_window_fast(const int8_t *x, int32_t cs, int32_t rs, const int32_t *w, int
   for (; groups > 0; --groups, x += 4, w += wgroup, rq += rqs, out += 4) {
     const int8_t *xr = x;
     const int32_t *wt = w;
-    const int32_t *b = rq;
-    int32_t a0, a1, a2, a3, r, k;
-    TG_LDRD(a0, a1, b);
-    TG_LDRD(a2, a3, b);
+    int32_t a0 = rq[0], a1 = rq[1], a2 = rq[2], a3 = rq[3], r, k;
     if (ncols == 2) { /* the left and right edges of 3x3 windows */
       for (r = nrows; r > 0; --r, xr += rs, wt += wskip) {
         uint32_t v = tg_load_u32(xr);
