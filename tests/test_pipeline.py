@@ -313,3 +313,28 @@ def test_build_with_a_frontend_keeps_the_joined_graph(tmp_path):
     joined = (tmp_path / "proj" / "pipeline.tflite").read_bytes()
     assert joined == build_pipeline(fe.read_bytes(), m.read_bytes())[0]
     assert parse_tflite(joined).op_names()[0] == "SignalFramer"
+
+
+def test_damaged_metadata_is_no_metadata_and_a_damaged_front_end_one_line():
+    """Every byte of a front end overwritten in turn: reading tinygen's
+    metadata gives the JSON or None, never an exception (the fuzz test found a
+    metadata name that was not UTF-8 raising UnicodeDecodeError in build),
+    and joining a damaged front end is a TinygenError or a pipeline."""
+    from tinygen.convert.pipeline import tinygen_metadata
+    fe = build_frontend(FrontendParams())
+    feat = parse_tflite(fe).output_tensors()[0]
+    model = window_model(scale=feat.scale, zp=feat.zero_point)
+    assert tinygen_metadata(fe)["sample_rate"] == 16000
+    for pos in range(0, len(fe), 7):
+        for value in (0x01, 0xF0):
+            bad = bytearray(fe)
+            bad[pos] = value
+            d = tinygen_metadata(bytes(bad))
+            assert d is None or isinstance(d, dict)
+    for pos in range(0, 400, 3):
+        bad = bytearray(fe)
+        bad[pos] ^= 0xFF
+        try:
+            build_pipeline(bytes(bad), model)
+        except TinygenError as e:
+            assert "\n" not in str(e)

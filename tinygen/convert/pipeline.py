@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import TinygenError
-from ..ir import parse_tflite
+from ..ir import ModelFormatError, parse_tflite
 from .frontend import _TYPES, METADATA_NAME, _describe, _flexbuffer_map, frames_per_input
 
 
@@ -44,41 +44,55 @@ class FrontendInfo:
 
 def frontend_info(tflite: bytes, what: str = "the front end") -> FrontendInfo:
     """The sample rate, window and stride a front end's metadata records."""
+    d = tinygen_metadata(tflite) or {}
+    try:
+        return FrontendInfo(int(d["sample_rate"]), int(d["window_samples"]),
+                            int(d["stride_samples"]))
+    except (KeyError, TypeError, ValueError):
+        raise TinygenError(f"{what} does not record its sample rate and stride (make it with "
+                           "`tinygen frontend`)") from None
+
+
+def tinygen_metadata(tflite: bytes) -> dict | None:
+    """The JSON object tinygen writes into a front end's or pipeline's
+    metadata; None for any other graph.  Read from a model the user gave, so
+    whatever its bytes are (a damaged buffer index, a name that is not UTF-8,
+    a truncated table) the answer is None, never an exception: the checked
+    parser in tinygen.ir has already refused what cannot be a model."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-    m = s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    for md in m.metadata or []:
-        name = md.name.decode() if isinstance(md.name, bytes) else md.name
-        if name == METADATA_NAME:
-            raw = bytes(np.asarray(m.buffers[md.buffer].data, np.uint8))
-            try:
+    try:
+        m = s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+        for md in m.metadata or []:
+            name = md.name.decode(errors="replace") if isinstance(md.name, bytes) else md.name
+            if name == METADATA_NAME:
+                raw = bytes(np.asarray(m.buffers[md.buffer].data, np.uint8))
                 d = json.loads(raw.decode())
-                return FrontendInfo(int(d["sample_rate"]), int(d["window_samples"]),
-                                    int(d["stride_samples"]))
-            except (ValueError, KeyError, TypeError):
-                break
-    raise TinygenError(f"{what} does not record its sample rate and stride (make it with "
-                       "`tinygen frontend`)")
+                return d if isinstance(d, dict) else None
+    except Exception:  # untrusted bytes: the object API raises anything
+        return None
+    return None
 
 
-def _load(tflite: bytes):
+def _parse(tflite: bytes, what: str):
+    try:
+        return parse_tflite(tflite)
+    except ModelFormatError as e:
+        raise TinygenError(f"{what}: {e}") from None
+
+
+def _load(tflite: bytes, what: str):
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-    return s, s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    try:
+        return s, s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    except Exception:  # untrusted bytes: the object API raises anything
+        raise TinygenError(f"{what} is not a readable .tflite (damaged or truncated?)") from None
 
 
 def pipeline_parts(tflite: bytes) -> dict | None:
     """A pipeline's metadata (op ranges of the front end, the stacking and the
     model); None for other graphs."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-    m = s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    for md in m.metadata or []:
-        name = md.name.decode() if isinstance(md.name, bytes) else md.name
-        if name == METADATA_NAME:
-            try:
-                d = json.loads(bytes(np.asarray(m.buffers[md.buffer].data, np.uint8)).decode())
-            except ValueError:
-                return None
-            return d if isinstance(d, dict) and d.get("pipeline") else None
-    return None
+    d = tinygen_metadata(tflite)
+    return d if d and d.get("pipeline") else None
 
 
 class _Join:
@@ -191,7 +205,7 @@ def build_pipeline(frontend: bytes, model: bytes,
         raise TinygenError(f"--model-every {model_every}: give a whole number of strides, 1 "
                            "or more")
     info = frontend_info(frontend)
-    fe_ir, m_ir = parse_tflite(frontend), parse_tflite(model)
+    fe_ir, m_ir = _parse(frontend, "the front end"), _parse(model, "the model")
     frames = frames_per_input(fe_ir, m_ir)
     if fe_ir.num_subgraphs != 1 or m_ir.num_subgraphs != 1:
         raise TinygenError("a pipeline joins single-subgraph graphs; the model has "
@@ -203,8 +217,8 @@ def build_pipeline(frontend: bytes, model: bytes,
     feat = fe_ir.output_tensors()[0]
     ch = int(np.prod(feat.shape))
 
-    s, fe = _load(frontend)
-    _, mm = _load(model)
+    s, fe = _load(frontend, "the front end")
+    _, mm = _load(model, "the model")
     j = _Join(s)
     take, new_tensor, new_op, tensors, ops = j.take, j.tensor, j.op, j.tensors, j.ops
 
@@ -268,23 +282,9 @@ class ImageInfo:
     bytes_per_pixel: int
 
 
-def _metadata(tflite: bytes) -> dict | None:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-    m = s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    for md in m.metadata or []:
-        name = md.name.decode() if isinstance(md.name, bytes) else md.name
-        if name == METADATA_NAME:
-            try:
-                d = json.loads(bytes(np.asarray(m.buffers[md.buffer].data, np.uint8)).decode())
-            except ValueError:
-                return None
-            return d if isinstance(d, dict) else None
-    return None
-
-
 def image_frontend_info(tflite: bytes) -> ImageInfo | None:
     """The frame a camera front end (or its pipeline) takes; None for other graphs."""
-    d = _metadata(tflite)
+    d = tinygen_metadata(tflite)
     if not d or not d.get("image"):
         return None
     try:
@@ -329,13 +329,13 @@ def build_image_pipeline(frontend: bytes, model: bytes) -> tuple[bytes, ImageInf
     if info is None:
         raise TinygenError("the front end does not record its frame (make it with "
                            "`tinygen frontend --image`)")
-    fe_ir, m_ir = parse_tflite(frontend), parse_tflite(model)
+    fe_ir, m_ir = _parse(frontend, "the front end"), _parse(model, "the model")
     if fe_ir.num_subgraphs != 1 or m_ir.num_subgraphs != 1:
         raise TinygenError("a pipeline joins single-subgraph graphs; the model has "
                            f"{m_ir.num_subgraphs} subgraphs")
     check_image_fits(fe_ir, m_ir)
-    s, fe = _load(frontend)
-    _, mm = _load(model)
+    s, fe = _load(frontend, "the front end")
+    _, mm = _load(model, "the model")
     j = _Join(s)
     j.take(fe, "frontend/")
     frame, image = fe_ir.inputs[0], fe_ir.outputs[0]
