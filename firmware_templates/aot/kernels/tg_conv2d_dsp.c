@@ -187,6 +187,58 @@ TG_INLINE void tg_mm_2x2_w16(const int32_t *col, const int32_t *w, int32_t group
   *a11 = s11;
 }
 
+/* tg_mm_2x2_w16 for two and four groups */
+TG_INLINE void tg_mm_2x2_w16_g2(const int32_t *col, const int32_t *w, int32_t *a00, int32_t *a01,
+                                int32_t *a10, int32_t *a11) {
+  int32_t s00 = *a00, s01 = *a01, s10 = *a10, s11 = *a11;
+  TG_MM_W16_GROUP();
+  TG_MM_W16_GROUP();
+  *a00 = s00;
+  *a01 = s01;
+  *a10 = s10;
+  *a11 = s11;
+}
+
+TG_INLINE void tg_mm_2x2_w16_g4(const int32_t *col, const int32_t *w, int32_t *a00, int32_t *a01,
+                                int32_t *a10, int32_t *a11) {
+  int32_t s00 = *a00, s01 = *a01, s10 = *a10, s11 = *a11;
+  TG_MM_W16_GROUP();
+  TG_MM_W16_GROUP();
+  TG_MM_W16_GROUP();
+  TG_MM_W16_GROUP();
+  *a00 = s00;
+  *a01 = s01;
+  *a10 = s10;
+  *a11 = s11;
+}
+
+/* The fast-requantization blocks, MM the matrix product of one block. */
+#define TG_CONV_FAST_BLOCKS(MM) \
+  while (out0 < end) { \
+      int32_t a00, a01, a10, a11, m0, m1; \
+      TG_LDRD(a00, a01, rq); \
+      a10 = a00; \
+      a11 = a01; \
+      MM; \
+      w += 4 * g4; \
+      TG_LDRD(m0, m1, rq); \
+      a00 = tg_smmulr(a00, m0); \
+      a10 = tg_smmulr(a10, m0); \
+      a01 = tg_smmulr(a01, m1); \
+      a11 = tg_smmulr(a11, m1); \
+      TG_LDRD(m0, m1, rq); \
+      a00 += m0 - (int32_t)((uint32_t)a00 >> 31); \
+      a10 += m0 - (int32_t)((uint32_t)a10 >> 31); \
+      a01 += m1 - (int32_t)((uint32_t)a01 >> 31); \
+      a11 += m1 - (int32_t)((uint32_t)a11 >> 31); \
+      TG_LDRD(m0, m1, rq); \
+      out0[0] = (int8_t)tg_ssat8(a00 >> m0); \
+      out0[d] = (int8_t)tg_ssat8(a10 >> m0); \
+      out0[1] = (int8_t)tg_ssat8(a01 >> m1); \
+      out0[d + 1] = (int8_t)tg_ssat8(a11 >> m1); \
+      out0 += 2; \
+    }
+
 /* Every pair of output channels of two columns; fast requantization and the
  * full int8 range (the common case) in a loop of its own.  With fast
  * requantization the weights and bias are stored doubled, so the sums are
@@ -206,29 +258,16 @@ tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *
     /* the second pixel's outputs at a fixed distance: one pointer fewer to
      * keep (it would live on the stack: a load and a store per block) */
     const int32_t d = (int32_t)(out1 - out0);
-    while (out0 < end) {
-      int32_t a00, a01, a10, a11, m0, m1;
-      TG_LDRD(a00, a01, rq);
-      a10 = a00;
-      a11 = a01;
-      tg_mm_2x2_w16(col, w, g4, &a00, &a01, &a10, &a11);
-      w += 4 * g4;
-      TG_LDRD(m0, m1, rq);
-      a00 = tg_smmulr(a00, m0);
-      a10 = tg_smmulr(a10, m0);
-      a01 = tg_smmulr(a01, m1);
-      a11 = tg_smmulr(a11, m1);
-      TG_LDRD(m0, m1, rq);
-      a00 += m0 - (int32_t)((uint32_t)a00 >> 31);
-      a10 += m0 - (int32_t)((uint32_t)a10 >> 31);
-      a01 += m1 - (int32_t)((uint32_t)a01 >> 31);
-      a11 += m1 - (int32_t)((uint32_t)a11 >> 31);
-      TG_LDRD(m0, m1, rq);
-      out0[0] = (int8_t)tg_ssat8(a00 >> m0);
-      out0[d] = (int8_t)tg_ssat8(a10 >> m0);
-      out0[1] = (int8_t)tg_ssat8(a01 >> m1);
-      out0[d + 1] = (int8_t)tg_ssat8(a11 >> m1);
-      out0 += 2;
+    /* depth 5-8 and 13-16 (MobileNetV2's 8 -> 48 and 16 -> 96 expansions,
+     * person detection's 8 -> 16 and 16 -> 32): the groups inline, no entry
+     * switch or loop test, and GCC allocates the block's registers better
+     * with a constant depth */
+    if (g4 == 2) {
+      TG_CONV_FAST_BLOCKS(tg_mm_2x2_w16_g2(col, w, &a00, &a01, &a10, &a11));
+    } else if (g4 == 4) {
+      TG_CONV_FAST_BLOCKS(tg_mm_2x2_w16_g4(col, w, &a00, &a01, &a10, &a11));
+    } else {
+      TG_CONV_FAST_BLOCKS(tg_mm_2x2_w16(col, w, g4, &a00, &a01, &a10, &a11));
     }
     out1 = out0 + d;
   } else {
