@@ -112,9 +112,9 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
 
 /* Requantize a 2x2 block and store it; out0/out1 are the two pixels' rows.
  * Fast sums are 2 * acc (weights and bias stored doubled). */
-TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *rq,
-                                     int32_t a00, int32_t a01, int32_t a10, int32_t a11,
-                                     int8_t *out0, int8_t *out1, int32_t both) {
+TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *rq, int32_t a00,
+                                 int32_t a01, int32_t a10, int32_t a11, int8_t *out0, int8_t *out1,
+                                 int32_t both) {
   if (p->fast) {
     a00 = tg_rq_fast2(a00, rq[2], rq[4], rq[6]);
     a10 = tg_rq_fast2(a10, rq[2], rq[4], rq[6]);
@@ -141,21 +141,21 @@ TG_INLINE void tg_conv_dsp_store(const tg_conv2d_dsp_params *p, const int32_t *r
  * SMLAD), at twice the weight flash.  Unrolled four times; the 13 live
  * values (four sums, two pointers, the end, four column and two weight
  * words) just fit the M4's registers. */
-#define TG_MM_W16_GROUP()                     \
-  do {                                        \
-    int32_t x0e, x0o, x1e, x1o, we, wo;       \
-    TG_LDRD(x0e, x0o, col);                   \
-    TG_LDRD(x1e, x1o, col);                   \
-    TG_LDRD(we, wo, w);                       \
-    s00 = tg_smlad(x0e, we, s00);             \
-    s10 = tg_smlad(x1e, we, s10);             \
-    s00 = tg_smlad(x0o, wo, s00);             \
-    s10 = tg_smlad(x1o, wo, s10);             \
-    TG_LDRD(we, wo, w);                       \
-    s01 = tg_smlad(x0e, we, s01);             \
-    s11 = tg_smlad(x1e, we, s11);             \
-    s01 = tg_smlad(x0o, wo, s01);             \
-    s11 = tg_smlad(x1o, wo, s11);             \
+#define TG_MM_W16_GROUP()               \
+  do {                                  \
+    int32_t x0e, x0o, x1e, x1o, we, wo; \
+    TG_LDRD(x0e, x0o, col);             \
+    TG_LDRD(x1e, x1o, col);             \
+    TG_LDRD(we, wo, w);                 \
+    s00 = tg_smlad(x0e, we, s00);       \
+    s10 = tg_smlad(x1e, we, s10);       \
+    s00 = tg_smlad(x0o, wo, s00);       \
+    s10 = tg_smlad(x1o, wo, s10);       \
+    TG_LDRD(we, wo, w);                 \
+    s01 = tg_smlad(x0e, we, s01);       \
+    s11 = tg_smlad(x1e, we, s11);       \
+    s01 = tg_smlad(x0o, wo, s01);       \
+    s11 = tg_smlad(x1o, wo, s11);       \
   } while (0)
 
 TG_INLINE void tg_mm_2x2_w16(const int32_t *col, const int32_t *w, int32_t groups, int32_t *a00,
@@ -200,31 +200,31 @@ TG_INLINE void tg_mm_2x2_w16_g2(const int32_t *col, const int32_t *w, int32_t *a
 }
 
 /* The fast-requantization blocks, MM the matrix product of one block. */
-#define TG_CONV_FAST_BLOCKS(MM) \
-  while (out0 < end) { \
-      int32_t a00, a01, a10, a11, m0, m1; \
-      TG_LDRD(a00, a01, rq); \
-      a10 = a00; \
-      a11 = a01; \
-      MM; \
-      w += 4 * g4; \
-      TG_LDRD(m0, m1, rq); \
-      a00 = tg_smmulr(a00, m0); \
-      a10 = tg_smmulr(a10, m0); \
-      a01 = tg_smmulr(a01, m1); \
-      a11 = tg_smmulr(a11, m1); \
-      TG_LDRD(m0, m1, rq); \
-      a00 += m0 - (int32_t)((uint32_t)a00 >> 31); \
-      a10 += m0 - (int32_t)((uint32_t)a10 >> 31); \
-      a01 += m1 - (int32_t)((uint32_t)a01 >> 31); \
-      a11 += m1 - (int32_t)((uint32_t)a11 >> 31); \
-      TG_LDRD(m0, m1, rq); \
-      out0[0] = (int8_t)tg_ssat8(a00 >> m0); \
-      out0[d] = (int8_t)tg_ssat8(a10 >> m0); \
-      out0[1] = (int8_t)tg_ssat8(a01 >> m1); \
-      out0[d + 1] = (int8_t)tg_ssat8(a11 >> m1); \
-      out0 += 2; \
-    }
+#define TG_CONV_FAST_BLOCKS(MM)                 \
+  while (out0 < end) {                          \
+    int32_t a00, a01, a10, a11, m0, m1;         \
+    TG_LDRD(a00, a01, rq);                      \
+    a10 = a00;                                  \
+    a11 = a01;                                  \
+    MM;                                         \
+    w += 4 * g4;                                \
+    TG_LDRD(m0, m1, rq);                        \
+    a00 = tg_smmulr(a00, m0);                   \
+    a10 = tg_smmulr(a10, m0);                   \
+    a01 = tg_smmulr(a01, m1);                   \
+    a11 = tg_smmulr(a11, m1);                   \
+    TG_LDRD(m0, m1, rq);                        \
+    a00 += m0 - (int32_t)((uint32_t)a00 >> 31); \
+    a10 += m0 - (int32_t)((uint32_t)a10 >> 31); \
+    a01 += m1 - (int32_t)((uint32_t)a01 >> 31); \
+    a11 += m1 - (int32_t)((uint32_t)a11 >> 31); \
+    TG_LDRD(m0, m1, rq);                        \
+    out0[0] = (int8_t)tg_ssat8(a00 >> m0);      \
+    out0[d] = (int8_t)tg_ssat8(a10 >> m0);      \
+    out0[1] = (int8_t)tg_ssat8(a01 >> m1);      \
+    out0[d + 1] = (int8_t)tg_ssat8(a11 >> m1);  \
+    out0 += 2;                                  \
+  }
 
 /* Every pair of output channels of two columns; fast requantization and the
  * full int8 range (the common case) in a loop of its own.  With fast
@@ -236,7 +236,7 @@ __attribute__((noinline))
 #endif
 static void
 tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *out0,
-                         int8_t *out1) {
+                     int8_t *out1) {
   const int32_t oc = p->out.c, g4 = p->groups4;
   const int32_t *w = p->filter;
   const int32_t *rq = p->rq;
