@@ -538,3 +538,32 @@ def test_dsp_model_links_without_libc_baggage(tmp_path):
     bad = {n for n in names if "printf" in n or "dtoa" in n or n.startswith("__aeabi_d")
            or n in libc}
     assert not bad, sorted(bad)
+
+
+def test_convolutions_keep_8bit_weights_where_16bit_ones_would_not_fit():
+    """16-bit convolution weights double the weight flash: a board whose
+    flash holds the int8 weights but not twice them gets the portable kernel
+    (plan, analysis and the fit figure agree), a large one the dsp kernel."""
+    import dataclasses
+
+    from tinygen.analyze.analysis import analyze
+    from tinygen.boards import get_board
+    from tinygen.ir import parse_tflite
+    from tinygen.plan.aot import CODE_FLASH_ALLOWANCE, plan_aot
+    from tinygen.plan.staging import const_bytes
+
+    model = parse_tflite(conv2d_model(np.random.default_rng(5), h=12, w=12, cin=64, cout=64))
+    weights = model.constant_bytes()
+    roomy, tight = 4 << 20, CODE_FLASH_ALLOWANCE + weights + weights // 2
+    calls, _ = plan_aot(model, memory_first=False, core="cortex-m4f", flash_budget=roomy)
+    assert [c.kernel for c in calls] == ["tg_conv2d_dsp_s8"]
+    calls, _ = plan_aot(model, memory_first=False, core="cortex-m4f", flash_budget=tight)
+    assert [c.kernel for c in calls] == ["tg_conv2d_s8"]
+    board = get_board("nucleo_l432kc")
+    for flash in (roomy, tight):
+        calls, _ = plan_aot(model, core="cortex-m4f", flash_budget=flash)
+        planned = sum(const_bytes(c) for call in calls for c in call.constants)
+        a = analyze(model, dataclasses.replace(board, app_flash_bytes=flash))
+        aot = next(f for f in a.fits if f["runtime"] == "aot")
+        assert aot["fits"] and aot["model_flash"] == planned, (flash, aot)
+    assert planned < weights + 1024

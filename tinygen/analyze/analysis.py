@@ -54,8 +54,11 @@ def aot_plan_summary(model: Model, core: str | None = None) -> tuple[int, int, i
 
 
 def _aot_summary(model: Model, s: Support) -> tuple[int, int, int]:
-    # The model's constant tensors are what goes to flash (plus small tables).
-    return s.plan.arena_bytes, model.constant_bytes(), len({c.kernel for c in s.calls})
+    # What the kernels keep in flash, in their layouts (16-bit convolution
+    # weights are twice the model's int8 ones), small tables included.
+    from ..plan.staging import const_bytes
+    flash = sum(const_bytes(c) for call in s.calls for c in call.constants)
+    return s.plan.arena_bytes, max(flash, model.constant_bytes()), len({c.kernel for c in s.calls})
 
 
 def _measure_tflm_arena(model: Model) -> tuple[int, int, int]:
@@ -113,7 +116,8 @@ def _isolated(fn):
 def analyze(model: Model, board: Board | None = None,
             runtimes: tuple[str, ...] = ("tflm", "aot")) -> Analysis:
     core = board.core if board else None
-    support = {rt: runtime_support(model, rt, core) for rt in runtimes}
+    budget = int(board.app_flash_bytes) if board else None
+    support = {rt: runtime_support(model, rt, core, budget) for rt in runtimes}
     ops = op_reports(model, runtimes, support=support)
     tflm_offered = board is None or "tflm" in board.runtimes
     unsupported = {rt: unsupported_message(model, support[rt], support.get("tflm"),

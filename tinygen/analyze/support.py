@@ -40,7 +40,8 @@ def tflm_support(model: Model) -> Support:
     return s
 
 
-def aot_support(model: Model, core: str | None = None) -> Support:
+def aot_support(model: Model, core: str | None = None,
+                flash_budget: int | None = None) -> Support:
     from ..plan.aot import ARENA_ALIGN, SCRATCH_GROWTH, check_model_io, choose_scratch, lower_each
     from ..plan.lowering import LoweringError
     s = Support("aot")
@@ -48,7 +49,7 @@ def aot_support(model: Model, core: str | None = None) -> Support:
         check_model_io(model)
     except LoweringError as exc:
         s.model_reason = str(exc)
-    results = lower_each(model, core=core)
+    results = lower_each(model, core=core, flash_budget=flash_budget)
     for op, r in zip(model.operators, results):
         if isinstance(r, LoweringError):
             s.op_reasons[op.index] = r.detail
@@ -59,11 +60,12 @@ def aot_support(model: Model, core: str | None = None) -> Support:
     return s
 
 
-def runtime_support(model: Model, runtime: str, core: str | None = None) -> Support:
+def runtime_support(model: Model, runtime: str, core: str | None = None,
+                    flash_budget: int | None = None) -> Support:
     if runtime == "tflm":
         return tflm_support(model)
     if runtime == "aot":
-        return aot_support(model, core)
+        return aot_support(model, core, flash_budget)
     raise ValueError(runtime)
 
 

@@ -161,6 +161,16 @@ def _kernel_files(calls: list[KernelCall]) -> tuple[list[str], list[str]]:
 
 
 
+def board_flash_budget(board: str) -> int | None:
+    """The application flash of `board` (plan.aot.wide_weights_fit); None for
+    the host and unknown names."""
+    from ..boards import all_boards
+    for b in all_boards():
+        if board in (b.id, b.pio_board):
+            return int(b.app_flash_bytes)
+    return None
+
+
 def _board_weights_in_flash(board: str) -> bool:
     from ..boards import all_boards
     return any(b.weights_in_flash and board in (b.id, b.pio_board) for b in all_boards())
@@ -203,7 +213,7 @@ def generate_aot(model: Model, out_dir: Path, board: str = "host", runtime_name:
         core = board_core(board)
     calls, plan = plan_aot(model, memory_first, alignment, core=core,
                            scratch_growth=scratch_growth, overlap=overlap,
-                           fast_requant=fast_requant)
+                           fast_requant=fast_requant, flash_budget=board_flash_budget(board))
     check_plan(plan)
     if weights_in_flash is None:
         weights_in_flash = _board_weights_in_flash(board)

@@ -70,13 +70,31 @@ def lowering_failure(op, exc: Exception) -> LoweringError:
     return err
 
 
+# Flash the firmware's code is assumed to take beside the weights when
+# deciding whether 16-bit convolution weights fit (aot code is 8-32 KB).
+CODE_FLASH_ALLOWANCE = 64 * 1024
+
+
+def wide_weights_fit(model: Model, flash_budget: int | None) -> bool:
+    """Whether the dsp convolutions may keep 16-bit weights: with every
+    constant counted twice (an upper bound) the model still leaves the code
+    its allowance in `flash_budget` bytes (the board's application flash;
+    None: no limit).  Otherwise the convolutions read their int8 weights with
+    the portable kernel: slower, half the weight flash."""
+    if flash_budget is None:
+        return True
+    return 2 * model.constant_bytes() + CODE_FLASH_ALLOWANCE <= flash_budget
+
+
 def lower_each(model: Model, prefix: str = "op", core: str | None = None,
-               fast_requant: bool = True) -> list[KernelCall | LoweringError]:
+               fast_requant: bool = True,
+               flash_budget: int | None = None) -> list[KernelCall | LoweringError]:
     """Every operator lowered on its own: its KernelCall, or the LoweringError
     that names it (op_index, opcode, detail).  The single place that decides
     whether the aot runtime runs an operator: `analyze` reports these results,
     generate_aot uses them."""
-    ctx = LoweringContext(model, prefix=prefix, dsp=dsp_core(core), fast_requant=fast_requant)
+    ctx = LoweringContext(model, prefix=prefix, dsp=dsp_core(core), fast_requant=fast_requant,
+                          wide_weights=wide_weights_fit(model, flash_budget))
     results: list[KernelCall | LoweringError] = []
     for op in model.operators:
         try:
@@ -121,10 +139,11 @@ def check_model_io(model: Model) -> None:
 
 
 def lower_model(model: Model, prefix: str = "op", core: str | None = None,
-                fast_requant: bool = True) -> list[KernelCall]:
+                fast_requant: bool = True, flash_budget: int | None = None) -> list[KernelCall]:
     """One KernelCall per operator; LoweringError names the operator and its position."""
     check_model_io(model)
-    results = lower_each(model, prefix=prefix, core=core, fast_requant=fast_requant)
+    results = lower_each(model, prefix=prefix, core=core, fast_requant=fast_requant,
+                         flash_budget=flash_budget)
     for r in results:
         if isinstance(r, LoweringError):
             raise r
@@ -133,11 +152,12 @@ def lower_model(model: Model, prefix: str = "op", core: str | None = None,
 
 def plan_aot(model: Model, memory_first: bool = True, alignment: int = ARENA_ALIGN,
              core: str | None = None, scratch_growth: float = SCRATCH_GROWTH,
-             overlap: bool = True, fast_requant: bool = True, fuse: bool = True
-             ) -> tuple[list[KernelCall], MemoryPlan]:
+             overlap: bool = True, fast_requant: bool = True, fuse: bool = True,
+             flash_budget: int | None = None) -> tuple[list[KernelCall], MemoryPlan]:
     """The kernel calls and arena plan generate_aot would use (no files written);
-    raises LoweringError like generate_aot.  fuse=False: no operator fusion."""
-    calls = lower_model(model, core=core, fast_requant=fast_requant)
+    raises LoweringError like generate_aot.  fuse=False: no operator fusion.
+    flash_budget: the board's application flash (wide_weights_fit)."""
+    calls = lower_model(model, core=core, fast_requant=fast_requant, flash_budget=flash_budget)
     return choose_scratch(model, calls, alignment, memory_first, scratch_growth, overlap, fuse)
 
 

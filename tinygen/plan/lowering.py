@@ -102,11 +102,14 @@ class LoweringContext:
     """What a lowering function may ask of the backend."""
 
     def __init__(self, model: Model, prefix: str = "op", dsp: bool = False,
-                 fast_requant: bool = True):
+                 fast_requant: bool = True, wide_weights: bool = True):
         self.model = model
         self.prefix = prefix
         self.dsp = dsp                    # the core has the DSP extension: dsp kernel family
         self.fast_requant = fast_requant  # dsp kernels: tg_rq_fast where proven exact
+        # dsp convolutions may store their weights as 16-bit lanes (twice the
+        # flash); False where the board's flash cannot hold that (plan.aot)
+        self.wide_weights = wide_weights
 
     def name(self, op: Operator, what: str) -> str:
         return f"{self.prefix}{op.index}_{what}"

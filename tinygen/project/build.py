@@ -29,6 +29,7 @@ from ..errors import TinygenError
 from ..ir import Model
 from ..load import load_model
 from ..paths import TEMPLATES_DIR
+from ..plan.aot import wide_weights_fit
 from ..prune.channels import ChannelRemoval, remove_channels
 from ..prune.sparsity import lost_zero_layers
 from . import tflm_tree as tflm_tree_mod
@@ -193,6 +194,11 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     note("analyzing: op support, arena, fit")
     analysis = analyze(ir, board)
     fit = require_fit(analysis, board, runtime)
+    if runtime == "aot" and not wide_weights_fit(ir, board.app_flash_bytes) \
+            and any(op.opcode == "CONV_2D" for op in ir.operators):
+        note(f"convolutions keep 8-bit weights: the 16-bit copies this core's fast kernels read "
+             f"would not fit {board.id}'s {board.app_flash_bytes:,} bytes of flash (slower, "
+             "half the weight flash; docs/performance.md section 16)")
     extra = []
     for extra_name, extra_path, extra_calib in more_models:
         note(f"loading {extra_path} ({extra_name})")

@@ -413,6 +413,9 @@ def _whole_window(in_shape, out_shape, fh: int, fw: int, win: dict) -> bool:
 
 def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
                 portable: KernelCall) -> KernelCall:
+    if not ctx.wide_weights:
+        # the flash holds the int8 weights only: the portable kernel reads them
+        return portable
     oc, fh, fw, c = (int(d) for d in w.shape)
     row_bytes = fw * c
     row_k = row_bytes
