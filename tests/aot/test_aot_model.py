@@ -54,11 +54,14 @@ def test_keras_cnn_bit_exact(keras_cnn_tflite, tmp_path):
 def test_keras_cnn_files_and_result(keras_cnn_tflite, tmp_path):
     res = generate_aot(parse_tflite(keras_cnn_tflite), tmp_path, board="nucleo_f446re")
     names = sorted(p.name for p in res.files)
-    # A Cortex-M4F board gets the DSP (SMLAD) kernels; only what the model uses is copied.
+    # A Cortex-M4F board gets the DSP (SMLAD) kernels; only what the model uses is
+    # copied: the convolution whose map only the depthwise reads is streamed into
+    # it (plan/fuse.py: the tg_stream_* driver calls both dsp kernels).
     assert names == ["model.c", "model.h", "tg_conv2d_dsp.c", "tg_conv2d_dsp.h",
                      "tg_depthwise_dsp.c", "tg_depthwise_dsp.h", "tg_dsp.h",
                      "tg_fully_connected_dsp.c", "tg_fully_connected_dsp.h", "tg_kernels.h",
-                     "tg_pooling.c", "tg_pooling.h"]
+                     "tg_pooling.c", "tg_pooling.h", "tg_stream_dw.c", "tg_stream_dw.h",
+                     "tg_stream_fc.h"]
     assert sorted(p.name for p in tmp_path.iterdir()) == names      # flat, nothing else
     src = (tmp_path / "model.c").read_text()
     assert '"nucleo_f446re"' in src and "static int8_t tg_arena[" in src
