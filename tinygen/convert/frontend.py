@@ -413,6 +413,18 @@ def _describe(t) -> str:
     return f"{t.dtype} {list(t.shape)}{q}"
 
 
+def feeding_tensors(frontend, model, output: str) -> tuple:
+    """(the front end's one output, the model's one input, the two described
+    for a refusal); TinygenError unless each has exactly one."""
+    if len(frontend.outputs) != 1:
+        raise TinygenError(f"the front end has {len(frontend.outputs)} outputs; it needs one "
+                           f"({output})")
+    if len(model.inputs) != 1:
+        raise TinygenError(f"the model has {len(model.inputs)} inputs; a front end feeds one")
+    f, m = frontend.output_tensors()[0], model.input_tensors()[0]
+    return f, m, f"({_describe(f)})", f"the model's input '{m.name}' ({_describe(m)})"
+
+
 def frames_per_input(frontend, model) -> int:
     """How many front-end frames make the model's input window; TinygenError,
     one line naming what differs, when the features cannot feed the model.
@@ -420,14 +432,8 @@ def frames_per_input(frontend, model) -> int:
     The features are stacked frame after frame, so the model's input must be
     frames x features with the features innermost (size-1 axes ignored:
     [1, 49, 40, 1] is 49 frames of 40), or flat ([1, 1960] is 49 frames of 40)."""
-    if len(frontend.outputs) != 1:
-        raise TinygenError(f"the front end has {len(frontend.outputs)} outputs; it needs one "
-                           "(the features of a frame)")
-    if len(model.inputs) != 1:
-        raise TinygenError(f"the model has {len(model.inputs)} inputs; a front end feeds one")
-    f, m = frontend.output_tensors()[0], model.input_tensors()[0]
-    what = f"the front end's features ({_describe(f)}) do not fit the model's input " \
-           f"'{m.name}' ({_describe(m)})"
+    f, m, fd, md = feeding_tensors(frontend, model, "the features of a frame")
+    what = f"the front end's features {fd} do not fit {md}"
     if f.dtype != m.dtype:
         raise TinygenError(f"{what}: type {f.dtype} vs {m.dtype}")
     if f.scale != m.scale and abs(f.scale - m.scale) > 1e-6 * max(abs(m.scale), 1e-30):

@@ -32,7 +32,13 @@ import numpy as np
 
 from ..errors import TinygenError
 from ..ir import ModelFormatError, parse_tflite
-from .frontend import _TYPES, METADATA_NAME, _describe, _flexbuffer_map, frames_per_input
+from .frontend import (
+    _TYPES,
+    METADATA_NAME,
+    _flexbuffer_map,
+    feeding_tensors,
+    frames_per_input,
+)
 
 
 @dataclass(frozen=True)
@@ -297,14 +303,8 @@ def image_frontend_info(tflite: bytes) -> ImageInfo | None:
 def check_image_fits(frontend, model) -> None:
     """TinygenError, one line naming what differs, when the front end's image
     cannot be the model's input as it is."""
-    if len(frontend.outputs) != 1:
-        raise TinygenError(f"the front end has {len(frontend.outputs)} outputs; it needs one "
-                           "(the image)")
-    if len(model.inputs) != 1:
-        raise TinygenError(f"the model has {len(model.inputs)} inputs; a front end feeds one")
-    f, m = frontend.output_tensors()[0], model.input_tensors()[0]
-    what = f"the front end's image ({_describe(f)}) does not fit the model's input " \
-           f"'{m.name}' ({_describe(m)})"
+    f, m, fd, md = feeding_tensors(frontend, model, "the image")
+    what = f"the front end's image {fd} does not fit {md}"
     fix = "make the front end with `tinygen frontend --image --model MODEL.tflite`"
     if f.dtype != m.dtype:
         raise TinygenError(f"{what}: type {f.dtype} vs {m.dtype}")
