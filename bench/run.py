@@ -733,9 +733,16 @@ def per_op(models: list[str], work: Path) -> list[dict]:
             op = producer.get(call.outputs[0]) if call.outputs else None
             moved = sum(model.tensors[i].nbytes for i in list(call.inputs) + list(call.outputs))
             moved += sum(int(np.asarray(c.values).nbytes) for c in call.constants)
-            ops.append({"kernel": call.kernel, "opcode": op.opcode if op else "",
-                        "macs": op_macs(model, op) if op else 0, "bytes": int(moved),
-                        "instructions": 40 * t})
+            # a fused call (plan/fuse.py) also does the MACs of the operators
+            # it absorbed, whose own calls run no code
+            macs = (op_macs(model, op) if op else 0) + sum(
+                op_macs(model, model.operators[j]) for j in call.fused)
+            entry = {"kernel": call.kernel, "opcode": op.opcode if op else "",
+                     "macs": 0 if call.absorbed_by is not None else macs,
+                     "bytes": int(moved), "instructions": 40 * t}
+            if call.absorbed_by is not None:
+                entry["absorbed_by"] = int(call.absorbed_by)
+            ops.append(entry)
         rows.append({"model": name, "board": TARGET_BOARD, "instructions": 40 * ticks[-1],
                      "ops": ops})
         print(f"per-op: {name}: {40 * ticks[-1]:,}", file=sys.stderr, flush=True)
@@ -751,12 +758,17 @@ def per_op_markdown(rows: list[dict]) -> str:
            "requantization records), guest instructions of the second of two inferences "
            "(QEMU `-icount`, counted in steps of 40) and MACs per instruction against the "
            "Cortex-M4's 2 per `SMLAD`. Calls without MACs (pooling, softmax, copies) show "
-           "instructions per byte moved instead.", ""]
+           "instructions per byte moved instead. A fused call (plan/fuse.py) counts the "
+           "MACs of the operators it absorbed; their rows say `done by`.", ""]
     for r in rows:
         out += [f"## {r['model']}: {r['instructions']:,} instructions", "",
                 "| # | kernel | op | MACs | bytes moved | instructions | share | MACs/instr | "
                 "of 2/instr | instr/byte |", "|" + "---|" * 10]
         for i, o in enumerate(r["ops"]):
+            if "absorbed_by" in o:
+                out.append(f"| {i} | - | {o['opcode']} | done by #{o['absorbed_by']} | "
+                           "| | | | | |")
+                continue
             if o["instructions"] == 0 and o["macs"] == 0:
                 continue
             rate = o["macs"] / o["instructions"] if o["instructions"] and o["macs"] else None
