@@ -187,7 +187,11 @@ def test_raw_frames_from_npy_and_pnm(tmp_path):
     npy = tmp_path / "f.npy"
     np.save(npy, rgb)
     assert read_raw_frames(npy, 8, 6, "rgb888", 3).shape == (1, 1, 6, 8, 3)
+    npz_named_npy = tmp_path / "z.npy"
+    np.savez(tmp_path / "z.npz", x=rgb)
+    (tmp_path / "z.npz").rename(npz_named_npy)
     for path, args, needle in ((ppm, (8, 6, "grayscale", 1), "an RGB PPM"),
+                               (npz_named_npy, (8, 6, "rgb888", 3), "is not a NumPy .npy file"),
                                (pgm, (8, 6, "rgb888", 3), "a grayscale PGM"),
                                (npy, (9, 6, "rgb888", 3), "frames of shape [1, 6, 8, 3]")):
         with pytest.raises(TinygenError) as e:

@@ -135,6 +135,9 @@ def put(path: Path, data: bytes) -> Path:
      "the samples are float32; give int16 samples"),
     (lambda d: put(d / "a.mp3", b"ID3"), "a .mp3; give a .wav"),
     (lambda d: put(d / "a.wav", b"RIFF...."), "not a PCM .wav"),
+    (lambda d: (np.savez(d / "a.npz", x=speechlike(0.1)), (d / "a.npz").rename(d / "a.npy"),
+                d / "a.npy")[2], "is not a NumPy .npy file"),
+    (lambda d: put(d / "a.npy", b"\x93NUMPY cut"), "not a readable NumPy"),
 ])
 def test_raw_audio_that_does_not_fit_is_one_line(make, needle, tmp_path):
     path = make(tmp_path)

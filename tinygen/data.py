@@ -553,10 +553,7 @@ def read_raw_audio(path: Path | str, sample_rate: int) -> list[np.ndarray]:
             raise TinygenError(f"--raw {path}: the .wav holds no samples")
         return [clip]
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise TinygenError(f"--raw {path}: not a readable .npy ({exc})") from None
+        arr = _load_npy(path, "--raw")
         if arr.dtype != np.int16:
             raise TinygenError(f"--raw {path}: the samples are {arr.dtype}; give int16 samples "
                                f"at {sample_rate} Hz (np.int16)")
@@ -747,10 +744,7 @@ def read_raw_frames(path: Path | str, width: int, height: int, pixel_format: str
     want = f"[N, {height}, {width}, {bytes_per_pixel}] uint8 ({pixel_format})"
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise TinygenError(f"--raw {path}: not a readable .npy ({exc})") from None
+        arr = _load_npy(path, "--raw")
         if arr.dtype != np.uint8:
             raise TinygenError(f"--raw {path}: the frames are {arr.dtype}; give {want}")
         if arr.ndim == 3:
