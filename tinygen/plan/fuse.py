@@ -16,6 +16,12 @@ direction round (tg_stream_dw.c): the depthwise runs one output row at a
 time and the convolution computes, just before, the map rows that row's
 windows reach into a buffer of filter_h rows.
 
+A convolution whose output only an average or max pool reads (the
+quickstart's pointwise layer before its 2x2 pool) is streamed like the
+depthwise case (tg_stream_pool.c), and since each pool row is written after
+the input rows it needs were read, the pool's output may lie over the start
+of the convolution's input (stream_pool_overlap).
+
 Either way every value is computed once by the same kernel as unfused, so the
 outputs are the unfused pair's bits.  Fusions cost instructions (a call of
 each kernel per chunk, the buffer's row shifts: ds_cnn_kws +2.5 %,
@@ -41,6 +47,7 @@ PRODUCERS = {"tg_conv2d_dsp_s8": ("tg_stream_fc_conv_s8", "tg_stream_fc_conv_par
 CONSUMER = "tg_fully_connected_dsp_s8"
 MIN_GAIN = 0.125
 DEPTHWISE = "tg_depthwise_dsp_s8"
+POOLS = {"tg_avg_pool2d_s8": "0", "tg_max_pool2d_s8": "1"}
 
 
 def _readers(calls: list[KernelCall]) -> dict[int, list[int]]:
@@ -122,9 +129,10 @@ def fuse_stream(model: Model, calls: list[KernelCall], chain: list[int]) -> list
     return out
 
 
-def depthwise_candidate(model: Model, calls: list[KernelCall], k: int) -> list[int] | None:
-    """[producer, depthwise] when call k is a dsp convolution whose output only
-    a dsp depthwise reads (as its input)."""
+def depthwise_candidate(model: Model, calls: list[KernelCall], k: int,
+                        consumers: frozenset[str] = frozenset({DEPTHWISE})) -> list[int] | None:
+    """[producer, consumer] when call k is a dsp convolution whose output only
+    a dsp depthwise (or another of `consumers`) reads, as its input."""
     prod = calls[k]
     if prod.kernel != "tg_conv2d_dsp_s8" or prod.absorbed_by is not None or prod.fused \
             or len(prod.outputs) != 1:
@@ -138,7 +146,7 @@ def depthwise_candidate(model: Model, calls: list[KernelCall], k: int) -> list[i
     if len(r) != 1:
         return None
     nxt = calls[r[0]]
-    if nxt.kernel != DEPTHWISE or nxt.inputs[:1] != [t] or t in nxt.inputs[1:] \
+    if nxt.kernel not in consumers or nxt.inputs[:1] != [t] or t in nxt.inputs[1:] \
             or nxt.absorbed_by is not None:
         return None
     return [k, r[0]]
@@ -171,6 +179,64 @@ def fuse_depthwise(model: Model, calls: list[KernelCall], chain: list[int]) -> l
     return out
 
 
+def _window_rows(oy: int, stride: int, pad: int, span: int, size: int) -> tuple[int, int]:
+    top = oy * stride - pad
+    return max(0, top), max(max(0, top), min(size, top + span))
+
+
+def stream_pool_overlap(prod: KernelCall, pool: KernelCall, in_shape, map_shape,
+                        out_shape) -> int:
+    """How far after the convolution's input the pool's output may start:
+    tg_stream_conv_pool_s8 writes pool row oy once the convolution has read
+    every input row map rows [0, hi) need, so row oy must end before the
+    first input byte a later map row reads (the planner's overlap bound,
+    as raster_overlap gives it for one kernel)."""
+    _, ih, iw, ic = in_shape
+    _, mh, _, _ = map_shape
+    _, oh, ow, oc = out_shape
+    s, pad = int(prod.params["stride_h"]), int(prod.params["pad_h"])
+    qs, qpad, qf = (int(pool.params[k]) for k in ("stride_h", "pad_h", "filter_h"))
+    bound = ih * iw * ic               # no later reads: anywhere after the input
+    hi = 0
+    for oy in range(oh):
+        _, end = _window_rows(oy, qs, qpad, qf, mh)
+        hi = max(hi, end)
+        if hi < mh:                    # later producer rows start reading here
+            first = max(0, hi * s - pad) * iw * ic
+            bound = min(bound, first - (oy + 1) * ow * oc)
+    return bound
+
+
+def fuse_pool(model: Model, calls: list[KernelCall], chain: list[int]) -> list[KernelCall]:
+    """calls with the producer absorbed into one tg_stream_conv_pool_s8 call at
+    the pool's place."""
+    prod, pool = calls[chain[0]], calls[chain[1]]
+    map_shape = [int(d) for d in model.tensors[prod.outputs[0]].shape]
+    _, mh, mw, mc = map_shape
+    span = min(mh, int(pool.params["filter_h"]))
+    scratch = -(-span * mw * mc // 16) * 16 + prod.scratch_bytes
+    params = {**{f"producer.{k}": v for k, v in prod.params.items()},
+              **{f"consumer.{k}": v for k, v in pool.params.items()},
+              "max": POOLS[pool.kernel]}
+    sources = list(dict.fromkeys(prod.sources + pool.sources + [
+        "tg_stream_fc.h", "tg_stream_pool.c", "tg_stream_pool.h"]))
+    fused = KernelCall(
+        kernel="tg_stream_conv_pool_s8", params_type="tg_stream_conv_pool_params",
+        params=params, inputs=list(prod.inputs), outputs=list(pool.outputs), sources=sources,
+        constants=list(prod.constants), scratch_bytes=scratch,
+        comment=f"{pool.comment}, its input made {span} row(s) ahead by #{chain[0]} "
+                f"{prod.comment} (the map never stored)",
+        fused=(chain[0],),
+        overlap=stream_pool_overlap(
+            prod, pool, [int(d) for d in model.tensors[prod.inputs[0]].shape], map_shape,
+            [int(d) for d in model.tensors[pool.outputs[0]].shape]))
+    out = list(calls)
+    out[chain[0]] = replace(prod, constants=[], scratch_bytes=0, fallback=None,
+                            absorbed_by=chain[1])
+    out[chain[1]] = fused
+    return out
+
+
 def fuse_streams(model: Model, calls: list[KernelCall], plan: MemoryPlan, alignment: int,
                  overlap: bool = True, force: bool = False) -> tuple[list[KernelCall], MemoryPlan]:
     """Each candidate fusion that makes the arena smaller, kept in turn, if
@@ -181,11 +247,12 @@ def fuse_streams(model: Model, calls: list[KernelCall], plan: MemoryPlan, alignm
         chain = stream_candidate(model, calls, k)
         if chain is not None:
             trial = fuse_stream(model, calls, chain)
-        else:
-            chain = depthwise_candidate(model, calls, k)
-            if chain is None:
-                continue
+        elif (chain := depthwise_candidate(model, calls, k)) is not None:
             trial = fuse_depthwise(model, calls, chain)
+        elif (chain := depthwise_candidate(model, calls, k, frozenset(POOLS))) is not None:
+            trial = fuse_pool(model, calls, chain)
+        else:
+            continue
         p = plan_memory(model, trial, alignment=alignment, overlap=overlap)
         if force or p.arena_bytes < plan.arena_bytes:
             calls, plan = trial, p
