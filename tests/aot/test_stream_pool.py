@@ -27,6 +27,7 @@ from tflite_builder import (
     GraphBuilder,
     bias_for,
     conv2d_options,
+    depthwise_options,
     filter_scales,
     out_size,
     output_scale_for,
@@ -178,3 +179,54 @@ def test_stream_conv_pool_m4(tmp_path):
                           ppadding="SAME", activation="RELU6")
     binary = assert_bit_exact_m4(tfl, tmp_path / "m", n_inputs=3, memory_first=False)
     assert binary.result.calls[-1].kernel == "tg_stream_conv_pool_s8"
+
+
+
+def _quickstart_chain(rng) -> bytes:
+    """The quickstart's layers: 3x3 conv 1 -> 8, 3x3 depthwise, 1x1 conv 8 ->
+    12, 2x2 average pool (16x16 maps)."""
+    b = GraphBuilder("quickstart chain")
+    scale = float(np.float32(rng.uniform(0.005, 0.05)))
+    x = b.activation((1, 16, 16, 1), scale=scale, zero_point=int(rng.integers(-128, 128)))
+    t, zp = x, 0
+    for kind, cin, cout, k in (("conv", 1, 8, 3), ("dw", 8, 8, 3), ("conv", 8, 12, 1)):
+        wq = filter_scales(rng, cout, True)
+        bias = bias_for(rng, scale, wq, cout, True)
+        assert bias
+        bt = b.constant(bias[0], "int32", scale=bias[1], zero_point=0, axis=0)
+        scale = output_scale_for(scale, wq, k * k * (cin if kind == "conv" else 1), 1.0)
+        zp = int(rng.integers(-128, 128))
+        y = b.activation((1, 16, 16, cout), scale=scale, zero_point=zp)
+        if kind == "conv":
+            wt = b.constant(random_int8(rng, (cout, k, k, cin), -127, 127), "int8", scale=wq,
+                            zero_point=0, axis=0)
+            b.op("CONV_2D", [t, wt, bt], [y], conv2d_options("SAME", (1, 1), (1, 1), "RELU"),
+                 version=3)
+        else:
+            wt = b.constant(random_int8(rng, (1, k, k, cout), -127, 127), "int8", scale=wq,
+                            zero_point=0, axis=3)
+            b.op("DEPTHWISE_CONV_2D", [t, wt, bt], [y],
+                 depthwise_options("SAME", (1, 1), (1, 1), 1, "RELU"), version=3)
+        t = y
+    out = b.activation((1, 8, 8, 12), scale=scale, zero_point=zp)
+    b.op("AVERAGE_POOL_2D", [t], [out], pool_options((2, 2), (2, 2), "VALID", "NONE"))
+    return b.build([x], [out])
+
+
+def test_fusions_that_stop_paying_are_undone(monkeypatch, tmp_path):
+    """In the quickstart's chain the conv -> depthwise stream is taken first
+    (it lowers the peak at the pointwise layer), then the conv -> pool stream
+    moves the peak below what the first one saves: the first is undone, as it
+    costs instructions for no byte."""
+    monkeypatch.setattr(plan_aot_mod, "fuse_streams", fuse.fuse_streams)
+    tfl = _quickstart_chain(np.random.default_rng(6))
+    model = parse_tflite(tfl)
+    calls, plan = plan_aot(model, core="cortex-m4f")
+    assert [c.kernel for c in calls if c.fused] == ["tg_stream_conv_pool_s8"]
+    assert_bit_exact(tfl, tmp_path, n_inputs=3, seed=6)
+    monkeypatch.setattr(plan_aot_mod, "fuse_streams",
+                        functools.partial(fuse.fuse_streams, force=True))
+    both, forced = plan_aot(model, core="cortex-m4f")
+    assert [c.kernel for c in both if c.fused] == ["tg_stream_conv_dw_s8",
+                                                    "tg_stream_conv_pool_s8"]
+    assert plan.arena_bytes <= forced.arena_bytes

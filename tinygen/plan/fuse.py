@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Callable
 
 from ..ir import Model
 from .lowering import KernelCall
@@ -241,21 +242,36 @@ def fuse_streams(model: Model, calls: list[KernelCall], plan: MemoryPlan, alignm
                  overlap: bool = True, force: bool = False) -> tuple[list[KernelCall], MemoryPlan]:
     """Each candidate fusion that makes the arena smaller, kept in turn, if
     together they save at least MIN_GAIN of it (force: every candidate, for
-    the tests)."""
+    the tests).  A fusion kept early can stop paying once a later one moved
+    the peak elsewhere; such fusions are undone, since each costs
+    instructions."""
     unfused_calls, unfused = calls, plan
+    taken: list[tuple[Callable[..., list[KernelCall]], list[int]]] = []
     for k in range(len(calls)):
-        chain = stream_candidate(model, calls, k)
-        if chain is not None:
-            trial = fuse_stream(model, calls, chain)
+        fn: Callable[..., list[KernelCall]]
+        if (chain := stream_candidate(model, calls, k)) is not None:
+            fn = fuse_stream
         elif (chain := depthwise_candidate(model, calls, k)) is not None:
-            trial = fuse_depthwise(model, calls, chain)
+            fn = fuse_depthwise
         elif (chain := depthwise_candidate(model, calls, k, frozenset(POOLS))) is not None:
-            trial = fuse_pool(model, calls, chain)
+            fn = fuse_pool
         else:
             continue
+        trial = fn(model, calls, chain)
         p = plan_memory(model, trial, alignment=alignment, overlap=overlap)
         if force or p.arena_bytes < plan.arena_bytes:
             calls, plan = trial, p
-    if not force and plan.arena_bytes > unfused.arena_bytes * (1 - MIN_GAIN):
+            taken.append((fn, chain))
+    if force:
+        return calls, plan
+    for drop in list(taken):
+        rest = [t for t in taken if t is not drop]
+        trial = unfused_calls
+        for fn, chain in rest:
+            trial = fn(model, trial, chain)
+        p = plan_memory(model, trial, alignment=alignment, overlap=overlap)
+        if p.arena_bytes <= plan.arena_bytes:
+            calls, plan, taken = trial, p, rest
+    if plan.arena_bytes > unfused.arena_bytes * (1 - MIN_GAIN):
         return unfused_calls, unfused
     return calls, plan
