@@ -188,6 +188,79 @@ TG_INLINE const int32_t *tg_lstm_dot16x4(const int32_t *v, const int32_t *w, int
   return w;
 }
 
+/* The two matmuls of one unit: where the weights and vectors are, advanced
+ * unit by unit (the field order is the assembly's). */
+typedef struct {
+  const int32_t *w_in, *xs;
+  int32_t gx;
+  const int32_t *w_rec, *hs;
+  int32_t gh;
+} tg_lstm_mm;
+
+#ifdef TG_HAVE_DSP
+/* One group of four inputs: one LDRD of the vector and, per two gates, one
+ * LDM of their four weight words (LDRD brings one gate's two), into the
+ * accumulators r4-r7.  LDM wants fixed ascending registers, which is why the
+ * unit's matmuls are one assembly routine rather than C with intrinsics:
+ * inlined, the six fixed registers left GCC too few for the gate arithmetic
+ * around them (it spilled the parameter pointer and reloaded it per field). */
+#define TG_LSTM_ASM_GROUP              \
+  "ldrd r8, r9, [r2], #8\n\t"          \
+  "ldmia r1!, {r10, r11, r12, lr}\n\t" \
+  "smlad r4, r8, r10, r4\n\t"          \
+  "smlad r4, r9, r11, r4\n\t"          \
+  "smlad r5, r8, r12, r5\n\t"          \
+  "smlad r5, r9, lr, r5\n\t"           \
+  "ldmia r1!, {r10, r11, r12, lr}\n\t" \
+  "smlad r6, r8, r10, r6\n\t"          \
+  "smlad r6, r9, r11, r6\n\t"          \
+  "smlad r7, r8, r12, r7\n\t"          \
+  "smlad r7, r9, lr, r7\n\t"
+
+/* r3 groups (>= 1): an odd one first, then pairs; LSRS leaves the odd bit
+ * in C and "no pairs" in Z, which the group's instructions do not touch */
+#define TG_LSTM_ASM_DOT(odd, loop, done)                             \
+  "lsrs r3, r3, #1\n\t"                                              \
+  "bcc " odd "f\n\t" TG_LSTM_ASM_GROUP odd                           \
+  ":\n\t"                                                            \
+  "beq " done "f\n" loop ":\n\t" TG_LSTM_ASM_GROUP TG_LSTM_ASM_GROUP \
+  "subs r3, r3, #1\n\t"                                              \
+  "bne " loop "b\n" done ":\n\t"
+
+/* acc[0..3] = kb[0..3] + xs . w_in (four gates), acc[4..7] = kb[4..7] +
+ * hs . w_rec; m->w_in and m->w_rec move on to the next unit. */
+#define TG_LSTM_ARG __attribute__((unused)) /* read by the assembly, in r0-r2 */
+__attribute__((naked, noinline)) static void tg_lstm_mm_unit(TG_LSTM_ARG tg_lstm_mm *m,
+                                                             TG_LSTM_ARG const int32_t *kb,
+                                                             TG_LSTM_ARG int32_t *acc) {
+  __asm__("push {r4-r11, lr}\n\t"
+          "push {r0-r2}\n\t"
+          "ldm r1, {r4-r7}\n\t"
+          "ldm r0, {r1-r3}\n\t" TG_LSTM_ASM_DOT("1", "2", "3")
+          "ldr r0, [sp]\n\t"
+          "str r1, [r0]\n\t"
+          "ldr r2, [sp, #8]\n\t"
+          "stm r2, {r4-r7}\n\t"
+          "ldr r1, [sp, #4]\n\t"
+          "adds r1, #16\n\t"
+          "ldm r1, {r4-r7}\n\t"
+          "adds r0, #12\n\t"
+          "ldm r0, {r1-r3}\n\t" TG_LSTM_ASM_DOT("4", "5", "6")
+          "ldr r0, [sp]\n\t"
+          "str r1, [r0, #12]\n\t"
+          "ldr r2, [sp, #8]\n\t"
+          "adds r2, #16\n\t"
+          "stm r2, {r4-r7}\n\t"
+          "add sp, #12\n\t"
+          "pop {r4-r11, pc}");
+}
+#else
+static void tg_lstm_mm_unit(tg_lstm_mm *m, const int32_t *kb, int32_t *acc) {
+  m->w_in = tg_lstm_dot16x4(m->xs, m->w_in, m->gx, kb, acc);
+  m->w_rec = tg_lstm_dot16x4(m->hs, m->w_rec, m->gh, kb + 4, acc + 4);
+}
+#endif
+
 /* 2 * acc requantized to Q3.12 and saturated; e0: e may be 0 (no rounding
  * shift: SMMULR(2 * acc, m) is the result) */
 TG_INLINE int32_t tg_lstm_rq_gate(int32_t acc2, int32_t mult, int32_t rnd, int32_t e,
@@ -195,7 +268,13 @@ TG_INLINE int32_t tg_lstm_rq_gate(int32_t acc2, int32_t mult, int32_t rnd, int32
   if (e0 && e == 0) {
     return tg_lstm_ssat16(tg_smmulr(acc2, mult));
   }
-  return tg_lstm_ssat16(tg_rq_fast2(acc2, mult, rnd, e));
+  return tg_lstm_ssat16(tg_rq_fast2a(acc2, mult, rnd, e));
+}
+
+/* a product of two int16 activations (|prod| < 2^30, proved by the
+ * lowering) requantized with SMMLAR, which wants it doubled */
+TG_INLINE int32_t tg_lstm_rq_prod(int32_t prod, int32_t mult, int32_t rnd, int32_t e) {
+  return tg_rq_fast2a(2 * prod, mult, rnd, e);
 }
 
 /* pre-activation of gate g from the doubled accumulators: both requantized
@@ -211,30 +290,37 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
                                int8_t *y, int32_t *xs, int32_t *hs, const int e0) {
   const int32_t units = p->units;
   const int32_t gx = (p->input_size + 3) >> 2, gh = (units + 3) >> 2;
-  const int32_t *w_in = p->w16_in, *w_rec = p->w16_rec, *kb = p->kb16;
+  const int32_t *kb = p->kb16;
   const int32_t trnd = p->tanh_shift > 0 ? ((int32_t)1 << (p->tanh_shift - 1)) : 0;
+  tg_lstm_mm m;
   int32_t u;
+  m.w_in = p->w16_in;
+  m.xs = xs;
+  m.gx = gx;
+  m.w_rec = p->w16_rec;
+  m.hs = hs;
+  m.gh = gh;
   tg_expand_s8(x, p->input_size, 0, xs, 2);
   tg_expand_s8(h, units, 0, hs, 2);
   for (u = 0; u < units; ++u, kb += 8) {
-    int32_t ai[TG_LSTM_GATES], ar[TG_LSTM_GATES];
+    int32_t acc[2 * TG_LSTM_GATES];
+    const int32_t *ai = acc, *ar = acc + TG_LSTM_GATES;
     int32_t ig, fg, gg, og, c_new, t, out;
-    w_in = tg_lstm_dot16x4(xs, w_in, gx, kb, ai);
-    w_rec = tg_lstm_dot16x4(hs, w_rec, gh, kb + 4, ar);
+    tg_lstm_mm_unit(&m, kb, acc);
     ig = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 0, ai[0], ar[0], e0));
     fg = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 1, ai[1], ar[1], e0));
     gg = tg_lstm_tanh_w(tg_lstm_pre_fast(p, 2, ai[2], ar[2], e0), 3, 0, 0);
     og = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 3, ai[3], ar[3], e0));
     c_new = tg_lstm_ssat16(
         tg_lstm_ssat16(
-            tg_rq_fast(fg * (int32_t)c[u], p->forget_mult, p->forget_rnd, p->forget_shift)) +
-        tg_lstm_ssat16(tg_rq_fast(ig * gg, p->input_mult, p->input_rnd, p->input_shift)));
+            tg_lstm_rq_prod(fg * (int32_t)c[u], p->forget_mult, p->forget_rnd, p->forget_shift)) +
+        tg_lstm_ssat16(tg_lstm_rq_prod(ig * gg, p->input_mult, p->input_rnd, p->input_shift)));
     if (p->use_cell_clip) {
       c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
     }
     c[u] = (int16_t)c_new;
     t = tg_lstm_tanh_w(c_new, p->tanh_mult, trnd, p->tanh_shift);
-    out = tg_ssat8(tg_rq_fast(t * og, p->hidden_mult, p->hidden_rnd, p->hidden_shift));
+    out = tg_ssat8(tg_lstm_rq_prod(t * og, p->hidden_mult, p->hidden_rnd, p->hidden_shift));
     /* h is not read again this row: its expansion hs is */
     y[u] = (int8_t)out;
     h[u] = (int8_t)out;
