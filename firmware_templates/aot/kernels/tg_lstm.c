@@ -188,20 +188,22 @@ TG_INLINE const int32_t *tg_lstm_dot16x4(const int32_t *v, const int32_t *w, int
   return w;
 }
 
-/* The two matmuls of one unit: where the weights and vectors are, advanced
- * unit by unit (the field order is the assembly's). */
+/* Where one unit's matmuls read, advanced unit by unit by the routines
+ * below (the field order is the assembly's: offsets 0, 4, ..., 28). */
 typedef struct {
   const int32_t *w_in, *xs;
   int32_t gx;
+  const int32_t *kb; /* the unit's doubled starts, x side then h side */
   const int32_t *w_rec, *hs;
   int32_t gh;
+  const int32_t *q; /* tg_lstm_params.gate_rq */
 } tg_lstm_mm;
 
 #ifdef TG_HAVE_DSP
 /* One group of four inputs: one LDRD of the vector and, per two gates, one
  * LDM of their four weight words (LDRD brings one gate's two), into the
- * accumulators r4-r7.  LDM wants fixed ascending registers, which is why the
- * unit's matmuls are one assembly routine rather than C with intrinsics:
+ * accumulators r4-r7.  LDM wants fixed ascending registers, which is why a
+ * unit's matmuls are assembly routines rather than C with intrinsics:
  * inlined, the six fixed registers left GCC too few for the gate arithmetic
  * around them (it spilled the parameter pointer and reloaded it per field). */
 #define TG_LSTM_ASM_GROUP              \
@@ -217,8 +219,9 @@ typedef struct {
   "smlad r7, r8, r12, r7\n\t"          \
   "smlad r7, r9, lr, r7\n\t"
 
-/* r3 groups (>= 1): an odd one first, then pairs; LSRS leaves the odd bit
- * in C and "no pairs" in Z, which the group's instructions do not touch */
+/* r3 groups (>= 1) from r2 (vector) and r1 (weights): an odd one first,
+ * then pairs; LSRS leaves the odd bit in C and "no pairs" in Z, which the
+ * group's instructions do not touch */
 #define TG_LSTM_ASM_DOT(odd, loop, done)                             \
   "lsrs r3, r3, #1\n\t"                                              \
   "bcc " odd "f\n\t" TG_LSTM_ASM_GROUP odd                           \
@@ -227,37 +230,94 @@ typedef struct {
   "subs r3, r3, #1\n\t"                                              \
   "bne " loop "b\n" done ":\n\t"
 
-/* acc[0..3] = kb[0..3] + xs . w_in (four gates), acc[4..7] = kb[4..7] +
- * hs . w_rec; m->w_in and m->w_rec move on to the next unit. */
-#define TG_LSTM_ARG __attribute__((unused)) /* read by the assembly, in r0-r2 */
+/* r0 = m: the starts of one side into r4-r7 (m->kb moves on), then that
+ * side's pointers (offset 0: x, 16: h) into r1-r3 */
+#define TG_LSTM_ASM_SIDE(off) \
+  "ldr r3, [r0, #12]\n\t"     \
+  "ldm r3!, {r4-r7}\n\t"      \
+  "str r3, [r0, #12]\n\t"     \
+  "adds r0, #" off            \
+  "\n\t"                      \
+  "ldm r0, {r1-r3}\n\t"
+
+/* accumulator reg (2 * acc) requantized to a saturated Q3.12 in place with
+ * the next {mult, rnd, e} at r1 (tg_rq_fast2a) */
+#define TG_LSTM_ASM_RQ(reg) \
+  "ldm r1!, {r8-r10}\n\t"   \
+  "smmlar r11, " reg        \
+  ", r8, r9\n\t"            \
+  "add r11, r11, " reg      \
+  ", asr #31\n\t"           \
+  "asr r11, r11, r10\n\t"   \
+  "ssat " reg ", #16, r11\n\t"
+
+#define TG_LSTM_ARG __attribute__((unused)) /* read by the assembly, in r0-r1 */
+
+/* acc[0..3] = xs . w_in (four gates), acc[4..7] = hs . w_rec, each from the
+ * unit's starts; for tg_lstm_dsp_e0_s8, whose gates may not shift. */
 __attribute__((naked, noinline)) static void tg_lstm_mm_unit(TG_LSTM_ARG tg_lstm_mm *m,
-                                                             TG_LSTM_ARG const int32_t *kb,
                                                              TG_LSTM_ARG int32_t *acc) {
   __asm__("push {r4-r11, lr}\n\t"
-          "push {r0-r2}\n\t"
-          "ldm r1, {r4-r7}\n\t"
-          "ldm r0, {r1-r3}\n\t" TG_LSTM_ASM_DOT("1", "2", "3")
+          "push {r0, r1}\n\t" TG_LSTM_ASM_SIDE("0") TG_LSTM_ASM_DOT("1", "2", "3")
           "ldr r0, [sp]\n\t"
           "str r1, [r0]\n\t"
-          "ldr r2, [sp, #8]\n\t"
-          "stm r2, {r4-r7}\n\t"
-          "ldr r1, [sp, #4]\n\t"
-          "adds r1, #16\n\t"
-          "ldm r1, {r4-r7}\n\t"
-          "adds r0, #12\n\t"
-          "ldm r0, {r1-r3}\n\t" TG_LSTM_ASM_DOT("4", "5", "6")
+          "ldr r2, [sp, #4]\n\t"
+          "stm r2, {r4-r7}\n\t" TG_LSTM_ASM_SIDE("16") TG_LSTM_ASM_DOT("4", "5", "6")
           "ldr r0, [sp]\n\t"
-          "str r1, [r0, #12]\n\t"
-          "ldr r2, [sp, #8]\n\t"
+          "str r1, [r0, #16]\n\t"
+          "ldr r2, [sp, #4]\n\t"
           "adds r2, #16\n\t"
           "stm r2, {r4-r7}\n\t"
-          "add sp, #12\n\t"
+          "add sp, #8\n\t"
+          "pop {r4-r11, pc}");
+}
+
+/* The four gate pre-activations of one unit, both sides requantized with
+ * the gate_rq records and added with QADD16 (which is the saturating sum of
+ * two saturated int16 two gates at a time): (i, f) in the low word, (g, o)
+ * in the high word.  Every gate shifts right (fast = 1). */
+__attribute__((naked, noinline)) static uint64_t tg_lstm_pre_unit(TG_LSTM_ARG tg_lstm_mm *m) {
+  __asm__("push {r4-r11, lr}\n\t"
+          "push {r0}\n\t" TG_LSTM_ASM_SIDE("0") TG_LSTM_ASM_DOT("1", "2", "3")
+          "ldr r0, [sp]\n\t"
+          "str r1, [r0]\n\t"
+          "ldr r1, [r0, #28]\n\t" TG_LSTM_ASM_RQ("r4") TG_LSTM_ASM_RQ("r5")
+              TG_LSTM_ASM_RQ("r6") TG_LSTM_ASM_RQ("r7")
+          "pkhbt r4, r4, r5, lsl #16\n\t"
+          "pkhbt r5, r6, r7, lsl #16\n\t"
+          "push {r4, r5}\n\t" TG_LSTM_ASM_SIDE("16") TG_LSTM_ASM_DOT("4", "5", "6")
+          "ldr r0, [sp, #8]\n\t"
+          "str r1, [r0, #16]\n\t"
+          "ldr r1, [r0, #28]\n\t"
+          "adds r1, #48\n\t" TG_LSTM_ASM_RQ("r4") TG_LSTM_ASM_RQ("r5") TG_LSTM_ASM_RQ("r6")
+              TG_LSTM_ASM_RQ("r7")
+          "pkhbt r4, r4, r5, lsl #16\n\t"
+          "pkhbt r5, r6, r7, lsl #16\n\t"
+          "pop {r0, r1}\n\t"
+          "qadd16 r0, r0, r4\n\t"
+          "qadd16 r1, r1, r5\n\t"
+          "add sp, #4\n\t"
           "pop {r4-r11, pc}");
 }
 #else
-static void tg_lstm_mm_unit(tg_lstm_mm *m, const int32_t *kb, int32_t *acc) {
-  m->w_in = tg_lstm_dot16x4(m->xs, m->w_in, m->gx, kb, acc);
-  m->w_rec = tg_lstm_dot16x4(m->hs, m->w_rec, m->gh, kb + 4, acc + 4);
+static void tg_lstm_mm_unit(tg_lstm_mm *m, int32_t *acc) {
+  m->w_in = tg_lstm_dot16x4(m->xs, m->w_in, m->gx, m->kb, acc);
+  m->w_rec = tg_lstm_dot16x4(m->hs, m->w_rec, m->gh, m->kb + 4, acc + 4);
+  m->kb += 8;
+}
+
+static uint64_t tg_lstm_pre_unit(tg_lstm_mm *m) {
+  int32_t acc[2 * TG_LSTM_GATES], pre[TG_LSTM_GATES];
+  const int32_t *q = m->q;
+  int g;
+  tg_lstm_mm_unit(m, acc);
+  for (g = 0; g < TG_LSTM_GATES; ++g) {
+    const int32_t *qi = q + 3 * g, *qr = q + 3 * (TG_LSTM_GATES + g);
+    pre[g] = tg_lstm_sat16(tg_lstm_sat16(tg_rq_fast2a(acc[g], qi[0], qi[1], qi[2])) +
+                           tg_lstm_sat16(tg_rq_fast2a(acc[4 + g], qr[0], qr[1], qr[2])));
+  }
+  return (uint64_t)(uint32_t)tg_lanes(pre[0], pre[1]) |
+         ((uint64_t)(uint32_t)tg_lanes(pre[2], pre[3]) << 32);
 }
 #endif
 
@@ -290,27 +350,37 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
                                int8_t *y, int32_t *xs, int32_t *hs, const int e0) {
   const int32_t units = p->units;
   const int32_t gx = (p->input_size + 3) >> 2, gh = (units + 3) >> 2;
-  const int32_t *kb = p->kb16;
   const int32_t trnd = p->tanh_shift > 0 ? ((int32_t)1 << (p->tanh_shift - 1)) : 0;
   tg_lstm_mm m;
   int32_t u;
   m.w_in = p->w16_in;
   m.xs = xs;
   m.gx = gx;
+  m.kb = p->kb16;
   m.w_rec = p->w16_rec;
   m.hs = hs;
   m.gh = gh;
+  m.q = p->gate_rq;
   tg_expand_s8(x, p->input_size, 0, xs, 2);
   tg_expand_s8(h, units, 0, hs, 2);
-  for (u = 0; u < units; ++u, kb += 8) {
-    int32_t acc[2 * TG_LSTM_GATES];
-    const int32_t *ai = acc, *ar = acc + TG_LSTM_GATES;
+  for (u = 0; u < units; ++u) {
     int32_t ig, fg, gg, og, c_new, t, out;
-    tg_lstm_mm_unit(&m, kb, acc);
-    ig = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 0, ai[0], ar[0], e0));
-    fg = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 1, ai[1], ar[1], e0));
-    gg = tg_lstm_tanh_w(tg_lstm_pre_fast(p, 2, ai[2], ar[2], e0), 3, 0, 0);
-    og = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 3, ai[3], ar[3], e0));
+    if (e0) {
+      int32_t acc[2 * TG_LSTM_GATES];
+      const int32_t *ai = acc, *ar = acc + TG_LSTM_GATES;
+      tg_lstm_mm_unit(&m, acc);
+      ig = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 0, ai[0], ar[0], e0));
+      fg = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 1, ai[1], ar[1], e0));
+      gg = tg_lstm_tanh_w(tg_lstm_pre_fast(p, 2, ai[2], ar[2], e0), 3, 0, 0);
+      og = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 3, ai[3], ar[3], e0));
+    } else {
+      const uint64_t pre = tg_lstm_pre_unit(&m);
+      const int32_t pif = (int32_t)(uint32_t)pre, pgo = (int32_t)(uint32_t)(pre >> 32);
+      ig = tg_lstm_sigmoid_w(tg_lo16(pif));
+      fg = tg_lstm_sigmoid_w(tg_hi16(pif));
+      gg = tg_lstm_tanh_w(tg_lo16(pgo), 3, 0, 0);
+      og = tg_lstm_sigmoid_w(tg_hi16(pgo));
+    }
     c_new = tg_lstm_ssat16(
         tg_lstm_ssat16(
             tg_lstm_rq_prod(fg * (int32_t)c[u], p->forget_mult, p->forget_rnd, p->forget_shift)) +

@@ -69,6 +69,9 @@ typedef struct {
   const int32_t *w16_in;
   const int32_t *w16_rec;
   const int32_t *kb16;
+  /* fast = 1: the gate matmuls' requantization records {mult, rnd, e}, the
+   * four input-side gates then the four recurrent ones */
+  int32_t gate_rq[2 * TG_LSTM_GATES * 3];
 } tg_lstm_params;
 
 /* input: the sequence; hidden [batches][units] and cell [batches][units] are
