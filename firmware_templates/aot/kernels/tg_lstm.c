@@ -241,108 +241,85 @@ typedef struct {
   "ldm r0, {r1-r3}\n\t"
 
 /* accumulator reg (2 * acc) requantized to a saturated Q3.12 in place with
- * the next {mult, rnd, e} at r1 (tg_rq_fast2a) */
-#define TG_LSTM_ASM_RQ(reg) \
-  "ldm r1!, {r8-r10}\n\t"   \
-  "smmlar r11, " reg        \
-  ", r8, r9\n\t"            \
-  "add r11, r11, " reg      \
-  ", asr #31\n\t"           \
-  "asr r11, r11, r10\n\t"   \
+ * the next record {mult, rnd, e, mask} at r1: (SMMLAR(acc, mult, rnd) +
+ * (sign(acc) & mask)) >> e, tg_rq_fast2a where e >= 1 (mask -1); a gate
+ * without a right shift has e = rnd = mask = 0, which leaves SMMULR alone
+ * (TG_LSTM_ASM_RQ0, one instruction more: only tg_lstm_dsp_e0_s8 has it) */
+#define TG_LSTM_ASM_RQ(reg)    \
+  "ldm r1!, {r8-r10, r12}\n\t" \
+  "smmlar r11, " reg           \
+  ", r8, r9\n\t"               \
+  "add r11, r11, " reg         \
+  ", asr #31\n\t"              \
+  "asr r11, r11, r10\n\t"      \
+  "ssat " reg ", #16, r11\n\t"
+#define TG_LSTM_ASM_RQ0(reg)   \
+  "ldm r1!, {r8-r10, r12}\n\t" \
+  "smmlar r11, " reg           \
+  ", r8, r9\n\t"               \
+  "and r12, r12, " reg         \
+  ", asr #31\n\t"              \
+  "add r11, r11, r12\n\t"      \
+  "asr r11, r11, r10\n\t"      \
   "ssat " reg ", #16, r11\n\t"
 
 #define TG_LSTM_ARG __attribute__((unused)) /* read by the assembly, in r0-r1 */
 
-/* acc[0..3] = xs . w_in (four gates), acc[4..7] = hs . w_rec, each from the
- * unit's starts; for tg_lstm_dsp_e0_s8, whose gates may not shift. */
-__attribute__((naked, noinline)) static void tg_lstm_mm_unit(TG_LSTM_ARG tg_lstm_mm *m,
-                                                             TG_LSTM_ARG int32_t *acc) {
-  __asm__("push {r4-r11, lr}\n\t"
-          "push {r0, r1}\n\t" TG_LSTM_ASM_SIDE("0") TG_LSTM_ASM_DOT("1", "2", "3")
-          "ldr r0, [sp]\n\t"
-          "str r1, [r0]\n\t"
-          "ldr r2, [sp, #4]\n\t"
-          "stm r2, {r4-r7}\n\t" TG_LSTM_ASM_SIDE("16") TG_LSTM_ASM_DOT("4", "5", "6")
-          "ldr r0, [sp]\n\t"
-          "str r1, [r0, #16]\n\t"
-          "ldr r2, [sp, #4]\n\t"
-          "adds r2, #16\n\t"
-          "stm r2, {r4-r7}\n\t"
-          "add sp, #8\n\t"
-          "pop {r4-r11, pc}");
-}
-
 /* The four gate pre-activations of one unit, both sides requantized with
- * the gate_rq records and added with QADD16 (which is the saturating sum of
- * two saturated int16 two gates at a time): (i, f) in the low word, (g, o)
- * in the high word.  Every gate shifts right (fast = 1). */
-__attribute__((naked, noinline)) static uint64_t tg_lstm_pre_unit(TG_LSTM_ARG tg_lstm_mm *m) {
-  __asm__("push {r4-r11, lr}\n\t"
-          "push {r0}\n\t" TG_LSTM_ASM_SIDE("0") TG_LSTM_ASM_DOT("1", "2", "3")
-          "ldr r0, [sp]\n\t"
-          "str r1, [r0]\n\t"
-          "ldr r1, [r0, #28]\n\t" TG_LSTM_ASM_RQ("r4") TG_LSTM_ASM_RQ("r5")
-              TG_LSTM_ASM_RQ("r6") TG_LSTM_ASM_RQ("r7")
-          "pkhbt r4, r4, r5, lsl #16\n\t"
-          "pkhbt r5, r6, r7, lsl #16\n\t"
-          "push {r4, r5}\n\t" TG_LSTM_ASM_SIDE("16") TG_LSTM_ASM_DOT("4", "5", "6")
-          "ldr r0, [sp, #8]\n\t"
-          "str r1, [r0, #16]\n\t"
-          "ldr r1, [r0, #28]\n\t"
-          "adds r1, #48\n\t" TG_LSTM_ASM_RQ("r4") TG_LSTM_ASM_RQ("r5") TG_LSTM_ASM_RQ("r6")
-              TG_LSTM_ASM_RQ("r7")
-          "pkhbt r4, r4, r5, lsl #16\n\t"
-          "pkhbt r5, r6, r7, lsl #16\n\t"
-          "pop {r0, r1}\n\t"
-          "qadd16 r0, r0, r4\n\t"
-          "qadd16 r1, r1, r5\n\t"
-          "add sp, #4\n\t"
-          "pop {r4-r11, pc}");
-}
+ * the gate_rq records and added with QADD16 (the saturating sum of two
+ * saturated int16, two gates at a time): (i, f) in the low word, (g, o) in
+ * the high word. */
+#define TG_LSTM_PRE_UNIT(name, RQ)                                                                  \
+  __attribute__((naked, noinline)) static uint64_t name(TG_LSTM_ARG tg_lstm_mm *m) {                \
+    __asm__("push {r4-r11, lr}\n\t"                                                               \
+            "push {r0}\n\t" TG_LSTM_ASM_SIDE("0") TG_LSTM_ASM_DOT("1", "2", "3")                  \
+            "ldr r0, [sp]\n\t"                                                                    \
+            "str r1, [r0]\n\t"                                                                    \
+            "ldr r1, [r0, #28]\n\t" RQ("r4") RQ("r5") RQ("r6") RQ("r7")                           \
+            "pkhbt r4, r4, r5, lsl #16\n\t"                                                       \
+            "pkhbt r5, r6, r7, lsl #16\n\t"                                                       \
+            "push {r4, r5}\n\t" TG_LSTM_ASM_SIDE("16") TG_LSTM_ASM_DOT("4", "5", "6")             \
+            "ldr r0, [sp, #8]\n\t"                                                                \
+            "str r1, [r0, #16]\n\t"                                                               \
+            "ldr r1, [r0, #28]\n\t"                                                               \
+            "adds r1, #64\n\t" RQ("r4") RQ("r5") RQ("r6") RQ("r7")                                \
+            "pkhbt r4, r4, r5, lsl #16\n\t"                                                       \
+            "pkhbt r5, r6, r7, lsl #16\n\t"                                                       \
+            "pop {r0, r1}\n\t"                                                                    \
+            "qadd16 r0, r0, r4\n\t"                                                               \
+            "qadd16 r1, r1, r5\n\t"                                                               \
+            "add sp, #4\n\t"                                                                      \
+            "pop {r4-r11, pc}"); \
+  }
+TG_LSTM_PRE_UNIT(tg_lstm_pre_unit, TG_LSTM_ASM_RQ)
+TG_LSTM_PRE_UNIT(tg_lstm_pre_unit_e0, TG_LSTM_ASM_RQ0)
 #else
-static void tg_lstm_mm_unit(tg_lstm_mm *m, int32_t *acc) {
-  m->w_in = tg_lstm_dot16x4(m->xs, m->w_in, m->gx, m->kb, acc);
-  m->w_rec = tg_lstm_dot16x4(m->hs, m->w_rec, m->gh, m->kb + 4, acc + 4);
-  m->kb += 8;
-}
-
-static uint64_t tg_lstm_pre_unit(tg_lstm_mm *m) {
+/* the same in C: e0 as in TG_LSTM_ASM_RQ0 (mask 0 where e = 0) */
+TG_INLINE uint64_t tg_lstm_pre_c(tg_lstm_mm *m, const int e0) {
   int32_t acc[2 * TG_LSTM_GATES], pre[TG_LSTM_GATES];
   const int32_t *q = m->q;
   int g;
-  tg_lstm_mm_unit(m, acc);
+  m->w_in = tg_lstm_dot16x4(m->xs, m->w_in, m->gx, m->kb, acc);
+  m->w_rec = tg_lstm_dot16x4(m->hs, m->w_rec, m->gh, m->kb + 4, acc + 4);
+  m->kb += 8;
+  for (g = 0; g < 2 * TG_LSTM_GATES; ++g, q += 4) {
+    const int32_t sign = e0 ? ((acc[g] >> 31) & q[3]) : (acc[g] >> 31);
+    acc[g] = tg_lstm_sat16((tg_smmlar(acc[g], q[0], q[1]) + sign) >> q[2]);
+  }
   for (g = 0; g < TG_LSTM_GATES; ++g) {
-    const int32_t *qi = q + 3 * g, *qr = q + 3 * (TG_LSTM_GATES + g);
-    pre[g] = tg_lstm_sat16(tg_lstm_sat16(tg_rq_fast2a(acc[g], qi[0], qi[1], qi[2])) +
-                           tg_lstm_sat16(tg_rq_fast2a(acc[4 + g], qr[0], qr[1], qr[2])));
+    pre[g] = tg_lstm_sat16(acc[g] + acc[TG_LSTM_GATES + g]);
   }
   return (uint64_t)(uint32_t)tg_lanes(pre[0], pre[1]) |
          ((uint64_t)(uint32_t)tg_lanes(pre[2], pre[3]) << 32);
 }
+static uint64_t tg_lstm_pre_unit(tg_lstm_mm *m) { return tg_lstm_pre_c(m, 0); }
+static uint64_t tg_lstm_pre_unit_e0(tg_lstm_mm *m) { return tg_lstm_pre_c(m, 1); }
 #endif
-
-/* 2 * acc requantized to Q3.12 and saturated; e0: e may be 0 (no rounding
- * shift: SMMULR(2 * acc, m) is the result) */
-TG_INLINE int32_t tg_lstm_rq_gate(int32_t acc2, int32_t mult, int32_t rnd, int32_t e,
-                                  const int e0) {
-  if (e0 && e == 0) {
-    return tg_lstm_ssat16(tg_smmulr(acc2, mult));
-  }
-  return tg_lstm_ssat16(tg_rq_fast2a(acc2, mult, rnd, e));
-}
 
 /* a product of two int16 activations (|prod| < 2^30, proved by the
  * lowering) requantized with SMMLAR, which wants it doubled */
 TG_INLINE int32_t tg_lstm_rq_prod(int32_t prod, int32_t mult, int32_t rnd, int32_t e) {
   return tg_rq_fast2a(2 * prod, mult, rnd, e);
-}
-
-/* pre-activation of gate g from the doubled accumulators: both requantized
- * to Q3.12 and saturated on their own, then added with saturation */
-TG_INLINE int32_t tg_lstm_pre_fast(const tg_lstm_params *p, int g, int32_t ai2, int32_t ar2,
-                                   const int e0) {
-  return tg_lstm_ssat16(tg_lstm_rq_gate(ai2, p->in_mult[g], p->in_rnd[g], p->in_shift[g], e0) +
-                        tg_lstm_rq_gate(ar2, p->rec_mult[g], p->rec_rnd[g], p->rec_shift[g], e0));
 }
 
 /* One row with 16-bit weights against x and h expanded once per row (xs, hs). */
@@ -365,16 +342,8 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
   tg_expand_s8(h, units, 0, hs, 2);
   for (u = 0; u < units; ++u) {
     int32_t ig, fg, gg, og, c_new, t, out;
-    if (e0) {
-      int32_t acc[2 * TG_LSTM_GATES];
-      const int32_t *ai = acc, *ar = acc + TG_LSTM_GATES;
-      tg_lstm_mm_unit(&m, acc);
-      ig = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 0, ai[0], ar[0], e0));
-      fg = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 1, ai[1], ar[1], e0));
-      gg = tg_lstm_tanh_w(tg_lstm_pre_fast(p, 2, ai[2], ar[2], e0), 3, 0, 0);
-      og = tg_lstm_sigmoid_w(tg_lstm_pre_fast(p, 3, ai[3], ar[3], e0));
-    } else {
-      const uint64_t pre = tg_lstm_pre_unit(&m);
+    {
+      const uint64_t pre = e0 ? tg_lstm_pre_unit_e0(&m) : tg_lstm_pre_unit(&m);
       const int32_t pif = (int32_t)(uint32_t)pre, pgo = (int32_t)(uint32_t)(pre >> 32);
       ig = tg_lstm_sigmoid_w(tg_lo16(pif));
       fg = tg_lstm_sigmoid_w(tg_hi16(pif));

@@ -69,9 +69,10 @@ typedef struct {
   const int32_t *w16_in;
   const int32_t *w16_rec;
   const int32_t *kb16;
-  /* fast = 1: the gate matmuls' requantization records {mult, rnd, e}, the
-   * four input-side gates then the four recurrent ones */
-  int32_t gate_rq[2 * TG_LSTM_GATES * 3];
+  /* the gate matmuls' requantization records {mult, rnd, e, mask}, the four
+   * input-side gates then the four recurrent ones: e >= 1 with mask -1, or
+   * (fast = 2 only) e = rnd = mask = 0 for SMMULR alone */
+  int32_t gate_rq[2 * TG_LSTM_GATES * 4];
 } tg_lstm_params;
 
 /* input: the sequence; hidden [batches][units] and cell [batches][units] are

@@ -384,9 +384,11 @@ def _dsp_layout(op: Operator, ctx: LoweringContext, params: dict, w_in_vals, w_r
     for name in ("in", "rec"):
         params[f"{name}_shift"] = c_ints([int(v) for v in recs[name][:, 3]])
         params[f"{name}_rnd"] = c_ints([int(v) for v in recs[name][:, 2]])
-    # tg_lstm_dsp_s8 reads the gate records {mult, rnd, e} side by side, gate by gate
+    # the dsp kernels read the gate records {mult, rnd, e, mask} side by side, gate by
+    # gate; e = 0 (no right shift) takes mask 0, which leaves SMMULR alone
     params["gate_rq"] = c_ints([int(v) for name in ("in", "rec") for g in range(4)
-                                for v in recs[name][g, 1:4]])
+                                for v in (*recs[name][g, 1:4],
+                                          -1 if recs[name][g, 3] >= 1 else 0)])
     for name in ("forget", "input", "hidden"):
         params[f"{name}_shift"] = str(int(recs[name][0, 3]))
         params[f"{name}_rnd"] = str(int(recs[name][0, 2]))
