@@ -249,9 +249,25 @@ def c_values(table, per_line: int = 12, indent: str = "  ") -> list[str]:
     return [indent + r + ("," if i < len(rows) - 1 else "") for i, r in enumerate(rows)]
 
 
+MIRROR_MACRO = "TG_LSTM_SIGMOID_MIRROR_VALUES"
+MIRROR_HALF = 384        # the mirrored table's indices: -MIRROR_HALF .. MIRROR_HALF
+
+
+def mirror_table(table) -> list[int]:
+    """The same table for tg_lstm_dsp_s8, indexed by the signed x >> b instead
+    of |x| >> b: M[j] = L[j] - 2^15 for j >= 0 (65535 - 2^15 past the last
+    entry, TFLM's saturation) and 2^15 - L[-j] for j < 0, so that the
+    interpolation at a negative x is already 1 - logistic(|x|) (see
+    tg_lstm.c)."""
+    ext = list(table) + [0xFFFF] * (MIRROR_HALF + 1 - len(table))
+    return [(1 << 15) - ext[-j] for j in range(-MIRROR_HALF, 0)] + \
+           [ext[j] - (1 << 15) for j in range(MIRROR_HALF + 1)]
+
+
 def render_header(table) -> str:
     assert len(table) == N_ENTRIES and all(0 <= v <= 0xFFFF for v in table)
     body = " \\\n".join(c_values(table))
+    mirror = " \\\n".join(c_values(mirror_table(table)))
     return f"""\
 /* The int16 logistic table of tg_lstm.c: L[k] ~ 65536 * logistic(k / 24).
  *
@@ -272,6 +288,12 @@ def render_header(table) -> str:
 
 #define {MACRO} \\
 {body}
+
+/* The table mirrored and offset by -2^15 for tg_lstm_dsp_s8: entries
+ * -{MIRROR_HALF}..{MIRROR_HALF} (mirror_table() in the script). */
+#define TG_LSTM_SIGMOID_MIRROR_HALF {MIRROR_HALF}
+#define {MIRROR_MACRO} \\
+{mirror}
 
 #endif /* TG_LSTM_SIGMOID_LUT_H */
 """

@@ -245,24 +245,31 @@ def _tflm_with_reset(tflite, batches, reset_after):
 # the int16 activations, exhaustively
 
 ACT_MAIN_C = r"""/* Exhaustive check driver: every int16 through tg_lstm.c's activations.
- * argv: "s" (sigmoid) or "t MULT SHIFT" (tanh); a first argument "w" instead
- * runs the forms of tg_lstm_dsp_s8 (SMUAD interpolation). */
+ * argv: "s" (sigmoid), "t MULT SHIFT" (tanh of the cell state) or "g" (tanh
+ * of a Q3.12 gate); "sw", "w MULT SHIFT" and "gw" the forms of
+ * tg_lstm_dsp_s8 (SMUAD interpolation in the mirrored table). */
 #include <stdio.h>
 #include <stdlib.h>
 #include "tg_lstm.c"
 
 int main(int argc, char **argv) {
   int32_t v, mult = 3, shift = 0, round;
-  const int sigmoid = argc < 4, w = argv[1][0] == 'w' || argv[1][1] == 'w';
-  if (!sigmoid) {
+  const char form = argv[1][0];
+  const int w = argv[1][0] == 'w' || argv[1][1] == 'w';
+  if (argc >= 4) {
     mult = (int32_t)strtol(argv[2], NULL, 10);
     shift = (int32_t)strtol(argv[3], NULL, 10);
   }
   round = shift > 0 ? (1 << (shift - 1)) : 0;
   for (v = INT16_MIN; v <= INT16_MAX; ++v) {
-    const int16_t r = sigmoid ? (w ? tg_lstm_sigmoid_w(v) : tg_lstm_sigmoid(v))
-                              : (w ? tg_lstm_tanh_w(v, mult, round, shift)
-                                   : tg_lstm_tanh(v, mult, shift));
+    int16_t r;
+    if (form == 's') {
+      r = w ? tg_lstm_sigmoid_m(3 * v) : tg_lstm_sigmoid(v);
+    } else if (form == 'g') {
+      r = w ? tg_lstm_tanh_m(3 * v) : tg_lstm_tanh(v, 3, 0);
+    } else {
+      r = w ? tg_lstm_tanh_cell_m(v, mult, round, shift) : tg_lstm_tanh(v, mult, shift);
+    }
     fwrite(&r, sizeof r, 1, stdout);
   }
   return 0;
@@ -274,8 +281,9 @@ def _activation_driver(tmp_path: Path) -> Path:
     src = tmp_path / "act_main.c"
     src.write_text(ACT_MAIN_C)
     exe = tmp_path / "act_main"
-    _run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-I", str(KERNELS),
-          str(src), "-o", str(exe)])
+    # sanitized: an index outside the mirrored table is a global buffer overflow
+    _run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", *SANITIZE, "-I",
+          str(KERNELS), str(src), "-o", str(exe)])
     return exe
 
 
@@ -294,6 +302,17 @@ def test_sigmoid_int16_every_input_matches_tflm(tmp_path, form):
     ours = np.frombuffer(subprocess.run([str(exe), form], capture_output=True,
                                         check=True).stdout, np.int16)
     np.testing.assert_array_equal(ours, _tflm_int16_activation("LOGISTIC", 2.0 ** -12))
+
+
+@pytest.mark.parametrize("form", ["g", "gw"])
+def test_gate_tanh_int16_every_input_matches_tflm(tmp_path, form):
+    """The cell gate's tanh of a Q3.12 pre-activation: its argument 3v is
+    not clamped, so the mirrored table's entries past TFLM's saturation
+    point (|3v| >> 8 up to 384) are all read."""
+    exe = _activation_driver(tmp_path)
+    ours = np.frombuffer(subprocess.run([str(exe), form], capture_output=True,
+                                        check=True).stdout, np.int16)
+    np.testing.assert_array_equal(ours, _tflm_int16_activation("TANH", 2.0 ** -12))
 
 
 @pytest.mark.parametrize("form", ["t", "w"])

@@ -66,42 +66,66 @@ TG_INLINE int16_t tg_lstm_tanh(int32_t v, int32_t mult, int32_t shift) {
   return (int16_t)(r >> 8);
 }
 
-/* The same two functions for tg_lstm_dsp_s8, the interpolation as one dual
- * multiply: with the table pair W = (L[k], L[k+1]) read as signed lanes
- * (every entry is in [2^15, 2^16), so each lane reads as L - 2^16) and
- * F = (2^b - f, f), SMUAD(W, F) = L[k] * (2^b - f) + L[k+1] * f - 2^(16+b),
- * which is the interpolated r minus a constant that the sign step absorbs. */
-TG_INLINE int32_t tg_lstm_lut_pair(uint32_t k) {
+/* tg_lstm_dsp_s8's forms: the table mirrored and offset (M[j] = L[j] - 2^15,
+ * M[-j] = 2^15 - L[j], tools/derive_sigmoid_lut.py), indexed by the signed
+ * j = x >> b with the fraction g = x & (2^b - 1).  For x >= 0 that is the
+ * usual interpolation minus 2^(15+b); for x < 0, x = -(k * 2^b + f), j is
+ * -k-1 and g = 2^b - f (or -k and 0 when f = 0), which interpolates
+ * 2^(15+b) - r(|x|): TFLM's 1 - logistic(|x|) before its final -1.  So no
+ * absolute value and no sign step, only the -1 for x < 0.  Past the last
+ * entry the table holds TFLM's saturation (tanh's k >= 255). */
+static const int16_t tg_lstm_mirror[2 * TG_LSTM_SIGMOID_MIRROR_HALF + 1] = {
+    TG_LSTM_SIGMOID_MIRROR_VALUES};
+
+TG_INLINE int32_t tg_lstm_mirror_pair(int32_t j) {
   int32_t w;
-  memcpy(&w, &tg_lstm_sigmoid_lut[k], 4);
+  memcpy(&w, &tg_lstm_mirror[TG_LSTM_SIGMOID_MIRROR_HALF + j], 4);
   return w;
 }
 
-TG_INLINE int16_t tg_lstm_sigmoid_w(int32_t v) {
-  const int32_t x = v * 3;
-  const int32_t s = x >> 31;
-  const uint32_t ax = (uint32_t)((x ^ s) - s);
-  const int32_t f = (int32_t)(ax & 0x1FFu);
-  /* R = r - 2^25; x >= 0: r + 2^9 = R + 2^25 + 2^9; x < 0: 2^25 - r + 2^9 - 1 = ~R + 2^9 */
-  const int32_t rr = tg_smuad(tg_lstm_lut_pair(ax >> 9), (f << 16) + (512 - f));
-  return (int16_t)(((rr ^ s) + (1 << 9) + (~s & (1 << 25))) >> 10);
+/* logistic from x = 3v (|x| < 2^17: j in [-192, 191]) */
+TG_INLINE int16_t tg_lstm_sigmoid_m(int32_t x) {
+  const int32_t g = x & 0x1FF;
+  const int32_t r = tg_smuad(tg_lstm_mirror_pair(x >> 9), (g << 16) + (512 - g));
+  return (int16_t)((r + ((1 << 24) + (1 << 9)) - (int32_t)((uint32_t)x >> 31)) >> 10);
 }
 
-TG_INLINE int16_t tg_lstm_tanh_w(int32_t v, int32_t mult, int32_t round, int32_t shift) {
-  const int32_t x = (v * mult + round) >> shift;
-  const int32_t s = x >> 31;
-  const uint32_t ax = (uint32_t)((x ^ s) - s);
-  const uint32_t k = ax >> 8;
-  const int32_t f = (int32_t)(ax & 0xFFu);
-  int32_t rr;
-  if (k >= 255u) { /* TFLM's saturated r = 0xFFFF << 8, after the sign step */
-    return (int16_t)(s ? -32767 : 32767);
-  }
-  /* R = r - 2^24; x >= 0: r - 2^23 + 2^7 = R + 2^23 + 2^7; x < 0: 2^23 - r + 2^7 - 1 =
-   * ~R - 2^23 + 2^7 */
-  rr = tg_smuad(tg_lstm_lut_pair(k), (f << 16) + (256 - f));
-  return (int16_t)(((rr ^ s) + (1 << 7) + (1 << 23) - (s & (1 << 24))) >> 8);
+/* tanh from its table argument x, |x| <= 3 * 2^15 (j in [-384, 383]) */
+TG_INLINE int16_t tg_lstm_tanh_m(int32_t x) {
+  const int32_t g = x & 0xFF;
+  const int32_t r = tg_smuad(tg_lstm_mirror_pair(x >> 8), (g << 16) + (256 - g));
+  return (int16_t)((r + (1 << 7) - (int32_t)((uint32_t)x >> 31)) >> 8);
 }
+
+/* tanh of the cell state: its argument clamped to 17 bits, which stays in
+ * TFLM's saturation (|x| >= 255 * 2^8) wherever it clamps */
+#ifdef TG_HAVE_DSP
+#define tg_lstm_ssat17(v) __ssat((v), 17)
+#else
+#define tg_lstm_ssat17(v) tg_clamp_i32((v), -65536, 65535)
+#endif
+
+TG_INLINE int16_t tg_lstm_tanh_cell_m(int32_t v, int32_t mult, int32_t round, int32_t shift) {
+  return tg_lstm_tanh_m(tg_lstm_ssat17((v * mult + round) >> shift));
+}
+
+/* 3 * the low / high int16 lane of w in one multiply (the gates' table
+ * argument, from the packed pre-activations) */
+#ifdef TG_HAVE_DSP
+TG_INLINE int32_t tg_lstm_x3_lo(int32_t w) {
+  int32_t r;
+  __asm__("smulbb %0, %1, %2" : "=r"(r) : "r"(w), "r"(3));
+  return r;
+}
+TG_INLINE int32_t tg_lstm_x3_hi(int32_t w) {
+  int32_t r;
+  __asm__("smultb %0, %1, %2" : "=r"(r) : "r"(w), "r"(3));
+  return r;
+}
+#else
+#define tg_lstm_x3_lo(w) (tg_lo16(w) * 3)
+#define tg_lstm_x3_hi(w) (tg_hi16(w) * 3)
+#endif
 
 TG_INLINE int32_t tg_lstm_sat16(int32_t v) { return tg_clamp_i32(v, INT16_MIN, INT16_MAX); }
 
@@ -345,10 +369,10 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
     {
       const uint64_t pre = e0 ? tg_lstm_pre_unit_e0(&m) : tg_lstm_pre_unit(&m);
       const int32_t pif = (int32_t)(uint32_t)pre, pgo = (int32_t)(uint32_t)(pre >> 32);
-      ig = tg_lstm_sigmoid_w(tg_lo16(pif));
-      fg = tg_lstm_sigmoid_w(tg_hi16(pif));
-      gg = tg_lstm_tanh_w(tg_lo16(pgo), 3, 0, 0);
-      og = tg_lstm_sigmoid_w(tg_hi16(pgo));
+      ig = tg_lstm_sigmoid_m(tg_lstm_x3_lo(pif));
+      fg = tg_lstm_sigmoid_m(tg_lstm_x3_hi(pif));
+      gg = tg_lstm_tanh_m(tg_lstm_x3_lo(pgo));
+      og = tg_lstm_sigmoid_m(tg_lstm_x3_hi(pgo));
     }
     c_new = tg_lstm_ssat16(
         tg_lstm_ssat16(
@@ -358,7 +382,7 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
       c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
     }
     c[u] = (int16_t)c_new;
-    t = tg_lstm_tanh_w(c_new, p->tanh_mult, trnd, p->tanh_shift);
+    t = tg_lstm_tanh_cell_m(c_new, p->tanh_mult, trnd, p->tanh_shift);
     out = tg_ssat8(tg_lstm_rq_prod(t * og, p->hidden_mult, p->hidden_rnd, p->hidden_shift));
     /* h is not read again this row: its expansion hs is */
     y[u] = (int8_t)out;
