@@ -137,7 +137,7 @@ def _check_sequence(tflite: bytes, workdir: Path, n: int = 4, seed: int = 0,
     binary = build_reset_host(model, workdir, opt=opt, sanitize=sanitize, **aot_opts)
     if aot_opts.get("core") == "cortex-m4f":
         # the int8 four-gate layout, or 16-bit weights where the fast requantization holds
-        assert all("w4_in" in c.params if c.kernel == "tg_lstm_s8" else "w16_in" in c.params
+        assert all("w4_in" in c.params if c.kernel == "tg_lstm_s8" else "w16" in c.params
                    for c in binary.result.calls if c.kernel.startswith("tg_lstm"))
     batches = inputs if inputs is not None else _seq_inputs(model, seed, n)
     ref = _tflm_with_reset(tflite, batches, reset_after)
@@ -254,6 +254,7 @@ ACT_MAIN_C = r"""/* Exhaustive check driver: every int16 through tg_lstm.c's act
 
 int main(int argc, char **argv) {
   int32_t v, mult = 3, shift = 0, round;
+  const int16_t *mid = tg_lstm_mirror + TG_LSTM_SIGMOID_MIRROR_HALF;
   const char form = argv[1][0];
   const int w = argv[1][0] == 'w' || argv[1][1] == 'w';
   if (argc >= 4) {
@@ -264,11 +265,11 @@ int main(int argc, char **argv) {
   for (v = INT16_MIN; v <= INT16_MAX; ++v) {
     int16_t r;
     if (form == 's') {
-      r = w ? tg_lstm_sigmoid_m(3 * v) : tg_lstm_sigmoid(v);
+      r = w ? tg_lstm_sigmoid_m(mid, 3 * v) : tg_lstm_sigmoid(v);
     } else if (form == 'g') {
-      r = w ? tg_lstm_tanh_m(3 * v) : tg_lstm_tanh(v, 3, 0);
+      r = w ? tg_lstm_tanh_m(mid, 3 * v) : tg_lstm_tanh(v, 3, 0);
     } else {
-      r = w ? tg_lstm_tanh_cell_m(v, mult, round, shift) : tg_lstm_tanh(v, mult, shift);
+      r = w ? tg_lstm_tanh_cell_m(mid, v, mult, round, shift) : tg_lstm_tanh(v, mult, shift);
     }
     fwrite(&r, sizeof r, 1, stdout);
   }

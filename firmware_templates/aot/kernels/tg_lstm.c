@@ -77,23 +77,25 @@ TG_INLINE int16_t tg_lstm_tanh(int32_t v, int32_t mult, int32_t shift) {
 static const int16_t tg_lstm_mirror[2 * TG_LSTM_SIGMOID_MIRROR_HALF + 1] = {
     TG_LSTM_SIGMOID_MIRROR_VALUES};
 
-TG_INLINE int32_t tg_lstm_mirror_pair(int32_t j) {
+/* mid: the table's entry 0, held in a register by the caller (GCC added
+ * the offset to every index otherwise) */
+TG_INLINE int32_t tg_lstm_mirror_pair(const int16_t *mid, int32_t j) {
   int32_t w;
-  memcpy(&w, &tg_lstm_mirror[TG_LSTM_SIGMOID_MIRROR_HALF + j], 4);
+  memcpy(&w, mid + j, 4);
   return w;
 }
 
 /* logistic from x = 3v (|x| < 2^17: j in [-192, 191]) */
-TG_INLINE int16_t tg_lstm_sigmoid_m(int32_t x) {
+TG_INLINE int16_t tg_lstm_sigmoid_m(const int16_t *mid, int32_t x) {
   const int32_t g = x & 0x1FF;
-  const int32_t r = tg_smuad(tg_lstm_mirror_pair(x >> 9), (g << 16) + (512 - g));
+  const int32_t r = tg_smuad(tg_lstm_mirror_pair(mid, x >> 9), (g << 16) + (512 - g));
   return (int16_t)((r + ((1 << 24) + (1 << 9)) - (int32_t)((uint32_t)x >> 31)) >> 10);
 }
 
 /* tanh from its table argument x, |x| <= 3 * 2^15 (j in [-384, 383]) */
-TG_INLINE int16_t tg_lstm_tanh_m(int32_t x) {
+TG_INLINE int16_t tg_lstm_tanh_m(const int16_t *mid, int32_t x) {
   const int32_t g = x & 0xFF;
-  const int32_t r = tg_smuad(tg_lstm_mirror_pair(x >> 8), (g << 16) + (256 - g));
+  const int32_t r = tg_smuad(tg_lstm_mirror_pair(mid, x >> 8), (g << 16) + (256 - g));
   return (int16_t)((r + (1 << 7) - (int32_t)((uint32_t)x >> 31)) >> 8);
 }
 
@@ -105,8 +107,9 @@ TG_INLINE int16_t tg_lstm_tanh_m(int32_t x) {
 #define tg_lstm_ssat17(v) tg_clamp_i32((v), -65536, 65535)
 #endif
 
-TG_INLINE int16_t tg_lstm_tanh_cell_m(int32_t v, int32_t mult, int32_t round, int32_t shift) {
-  return tg_lstm_tanh_m(tg_lstm_ssat17((v * mult + round) >> shift));
+TG_INLINE int16_t tg_lstm_tanh_cell_m(const int16_t *mid, int32_t v, int32_t mult, int32_t round,
+                                      int32_t shift) {
+  return tg_lstm_tanh_m(mid, tg_lstm_ssat17((v * mult + round) >> shift));
 }
 
 /* 3 * the low / high int16 lane of w in one multiply (the gates' table
@@ -212,121 +215,124 @@ TG_INLINE const int32_t *tg_lstm_dot16x4(const int32_t *v, const int32_t *w, int
   return w;
 }
 
-/* Where one unit's matmuls read, advanced unit by unit by the routines
- * below (the field order is the assembly's: offsets 0, 4, ..., 28). */
+/* Where one unit's matmuls read (the field order is the assembly's: offsets
+ * 0, 4, ..., 20).  w walks tg_lstm_params.w16 unit by unit. */
 typedef struct {
-  const int32_t *w_in, *xs;
+  const int32_t *w, *xs;
   int32_t gx;
-  const int32_t *kb; /* the unit's doubled starts, x side then h side */
-  const int32_t *w_rec, *hs;
+  const int32_t *hs;
   int32_t gh;
   const int32_t *q; /* tg_lstm_params.gate_rq */
 } tg_lstm_mm;
 
 #ifdef TG_HAVE_DSP
+/* clang-format off */
 /* One group of four inputs: one LDRD of the vector and, per two gates, one
  * LDM of their four weight words (LDRD brings one gate's two), into the
  * accumulators r4-r7.  LDM wants fixed ascending registers, which is why a
  * unit's matmuls are assembly routines rather than C with intrinsics:
  * inlined, the six fixed registers left GCC too few for the gate arithmetic
  * around them (it spilled the parameter pointer and reloaded it per field). */
-#define TG_LSTM_ASM_GROUP              \
-  "ldrd r8, r9, [r2], #8\n\t"          \
-  "ldmia r1!, {r10, r11, r12, lr}\n\t" \
-  "smlad r4, r8, r10, r4\n\t"          \
-  "smlad r4, r9, r11, r4\n\t"          \
-  "smlad r5, r8, r12, r5\n\t"          \
-  "smlad r5, r9, lr, r5\n\t"           \
-  "ldmia r1!, {r10, r11, r12, lr}\n\t" \
-  "smlad r6, r8, r10, r6\n\t"          \
-  "smlad r6, r9, r11, r6\n\t"          \
-  "smlad r7, r8, r12, r7\n\t"          \
+#define TG_LSTM_ASM_GROUP                \
+  "ldrd r8, r9, [r2], #8\n\t"            \
+  "ldmia r1!, {r10, r11, r12, lr}\n\t"   \
+  "smlad r4, r8, r10, r4\n\t"            \
+  "smlad r4, r9, r11, r4\n\t"            \
+  "smlad r5, r8, r12, r5\n\t"            \
+  "smlad r5, r9, lr, r5\n\t"             \
+  "ldmia r1!, {r10, r11, r12, lr}\n\t"   \
+  "smlad r6, r8, r10, r6\n\t"            \
+  "smlad r6, r9, r11, r6\n\t"            \
+  "smlad r7, r8, r12, r7\n\t"            \
   "smlad r7, r9, lr, r7\n\t"
 
-/* r3 groups (>= 1) from r2 (vector) and r1 (weights): an odd one first,
- * then pairs; LSRS leaves the odd bit in C and "no pairs" in Z, which the
- * group's instructions do not touch */
-#define TG_LSTM_ASM_DOT(odd, loop, done)                             \
-  "lsrs r3, r3, #1\n\t"                                              \
-  "bcc " odd "f\n\t" TG_LSTM_ASM_GROUP odd                           \
-  ":\n\t"                                                            \
-  "beq " done "f\n" loop ":\n\t" TG_LSTM_ASM_GROUP TG_LSTM_ASM_GROUP \
-  "subs r3, r3, #1\n\t"                                              \
-  "bne " loop "b\n" done ":\n\t"
+/* the unit's four starts at r1 into r4-r7, then r3 groups (>= 1) from r2
+ * (vector) and r1 (weights): an odd one first, then pairs; LSRS leaves the
+ * odd bit in C and "no pairs" in Z, which the group does not touch */
+#define TG_LSTM_ASM_DOT(odd, loop, done)                                  \
+  "ldm r1!, {r4-r7}\n\t"                                                  \
+  "lsrs r3, r3, #1\n\t"                                                   \
+  "bcc " odd "f\n\t"                                                      \
+  TG_LSTM_ASM_GROUP                                                       \
+  odd ":\n\t"                                                             \
+  "beq " done "f\n"                                                       \
+  loop ":\n\t"                                                            \
+  TG_LSTM_ASM_GROUP                                                       \
+  TG_LSTM_ASM_GROUP                                                       \
+  "subs r3, r3, #1\n\t"                                                   \
+  "bne " loop "b\n"                                                       \
+  done ":\n\t"
 
-/* r0 = m: the starts of one side into r4-r7 (m->kb moves on), then that
- * side's pointers (offset 0: x, 16: h) into r1-r3 */
-#define TG_LSTM_ASM_SIDE(off) \
-  "ldr r3, [r0, #12]\n\t"     \
-  "ldm r3!, {r4-r7}\n\t"      \
-  "str r3, [r0, #12]\n\t"     \
-  "adds r0, #" off            \
-  "\n\t"                      \
-  "ldm r0, {r1-r3}\n\t"
+/* Accumulators (2 * acc) requantized to saturated Q3.12 in place with the
+ * records at r0, tg_rq_fast2a: (SMMLAR(acc, mult, rnd) + sign(acc)) >> e.
+ * Every gate shifting right (tg_lstm_dsp_s8), two gates per LDM of their
+ * records {mult, rnd, e}: */
+#define TG_LSTM_ASM_RQ2(a, b)                    \
+  "ldm r0!, {r2, r3, r8, r9, r10, r12}\n\t"      \
+  "smmlar r11, " a ", r2, r3\n\t"                \
+  "add r11, r11, " a ", asr #31\n\t"             \
+  "asr r11, r11, r8\n\t"                         \
+  "ssat " a ", #16, r11\n\t"                     \
+  "smmlar r11, " b ", r9, r10\n\t"               \
+  "add r11, r11, " b ", asr #31\n\t"             \
+  "asr r11, r11, r12\n\t"                        \
+  "ssat " b ", #16, r11\n\t"
+#define TG_LSTM_ASM_RQ_ALL TG_LSTM_ASM_RQ2("r4", "r5") TG_LSTM_ASM_RQ2("r6", "r7")
+/* tg_lstm_dsp_e0_s8, records {mult, rnd, e, mask}: mask -1, or a gate
+ * without a right shift with e = rnd = mask = 0, which leaves SMMULR alone */
+#define TG_LSTM_ASM_RQ0(a)                       \
+  "ldm r0!, {r2, r3, r8, r9}\n\t"                \
+  "smmlar r11, " a ", r2, r3\n\t"                \
+  "and r12, r9, " a ", asr #31\n\t"              \
+  "add r11, r11, r12\n\t"                        \
+  "asr r11, r11, r8\n\t"                         \
+  "ssat " a ", #16, r11\n\t"
+#define TG_LSTM_ASM_RQ0_ALL \
+  TG_LSTM_ASM_RQ0("r4") TG_LSTM_ASM_RQ0("r5") TG_LSTM_ASM_RQ0("r6") TG_LSTM_ASM_RQ0("r7")
 
-/* accumulator reg (2 * acc) requantized to a saturated Q3.12 in place with
- * the next record {mult, rnd, e, mask} at r1: (SMMLAR(acc, mult, rnd) +
- * (sign(acc) & mask)) >> e, tg_rq_fast2a where e >= 1 (mask -1); a gate
- * without a right shift has e = rnd = mask = 0, which leaves SMMULR alone
- * (TG_LSTM_ASM_RQ0, one instruction more: only tg_lstm_dsp_e0_s8 has it) */
-#define TG_LSTM_ASM_RQ(reg)    \
-  "ldm r1!, {r8-r10, r12}\n\t" \
-  "smmlar r11, " reg           \
-  ", r8, r9\n\t"               \
-  "add r11, r11, " reg         \
-  ", asr #31\n\t"              \
-  "asr r11, r11, r10\n\t"      \
-  "ssat " reg ", #16, r11\n\t"
-#define TG_LSTM_ASM_RQ0(reg)   \
-  "ldm r1!, {r8-r10, r12}\n\t" \
-  "smmlar r11, " reg           \
-  ", r8, r9\n\t"               \
-  "and r12, r12, " reg         \
-  ", asr #31\n\t"              \
-  "add r11, r11, r12\n\t"      \
-  "asr r11, r11, r10\n\t"      \
-  "ssat " reg ", #16, r11\n\t"
+#define TG_LSTM_ARG __attribute__((unused)) /* read by the assembly, in r0 */
 
-#define TG_LSTM_ARG __attribute__((unused)) /* read by the assembly, in r0-r1 */
-
-/* The four gate pre-activations of one unit, both sides requantized with
- * the gate_rq records and added with QADD16 (the saturating sum of two
- * saturated int16, two gates at a time): (i, f) in the low word, (g, o) in
- * the high word. */
-#define TG_LSTM_PRE_UNIT(name, RQ)                                                                  \
-  __attribute__((naked, noinline)) static uint64_t name(TG_LSTM_ARG tg_lstm_mm *m) {                \
-    __asm__("push {r4-r11, lr}\n\t"                                                               \
-            "push {r0}\n\t" TG_LSTM_ASM_SIDE("0") TG_LSTM_ASM_DOT("1", "2", "3")                  \
-            "ldr r0, [sp]\n\t"                                                                    \
-            "str r1, [r0]\n\t"                                                                    \
-            "ldr r1, [r0, #28]\n\t" RQ("r4") RQ("r5") RQ("r6") RQ("r7")                           \
-            "pkhbt r4, r4, r5, lsl #16\n\t"                                                       \
-            "pkhbt r5, r6, r7, lsl #16\n\t"                                                       \
-            "push {r4, r5}\n\t" TG_LSTM_ASM_SIDE("16") TG_LSTM_ASM_DOT("4", "5", "6")             \
-            "ldr r0, [sp, #8]\n\t"                                                                \
-            "str r1, [r0, #16]\n\t"                                                               \
-            "ldr r1, [r0, #28]\n\t"                                                               \
-            "adds r1, #64\n\t" RQ("r4") RQ("r5") RQ("r6") RQ("r7")                                \
-            "pkhbt r4, r4, r5, lsl #16\n\t"                                                       \
-            "pkhbt r5, r6, r7, lsl #16\n\t"                                                       \
-            "pop {r0, r1}\n\t"                                                                    \
-            "qadd16 r0, r0, r4\n\t"                                                               \
-            "qadd16 r1, r1, r5\n\t"                                                               \
-            "add sp, #4\n\t"                                                                      \
-            "pop {r4-r11, pc}"); \
+/* The four gate pre-activations of one unit, both sides requantized and
+ * added with QADD16 (the saturating sum of two saturated int16, two gates
+ * at a time): (i, f) in the low word, (g, o) in the high word.  r0 holds
+ * the records throughout (the h side's follow the x side's). */
+#define TG_LSTM_PRE_UNIT(name, RQ_ALL)                                        \
+  __attribute__((naked, noinline)) static uint64_t name(TG_LSTM_ARG tg_lstm_mm *m) { \
+    __asm__("push {r4-r11, lr}\n\t"                                           \
+            "push {r0}\n\t"                                                   \
+            "ldm r0, {r1-r3}\n\t"                                             \
+            "ldr r0, [r0, #20]\n\t"                                           \
+            TG_LSTM_ASM_DOT("1", "2", "3")                                    \
+            RQ_ALL                                                            \
+            "pkhbt r4, r4, r5, lsl #16\n\t"                                   \
+            "pkhbt r5, r6, r7, lsl #16\n\t"                                   \
+            "push {r4, r5}\n\t"                                               \
+            "ldr r12, [sp, #8]\n\t"                                           \
+            "ldrd r2, r3, [r12, #12]\n\t"                                     \
+            TG_LSTM_ASM_DOT("4", "5", "6")                                    \
+            RQ_ALL                                                            \
+            "pkhbt r4, r4, r5, lsl #16\n\t"                                   \
+            "pkhbt r5, r6, r7, lsl #16\n\t"                                   \
+            "ldr r12, [sp, #8]\n\t"                                           \
+            "str r1, [r12]\n\t"                                               \
+            "pop {r0, r1}\n\t"                                                \
+            "qadd16 r0, r0, r4\n\t"                                           \
+            "qadd16 r1, r1, r5\n\t"                                           \
+            "add sp, #4\n\t"                                                  \
+            "pop {r4-r11, pc}");                                              \
   }
-TG_LSTM_PRE_UNIT(tg_lstm_pre_unit, TG_LSTM_ASM_RQ)
-TG_LSTM_PRE_UNIT(tg_lstm_pre_unit_e0, TG_LSTM_ASM_RQ0)
+/* clang-format on */
+TG_LSTM_PRE_UNIT(tg_lstm_pre_unit, TG_LSTM_ASM_RQ_ALL)
+TG_LSTM_PRE_UNIT(tg_lstm_pre_unit_e0, TG_LSTM_ASM_RQ0_ALL)
 #else
-/* the same in C: e0 as in TG_LSTM_ASM_RQ0 (mask 0 where e = 0) */
+/* the same in C (records of 4 words with the mask for e0, else 3) */
 TG_INLINE uint64_t tg_lstm_pre_c(tg_lstm_mm *m, const int e0) {
   int32_t acc[2 * TG_LSTM_GATES], pre[TG_LSTM_GATES];
   const int32_t *q = m->q;
   int g;
-  m->w_in = tg_lstm_dot16x4(m->xs, m->w_in, m->gx, m->kb, acc);
-  m->w_rec = tg_lstm_dot16x4(m->hs, m->w_rec, m->gh, m->kb + 4, acc + 4);
-  m->kb += 8;
-  for (g = 0; g < 2 * TG_LSTM_GATES; ++g, q += 4) {
+  m->w = tg_lstm_dot16x4(m->xs, m->w + 4, m->gx, m->w, acc);
+  m->w = tg_lstm_dot16x4(m->hs, m->w + 4, m->gh, m->w, acc + 4);
+  for (g = 0; g < 2 * TG_LSTM_GATES; ++g, q += e0 ? 4 : 3) {
     const int32_t sign = e0 ? ((acc[g] >> 31) & q[3]) : (acc[g] >> 31);
     acc[g] = tg_lstm_sat16((tg_smmlar(acc[g], q[0], q[1]) + sign) >> q[2]);
   }
@@ -352,13 +358,12 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
   const int32_t units = p->units;
   const int32_t gx = (p->input_size + 3) >> 2, gh = (units + 3) >> 2;
   const int32_t trnd = p->tanh_shift > 0 ? ((int32_t)1 << (p->tanh_shift - 1)) : 0;
+  const int16_t *mid = tg_lstm_mirror + TG_LSTM_SIGMOID_MIRROR_HALF;
   tg_lstm_mm m;
   int32_t u;
-  m.w_in = p->w16_in;
+  m.w = p->w16;
   m.xs = xs;
   m.gx = gx;
-  m.kb = p->kb16;
-  m.w_rec = p->w16_rec;
   m.hs = hs;
   m.gh = gh;
   m.q = p->gate_rq;
@@ -369,10 +374,10 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
     {
       const uint64_t pre = e0 ? tg_lstm_pre_unit_e0(&m) : tg_lstm_pre_unit(&m);
       const int32_t pif = (int32_t)(uint32_t)pre, pgo = (int32_t)(uint32_t)(pre >> 32);
-      ig = tg_lstm_sigmoid_m(tg_lstm_x3_lo(pif));
-      fg = tg_lstm_sigmoid_m(tg_lstm_x3_hi(pif));
-      gg = tg_lstm_tanh_m(tg_lstm_x3_lo(pgo));
-      og = tg_lstm_sigmoid_m(tg_lstm_x3_hi(pgo));
+      ig = tg_lstm_sigmoid_m(mid, tg_lstm_x3_lo(pif));
+      fg = tg_lstm_sigmoid_m(mid, tg_lstm_x3_hi(pif));
+      gg = tg_lstm_tanh_m(mid, tg_lstm_x3_lo(pgo));
+      og = tg_lstm_sigmoid_m(mid, tg_lstm_x3_hi(pgo));
     }
     c_new = tg_lstm_ssat16(
         tg_lstm_ssat16(
@@ -382,7 +387,7 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
       c_new = tg_clamp_i32(c_new, -p->cell_clip, p->cell_clip);
     }
     c[u] = (int16_t)c_new;
-    t = tg_lstm_tanh_cell_m(c_new, p->tanh_mult, trnd, p->tanh_shift);
+    t = tg_lstm_tanh_cell_m(mid, c_new, p->tanh_mult, trnd, p->tanh_shift);
     out = tg_ssat8(tg_lstm_rq_prod(t * og, p->hidden_mult, p->hidden_rnd, p->hidden_shift));
     /* h is not read again this row: its expansion hs is */
     y[u] = (int8_t)out;

@@ -60,18 +60,17 @@ typedef struct {
   int32_t fast;
   int32_t in_rnd[TG_LSTM_GATES], rec_rnd[TG_LSTM_GATES];
   int32_t forget_rnd, input_rnd, hidden_rnd;
-  /* tg_lstm_dsp_s8 only (fast requantization proved): the weights
-   * sign-extended to 16-bit lanes and doubled, so that the accumulators are
-   * the 2 * acc that SMMULR takes; per unit, per group of four inputs, per
-   * gate the words (w0, w2) and (w1, w3), the lanes of a column word (see
-   * tg_expand_s8); per unit the doubled starts {kbias_in[0..3],
-   * kbias_rec[0..3]}. */
-  const int32_t *w16_in;
-  const int32_t *w16_rec;
-  const int32_t *kb16;
-  /* the gate matmuls' requantization records {mult, rnd, e, mask}, the four
-   * input-side gates then the four recurrent ones: e >= 1 with mask -1, or
-   * (fast = 2 only) e = rnd = mask = 0 for SMMULR alone */
+  /* tg_lstm_dsp_s8 / _e0 (fast requantization proved): per unit, the
+   * doubled starts {kbias_in[0..3]}, the input weights sign-extended to
+   * 16-bit lanes and doubled (so that the accumulators are the 2 * acc that
+   * SMMULR takes; per group of four inputs, per gate the words (w0, w2) and
+   * (w1, w3), the lanes of a column word, see tg_expand_s8), then the same
+   * for the recurrent side: one stream read front to back once per step. */
+  const int32_t *w16;
+  /* the gate matmuls' requantization records, the four input-side gates
+   * then the four recurrent ones: {mult, rnd, e} (fast = 1) or
+   * {mult, rnd, e, mask} (fast = 2: mask -1, or e = rnd = mask = 0 for
+   * SMMULR alone) */
   int32_t gate_rq[2 * TG_LSTM_GATES * 4];
 } tg_lstm_params;
 

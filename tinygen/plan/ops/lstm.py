@@ -369,26 +369,25 @@ def _dsp_layout(op: Operator, ctx: LoweringContext, params: dict, w_in_vals, w_r
     params["fast"] = "2" if zero_e else "1"
     # fast: |acc| < 2^30, so the accumulators may be computed doubled (2 * acc
     # is what SMMULR takes) from doubled 16-bit weights (|2w| <= 256)
-    kb16 = wrap_int32(2 * kb4.reshape(-1).astype(np.int64))
-    consts = [
-        ConstArray(ctx.name(op, "w16_in"), "int32_t", _interleave16(w_in_vals, units, n_in),
-                   align=16),
-        ConstArray(ctx.name(op, "w16_rec"), "int32_t", _interleave16(w_rec_vals, units, units),
-                   align=16),
-        ConstArray(ctx.name(op, "kb16"), "int32_t", kb16, align=16, is_weight=False),
-    ]
+    kb16 = wrap_int32(2 * kb4.reshape(units, 8).astype(np.int64))
+    # one stream per unit: x-side starts and weights, then the h side's
+    stream = np.concatenate([kb16[:, :4], _interleave16(w_in_vals, units, n_in).reshape(units, -1),
+                             kb16[:, 4:], _interleave16(w_rec_vals, units, units).reshape(units, -1)],
+                            axis=1)
+    consts = [ConstArray(ctx.name(op, "w16"), "int32_t", stream.reshape(-1), align=16)]
     for field in ("w4_in", "w4_rec", "kb4"):
         del params[field]
-    params.update(w16_in=ctx.name(op, "w16_in"), w16_rec=ctx.name(op, "w16_rec"),
-                  kb16=ctx.name(op, "kb16"))
+    params["w16"] = ctx.name(op, "w16")
     for name in ("in", "rec"):
         params[f"{name}_shift"] = c_ints([int(v) for v in recs[name][:, 3]])
         params[f"{name}_rnd"] = c_ints([int(v) for v in recs[name][:, 2]])
-    # the dsp kernels read the gate records {mult, rnd, e, mask} side by side, gate by
-    # gate; e = 0 (no right shift) takes mask 0, which leaves SMMULR alone
+    # the dsp kernels read the gate records {mult, rnd, e} side by side, gate by gate;
+    # tg_lstm_dsp_e0_s8 with a mask: -1, or 0 where e = 0 (no right shift), which
+    # leaves SMMULR alone
     params["gate_rq"] = c_ints([int(v) for name in ("in", "rec") for g in range(4)
                                 for v in (*recs[name][g, 1:4],
-                                          -1 if recs[name][g, 3] >= 1 else 0)])
+                                          *([-1 if recs[name][g, 3] >= 1 else 0]
+                                            if zero_e else []))])
     for name in ("forget", "input", "hidden"):
         params[f"{name}_shift"] = str(int(recs[name][0, 3]))
         params[f"{name}_rnd"] = str(int(recs[name][0, 2]))
