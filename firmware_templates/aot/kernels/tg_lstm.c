@@ -215,14 +215,26 @@ TG_INLINE const int32_t *tg_lstm_dot16x4(const int32_t *v, const int32_t *w, int
   return w;
 }
 
-/* Where one unit's matmuls read (the field order is the assembly's: offsets
- * 0, 4, ..., 20).  w walks tg_lstm_params.w16 unit by unit. */
+/* One row's work for the unit routines (field order and offsets are the
+ * assembly's: 0, 4, ..., 100 on the 32-bit cores that run it).  w walks
+ * tg_lstm_params.w16 unit by unit; c and y move on by one unit each. */
 typedef struct {
   const int32_t *w, *xs;
   int32_t gx;
   const int32_t *hs;
   int32_t gh;
   const int32_t *q; /* tg_lstm_params.gate_rq */
+  int16_t *c;
+  int8_t *y;
+  int32_t hoff; /* h - y: the hidden state takes each output too */
+  const int8_t *yend;
+  const int16_t *mid; /* the mirrored table's entry 0 */
+  int32_t k;          /* 2^24 + 2^9: the sigmoid's offset and rounding */
+  /* {mult, rnd, e} of f * c and of i * g */
+  int32_t f_m, f_rnd, f_e, i_m, i_rnd, i_e;
+  int32_t clip_on, clip;
+  int32_t t_mult, t_rnd, t_shift; /* tanh of the cell: its argument */
+  int32_t h_m, h_rnd, h_e;        /* tanh(c) * o -> hidden */
 } tg_lstm_mm;
 
 #ifdef TG_HAVE_DSP
@@ -292,38 +304,127 @@ typedef struct {
 
 #define TG_LSTM_ARG __attribute__((unused)) /* read by the assembly, in r0 */
 
-/* The four gate pre-activations of one unit, both sides requantized and
- * added with QADD16 (the saturating sum of two saturated int16, two gates
- * at a time): (i, f) in the low word, (g, o) in the high word.  r0 holds
- * the records throughout (the h side's follow the x side's). */
-#define TG_LSTM_PRE_UNIT(name, RQ_ALL)                                        \
-  __attribute__((naked, noinline)) static uint64_t name(TG_LSTM_ARG tg_lstm_mm *m) { \
-    __asm__("push {r4-r11, lr}\n\t"                                           \
-            "push {r0}\n\t"                                                   \
-            "ldm r0, {r1-r3}\n\t"                                             \
-            "ldr r0, [r0, #20]\n\t"                                           \
-            TG_LSTM_ASM_DOT("1", "2", "3")                                    \
-            RQ_ALL                                                            \
-            "pkhbt r4, r4, r5, lsl #16\n\t"                                   \
-            "pkhbt r5, r6, r7, lsl #16\n\t"                                   \
-            "push {r4, r5}\n\t"                                               \
-            "ldr r12, [sp, #8]\n\t"                                           \
-            "ldrd r2, r3, [r12, #12]\n\t"                                     \
-            TG_LSTM_ASM_DOT("4", "5", "6")                                    \
-            RQ_ALL                                                            \
-            "pkhbt r4, r4, r5, lsl #16\n\t"                                   \
-            "pkhbt r5, r6, r7, lsl #16\n\t"                                   \
-            "ldr r12, [sp, #8]\n\t"                                           \
-            "str r1, [r12]\n\t"                                               \
-            "pop {r0, r1}\n\t"                                                \
-            "qadd16 r0, r0, r4\n\t"                                           \
-            "qadd16 r1, r1, r5\n\t"                                           \
-            "add sp, #4\n\t"                                                  \
-            "pop {r4-r11, pc}");                                              \
+/* the assembly's offsets of the last fields */
+typedef char tg_lstm_mm_layout[(offsetof(tg_lstm_mm, k) == 44 && offsetof(tg_lstm_mm, h_e) == 100)
+                                   ? 1
+                                   : -1];
+
+/* logistic of 3 * one int16 lane of src (mul: SMULBB or SMULTB against the
+ * 3 in r11) from the mirrored table at lr, as tg_lstm_sigmoid_m; SMLAD adds
+ * the offset and rounding held in r10 */
+#define TG_LSTM_ASM_SIG(mul, src, out)           \
+  mul " r2, " src ", r11\n\t"                    \
+  "asr r3, r2, #9\n\t"                           \
+  "ldr r3, [lr, r3, lsl #1]\n\t"                 \
+  "ubfx r8, r2, #0, #9\n\t"                      \
+  "rsb r9, r8, #512\n\t"                         \
+  "add r8, r9, r8, lsl #16\n\t"                  \
+  "smlad r3, r3, r8, r10\n\t"                    \
+  "add r3, r3, r2, asr #31\n\t"                  \
+  "asr " out ", r3, #10\n\t"
+
+/* clang-format off */
+/* x in reg: out = tanh from the table at lr, as tg_lstm_tanh_m (ta, tb:
+ * scratch) */
+#define TG_LSTM_ASM_TANH(x, out, ta, tb)         \
+  "asr " out ", " x ", #8\n\t"                   \
+  "ldr " out ", [lr, " out ", lsl #1]\n\t"       \
+  "uxtb " ta ", " x "\n\t"                       \
+  "rsb " tb ", " ta ", #256\n\t"                 \
+  "add " ta ", " tb ", " ta ", lsl #16\n\t"      \
+  "smuad " out ", " out ", " ta "\n\t"           \
+  "add " out ", " out ", #128\n\t"               \
+  "add " out ", " out ", " x ", asr #31\n\t"     \
+  "asr " out ", " out ", #8\n\t"
+/* clang-format on */
+
+/* A whole row, unit after unit: the four gate pre-activations (both sides
+ * requantized and added with QADD16, the saturating sum of two saturated
+ * int16, two gates at a time: (i, f) in r0, (g, o) in r1), the gates, the
+ * cell update and the hidden output, as tg_lstm_row_w16's C.  r0 holds the
+ * gate records during the matmuls (the h side's follow the x side's), r12
+ * the row (m) after them. */
+#define TG_LSTM_ROW(name, RQ_ALL)                                                            \
+  __attribute__((naked, noinline)) static void name(TG_LSTM_ARG tg_lstm_mm *m) {             \
+    __asm__(                                                                                 \
+        "push {r4-r11, lr}\n\t"                                                              \
+        "push {r0}\n"                                                                        \
+        "7:\n\t"                                                                             \
+        "ldm r0, {r1-r3}\n\t"                                                                \
+        "ldr r0, [r0, #20]\n\t" TG_LSTM_ASM_DOT("1", "2", "3") RQ_ALL                        \
+        "pkhbt r4, r4, r5, lsl #16\n\t"                                                      \
+        "pkhbt r5, r6, r7, lsl #16\n\t"                                                      \
+        "push {r4, r5}\n\t"                                                                  \
+        "ldr r12, [sp, #8]\n\t"                                                              \
+        "ldrd r2, r3, [r12, #12]\n\t" TG_LSTM_ASM_DOT("4", "5", "6") RQ_ALL                  \
+        "pkhbt r4, r4, r5, lsl #16\n\t"                                                      \
+        "pkhbt r5, r6, r7, lsl #16\n\t"                                                      \
+        "ldr r12, [sp, #8]\n\t"                                                              \
+        "str r1, [r12]\n\t"                                                                  \
+        "pop {r0, r1}\n\t"                                                                   \
+        "qadd16 r0, r0, r4\n\t"                                                              \
+        "qadd16 r1, r1, r5\n\t"                                                              \
+        "ldrd lr, r10, [r12, #40]\n\t"                                                       \
+        "mov r11, #3\n\t" TG_LSTM_ASM_SIG("smulbb", "r0", "r4")                              \
+            TG_LSTM_ASM_SIG("smultb", "r0", "r5") "smulbb r2, r1, r11\n\t" TG_LSTM_ASM_TANH( \
+                "r2", "r6", "r8", "r9")                                                      \
+                TG_LSTM_ASM_SIG("smultb", "r1",                                              \
+                                "r7") /* c = sat16(sat16(rq(2 f c)) + sat16(rq(2 i g))) */   \
+        "ldr r0, [r12, #24]\n\t"                                                             \
+        "ldrsh r1, [r0]\n\t"                                                                 \
+        "smulbb r1, r5, r1\n\t"                                                              \
+        "smulbb r2, r4, r6\n\t"                                                              \
+        "lsl r1, r1, #1\n\t"                                                                 \
+        "lsl r2, r2, #1\n\t"                                                                 \
+        "add r10, r12, #48\n\t"                                                              \
+        "ldm r10!, {r3, r4, r5, r6, r8, r9}\n\t"                                             \
+        "smmlar r11, r1, r3, r4\n\t"                                                         \
+        "add r11, r11, r1, asr #31\n\t"                                                      \
+        "asr r11, r11, r5\n\t"                                                               \
+        "ssat r11, #16, r11\n\t"                                                             \
+        "smmlar r3, r2, r6, r8\n\t"                                                          \
+        "add r3, r3, r2, asr #31\n\t"                                                        \
+        "asr r3, r3, r9\n\t"                                                                 \
+        "ssat r3, #16, r3\n\t"                                                               \
+        "add r11, r11, r3\n\t"                                                               \
+        "ssat r11, #16, r11\n\t"                                                             \
+        "ldm r10, {r1, r2, r3, r4, r5, r6, r8, r9}\n\t"                                      \
+        "cbz r1, 9f\n\t"                                                                     \
+        "rsb r1, r2, #0\n\t"                                                                 \
+        "cmp r11, r1\n\t"                                                                    \
+        "it lt\n\t"                                                                          \
+        "movlt r11, r1\n\t"                                                                  \
+        "cmp r11, r2\n\t"                                                                    \
+        "it gt\n\t"                                                                          \
+        "movgt r11, r2\n"                                                                    \
+        "9:\n\t"                                                                             \
+        "strh r11, [r0], #2\n\t"                                                             \
+        "str r0, [r12, #24]\n\t" /* t = tanh(ssat17((c * t_mult + t_rnd) >> t_shift)) */     \
+        "mla r11, r11, r3, r4\n\t"                                                           \
+        "asr r11, r11, r5\n\t"                                                               \
+        "ssat r11, #17, r11\n\t" TG_LSTM_ASM_TANH(                                           \
+            "r11", "r3", "r1",                                                               \
+            "r2") /* y = ssat8(rq(2 t o)), into the output and the hidden state */           \
+        "smulbb r3, r3, r7\n\t"                                                              \
+        "lsl r3, r3, #1\n\t"                                                                 \
+        "smmlar r4, r3, r6, r8\n\t"                                                          \
+        "add r4, r4, r3, asr #31\n\t"                                                        \
+        "asr r4, r4, r9\n\t"                                                                 \
+        "ssat r4, #8, r4\n\t"                                                                \
+        "ldrd r0, r1, [r12, #28]\n\t"                                                        \
+        "strb r4, [r0, r1]\n\t"                                                              \
+        "strb r4, [r0], #1\n\t"                                                              \
+        "str r0, [r12, #28]\n\t"                                                             \
+        "ldr r1, [r12, #36]\n\t"                                                             \
+        "cmp r0, r1\n\t"                                                                     \
+        "mov r0, r12\n\t"                                                                    \
+        "bne 7b\n\t"                                                                         \
+        "add sp, #4\n\t"                                                                     \
+        "pop {r4-r11, pc}");                                                                 \
   }
 /* clang-format on */
-TG_LSTM_PRE_UNIT(tg_lstm_pre_unit, TG_LSTM_ASM_RQ_ALL)
-TG_LSTM_PRE_UNIT(tg_lstm_pre_unit_e0, TG_LSTM_ASM_RQ0_ALL)
+TG_LSTM_ROW(tg_lstm_row_asm, TG_LSTM_ASM_RQ_ALL)
+TG_LSTM_ROW(tg_lstm_row_asm_e0, TG_LSTM_ASM_RQ0_ALL)
 #else
 /* the same in C (records of 4 words with the mask for e0, else 3) */
 TG_INLINE uint64_t tg_lstm_pre_c(tg_lstm_mm *m, const int e0) {
@@ -360,16 +461,42 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
   const int32_t trnd = p->tanh_shift > 0 ? ((int32_t)1 << (p->tanh_shift - 1)) : 0;
   const int16_t *mid = tg_lstm_mirror + TG_LSTM_SIGMOID_MIRROR_HALF;
   tg_lstm_mm m;
-  int32_t u;
   m.w = p->w16;
   m.xs = xs;
   m.gx = gx;
   m.hs = hs;
   m.gh = gh;
   m.q = p->gate_rq;
+  m.mid = mid;
+  m.k = (1 << 24) + (1 << 9);
+  m.f_m = p->forget_mult;
+  m.f_rnd = p->forget_rnd;
+  m.f_e = p->forget_shift;
+  m.i_m = p->input_mult;
+  m.i_rnd = p->input_rnd;
+  m.i_e = p->input_shift;
+  m.clip_on = p->use_cell_clip;
+  m.clip = p->cell_clip;
+  m.t_mult = p->tanh_mult;
+  m.t_rnd = trnd;
+  m.t_shift = p->tanh_shift;
+  m.h_m = p->hidden_mult;
+  m.h_rnd = p->hidden_rnd;
+  m.h_e = p->hidden_shift;
   tg_expand_s8(x, p->input_size, 0, xs, 2);
   tg_expand_s8(h, units, 0, hs, 2);
-  for (u = 0; u < units; ++u) {
+#ifdef TG_HAVE_DSP
+  m.c = c;
+  m.y = y;
+  m.hoff = (int32_t)(h - y);
+  m.yend = y + units;
+  if (e0) {
+    tg_lstm_row_asm_e0(&m);
+  } else {
+    tg_lstm_row_asm(&m);
+  }
+#else
+  for (int32_t u = 0; u < units; ++u) {
     int32_t ig, fg, gg, og, c_new, t, out;
     {
       const uint64_t pre = e0 ? tg_lstm_pre_unit_e0(&m) : tg_lstm_pre_unit(&m);
@@ -393,6 +520,7 @@ TG_INLINE void tg_lstm_row_w16(const tg_lstm_params *p, const int8_t *x, int8_t 
     y[u] = (int8_t)out;
     h[u] = (int8_t)out;
   }
+#endif
 }
 
 static void tg_lstm_row(const tg_lstm_params *p, const int8_t *x, int8_t *h, int16_t *c,
