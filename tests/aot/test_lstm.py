@@ -597,9 +597,12 @@ def test_whole_model_bit_exact_with_state(whole_models, tmp_path, name):
 
 
 LSTM_ENTRY_POINTS = {"tg_lstm_s8", "tg_lstm_dsp_s8", "tg_lstm_dsp_e0_s8"}
-# the out-of-line assembly routines of one entry point each (--gc-sections
-# drops them with it)
-LSTM_ROUTINES = {"tg_lstm_pre_unit": "tg_lstm_dsp_s8", "tg_lstm_pre_unit_e0": "tg_lstm_dsp_e0_s8"}
+# what only some entry points use (--gc-sections drops it with them): the
+# assembly row routines, the mirrored table of the dsp kernels, the logistic
+# table and the out-of-line requantization of tg_lstm_s8
+LSTM_USERS = {"tg_lstm_row_asm": {"tg_lstm_dsp_s8"}, "tg_lstm_row_asm_e0": {"tg_lstm_dsp_e0_s8"},
+              "tg_lstm_mirror": {"tg_lstm_dsp_s8", "tg_lstm_dsp_e0_s8"},
+              "tg_lstm_sigmoid_lut": {"tg_lstm_s8"}, "tg_lstm_rq16": {"tg_lstm_s8"}}
 
 
 def test_whole_models_cortex_m4_build(whole_models, tmp_path):
@@ -614,10 +617,11 @@ def test_whole_models_cortex_m4_build(whole_models, tmp_path):
             called = (out / "model.c").read_text()
             nm = subprocess.run(["arm-none-eabi-nm", "-S", str(out / "arm-obj" / "tg_lstm.o")],
                                 check=True, capture_output=True, text=True).stdout
-            owner = lambda sym: LSTM_ROUTINES.get(sym, sym)  # noqa: E731
+            users = lambda sym: LSTM_USERS.get(  # noqa: E731
+                sym, {sym} if sym in LSTM_ENTRY_POINTS else None)
             linked = sum(int(f[1], 16) for f in (ln.split() for ln in nm.splitlines())
-                         if len(f) == 4 and (owner(f[3]) not in LSTM_ENTRY_POINTS
-                                             or owner(f[3]) in called))
+                         if len(f) == 4 and (users(f[3]) is None
+                                             or any(u in called for u in users(f[3]))))
             assert linked < 4096, (name, nm)
 
 
@@ -656,6 +660,24 @@ def test_lstm_fast_requant_on_cortex_m4_qemu(case, spread):
                                      n_inputs=4, seed=seed)
         kernels = [c.kernel for c in binary.result.calls if c.kernel.startswith("tg_lstm")]
         assert kernels and all(k in ("tg_lstm_dsp_s8", "tg_lstm_dsp_e0_s8") for k in kernels)
+
+
+@pytest.mark.skipif(not (__import__("harness").qemu_available()), reason="no QEMU")
+@settings(max_examples=6, **FAST)
+@given(lstm_cases(max_units=13), st.sampled_from([0.01, 0.25]), st.sampled_from([0.05, 0.7]))
+def test_lstm_row_routine_with_cell_clip_on_cortex_m4_qemu(case, spread, cell_clip):
+    """tg_lstm_dsp_s8's row routine (assembly on the Cortex-M4) with the
+    cell clip on, with and without gates that do not shift (0.25: e = 0,
+    tg_lstm_dsp_e0_s8), unit counts and input sizes drawn across multiples
+    of 4 and 8: 4 invocations with the state carried, 0 LSB vs TFLM."""
+    from harness import assert_bit_exact_m4
+    kw, seed = case
+    kw = {**kw, "spread": spread, "cell_clip": cell_clip}
+    with tempfile.TemporaryDirectory(prefix="tg_lstm_m4_") as d:
+        binary = assert_bit_exact_m4(lstm_model(seed, **kw), Path(d), n_inputs=4, seed=seed)
+        calls = [c for c in binary.result.calls if c.kernel.startswith("tg_lstm")]
+        assert calls and all(c.kernel in ("tg_lstm_dsp_s8", "tg_lstm_dsp_e0_s8") for c in calls)
+        assert all(c.params["use_cell_clip"] == "1" for c in calls)
 
 
 def test_state_tensors_are_never_shared(whole_models, tmp_path):
