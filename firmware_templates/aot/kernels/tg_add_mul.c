@@ -106,6 +106,15 @@ void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, 
 #undef TG_ADD_ELEM
 }
 
+/* one output element from the tables r1, r2 (the output side in locals) */
+#define TG_ADD_TABLE_ELEM(a, b)                                                              \
+  ((int8_t)tg_clamp_i32(                                                                     \
+      tg_divide_by_pot(                                                                      \
+          (int32_t)(((int64_t)(r1[(a)] + r2[(b)]) * multiplier + ((int64_t)1 << 30)) >> 31), \
+          &divide) +                                                                         \
+          offset,                                                                            \
+      act_min, act_max))
+
 /* ADD/SUB through two tables of the rescaled operands (every int8 value of
  * each input, computed with tg_add_rescale), built in the scratch memory at
  * each call: per element two loads instead of two rescalings.  Scratch:
@@ -129,16 +138,35 @@ void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t 
     t1[x + 128] = tg_add_rescale(&o1, x);
     t2[x + 128] = sign2 * tg_add_rescale(&o2, x);
   }
-#define TG_ADD_TABLE_ELEM(a, b)                                                              \
-  ((int8_t)tg_clamp_i32(                                                                     \
-      tg_divide_by_pot(                                                                      \
-          (int32_t)(((int64_t)(r1[(a)] + r2[(b)]) * multiplier + ((int64_t)1 << 30)) >> 31), \
-          &divide) +                                                                         \
-          offset,                                                                            \
-      act_min, act_max))
   TG_BCAST_LOOP(&p->bc, in1, in2, out, TG_ADD_TABLE_ELEM);
-#undef TG_ADD_TABLE_ELEM
 }
+
+/* The two steps of tg_add_table_s8 apart, for a caller that adds several
+ * parts of one tensor pair: the tables once, then each part through them. */
+void tg_add_tables_s8(const tg_add_s8_params *p, void *tables) {
+  int32_t *const t1 = (int32_t *)tables;
+  const tg_add_operand o1 =
+      tg_add_operand_of(p->input1_offset, p->input1_multiplier, p->input1_shift);
+  const tg_add_operand o2 =
+      tg_add_operand_of(p->input2_offset, p->input2_multiplier, p->input2_shift);
+  const int32_t sign2 = p->subtract ? -1 : 1;
+  int32_t x;
+  for (x = -128; x < 128; ++x) {
+    t1[x + 128] = tg_add_rescale(&o1, x);
+    t1[x + 384] = sign2 * tg_add_rescale(&o2, x);
+  }
+}
+
+void tg_add_with_tables_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2,
+                           int8_t *out, const void *tables) {
+  const int32_t *const r1 = (const int32_t *)tables + 128;
+  const int32_t *const r2 = r1 + 256;
+  const int32_t multiplier = p->output_multiplier, offset = p->output_offset;
+  const int32_t act_min = p->act_min, act_max = p->act_max;
+  const tg_pot_divisor divide = tg_pot_divisor_of((int)-p->output_shift);
+  TG_BCAST_LOOP(&p->bc, in1, in2, out, TG_ADD_TABLE_ELEM);
+}
+#undef TG_ADD_TABLE_ELEM
 
 void tg_mul_s8(const tg_mul_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
 #define TG_MUL_ELEM(x, y) tg_mul_one(p, (x), (y))

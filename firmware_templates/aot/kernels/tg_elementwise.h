@@ -52,6 +52,12 @@ void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, 
 #define TG_ADD_TABLE_BYTES (2 * 256 * 4)
 void tg_add_table_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out,
                      void *scratch);
+/* The same in two steps, for a caller that adds several parts of one tensor
+ * pair with the same parameters (tg_stream_res_s8): the tables once, then
+ * each part through them (p->bc describes the part). */
+void tg_add_tables_s8(const tg_add_s8_params *p, void *tables);
+void tg_add_with_tables_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2,
+                           int8_t *out, const void *tables);
 /* SUB is tg_add_s8 with subtract = 1 (same rescaling, difference of the
  * rescaled inputs). */
 

@@ -1,0 +1,60 @@
+/* Fused conv -> conv (see tg_stream_conv.h). */
+#include "tg_stream_conv.h"
+
+int32_t tg_stream_buf_bytes(const tg_stream_conv_conv_params *p) {
+  const tg_conv2d_dsp_params *c = &p->consumer;
+  const int32_t reach = (p->rows - 1) * c->stride_h + (c->filter_h - 1) * c->dilation_h + 1;
+  const int32_t span = reach < c->in.h ? reach : c->in.h;
+  return (span * c->in.w * c->in.c + 15) & ~15;
+}
+
+void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_params *ap,
+                          tg_conv2d_dsp_params *cp, const int8_t *input, int8_t *buf, void *inner,
+                          tg_stream_span *s, int32_t r0, int32_t n, int8_t *out) {
+  const tg_conv2d_dsp_params *a = &p->producer;
+  const tg_conv2d_dsp_params *c = &p->consumer;
+  const int32_t map_h = c->in.h;
+  const int32_t row = c->in.w * c->in.c;
+  int32_t top = r0 * c->stride_h - c->pad_h;
+  int32_t end = (r0 + n - 1) * c->stride_h - c->pad_h + (c->filter_h - 1) * c->dilation_h + 1;
+  top = top < 0 ? 0 : top;
+  end = end > map_h ? map_h : end;
+  end = end < top ? top : end;
+  if (top > s->lo) {
+    /* rows above the chunk's windows are not read again: drop them */
+    if (s->hi > top) {
+      memmove(buf, buf + (top - s->lo) * row, (size_t)((s->hi - top) * row));
+    } else {
+      s->hi = top;
+    }
+    s->lo = top;
+  }
+  if (end > s->hi) {
+    const int8_t *in = tg_stream_chunk(&a->in, &a->out, a->stride_h, a->pad_h, s->hi, end - s->hi,
+                                       input, &ap->in, &ap->out, &ap->pad_h);
+    tg_conv2d_dsp_s8(ap, in, buf + (s->hi - s->lo) * row, inner);
+    s->hi = end;
+  }
+  (void)tg_stream_chunk(&c->in, &c->out, c->stride_h, c->pad_h, r0, n, buf, &cp->in, &cp->out,
+                        &cp->pad_h);
+  /* the buffer ends at row hi: the kernel's bounds (a padded filter row may
+   * read a few bytes past its window where the input goes on) are the
+   * buffer's; the chunk's windows end at hi or meet the real bottom padding */
+  cp->in.h = s->hi - s->lo;
+  tg_conv2d_dsp_s8(cp, buf, out, inner);
+}
+
+void tg_stream_conv_conv_s8(const tg_stream_conv_conv_params *p, const int8_t *input,
+                            int8_t *output, void *scratch) {
+  const tg_conv2d_dsp_params *c = &p->consumer;
+  const int32_t out_row = c->out.w * c->out.c;
+  int8_t *buf = (int8_t *)scratch;
+  void *inner = buf + tg_stream_buf_bytes(p);
+  tg_conv2d_dsp_params ap = p->producer, cp = *c;
+  tg_stream_span s = {0, 0};
+  int32_t r0;
+  for (r0 = 0; r0 < c->out.h; r0 += p->rows) {
+    const int32_t n = c->out.h - r0 < p->rows ? c->out.h - r0 : p->rows;
+    tg_stream_pair_chunk(p, &ap, &cp, input, buf, inner, &s, r0, n, output + r0 * out_row);
+  }
+}

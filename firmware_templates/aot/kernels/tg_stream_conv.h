@@ -1,0 +1,71 @@
+/* A convolution whose output map is read only by another convolution, run
+ * without storing the map, and the same pair inside a residual block whose
+ * ADD is done a chunk of rows at a time, so that neither inner map of the
+ * block is stored.
+ *
+ * The consumer runs on chunks of its output rows, presented as smaller
+ * convolutions (see tg_stream_fc.h); just before each chunk the producer
+ * computes the map rows the chunk's windows reach that are not yet in a
+ * buffer of a few rows.  In a residual block the chunk then goes to a row
+ * buffer and is added to the skip's matching rows: the block's input itself
+ * (identity) or a convolution of it (projection) computed a chunk at a time
+ * into the output rows it is about to be added into.  Every value is computed
+ * once by the same kernels as unfused, so the outputs are the unfused
+ * operators' bits.  The output may lie over the input from the bound the
+ * planner computes (tinygen/plan/fuse.py, stream_overlap): chunk by chunk,
+ * no output byte is written over an input byte still to be read. */
+#ifndef TG_STREAM_CONV_H
+#define TG_STREAM_CONV_H
+
+#include "tg_elementwise.h"
+#include "tg_stream_fc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  tg_conv2d_dsp_params producer;
+  tg_conv2d_dsp_params consumer; /* its input is the producer's output */
+  int32_t rows;                  /* consumer output rows per chunk */
+} tg_stream_conv_conv_params;
+
+typedef struct {
+  tg_stream_conv_conv_params pair;
+  tg_conv2d_dsp_params proj; /* projected: the skip is this convolution of the input */
+  tg_add_s8_params add;      /* skip + consumer output, one shape (add.bc is unused) */
+  int32_t projected;         /* 0: the skip is the input itself (same shape as the output) */
+  int32_t skip_first;        /* the skip is the ADD's first operand */
+  int32_t table;             /* the ADD through tables built once (tg_add_tables_s8) */
+} tg_stream_res_params;
+
+/* The map rows [lo, hi) held in the buffer, row lo first. */
+typedef struct {
+  int32_t lo, hi;
+} tg_stream_span;
+
+/* The parts both kernels share (tg_stream_conv.c): the buffer's bytes, as
+ * the plan's scratch counts them, and one chunk: the consumer's output rows
+ * [r0, r0 + n) into out, the map rows they need made first; ap and cp are
+ * the caller's copies of the two parameter sets, reshaped per chunk. */
+int32_t tg_stream_buf_bytes(const tg_stream_conv_conv_params *p);
+void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_params *ap,
+                          tg_conv2d_dsp_params *cp, const int8_t *input, int8_t *buf, void *inner,
+                          tg_stream_span *s, int32_t r0, int32_t n, int8_t *out);
+
+/* scratch: (the map rows one chunk's windows span) * consumer in.w * in.c
+ * bytes, rounded up to 16, then the largest scratch of the convolutions. */
+void tg_stream_conv_conv_s8(const tg_stream_conv_conv_params *p, const int8_t *input,
+                            int8_t *output, void *scratch);
+
+/* (tg_stream_res.c) scratch: the map rows as above; rows * out.w * out.c bytes of consumer
+ * output, rounded up to 16; TG_ADD_TABLE_BYTES when table; then the largest
+ * scratch of the convolutions. */
+void tg_stream_res_s8(const tg_stream_res_params *p, const int8_t *input, int8_t *output,
+                      void *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TG_STREAM_CONV_H */
