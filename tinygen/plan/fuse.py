@@ -418,9 +418,9 @@ def fuse_conv_conv(model: Model, calls: list[KernelCall], chain: list[int],
                   **({f"proj.{k}": v for k, v in proj.params.items()} if proj else {}),
                   **{f"add.{k}": v for k, v in add.params.items()},
                   "projected": "1" if proj else "0",
-                  "skip_first": "1" if add.inputs[0] == skip else "0",
-                  "table": "1" if table else "0"}
-        kernel, params_type = "tg_stream_res_s8", "tg_stream_res_params"
+                  "skip_first": "1" if add.inputs[0] == skip else "0"}
+        kernel = "tg_stream_res_s8" if table else "tg_stream_res_direct_s8"
+        params_type = "tg_stream_res_params"
         inner = max(c1.scratch_bytes, c2.scratch_bytes, proj.scratch_bytes if proj else 0)
         scratch = buf + -(-rows * ow * oc // 16) * 16 + (add.scratch_bytes if table else 0) \
             + inner

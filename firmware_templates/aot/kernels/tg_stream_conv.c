@@ -1,13 +1,6 @@
 /* Fused conv -> conv (see tg_stream_conv.h). */
 #include "tg_stream_conv.h"
 
-int32_t tg_stream_buf_bytes(const tg_stream_conv_conv_params *p) {
-  const tg_conv2d_dsp_params *c = &p->consumer;
-  const int32_t reach = (p->rows - 1) * c->stride_h + (c->filter_h - 1) * c->dilation_h + 1;
-  const int32_t span = reach < c->in.h ? reach : c->in.h;
-  return (span * c->in.w * c->in.c + 15) & ~15;
-}
-
 void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_params *ap,
                           tg_conv2d_dsp_params *cp, const int8_t *input, int8_t *buf, void *inner,
                           tg_stream_span *s, int32_t r0, int32_t n, int8_t *out) {

@@ -36,7 +36,6 @@ typedef struct {
   tg_add_s8_params add;      /* skip + consumer output, one shape (add.bc is unused) */
   int32_t projected;         /* 0: the skip is the input itself (same shape as the output) */
   int32_t skip_first;        /* the skip is the ADD's first operand */
-  int32_t table;             /* the ADD through tables built once (tg_add_tables_s8) */
 } tg_stream_res_params;
 
 /* The map rows [lo, hi) held in the buffer, row lo first. */
@@ -44,11 +43,18 @@ typedef struct {
   int32_t lo, hi;
 } tg_stream_span;
 
-/* The parts both kernels share (tg_stream_conv.c): the buffer's bytes, as
- * the plan's scratch counts them, and one chunk: the consumer's output rows
- * [r0, r0 + n) into out, the map rows they need made first; ap and cp are
- * the caller's copies of the two parameter sets, reshaped per chunk. */
-int32_t tg_stream_buf_bytes(const tg_stream_conv_conv_params *p);
+/* The map buffer's bytes, as the plan's scratch counts them. */
+TG_INLINE int32_t tg_stream_buf_bytes(const tg_stream_conv_conv_params *p) {
+  const tg_conv2d_dsp_params *c = &p->consumer;
+  const int32_t reach = (p->rows - 1) * c->stride_h + (c->filter_h - 1) * c->dilation_h + 1;
+  const int32_t span = reach < c->in.h ? reach : c->in.h;
+  return (span * c->in.w * c->in.c + 15) & ~15;
+}
+
+/* One chunk, what both kernels share (tg_stream_conv.c): the consumer's
+ * output rows [r0, r0 + n) into out, the map rows they need made first; ap
+ * and cp are the caller's copies of the two parameter sets, reshaped per
+ * chunk. */
 void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_params *ap,
                           tg_conv2d_dsp_params *cp, const int8_t *input, int8_t *buf, void *inner,
                           tg_stream_span *s, int32_t r0, int32_t n, int8_t *out);
@@ -58,11 +64,16 @@ void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_par
 void tg_stream_conv_conv_s8(const tg_stream_conv_conv_params *p, const int8_t *input,
                             int8_t *output, void *scratch);
 
-/* (tg_stream_res.c) scratch: the map rows as above; rows * out.w * out.c bytes of consumer
- * output, rounded up to 16; TG_ADD_TABLE_BYTES when table; then the largest
- * scratch of the convolutions. */
+/* (tg_stream_res.c) scratch: the map rows as above; rows * out.w * out.c
+ * bytes of consumer output, rounded up to 16; TG_ADD_TABLE_BYTES of ADD
+ * tables, built once (tg_add_tables_s8); then the largest scratch of the
+ * convolutions.  The _direct_ variant rescales each element (tg_add_s8)
+ * and has no tables.  Two functions rather than a flag, so that a model
+ * links only the ADD kernel it uses. */
 void tg_stream_res_s8(const tg_stream_res_params *p, const int8_t *input, int8_t *output,
                       void *scratch);
+void tg_stream_res_direct_s8(const tg_stream_res_params *p, const int8_t *input, int8_t *output,
+                             void *scratch);
 
 #ifdef __cplusplus
 }
