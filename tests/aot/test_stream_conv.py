@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import harness
 import numpy as np
@@ -172,10 +173,16 @@ def forced(monkeypatch):
 
 
 RES = {"tg_stream_res_s8", "tg_stream_res_direct_s8"}    # ADD with tables / without
+PAIR = {"tg_stream_conv_conv_s8"}
 
 
-def _check(tfl: bytes, seed: int, sanitize: bool, kernels: set[str]):
-    with tempfile.TemporaryDirectory(prefix="tg_stream_conv_") as d:
+def _check(tfl: bytes, seed: int, sanitize: bool, kernels: set[str], rows: int = 1):
+    """0 LSB, the one fused call, its output over its input as far as the
+    bound allows; rows: consumer output rows per chunk (the planner takes 1,
+    the kernels take any)."""
+    chunked = functools.partial(fuse.fuse_conv_conv, rows=rows)
+    with tempfile.TemporaryDirectory(prefix="tg_stream_conv_") as d, \
+            mock.patch.object(fuse, "fuse_conv_conv", chunked):
         # memory_first=False: the dsp convolutions keep their scratch rather
         # than falling back to the portable scratch-free kernel (not streamed)
         cmp = assert_bit_exact(tfl, Path(d), n_inputs=3, seed=seed, sanitize=sanitize,
@@ -202,35 +209,33 @@ def _check(tfl: bytes, seed: int, sanitize: bool, kernels: set[str]):
 
 
 @FAST
-@given(case=conv_conv_cases(), sanitize=st.booleans())
-def test_stream_conv_conv_host(case, sanitize):
+@given(case=conv_conv_cases(), sanitize=st.booleans(), rows=st.sampled_from([1, 1, 2, 3]))
+def test_stream_conv_conv_host(case, sanitize, rows):
     kw, seed = case
-    _check(conv_conv_model(np.random.default_rng(seed), **kw), seed, sanitize,
-           {"tg_stream_conv_conv_s8"})
+    _check(conv_conv_model(np.random.default_rng(seed), **kw), seed, sanitize, PAIR, rows)
 
 
 @pytest.mark.slow
 @SWEEP
-@given(case=conv_conv_cases(), sanitize=st.booleans())
-def test_stream_conv_conv_host_sweep(case, sanitize):
+@given(case=conv_conv_cases(), sanitize=st.booleans(), rows=st.sampled_from([1, 1, 2, 3]))
+def test_stream_conv_conv_host_sweep(case, sanitize, rows):
     kw, seed = case
-    _check(conv_conv_model(np.random.default_rng(seed), **kw), seed, sanitize,
-           {"tg_stream_conv_conv_s8"})
+    _check(conv_conv_model(np.random.default_rng(seed), **kw), seed, sanitize, PAIR, rows)
 
 
 @FAST
-@given(case=res_cases(), sanitize=st.booleans())
-def test_stream_res_host(case, sanitize):
+@given(case=res_cases(), sanitize=st.booleans(), rows=st.sampled_from([1, 1, 2, 3]))
+def test_stream_res_host(case, sanitize, rows):
     kw, seed = case
-    _check(res_model(np.random.default_rng(seed), **kw), seed, sanitize, RES)
+    _check(res_model(np.random.default_rng(seed), **kw), seed, sanitize, RES, rows)
 
 
 @pytest.mark.slow
 @SWEEP
-@given(case=res_cases(), sanitize=st.booleans())
-def test_stream_res_host_sweep(case, sanitize):
+@given(case=res_cases(), sanitize=st.booleans(), rows=st.sampled_from([1, 1, 2, 3]))
+def test_stream_res_host_sweep(case, sanitize, rows):
     kw, seed = case
-    _check(res_model(np.random.default_rng(seed), **kw), seed, sanitize, RES)
+    _check(res_model(np.random.default_rng(seed), **kw), seed, sanitize, RES, rows)
 
 
 def _geometry(stride: int, pad: int, k: int) -> dict[str, int]:

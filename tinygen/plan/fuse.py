@@ -49,6 +49,7 @@ from typing import Callable
 from ..ir import Model
 from .lowering import KernelCall
 from .memory import MemoryPlan, plan_memory
+from .ops._elementwise_base import _bcast_init
 from .ops.conv import raster_overlap
 
 # producer kernel -> (fused kernel, its params type, its source)
@@ -417,6 +418,8 @@ def fuse_conv_conv(model: Model, calls: list[KernelCall], chain: list[int],
         params = {**{f"pair.{k}": v for k, v in pair.items()},
                   **({f"proj.{k}": v for k, v in proj.params.items()} if proj else {}),
                   **{f"add.{k}": v for k, v in add.params.items()},
+                  # the kernel adds one output row per call
+                  "add.bc": _bcast_init([ow * oc], [1], [1]),
                   "projected": "1" if proj else "0",
                   "skip_first": "1" if add.inputs[0] == skip else "0"}
         kernel = "tg_stream_res_s8" if table else "tg_stream_res_direct_s8"

@@ -1,9 +1,9 @@
 /* Fused conv -> conv (see tg_stream_conv.h). */
 #include "tg_stream_conv.h"
 
-void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_params *ap,
-                          tg_conv2d_dsp_params *cp, const int8_t *input, int8_t *buf, void *inner,
-                          tg_stream_span *s, int32_t r0, int32_t n, int8_t *out) {
+void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_params *t,
+                          const int8_t *input, int8_t *buf, void *inner, tg_stream_span *s,
+                          int32_t r0, int32_t n, int8_t *out) {
   const tg_conv2d_dsp_params *a = &p->producer;
   const tg_conv2d_dsp_params *c = &p->consumer;
   const int32_t map_h = c->in.h;
@@ -23,18 +23,21 @@ void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_par
     s->lo = top;
   }
   if (end > s->hi) {
-    const int8_t *in = tg_stream_chunk(&a->in, &a->out, a->stride_h, a->pad_h, s->hi, end - s->hi,
-                                       input, &ap->in, &ap->out, &ap->pad_h);
-    tg_conv2d_dsp_s8(ap, in, buf + (s->hi - s->lo) * row, inner);
+    const int8_t *in;
+    *t = *a;
+    in = tg_stream_chunk(&a->in, &a->out, a->stride_h, a->pad_h, s->hi, end - s->hi, input, &t->in,
+                         &t->out, &t->pad_h);
+    tg_conv2d_dsp_s8(t, in, buf + (s->hi - s->lo) * row, inner);
     s->hi = end;
   }
-  (void)tg_stream_chunk(&c->in, &c->out, c->stride_h, c->pad_h, r0, n, buf, &cp->in, &cp->out,
-                        &cp->pad_h);
+  *t = *c;
+  (void)tg_stream_chunk(&c->in, &c->out, c->stride_h, c->pad_h, r0, n, buf, &t->in, &t->out,
+                        &t->pad_h);
   /* the buffer ends at row hi: the kernel's bounds (a padded filter row may
    * read a few bytes past its window where the input goes on) are the
    * buffer's; the chunk's windows end at hi or meet the real bottom padding */
-  cp->in.h = s->hi - s->lo;
-  tg_conv2d_dsp_s8(cp, buf, out, inner);
+  t->in.h = s->hi - s->lo;
+  tg_conv2d_dsp_s8(t, buf, out, inner);
 }
 
 void tg_stream_conv_conv_s8(const tg_stream_conv_conv_params *p, const int8_t *input,
@@ -43,11 +46,11 @@ void tg_stream_conv_conv_s8(const tg_stream_conv_conv_params *p, const int8_t *i
   const int32_t out_row = c->out.w * c->out.c;
   int8_t *buf = (int8_t *)scratch;
   void *inner = buf + tg_stream_buf_bytes(p);
-  tg_conv2d_dsp_params ap = p->producer, cp = *c;
+  tg_conv2d_dsp_params t;
   tg_stream_span s = {0, 0};
   int32_t r0;
   for (r0 = 0; r0 < c->out.h; r0 += p->rows) {
     const int32_t n = c->out.h - r0 < p->rows ? c->out.h - r0 : p->rows;
-    tg_stream_pair_chunk(p, &ap, &cp, input, buf, inner, &s, r0, n, output + r0 * out_row);
+    tg_stream_pair_chunk(p, &t, input, buf, inner, &s, r0, n, output + r0 * out_row);
   }
 }

@@ -33,7 +33,7 @@ typedef struct {
 typedef struct {
   tg_stream_conv_conv_params pair;
   tg_conv2d_dsp_params proj; /* projected: the skip is this convolution of the input */
-  tg_add_s8_params add;      /* skip + consumer output, one shape (add.bc is unused) */
+  tg_add_s8_params add;      /* skip + consumer output, one shape; bc: one output row */
   int32_t projected;         /* 0: the skip is the input itself (same shape as the output) */
   int32_t skip_first;        /* the skip is the ADD's first operand */
 } tg_stream_res_params;
@@ -52,12 +52,13 @@ TG_INLINE int32_t tg_stream_buf_bytes(const tg_stream_conv_conv_params *p) {
 }
 
 /* One chunk, what both kernels share (tg_stream_conv.c): the consumer's
- * output rows [r0, r0 + n) into out, the map rows they need made first; ap
- * and cp are the caller's copies of the two parameter sets, reshaped per
- * chunk. */
-void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_params *ap,
-                          tg_conv2d_dsp_params *cp, const int8_t *input, int8_t *buf, void *inner,
-                          tg_stream_span *s, int32_t r0, int32_t n, int8_t *out);
+ * output rows [r0, r0 + n) into out, the map rows they need made first.
+ * t is the caller's one working copy of a convolution's parameters, set
+ * from the producer's or the consumer's and reshaped for each call (one
+ * copy on the stack rather than one per convolution). */
+void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_params *t,
+                          const int8_t *input, int8_t *buf, void *inner, tg_stream_span *s,
+                          int32_t r0, int32_t n, int8_t *out);
 
 /* scratch: (the map rows one chunk's windows span) * consumer in.w * in.c
  * bytes, rounded up to 16, then the largest scratch of the convolutions. */
