@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import harness
 import numpy as np
@@ -30,6 +31,7 @@ from tflite_builder import conv2d_model, depthwise_model, fully_connected_model
 
 from tinygen.codegen import aot
 from tinygen.ir import parse_tflite
+from tinygen.plan import aot as plan_aot_mod
 from tinygen.plan.lowering import quantize_multiplier
 from tinygen.plan.ops.conv import raster_overlap, rq_records
 
@@ -40,7 +42,11 @@ M4 = settings(max_examples=8, deadline=None, derandomize=True,
 SLOW = settings(max_examples=250, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
-DSP_KERNELS = {"tg_conv2d_dsp_s8", "tg_depthwise_dsp_s8", "tg_fully_connected_dsp_s8"}
+FC_W16 = "tg_fully_connected_dsp_w16_s8"
+DSP_KERNELS = {"tg_conv2d_dsp_s8", "tg_depthwise_dsp_s8", "tg_fully_connected_dsp_s8", FC_W16}
+# a whole-window convolution runs as a fully connected layer, with 16-bit
+# weights where scratch is allowed
+AS_CONV_OR_FC = (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"], [FC_W16])
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +101,7 @@ def test_conv2d_dsp_host(case, sanitize, fast_requant):
     kernels = _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
                     fast_requant=fast_requant)
     # a window that is the whole input (one output pixel) runs as a fully connected layer
-    assert kernels in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"]) \
+    assert kernels in AS_CONV_OR_FC \
         if kw["groups"] == 1 else kernels == ["tg_conv2d_s8"]
 
 
@@ -120,7 +126,7 @@ def wide_conv_cases(draw):
 def test_conv2d_dsp_wide_host(case, sanitize, fast_requant):
     kw, seed = case
     assert _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
-                 fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])
+                 fast_requant=fast_requant) in AS_CONV_OR_FC
 
 
 @st.composite
@@ -148,7 +154,7 @@ def padded_row_conv_cases(draw):
 def test_conv2d_dsp_padded_rows_host(case, sanitize, fast_requant):
     kw, seed = case
     assert _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
-                 fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])
+                 fast_requant=fast_requant) in AS_CONV_OR_FC
 
 
 def test_conv2d_dsp_pads_rows_only_without_extra_groups():
@@ -180,7 +186,7 @@ def whole_window_conv_cases(draw):
 def test_conv2d_whole_window_as_fc_host(case, sanitize, fast_requant):
     kw, seed = case
     assert _host(conv2d_model(np.random.default_rng(seed), **kw), seed, sanitize=sanitize,
-                 fast_requant=fast_requant) == ["tg_fully_connected_dsp_s8"]
+                 fast_requant=fast_requant) == [FC_W16]
 
 
 @FAST
@@ -241,11 +247,15 @@ def test_depthwise_dsp_wide_host(case, sanitize, fast_requant):
 
 
 @FAST
-@given(fc_cases(), st.booleans(), st.booleans())
-def test_fully_connected_dsp_host(case, sanitize, fast_requant):
+@given(fc_cases(), st.booleans(), st.booleans(), st.booleans())
+def test_fully_connected_dsp_host(case, sanitize, fast_requant, wide):
+    """Both weight layouts: 16-bit lanes (the default where the flash allows)
+    and int8 words (the flash too small for doubled weights)."""
     kw, seed = case
-    assert _host(fully_connected_model(np.random.default_rng(seed), **kw), seed,
-                 sanitize=sanitize, fast_requant=fast_requant) == ["tg_fully_connected_dsp_s8"]
+    with mock.patch.object(plan_aot_mod, "wide_weights_fit", lambda *_: wide):
+        kernels = _host(fully_connected_model(np.random.default_rng(seed), **kw), seed,
+                        sanitize=sanitize, fast_requant=fast_requant)
+    assert kernels == [FC_W16 if wide else "tg_fully_connected_dsp_s8"]
 
 
 @pytest.mark.slow
@@ -287,7 +297,7 @@ needs_qemu = pytest.mark.skipif(not qemu_available(), reason="qemu-system-arm no
 def test_conv2d_dsp_m4(case, fast_requant):
     kw, seed = case
     assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed,
-               fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])
+               fast_requant=fast_requant) in AS_CONV_OR_FC
 
 
 @needs_qemu
@@ -296,7 +306,7 @@ def test_conv2d_dsp_m4(case, fast_requant):
 def test_conv2d_dsp_padded_rows_m4(case, fast_requant):
     kw, seed = case
     assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed,
-               fast_requant=fast_requant) in (["tg_conv2d_dsp_s8"], ["tg_fully_connected_dsp_s8"])
+               fast_requant=fast_requant) in AS_CONV_OR_FC
 
 
 @needs_qemu
@@ -305,7 +315,7 @@ def test_conv2d_dsp_padded_rows_m4(case, fast_requant):
 def test_conv2d_whole_window_as_fc_m4(case, fast_requant):
     kw, seed = case
     assert _m4(conv2d_model(np.random.default_rng(seed), **kw), seed,
-               fast_requant=fast_requant) == ["tg_fully_connected_dsp_s8"]
+               fast_requant=fast_requant) == [FC_W16]
 
 
 @needs_qemu
@@ -328,11 +338,13 @@ def test_depthwise_multiplier_dsp_m4(case, fast_requant):
 
 @needs_qemu
 @M4
-@given(fc_cases(), st.booleans())
-def test_fully_connected_dsp_m4(case, fast_requant):
+@given(fc_cases(), st.booleans(), st.booleans())
+def test_fully_connected_dsp_m4(case, fast_requant, wide):
     kw, seed = case
-    assert _m4(fully_connected_model(np.random.default_rng(seed), **kw), seed,
-               fast_requant=fast_requant) == ["tg_fully_connected_dsp_s8"]
+    with mock.patch.object(plan_aot_mod, "wide_weights_fit", lambda *_: wide):
+        kernels = _m4(fully_connected_model(np.random.default_rng(seed), **kw), seed,
+                      fast_requant=fast_requant)
+    assert kernels == [FC_W16 if wide else "tg_fully_connected_dsp_s8"]
 
 
 @needs_qemu
@@ -529,8 +541,10 @@ def test_dsp_model_links_without_libc_baggage(tmp_path):
     from keras_models import keras_cnn
     res = aot.generate_aot(parse_tflite(keras_cnn()), tmp_path / "src", core="cortex-m4f")
     kernels = {c.kernel for c in res.calls}
-    # its depthwise runs inside the conv -> depthwise stream (plan/fuse.py)
-    assert kernels >= DSP_KERNELS - {"tg_depthwise_dsp_s8"} | {"tg_stream_conv_dw_s8"}
+    # its depthwise runs inside the conv -> depthwise stream (plan/fuse.py),
+    # its FC with 16-bit weights
+    assert kernels >= DSP_KERNELS - {"tg_depthwise_dsp_s8", "tg_fully_connected_dsp_s8"} \
+        | {"tg_stream_conv_dw_s8"}
     harness.link_cortex_m4(tmp_path / "src", tmp_path)
     nm = subprocess.run(["arm-none-eabi-nm", "-S", "--size-sort", str(tmp_path / "model_m4.elf")],
                         capture_output=True, text=True, check=True).stdout

@@ -71,16 +71,17 @@ def lowering_failure(op, exc: Exception) -> LoweringError:
 
 
 # Flash the firmware's code is assumed to take beside the weights when
-# deciding whether 16-bit convolution weights fit (aot code is 8-32 KB).
+# deciding whether 16-bit convolution and FC weights fit (aot code is 8-32 KB).
 CODE_FLASH_ALLOWANCE = 64 * 1024
 
 
 def wide_weights_fit(model: Model, flash_budget: int | None) -> bool:
-    """Whether the dsp convolutions may keep 16-bit weights: with every
+    """Whether the dsp convolutions and FC layers may keep 16-bit weights: with every
     constant counted twice (an upper bound) the model still leaves the code
     its allowance in `flash_budget` bytes (the board's application flash;
     None: no limit).  Otherwise the convolutions read their int8 weights with
-    the portable kernel: slower, half the weight flash."""
+    the portable kernel and the FC layers with the int8 dsp one: slower, half
+    the weight flash."""
     if flash_budget is None:
         return True
     return 2 * model.constant_bytes() + CODE_FLASH_ALLOWANCE <= flash_budget

@@ -59,6 +59,9 @@ PRODUCERS = {"tg_conv2d_dsp_s8": ("tg_stream_fc_conv_s8", "tg_stream_fc_conv_par
              "tg_depthwise_dsp_s8": ("tg_stream_fc_dw_s8", "tg_stream_fc_dw_params",
                                      "tg_stream_fc_dw.c")}
 CONSUMER = "tg_fully_connected_dsp_s8"
+# the 16-bit weight FC streams with its int8 fallback (the stream adds chunks
+# with the int8 dot product)
+CONSUMER_W16 = "tg_fully_connected_dsp_w16_s8"
 MIN_GAIN = 0.125
 DEPTHWISE = "tg_depthwise_dsp_s8"
 POOLS = {"tg_avg_pool2d_s8": "0", "tg_max_pool2d_s8": "1"}
@@ -72,6 +75,16 @@ def _readers(calls: list[KernelCall]) -> dict[int, list[int]]:
         for t in c.inputs:
             readers.setdefault(t, []).append(k)
     return readers
+
+
+def _int8_fc(call: KernelCall) -> KernelCall | None:
+    """The int8 dsp FULLY_CONNECTED call `call` is, or has as its fallback."""
+    if call.kernel == CONSUMER:
+        return call
+    if call.kernel == CONSUMER_W16 and call.fallback is not None \
+            and call.fallback.kernel == CONSUMER:
+        return call.fallback
+    return None
 
 
 def stream_candidate(model: Model, calls: list[KernelCall], k: int) -> list[int] | None:
@@ -101,7 +114,7 @@ def stream_candidate(model: Model, calls: list[KernelCall], k: int) -> list[int]
         if nxt.view and len(nxt.outputs) == 1:
             t = nxt.outputs[0]
             continue
-        if nxt.kernel != CONSUMER or nxt.params.get("batches") != "1" \
+        if _int8_fc(nxt) is None or nxt.params.get("batches") != "1" \
                 or int(nxt.params["depth"]) != math.prod(shape):
             return None
         return chain
@@ -119,7 +132,8 @@ def stream_rows(out_w: int, out_c: int, out_h: int) -> int:
 
 def fuse_stream(model: Model, calls: list[KernelCall], chain: list[int]) -> list[KernelCall]:
     """calls with chain[0] .. chain[-1] replaced by one streamed call at chain[-1]."""
-    prod, fc = calls[chain[0]], calls[chain[-1]]
+    prod, fc = calls[chain[0]], _int8_fc(calls[chain[-1]])
+    assert fc is not None
     kernel, params_type, source = PRODUCERS[prod.kernel]
     _, oh, ow, oc = (int(d) for d in model.tensors[prod.outputs[0]].shape)
     rows = stream_rows(ow, oc, oh)

@@ -34,7 +34,9 @@ Interface notes (backward compatible additions, newest last):
   * activation_range_int8 computes in float32 like TFLite's Quantize().
   * KernelCall.fallback: an equivalent call that needs no scratch memory.  The
     backend uses it instead when the primary call's scratch would make the
-    arena larger (RAM first; speed when it is free).
+    arena larger (RAM first; speed when it is free).  A FULLY_CONNECTED with
+    16-bit weights carries its int8 call there too, the layout plan/fuse.py
+    streams a producer into.
   * KernelCall.overlap: raster-order kernels whose output may start inside
     their input (replaces an attribute that conv lowerings set on the fly).
   * quantize_multiplier(limit_shift=False) for multipliers whose shift is not
@@ -107,7 +109,7 @@ class LoweringContext:
         self.prefix = prefix
         self.dsp = dsp                    # the core has the DSP extension: dsp kernel family
         self.fast_requant = fast_requant  # dsp kernels: tg_rq_fast where proven exact
-        # dsp convolutions may store their weights as 16-bit lanes (twice the
+        # dsp convolutions and FCs may store their weights as 16-bit lanes (twice the
         # flash); False where the board's flash cannot hold that (plan.aot)
         self.wide_weights = wide_weights
 

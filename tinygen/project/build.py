@@ -195,10 +195,11 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
     analysis = analyze(ir, board)
     fit = require_fit(analysis, board, runtime)
     if runtime == "aot" and not wide_weights_fit(ir, board.app_flash_bytes) \
-            and any(op.opcode == "CONV_2D" for op in ir.operators):
-        note(f"convolutions keep 8-bit weights: the 16-bit copies this core's fast kernels read "
-             f"would not fit {board.id}'s {board.app_flash_bytes:,} bytes of flash (slower, "
-             "half the weight flash; docs/performance.md section 16)")
+            and any(op.opcode in ("CONV_2D", "FULLY_CONNECTED") for op in ir.operators):
+        note(f"convolutions and fully connected layers keep 8-bit weights: the 16-bit copies "
+             f"this core's fast kernels read would not fit {board.id}'s "
+             f"{board.app_flash_bytes:,} bytes of flash (slower, half the weight flash; "
+             "docs/performance.md sections 16 and 19)")
     extra = []
     for extra_name, extra_path, extra_calib in more_models:
         note(f"loading {extra_path} ({extra_name})")

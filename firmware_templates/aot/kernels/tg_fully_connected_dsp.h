@@ -23,6 +23,10 @@ typedef struct {
 
 void tg_fully_connected_dsp_s8(const tg_fully_connected_dsp_params *p, const int8_t *input,
                                int8_t *output);
+/* filter as 16-bit lanes: [ceil(units/4)][ceil(depth/4)][4 rows][2 words],
+ * each row's (w0, w2) and (w1, w3) */
+void tg_fully_connected_dsp_w16_s8(const tg_fully_connected_dsp_params *p, const int8_t *input,
+                                   int8_t *output);
 
 #ifdef __cplusplus
 }

@@ -663,11 +663,24 @@ def _fully_connected_dsp(op, ctx, w, bias, mult, shift, kbias, in_zp: int, out_z
     dsp_consts = [ConstArray(ctx.name(op, "filter"), "int32_t", pack_words(wt), align=16),
                   ConstArray(ctx.name(op, "rq"), "int32_t", rq_blocks(rec, 4), align=16,
                              is_weight=False)]
-    return KernelCall(
+    params = {"batches": str(batches), "depth": str(depth), "units": str(units),
+              "fast": "1" if fast else "0", **act_fields(act_min, act_max),
+              "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq")}
+    int8 = KernelCall(
         kernel="tg_fully_connected_dsp_s8", params_type="tg_fully_connected_dsp_params",
-        params={"batches": str(batches), "depth": str(depth), "units": str(units),
-                "fast": "1" if fast else "0", **act_fields(act_min, act_max),
-                "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq")},
-        inputs=[op.inputs[0]], outputs=[op.outputs[0]],
+        params=params, inputs=[op.inputs[0]], outputs=[op.outputs[0]],
         sources=["tg_fully_connected_dsp.c", "tg_fully_connected_dsp.h"],
         constants=dsp_consts, comment=comment + f" [dsp{' fast-rq' if fast else ''}]")
+    if not ctx.wide_weights:
+        return int8
+    # 16-bit weights: the matmul unpacks no weight (docs/performance.md
+    # section 19) for twice the weight flash; the int8 call stays as the
+    # fallback because plan/fuse.py streams chunks into that layout
+    w16 = wt.astype(np.int64).reshape(quads, g4, 4, 4)       # [quad][group][row][4]
+    lanes = np.stack([(w16[..., 0] & 0xFFFF) | (w16[..., 2] & 0xFFFF) << 16,
+                      (w16[..., 1] & 0xFFFF) | (w16[..., 3] & 0xFFFF) << 16], axis=-1)
+    return dataclasses.replace(
+        int8, kernel="tg_fully_connected_dsp_w16_s8", fallback=int8,
+        constants=[ConstArray(ctx.name(op, "filter"), "int32_t", wrap_int32(lanes.reshape(-1)),
+                              align=16), dsp_consts[1]],
+        comment=int8.comment.replace("[dsp", "[dsp w16"))
