@@ -82,14 +82,34 @@ void tg_fully_connected_dsp_s8(const tg_fully_connected_dsp_params *p, const int
  * LDRD of the weights and eight SMLAD, 15 instructions for 16
  * multiply-accumulates against 19 when every weight word is unpacked with
  * SXTB16 on the fly.  Twice the weight flash; no scratch. */
+#define TG_FC_W16_GROUP(v)                \
+  do {                                    \
+    const int32_t xe = tg_sxtb16(v);      \
+    const int32_t xo = tg_sxtb16_ror8(v); \
+    int32_t we, wo;                       \
+    TG_LDRD(we, wo, w);                   \
+    a0 = tg_smlad(xe, we, a0);            \
+    a0 = tg_smlad(xo, wo, a0);            \
+    TG_LDRD(we, wo, w);                   \
+    a1 = tg_smlad(xe, we, a1);            \
+    a1 = tg_smlad(xo, wo, a1);            \
+    TG_LDRD(we, wo, w);                   \
+    a2 = tg_smlad(xe, we, a2);            \
+    a2 = tg_smlad(xo, wo, a2);            \
+    TG_LDRD(we, wo, w);                   \
+    a3 = tg_smlad(xe, we, a3);            \
+    a3 = tg_smlad(xo, wo, a3);            \
+  } while (0)
+
 void tg_fully_connected_dsp_w16_s8(const tg_fully_connected_dsp_params *p, const int8_t *input,
                                    int8_t *output) {
   const int32_t depth = p->depth, units = p->units;
   const int32_t full = depth >> 2, tail = depth & 3;
   const int32_t quads = (units + 3) >> 2;
-  int32_t b, u, g;
+  int32_t b, u;
   for (b = 0; b < p->batches; ++b) {
     const int8_t *x0 = input + b * depth;
+    const int8_t *pairs_end = x0 + 8 * (full >> 1);
     int8_t *y = output + b * units;
     const int32_t *w = p->filter;
     const int32_t *rq = p->rq;
@@ -97,30 +117,21 @@ void tg_fully_connected_dsp_w16_s8(const tg_fully_connected_dsp_params *p, const
       int32_t acc[4];
       int32_t a0 = rq[0], a1 = rq[1], a2 = rq[2], a3 = rq[3];
       const int8_t *x = x0;
-      for (g = 0; g <= full; ++g, x += 4) {
-        uint32_t v;
-        int32_t xe, xo, we, wo;
-        if (g < full) {
-          v = tg_load_u32(x);
-        } else if (tail) {
-          v = tg_dot4_load_tail(x, tail);
-        } else {
-          break;
-        }
-        xe = tg_sxtb16(v);
-        xo = tg_sxtb16_ror8(v);
-        TG_LDRD(we, wo, w);
-        a0 = tg_smlad(xe, we, a0);
-        a0 = tg_smlad(xo, wo, a0);
-        TG_LDRD(we, wo, w);
-        a1 = tg_smlad(xe, we, a1);
-        a1 = tg_smlad(xo, wo, a1);
-        TG_LDRD(we, wo, w);
-        a2 = tg_smlad(xe, we, a2);
-        a2 = tg_smlad(xo, wo, a2);
-        TG_LDRD(we, wo, w);
-        a3 = tg_smlad(xe, we, a3);
-        a3 = tg_smlad(xo, wo, a3);
+      while (x < pairs_end) {
+        uint32_t v = tg_load_u32(x);
+        TG_FC_W16_GROUP(v);
+        v = tg_load_u32(x + 4);
+        x += 8;
+        TG_FC_W16_GROUP(v);
+      }
+      if (full & 1) {
+        const uint32_t v = tg_load_u32(x);
+        x += 4;
+        TG_FC_W16_GROUP(v);
+      }
+      if (tail) {
+        const uint32_t v = tg_dot4_load_tail(x, tail);
+        TG_FC_W16_GROUP(v);
       }
       acc[0] = a0;
       acc[1] = a1;
