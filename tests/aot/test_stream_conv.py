@@ -17,17 +17,15 @@ chunk overwrite input bytes a later chunk reads would show as a mismatch.
 from __future__ import annotations
 
 import functools
-import tempfile
-from pathlib import Path
 from unittest import mock
 
-import harness
 import numpy as np
 import pytest
 from ew_models import options
-from harness import assert_bit_exact, assert_bit_exact_m4, qemu_available
-from hypothesis import HealthCheck, assume, given, settings
+from harness import assert_bit_exact_m4, qemu_available
+from hypothesis import assume, given
 from hypothesis import strategies as st
+from stream_support import FAST, bit_exact_on_host, force_streams, sweep, top_level_kernels
 from tflite_builder import (
     ACT,
     GraphBuilder,
@@ -39,16 +37,12 @@ from tflite_builder import (
     random_int8,
 )
 
-from tinygen.codegen import aot
 from tinygen.ir import parse_tflite
 from tinygen.plan import aot as plan_aot_mod
 from tinygen.plan import fuse
 from tinygen.plan.aot import plan_aot
 
-FAST = settings(max_examples=20, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
-SWEEP = settings(max_examples=150, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow])
+SWEEP = sweep(150)
 
 
 class Block:
@@ -164,12 +158,7 @@ def res_cases(draw):
 
 @pytest.fixture(autouse=True)
 def forced(monkeypatch):
-    """Cortex-M4F code (dsp kernels, portable intrinsics on the host), every
-    candidate fusion kept whether or not it saves RAM."""
-    monkeypatch.setattr(plan_aot_mod, "fuse_streams",
-                        functools.partial(fuse.fuse_streams, force=True))
-    monkeypatch.setattr(harness, "generate_aot",
-                        functools.partial(aot.generate_aot, core="cortex-m4f"))
+    force_streams(monkeypatch)
 
 
 RES = {"tg_stream_res_s8", "tg_stream_res_direct_s8"}    # ADD with tables / without
@@ -185,14 +174,10 @@ def _check(tfl: bytes, seed: int, sanitize: bool, kernels: set[str], rows: int =
     unfused, _ = plan_aot(parse_tflite(tfl), core="cortex-m4f", fuse=False, memory_first=False)
     assume(all(c.kernel in (fuse.CONV, *fuse.ADDS) for c in unfused))
     chunked = functools.partial(fuse.fuse_conv_conv, rows=rows)
-    with tempfile.TemporaryDirectory(prefix="tg_stream_conv_") as d, \
-            mock.patch.object(fuse, "fuse_conv_conv", chunked):
-        # memory_first=False: the dsp convolutions keep their scratch rather
-        # than falling back to the portable scratch-free kernel (not streamed)
-        cmp = assert_bit_exact(tfl, Path(d), n_inputs=3, seed=seed, sanitize=sanitize,
-                               memory_first=False)
+    with mock.patch.object(fuse, "fuse_conv_conv", chunked):
+        cmp = bit_exact_on_host(tfl, seed, sanitize)
     calls = cmp.binary.result.calls
-    done = [c.kernel for c in calls if c.absorbed_by is None]
+    done = top_level_kernels(cmp)
     assert len(done) == 1 and done[0] in kernels, done
     plan = cmp.binary.result.plan
     model = cmp.binary.model

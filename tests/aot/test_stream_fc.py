@@ -13,16 +13,12 @@ it so that every draw exercises the fused kernel.
 
 from __future__ import annotations
 
-import functools
-import tempfile
-from pathlib import Path
-
-import harness
 import numpy as np
 import pytest
-from harness import assert_bit_exact, assert_bit_exact_m4, qemu_available
-from hypothesis import HealthCheck, given, settings
+from harness import assert_bit_exact_m4, qemu_available
+from hypothesis import given
 from hypothesis import strategies as st
+from stream_support import FAST, bit_exact_on_host, force_streams, sweep, top_level_kernels
 from tflite_builder import (
     GraphBuilder,
     bias_for,
@@ -36,17 +32,11 @@ from tflite_builder import (
     reshape_options,
 )
 
-from tinygen.codegen import aot
 from tinygen.ir import parse_tflite
-from tinygen.plan import aot as plan_aot_mod
 from tinygen.plan import fuse
 from tinygen.plan.aot import plan_aot
 
-FAST = settings(max_examples=20, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
-
-SWEEP = settings(max_examples=200, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow])
+SWEEP = sweep(200)
 STREAMED = {"tg_stream_fc_conv_s8", "tg_stream_fc_dw_s8"}
 
 
@@ -176,12 +166,7 @@ def stream_cases(draw):
 
 @pytest.fixture(autouse=True)
 def forced(monkeypatch):
-    """Cortex-M4F code (dsp kernels, portable intrinsics on the host), every
-    candidate fusion kept whether or not it saves RAM."""
-    monkeypatch.setattr(plan_aot_mod, "fuse_streams",
-                        functools.partial(fuse.fuse_streams, force=True))
-    monkeypatch.setattr(harness, "generate_aot",
-                        functools.partial(aot.generate_aot, core="cortex-m4f"))
+    force_streams(monkeypatch)
 
 
 @FAST
@@ -200,12 +185,7 @@ def test_stream_fc_host_sweep(case, sanitize):
 def _stream_fc(case, sanitize):
     kw, seed = case
     tfl = stream_model(np.random.default_rng(seed), **kw)
-    with tempfile.TemporaryDirectory(prefix="tg_stream_") as d:
-        # memory_first=False: the dsp convolution keeps its scratch rather than
-        # falling back to the portable scratch-free kernel (which is not streamed)
-        cmp = assert_bit_exact(tfl, Path(d), n_inputs=3, seed=seed, sanitize=sanitize,
-                               memory_first=False)
-    kernels = [c.kernel for c in cmp.binary.result.calls if c.absorbed_by is None]
+    kernels = top_level_kernels(bit_exact_on_host(tfl, seed, sanitize))
     # the portable depthwise (dilated, multiplier > 1 on several channels) is not streamed
     assert kernels[-1] in STREAMED or kernels[0] not in fuse.PRODUCERS, kernels
 
@@ -226,10 +206,7 @@ def test_stream_conv_dw_host_sweep(case, sanitize):
 def _stream_conv_dw(case, sanitize):
     kw, seed = case
     tfl = conv_dw_model(np.random.default_rng(seed), **kw)
-    with tempfile.TemporaryDirectory(prefix="tg_stream_dw_") as d:
-        cmp = assert_bit_exact(tfl, Path(d), n_inputs=3, seed=seed, sanitize=sanitize,
-                               memory_first=False)
-    kernels = [c.kernel for c in cmp.binary.result.calls if c.absorbed_by is None]
+    kernels = top_level_kernels(bit_exact_on_host(tfl, seed, sanitize))
     assert kernels == ["tg_stream_conv_dw_s8"] or kernels[-1] != "tg_depthwise_dsp_s8" \
         or kernels[0] != "tg_conv2d_dsp_s8", kernels
 

@@ -14,15 +14,13 @@ the edges, strided and padded convolutions, odd sizes.
 from __future__ import annotations
 
 import functools
-import tempfile
-from pathlib import Path
 
-import harness
 import numpy as np
 import pytest
 from harness import assert_bit_exact, assert_bit_exact_m4, qemu_available
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from stream_support import FAST, bit_exact_on_host, force_streams, sweep, top_level_kernels
 from tflite_builder import (
     GraphBuilder,
     bias_for,
@@ -35,16 +33,12 @@ from tflite_builder import (
     random_int8,
 )
 
-from tinygen.codegen import aot
 from tinygen.ir import parse_tflite
 from tinygen.plan import aot as plan_aot_mod
 from tinygen.plan import fuse
 from tinygen.plan.aot import plan_aot
 
-FAST = settings(max_examples=20, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
-SWEEP = settings(max_examples=200, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow])
+SWEEP = sweep(200)
 
 
 def conv_pool_model(rng, h: int, w: int, cin: int, cout: int, kh: int, kw: int,
@@ -94,23 +88,13 @@ def conv_pool_cases(draw):
 
 @pytest.fixture(autouse=True)
 def forced(monkeypatch):
-    """Cortex-M4F code (dsp kernels, portable intrinsics on the host), every
-    candidate fusion kept whether or not it saves RAM."""
-    monkeypatch.setattr(plan_aot_mod, "fuse_streams",
-                        functools.partial(fuse.fuse_streams, force=True))
-    monkeypatch.setattr(harness, "generate_aot",
-                        functools.partial(aot.generate_aot, core="cortex-m4f"))
+    force_streams(monkeypatch)
 
 
 def _conv_pool(case, sanitize):
     kw, seed = case
     tfl = conv_pool_model(np.random.default_rng(seed), **kw)
-    with tempfile.TemporaryDirectory(prefix="tg_stream_pool_") as d:
-        # memory_first=False: the dsp convolution keeps its scratch rather than
-        # falling back to the portable scratch-free kernel (which is not streamed)
-        cmp = assert_bit_exact(tfl, Path(d), n_inputs=3, seed=seed, sanitize=sanitize,
-                               memory_first=False)
-    kernels = [c.kernel for c in cmp.binary.result.calls if c.absorbed_by is None]
+    kernels = top_level_kernels(bit_exact_on_host(tfl, seed, sanitize))
     assert kernels == ["tg_stream_conv_pool_s8"] or kernels[0] != "tg_conv2d_dsp_s8", kernels
 
 
