@@ -11,26 +11,27 @@ extern "C" {
 #endif
 
 typedef struct {
-  tg_dims4 in;  /* input  [n][h][w][c], NHWC */
-  tg_dims4 out; /* output [n][h][w][c] */
-  int32_t filter_h, filter_w;
-  int32_t stride_h, stride_w;
-  int32_t dilation_h, dilation_w;
-  int32_t pad_h, pad_w;
-  int32_t input_offset; /* -input zero point */
-  int32_t groups4;      /* ceil(filter_h * filter_w * in.c / 4) */
-  int32_t direct_rows;  /* 1: a filter row is whole groups of 4 (or the only row) */
-  int32_t row_k;        /* k per filter row: filter_w * in.c, or that rounded up to 4
-                           (zero weights) where it costs no group of k */
-  int32_t pointwise;    /* 1: 1x1, stride 1, no padding (output pixel q = input pixel q) */
-  int32_t fast;         /* rq holds fast records (see tg_dsp.h) */
-  int32_t act_full, act_min, act_max;
   const int32_t *filter; /* [ceil(out.c / 2)][groups4][4]: 16-bit lanes (w0, w2),
                             (w1, w3) of channel 2j, then of 2j+1 (zero-padded),
                             each weight doubled when fast */
   const int32_t *rq;     /* [ceil(out.c / 2)][4 fields][2 channels]: bias (doubled
                             when fast), multiplier, round or shift, e or output
                             offset */
+  tg_shape16 in;         /* input  [n][h][w][c], NHWC */
+  tg_shape16 out;        /* output [n][h][w][c] */
+  uint16_t groups4;      /* ceil(filter_h * filter_w * in.c / 4) */
+  uint16_t row_k;        /* k per filter row: filter_w * in.c, or that rounded up to 4
+                            (zero weights) where it costs no group of k */
+  uint8_t filter_h, filter_w;
+  uint8_t stride_h, stride_w;
+  uint8_t dilation_h, dilation_w;
+  uint8_t pad_h, pad_w;
+  uint8_t direct_rows;  /* 1: a filter row is whole groups of 4 (or the only row) */
+  uint8_t pointwise;    /* 1: 1x1, stride 1, no padding (output pixel q = input pixel q) */
+  uint8_t fast;         /* rq holds fast records (see tg_dsp.h) */
+  uint8_t act_full;     /* 1: the clamp is the whole int8 range */
+  int16_t input_offset; /* -input zero point */
+  int8_t act_min, act_max;
 } tg_conv2d_dsp_params;
 
 /* scratch: 16 * groups4 bytes (two columns), plus 4 * groups4 bytes for the

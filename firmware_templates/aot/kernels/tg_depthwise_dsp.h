@@ -10,19 +10,20 @@ extern "C" {
 #endif
 
 typedef struct {
-  tg_dims4 in;  /* input  [n][h][w][c] */
-  tg_dims4 out; /* output [n][h][w][c] (depth multiplier 1) */
-  int32_t filter_h, filter_w;
-  int32_t stride_h, stride_w;
-  int32_t dilation_h, dilation_w;
-  int32_t pad_h, pad_w;
-  int32_t input_offset; /* -input zero point */
-  int32_t fast;         /* rq holds fast records (see tg_dsp.h) */
-  int32_t act_full, act_min, act_max;
   const int32_t *filter; /* [ceil(c/4)][filter_h * filter_w][2]: 16-bit lanes
                             (w[c0], w[c2]) and (w[c1], w[c3]) of each group of 4 */
   const int32_t *rq;     /* [ceil(c/4)][rq_words]: see tg_depthwise_dsp.c */
-  int32_t rq_words;      /* 16, or 20 with the folded biases */
+  tg_shape16 in;         /* input  [n][h][w][c] */
+  tg_shape16 out;        /* output [n][h][w][c] (depth multiplier 1) */
+  uint8_t filter_h, filter_w;
+  uint8_t stride_h, stride_w;
+  uint8_t dilation_h, dilation_w;
+  uint8_t pad_h, pad_w;
+  uint8_t fast;     /* rq holds fast records (see tg_dsp.h) */
+  uint8_t act_full; /* 1: the clamp is the whole int8 range */
+  uint8_t rq_words; /* 16, or 20 with the folded biases */
+  int8_t act_min, act_max;
+  int16_t input_offset; /* -input zero point */
 } tg_depthwise_dsp_params;
 
 void tg_depthwise_dsp_s8(const tg_depthwise_dsp_params *p, const int8_t *input, int8_t *output);

@@ -22,6 +22,15 @@
 extern "C" {
 #endif
 
+/* A 4-D NHWC shape in 16 bits.  The dsp kernels' parameters hold their
+ * shapes, window and flags in the narrowest type the lowering proves they fit
+ * (tinygen/plan/narrow.py; a layer that does not fit gets the portable
+ * kernel): a model has one such struct per layer in flash, and a halfword or
+ * byte loads as cheaply as a word on Cortex-M (LDRH/LDRB extend for free). */
+typedef struct {
+  uint16_t n, h, w, c;
+} tg_shape16;
+
 TG_INLINE int32_t tg_lanes(int32_t lo, int32_t hi) {
   return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
 }

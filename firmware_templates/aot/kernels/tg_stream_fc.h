@@ -45,18 +45,20 @@ void tg_stream_fc_dw_s8(const tg_stream_fc_dw_params *p, const int8_t *input, in
  */
 
 /* The chunk's geometry; returns where its input starts. */
-TG_INLINE const int8_t *tg_stream_chunk(const tg_dims4 *in, const tg_dims4 *out, int32_t stride_h,
-                                        int32_t pad_h, int32_t r0, int32_t n, const int8_t *input,
-                                        tg_dims4 *cin, tg_dims4 *cout, int32_t *cpad) {
+TG_INLINE const int8_t *tg_stream_chunk(const tg_shape16 *in, const tg_shape16 *out,
+                                        int32_t stride_h, int32_t pad_h, int32_t r0, int32_t n,
+                                        const int8_t *input, tg_shape16 *cin, tg_shape16 *cout,
+                                        uint8_t *cpad) {
   int32_t top = r0 * stride_h - pad_h;
   if (top < 0) {
     top = 0;
   }
   *cin = *in;
   *cout = *out;
-  cin->h = in->h - top;
-  cout->h = n;
-  *cpad = pad_h + top - r0 * stride_h;
+  /* each no larger than the whole layer's, which fit */
+  cin->h = (uint16_t)(in->h - top);
+  cout->h = (uint16_t)n;
+  *cpad = (uint8_t)(pad_h + top - r0 * stride_h);
   return input + top * in->w * in->c;
 }
 

@@ -22,6 +22,7 @@ from ..lowering import (
     lowers,
     quantize_multiplier,
 )
+from ..narrow import CONV2D_DSP, DEPTHWISE_DSP, misfits
 from .sparse import maybe_sparse
 
 # ---------------------------------------------------------------------------
@@ -461,6 +462,8 @@ def _conv2d_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_max,
         **act_fields(act_min, act_max),
         "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq"),
     }
+    if misfits(params, CONV2D_DSP):
+        return portable
     fallback = portable if portable.scratch_bytes == 0 else portable.fallback
     return KernelCall(
         kernel="tg_conv2d_dsp_s8", params_type="tg_conv2d_dsp_params", params=params,
@@ -576,6 +579,8 @@ def _depthwise_dsp(op, ctx, inp, out, w, bias, win, mult, shift, act_min, act_ma
         "filter": ctx.name(op, "filter"), "rq": ctx.name(op, "rq"),
         "rq_words": str(blocks.shape[1] * 4),
     }
+    if misfits(params, DEPTHWISE_DSP):
+        return portable
     return KernelCall(
         kernel="tg_depthwise_dsp_s8", params_type="tg_depthwise_dsp_params", params=params,
         inputs=list(portable.inputs), outputs=list(portable.outputs),
