@@ -278,7 +278,7 @@ def test_tiny_ssd_scratch_in_the_arena(ssd_models, tmp_path):
     model = parse_tflite(ssd_models["regular-0.55"])
     res = generate_aot(model, tmp_path / "aot")
     call = res.calls[-1]
-    assert call.kernel == "tg_detection_postprocess"
+    assert call.kernel == "tg_detection_postprocess_regular"
     _, total = scratch_layout(240, 10, 10, regular=True)
     assert call.scratch_bytes == total
     post = model.operators[-1].index
@@ -297,6 +297,12 @@ def test_tiny_ssd_on_cortex_m4_qemu(ssd_models, tmp_path):
         opts, rows = op_settings(model)
         compare_outputs(run_tflm(tflite, batches, arena_size=tflm_arena(model)),
                         run_m4(binary, batches), opts, rows)
+        # the firmware links the NMS its options name, not the other one
+        linked = subprocess.run(["arm-none-eabi-nm", str(binary.exe)], capture_output=True,
+                                text=True, check=True).stdout.split()
+        regular = opts["use_regular_nms"]
+        assert ("tg_detection_postprocess_regular" in linked) == regular
+        assert ("tg_detection_postprocess_fast" in linked) == (not regular)
 
 
 # ---------------------------------------------------------------------------

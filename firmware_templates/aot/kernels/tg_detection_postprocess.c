@@ -186,71 +186,99 @@ static void tg_dp_zero_rows(const tg_detection_postprocess_params *p, float *box
   }
 }
 
-void tg_detection_postprocess(const tg_detection_postprocess_params *p, const float *box_encodings,
-                              const float *class_scores, const float *anchors, float *boxes,
-                              float *classes, float *scores, float *num_detections, void *scratch) {
-  uint8_t *sc = (uint8_t *)scratch;
-  float *decoded = (float *)(void *)(sc + p->off_decoded);
-  const int32_t ncwb = p->num_classes_with_background;
-  const int32_t label_offset = ncwb - p->num_classes;
-  const uint16_t *selected = (const uint16_t *)(void *)(sc + p->off_selected);
-  int32_t count = 0, k;
-
-  if (!tg_dp_decode(p, box_encodings, anchors, decoded)) {
+/* Decode the boxes; 0 (every output written as zeros) if one is empty. */
+static int tg_dp_start(const tg_detection_postprocess_params *p, const float *box_encodings,
+                       const float *anchors, float *boxes, float *classes, float *scores,
+                       float *num_detections, uint8_t *sc) {
+  if (!tg_dp_decode(p, box_encodings, anchors, (float *)(void *)(sc + p->off_decoded))) {
     /* TFLM returns an error here; we report no detections. */
     tg_dp_zero_rows(p, boxes, classes, scores, 0);
     num_detections[0] = 0.0f;
-    return;
+    return 0;
   }
+  return 1;
+}
 
-  if (!p->use_regular_nms) {
-    float *max_scores = (float *)(void *)(sc + p->off_max_scores);
-    int32_t row;
-    for (row = 0; row < p->num_boxes; ++row) {
-      const float *r = class_scores + (size_t)row * (size_t)ncwb + label_offset;
-      max_scores[row] = r[tg_dp_best_class(r, p->num_classes)];
-    }
-    count = tg_dp_nms(p, sc, max_scores, 1, p->nms_limit);
-    for (k = 0; k < count; ++k) {
-      const int32_t anchor = selected[k];
-      const float *r = class_scores + (size_t)anchor * (size_t)ncwb + label_offset;
-      const int32_t cls = tg_dp_best_class(r, p->num_classes);
-      tg_dp_write_row(boxes, classes, scores, k, decoded + 4 * (size_t)anchor, cls, r[cls]);
-    }
-  } else {
-    /* Per class: NMS, then keep the max_detections best of (kept so far,
-     * this class's selections), ties to the earlier list position.  Both
-     * lists are already in that order, so a merge gives TFLM's partial sort. */
-    tg_dp_candidate *cur = (tg_dp_candidate *)(void *)(sc + p->off_candidates);
-    tg_dp_candidate *next = cur + p->max_detections;
-    int32_t col;
-    for (col = 0; col < p->num_classes; ++col) {
-      const float *s = class_scores + col + label_offset;
-      const int32_t n_sel = tg_dp_nms(p, sc, s, ncwb, p->nms_limit);
-      int32_t ia = 0, ib = 0, m = 0;
-      while (m < p->max_detections && (ia < count || ib < n_sel)) {
-        const float sb = ib < n_sel ? s[(size_t)selected[ib] * (size_t)ncwb] : 0.0f;
-        if (ia < count && (ib >= n_sel || !(sb > cur[ia].score))) {
-          next[m++] = cur[ia++];
-        } else {
-          next[m].score = sb;
-          next[m].anchor = selected[ib++];
-          next[m].cls = (uint16_t)col;
-          ++m;
-        }
-      }
-      {
-        tg_dp_candidate *t = cur;
-        cur = next;
-        next = t;
-      }
-      count = m;
-    }
-    for (k = 0; k < count; ++k) {
-      tg_dp_write_row(boxes, classes, scores, k, decoded + 4 * (size_t)cur[k].anchor, cur[k].cls,
-                      cur[k].score);
-    }
-  }
+static void tg_dp_finish(const tg_detection_postprocess_params *p, float *boxes, float *classes,
+                         float *scores, float *num_detections, int32_t count) {
   tg_dp_zero_rows(p, boxes, classes, scores, count);
   num_detections[0] = (float)count;
+}
+
+/* Fast and regular NMS are two entry points, not a flag, so that a model
+ * links the one its options name (the other is about a sixth of the
+ * kernel's code). */
+void tg_detection_postprocess_fast(const tg_detection_postprocess_params *p,
+                                   const float *box_encodings, const float *class_scores,
+                                   const float *anchors, float *boxes, float *classes,
+                                   float *scores, float *num_detections, void *scratch) {
+  uint8_t *sc = (uint8_t *)scratch;
+  const float *decoded = (const float *)(const void *)(sc + p->off_decoded);
+  const int32_t ncwb = p->num_classes_with_background;
+  const int32_t label_offset = ncwb - p->num_classes;
+  const uint16_t *selected = (const uint16_t *)(void *)(sc + p->off_selected);
+  float *max_scores = (float *)(void *)(sc + p->off_max_scores);
+  int32_t count, k, row;
+  if (!tg_dp_start(p, box_encodings, anchors, boxes, classes, scores, num_detections, sc)) {
+    return;
+  }
+  for (row = 0; row < p->num_boxes; ++row) {
+    const float *r = class_scores + (size_t)row * (size_t)ncwb + label_offset;
+    max_scores[row] = r[tg_dp_best_class(r, p->num_classes)];
+  }
+  count = tg_dp_nms(p, sc, max_scores, 1, p->nms_limit);
+  for (k = 0; k < count; ++k) {
+    const int32_t anchor = selected[k];
+    const float *r = class_scores + (size_t)anchor * (size_t)ncwb + label_offset;
+    const int32_t cls = tg_dp_best_class(r, p->num_classes);
+    tg_dp_write_row(boxes, classes, scores, k, decoded + 4 * (size_t)anchor, cls, r[cls]);
+  }
+  tg_dp_finish(p, boxes, classes, scores, num_detections, count);
+}
+
+void tg_detection_postprocess_regular(const tg_detection_postprocess_params *p,
+                                      const float *box_encodings, const float *class_scores,
+                                      const float *anchors, float *boxes, float *classes,
+                                      float *scores, float *num_detections, void *scratch) {
+  uint8_t *sc = (uint8_t *)scratch;
+  const float *decoded = (const float *)(const void *)(sc + p->off_decoded);
+  const int32_t ncwb = p->num_classes_with_background;
+  const int32_t label_offset = ncwb - p->num_classes;
+  const uint16_t *selected = (const uint16_t *)(void *)(sc + p->off_selected);
+  /* Per class: NMS, then keep the max_detections best of (kept so far,
+   * this class's selections), ties to the earlier list position.  Both
+   * lists are already in that order, so a merge gives TFLM's partial sort. */
+  tg_dp_candidate *cur = (tg_dp_candidate *)(void *)(sc + p->off_candidates);
+  tg_dp_candidate *next = cur + p->max_detections;
+  int32_t count = 0, k, col;
+  if (!tg_dp_start(p, box_encodings, anchors, boxes, classes, scores, num_detections, sc)) {
+    return;
+  }
+  for (col = 0; col < p->num_classes; ++col) {
+    const float *s = class_scores + col + label_offset;
+    const int32_t n_sel = tg_dp_nms(p, sc, s, ncwb, p->nms_limit);
+    int32_t ia = 0, ib = 0, m = 0;
+    while (m < p->max_detections && (ia < count || ib < n_sel)) {
+      const float sb = ib < n_sel ? s[(size_t)selected[ib] * (size_t)ncwb] : 0.0f;
+      if (ia < count && (ib >= n_sel || !(sb > cur[ia].score))) {
+        next[m++] = cur[ia++];
+      } else {
+        next[m].score = sb;
+        next[m].anchor = selected[ib++];
+        next[m].cls = (uint16_t)col;
+        ++m;
+      }
+    }
+    {
+      tg_dp_candidate *t = cur;
+      cur = next;
+      next = t;
+    }
+    count = m;
+  }
+  for (k = 0; k < count; ++k) {
+    tg_dp_write_row(boxes, classes, scores, k, decoded + 4 * (size_t)cur[k].anchor, cur[k].cls,
+                    cur[k].score);
+  }
+  tg_dp_finish(p, boxes, classes, scores, num_detections, count);
 }

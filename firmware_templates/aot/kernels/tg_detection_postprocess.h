@@ -42,7 +42,6 @@ typedef struct {
   int32_t max_detections;
   int32_t nms_limit;   /* selections per NMS run that can reach the outputs */
   int32_t output_rows; /* rows of boxes/classes/scores (>= max_detections) */
-  int32_t use_regular_nms;
   float score_threshold;
   float iou_threshold;
   float y_scale, x_scale, h_scale, w_scale;
@@ -56,9 +55,15 @@ typedef struct {
   uint32_t off_active;     /* uint8_t[N] */
 } tg_detection_postprocess_params;
 
-void tg_detection_postprocess(const tg_detection_postprocess_params *p, const float *box_encodings,
-                              const float *class_scores, const float *anchors, float *boxes,
-                              float *classes, float *scores, float *num_detections, void *scratch);
+/* use_regular_nms false (TFLM's fast NMS) and true. */
+void tg_detection_postprocess_fast(const tg_detection_postprocess_params *p,
+                                   const float *box_encodings, const float *class_scores,
+                                   const float *anchors, float *boxes, float *classes,
+                                   float *scores, float *num_detections, void *scratch);
+void tg_detection_postprocess_regular(const tg_detection_postprocess_params *p,
+                                      const float *box_encodings, const float *class_scores,
+                                      const float *anchors, float *boxes, float *classes,
+                                      float *scores, float *num_detections, void *scratch);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,7 @@ _SRC = "tg_detection_postprocess.c"
 DEFAULT_DETECTIONS_PER_CLASS = 100       # TFLM's kNumDetectionsPerClass
 MAX_INDEX = 65535                        # anchors and classes are stored as uint16
 CANDIDATE_BYTES = 8                      # sizeof(tg_dp_candidate)
+KERNELS = {False: "tg_detection_postprocess_fast", True: "tg_detection_postprocess_regular"}
 
 
 def detection_options(op: Operator) -> dict:
@@ -154,7 +155,6 @@ def lower_detection_postprocess(op: Operator, ctx: LoweringContext) -> KernelCal
         "num_boxes": str(n), "box_stride": str(int(enc.shape[2])), "num_classes": str(nc),
         "num_classes_with_background": str(ncwb), "max_detections": str(d),
         "nms_limit": str(limit), "output_rows": str(rows),
-        "use_regular_nms": "1" if regular else "0",
         "score_threshold": c_float(o["nms_score_threshold"], "nms_score_threshold"),
         "iou_threshold": c_float(iou, "nms_iou_threshold"),
     }
@@ -162,7 +162,7 @@ def lower_detection_postprocess(op: Operator, ctx: LoweringContext) -> KernelCal
         params[k] = c_float(o[k], k)
     params.update({k: f"{v}u" for k, v in offsets.items()})
     return KernelCall(
-        kernel="tg_detection_postprocess", params_type="tg_detection_postprocess_params",
+        kernel=KERNELS[regular], params_type="tg_detection_postprocess_params",
         params=params, inputs=list(op.inputs), outputs=list(op.outputs), sources=[_SRC],
         scratch_bytes=scratch,
         comment=(f"{CUSTOM_CODE} {n} boxes, {nc} classes, max {d} detections, "
