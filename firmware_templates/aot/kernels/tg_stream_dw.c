@@ -33,14 +33,14 @@ void tg_stream_conv_dw_s8(const tg_stream_conv_dw_params *p, const int8_t *input
     }
     if (end > hi) {
       /* the producer's rows [hi, end), as an (end - hi)-row convolution */
-      const int8_t *in = tg_stream_chunk(&a->in, &a->out, a->stride_h, a->pad_h, hi, end - hi,
-                                         input, &ap.in, &ap.out, &ap.pad_h);
+      const int8_t *in = tg_stream_chunk16(&a->in, &a->out, a->stride_h, a->pad_h, hi, end - hi,
+                                           input, &ap.in, &ap.out, &ap.pad_h);
       tg_conv2d_dsp_s8(&ap, in, buf + (hi - lo) * row, inner);
       hi = end;
     }
     /* the chunk's geometry; its input starts at map row `top` = lo, in buf */
-    (void)tg_stream_chunk(&d->in, &d->out, d->stride_h, d->pad_h, r0, n, buf, &dp.in, &dp.out,
-                          &dp.pad_h);
+    (void)tg_stream_chunk16(&d->in, &d->out, d->stride_h, d->pad_h, r0, n, buf, &dp.in, &dp.out,
+                            &dp.pad_h);
     tg_depthwise_dsp_s8(&dp, buf, output + r0 * d->out.w * d->out.c);
   }
 }

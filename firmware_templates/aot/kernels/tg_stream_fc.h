@@ -44,18 +44,35 @@ void tg_stream_fc_dw_s8(const tg_stream_fc_dw_params *p, const int8_t *input, in
  * the kernels compute the same pixels with the same arithmetic.
  */
 
-/* The chunk's geometry; returns where its input starts. */
-TG_INLINE const int8_t *tg_stream_chunk(const tg_shape16 *in, const tg_shape16 *out,
-                                        int32_t stride_h, int32_t pad_h, int32_t r0, int32_t n,
-                                        const int8_t *input, tg_shape16 *cin, tg_shape16 *cout,
-                                        uint8_t *cpad) {
-  int32_t top = r0 * stride_h - pad_h;
-  if (top < 0) {
-    top = 0;
-  }
+/* The chunk's first input row. */
+TG_INLINE int32_t tg_stream_top(int32_t stride_h, int32_t pad_h, int32_t r0) {
+  const int32_t top = r0 * stride_h - pad_h;
+  return top < 0 ? 0 : top;
+}
+
+/* The chunk's geometry; returns where its input starts.  For the wide
+ * (tg_dims4) parameters of the portable kernels. */
+TG_INLINE const int8_t *tg_stream_chunk(const tg_dims4 *in, const tg_dims4 *out, int32_t stride_h,
+                                        int32_t pad_h, int32_t r0, int32_t n, const int8_t *input,
+                                        tg_dims4 *cin, tg_dims4 *cout, int32_t *cpad) {
+  const int32_t top = tg_stream_top(stride_h, pad_h, r0);
   *cin = *in;
   *cout = *out;
-  /* each no larger than the whole layer's, which fit */
+  cin->h = in->h - top;
+  cout->h = n;
+  *cpad = pad_h + top - r0 * stride_h;
+  return input + top * in->w * in->c;
+}
+
+/* The same for the dsp kernels' narrow parameters (tg_shape16, byte-wide
+ * padding): every value is no larger than the whole layer's, which fit. */
+TG_INLINE const int8_t *tg_stream_chunk16(const tg_shape16 *in, const tg_shape16 *out,
+                                          int32_t stride_h, int32_t pad_h, int32_t r0, int32_t n,
+                                          const int8_t *input, tg_shape16 *cin, tg_shape16 *cout,
+                                          uint8_t *cpad) {
+  const int32_t top = tg_stream_top(stride_h, pad_h, r0);
+  *cin = *in;
+  *cout = *out;
   cin->h = (uint16_t)(in->h - top);
   cout->h = (uint16_t)n;
   *cpad = (uint8_t)(pad_h + top - r0 * stride_h);

@@ -13,8 +13,8 @@ void tg_stream_fc_dw_s8(const tg_stream_fc_dw_params *p, const int8_t *input, in
   tg_stream_start(&p->fc, acc);
   for (r0 = 0; r0 < c->out.h; r0 += p->rows) {
     const int32_t n = c->out.h - r0 < p->rows ? c->out.h - r0 : p->rows;
-    const int8_t *in = tg_stream_chunk(&c->in, &c->out, c->stride_h, c->pad_h, r0, n, input, &cp.in,
-                                       &cp.out, &cp.pad_h);
+    const int8_t *in = tg_stream_chunk16(&c->in, &c->out, c->stride_h, c->pad_h, r0, n, input,
+                                         &cp.in, &cp.out, &cp.pad_h);
     tg_depthwise_dsp_s8(&cp, in, map);
     tg_stream_add(&p->fc, map, r0 * row_bytes, n * row_bytes, acc);
   }
