@@ -58,3 +58,23 @@ def test_typical_scales_exhaustive(opcode):
 @given(scale=scales(-5, 1.5), zp=zero_points, seed=seeds)
 def test_activation_sweep(opcode, scale, zp, seed):
     _run(opcode, scale, zp, seed, 1)
+
+
+@pytest.mark.parametrize("opcode", ["LOGISTIC", "TANH"])
+@fast(150)
+@given(scale=scales(-5, 1.5), zp=zero_points)
+def test_table_is_the_interpreter_on_every_code(opcode, scale, zp):
+    """The lowering's 256-entry table (plan/fixedpoint.py) against the
+    tflite_micro interpreter directly, no C compiler in between: many more
+    quantizations than the compiled tests above can afford."""
+    from tinygen.ir import parse_tflite
+    from tinygen.plan.aot import plan_aot
+    from tinygen.reference import TflmReference
+    tfl = activation_model(opcode, (256,), scale, zp)
+    calls, _ = plan_aot(parse_tflite(tfl))
+    (call,) = calls
+    assert call.kernel == "tg_lut_s8" and call.params["table"] == call.constants[0].name
+    table = call.constants[0].values
+    assert table.dtype == np.int8 and table.shape == (256,)
+    (want,) = TflmReference(tfl).run([ALL_CODES.copy()])
+    np.testing.assert_array_equal(table, want.reshape(-1))

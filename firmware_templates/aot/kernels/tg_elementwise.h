@@ -84,17 +84,13 @@ void tg_softmax_s8(const tg_softmax_s8_params *p, const int8_t *in, int8_t *out)
 /* int8 input, int16 output (zero point -32768, scale 1/65536). */
 void tg_softmax_s8_s16(const tg_softmax_s8_params *p, const int8_t *in, int16_t *out);
 
-/* ---- LOGISTIC / TANH (gemmlowp fixed point on a Q4.27 input) ----------- */
+/* ---- LOGISTIC / TANH: a table of the 256 output codes ------------------ */
 typedef struct {
   int32_t size;
-  int32_t input_zero_point;
-  int32_t input_range_radius; /* |x - zp| at or beyond this saturates */
-  int32_t input_multiplier;
-  int32_t input_left_shift;
-} tg_sigmoid_s8_params;
+  const int8_t *table; /* [256]: the output code of input code i - 128 */
+} tg_lut_s8_params;
 
-void tg_logistic_s8(const tg_sigmoid_s8_params *p, const int8_t *in, int8_t *out);
-void tg_tanh_s8(const tg_sigmoid_s8_params *p, const int8_t *in, int8_t *out);
+void tg_lut_s8(const tg_lut_s8_params *p, const int8_t *in, int8_t *out);
 
 /* ---- RELU / RELU6 / LEAKY_RELU / HARD_SWISH (tg_relu.c) ----------------- */
 typedef struct {

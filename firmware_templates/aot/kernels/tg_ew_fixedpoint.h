@@ -1,5 +1,8 @@
-/* gemmlowp-style fixed-point transcendental functions used by the softmax,
- * logistic and tanh kernels (private to tg_softmax.c and tg_activations.c).
+/* gemmlowp-style fixed-point transcendental functions used by the softmax
+ * kernel (private to tg_softmax.c).
+ *
+ * (LOGISTIC and TANH are tables built with the same arithmetic in
+ * tinygen/plan/fixedpoint.py.)
  *
  * A value "Qk" is an int32 with k integer bits and 31-k fractional bits.
  * Multiplication of two fixed-point values is the saturating rounding
@@ -111,37 +114,6 @@ static inline int32_t tg_fx_one_over_one_plus_x(int32_t a) {
   const int32_t half_denominator = tg_fx_rounding_half_sum(a, TG_FX_ONE_Q0);
   const int32_t x = tg_fx_newton_reciprocal_q2(half_denominator);
   return tg_fx_sat_shl(x, 1);
-}
-
-/* (1 - a) / (1 + a) for a in [0, 1), Q0.31 in and out. */
-static inline int32_t tg_fx_one_minus_x_over_one_plus_x(int32_t a) {
-  const int32_t half_denominator = tg_fx_rounding_half_sum(a, TG_FX_ONE_Q0);
-  const int32_t x = tg_fx_newton_reciprocal_q2(half_denominator);
-  return tg_fx_sat_shl(tg_fx_sub(x, (int32_t)1 << 29), 2);
-}
-
-/* logistic(a) for a in Q4.27, result in Q0.31. */
-static inline int32_t tg_fx_logistic_q4(int32_t a) {
-  int32_t abs_a, pos, result;
-  if (a == 0) {
-    return (int32_t)1 << 30;
-  }
-  abs_a = a > 0 ? a : -a;
-  pos = tg_fx_one_over_one_plus_x(tg_fx_exp_on_negative_values(-abs_a, 4));
-  result = a > 0 ? pos : tg_fx_sub(TG_FX_ONE_Q0, pos);
-  return result;
-}
-
-/* tanh(a) for a in Q4.27, result in Q0.31. */
-static inline int32_t tg_fx_tanh_q4(int32_t a) {
-  int32_t neg_abs, t;
-  if (a == 0) {
-    return 0;
-  }
-  neg_abs = a < 0 ? a : -a;
-  /* -tanh(-|a|) = (1 - exp(-2|a|)) / (1 + exp(-2|a|)); 2*Q4 == Q5, same bits */
-  t = tg_fx_one_minus_x_over_one_plus_x(tg_fx_exp_on_negative_values(neg_abs, 5));
-  return a < 0 ? -t : t;
 }
 
 #endif /* TG_EW_FIXEDPOINT_H */

@@ -7,7 +7,9 @@ import math
 import numpy as np
 
 from ...ir import Operator, Tensor
+from ..fixedpoint import sigmoid_table
 from ..lowering import (
+    ConstArray,
     KernelCall,
     LoweringContext,
     LoweringError,
@@ -85,7 +87,7 @@ def sigmoid_params(input_scale: float) -> tuple[int, int, int]:
     return mult, shift, radius
 
 
-def _sigmoid_like(op: Operator, ctx: LoweringContext, kernel: str) -> KernelCall:
+def _sigmoid_like(op: Operator, ctx: LoweringContext) -> KernelCall:
     x, y = _tensor(op, ctx, 0), _tensor(op, ctx, 0, "out")
     _need_dtype(op, x, "int8")
     _need_dtype(op, y, "int8")
@@ -93,23 +95,25 @@ def _sigmoid_like(op: Operator, ctx: LoweringContext, kernel: str) -> KernelCall
     if op.opcode == "LOGISTIC" and y.zero_point != -128:
         raise LoweringError(f"{op.describe()}: int8 LOGISTIC output zero point must be -128")
     m, shift, radius = sigmoid_params(x.scale)
+    # the whole function: one output code per input code (plan/fixedpoint.py)
+    table = np.array(sigmoid_table(op.opcode, x.zero_point, radius, m, shift), np.int8)
+    name = ctx.name(op, "lut")
     return KernelCall(
-        kernel=kernel, params_type="tg_sigmoid_s8_params",
-        params={"size": str(x.num_elements), "input_zero_point": str(x.zero_point),
-                "input_range_radius": str(radius), "input_multiplier": str(m),
-                "input_left_shift": str(shift)},
+        kernel="tg_lut_s8", params_type="tg_lut_s8_params",
+        params={"size": str(x.num_elements), "table": name},
         inputs=[op.inputs[0]], outputs=[op.outputs[0]], sources=[_SRC_ACT], in_place=True,
-        comment=f"{op.opcode} {list(x.shape)}")
+        constants=[ConstArray(name, "int8_t", table, align=4, is_weight=False)],
+        comment=f"{op.opcode} {list(x.shape)} [table]")
 
 
 @lowers("LOGISTIC")
 def lower_logistic(op: Operator, ctx: LoweringContext) -> KernelCall:
-    return _sigmoid_like(op, ctx, "tg_logistic_s8")
+    return _sigmoid_like(op, ctx)
 
 
 @lowers("TANH")
 def lower_tanh(op: Operator, ctx: LoweringContext) -> KernelCall:
-    return _sigmoid_like(op, ctx, "tg_tanh_s8")
+    return _sigmoid_like(op, ctx)
 
 
 # ---------------------------------------------------------------------------
