@@ -226,6 +226,23 @@ TG_INLINE void tg_mm_2x2_w16_g2(const int32_t *col, const int32_t *w, int32_t *a
     out0 += 2;                                  \
   }
 
+/* One 2x2 block (or its first output channel when both is 0) with any
+ * requantization and clamp.  The general loop and an odd last channel share
+ * this one out-of-line copy of the matrix product: inlined in both it took
+ * 0.6 KB more, and neither is the common case (fast requantization over the
+ * full int8 range, an even channel count), which keeps its own loop. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void
+tg_conv_dsp_block(const tg_conv2d_dsp_params *p, const int32_t *col, const int32_t *w,
+                  const int32_t *rq, int8_t *out0, int8_t *out1, int32_t both) {
+  int32_t a00 = rq[0], a01 = rq[1];
+  int32_t a10 = a00, a11 = a01;
+  tg_mm_2x2_w16(col, w, p->groups4, &a00, &a01, &a10, &a11);
+  tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0, out1, both);
+}
+
 /* Every pair of output channels of two columns; fast requantization and the
  * full int8 range (the common case) in a loop of its own.  With fast
  * requantization the weights and bias are stored doubled, so the sums are
@@ -257,22 +274,12 @@ tg_conv_dsp_channels(const tg_conv2d_dsp_params *p, const int32_t *col, int8_t *
     }
     out1 = out0 + d;
   } else {
-    while (out0 < end) {
-      int32_t a00 = rq[0], a01 = rq[1];
-      int32_t a10 = a00, a11 = a01;
-      tg_mm_2x2_w16(col, w, g4, &a00, &a01, &a10, &a11);
-      tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0, out1, 1);
-      w += 4 * g4;
-      rq += 8;
-      out0 += 2;
-      out1 += 2;
+    for (; out0 < end; out0 += 2, out1 += 2, w += 4 * g4, rq += 8) {
+      tg_conv_dsp_block(p, col, w, rq, out0, out1, 1);
     }
   }
   if (oc & 1) {
-    int32_t a00 = rq[0], a01 = rq[1];
-    int32_t a10 = a00, a11 = a01;
-    tg_mm_2x2_w16(col, w, g4, &a00, &a01, &a10, &a11);
-    tg_conv_dsp_store(p, rq, a00, a01, a10, a11, out0, out1, 0);
+    tg_conv_dsp_block(p, col, w, rq, out0, out1, 0);
   }
 }
 
