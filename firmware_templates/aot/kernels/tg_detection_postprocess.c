@@ -7,6 +7,14 @@
  * decoding, float elsewhere).  Products that feed an addition go through a
  * volatile so no compiler setting (e.g. -ffp-contract=fast in GNU C modes on
  * cores with an FMA) can fuse them. */
+/* Size over speed: the post-processing runs once per inference on a few
+ * hundred boxes (on mobilenet_ssd -Os costs 0.03 % more instructions and
+ * saves 160 B) and is one of the larger kernels.  Rounding does not depend on
+ * it: every floating-point operation is still the same IEEE operation. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("Os")
+#endif
+
 #include <math.h>
 
 #include "tg_detection_postprocess.h"
