@@ -1,6 +1,20 @@
 /* Fused conv -> depthwise (see tg_stream_dw.h). */
 #include "tg_stream_dw.h"
 
+/* The rows kept move down to the buffer's start (dst < src): forward, a word
+ * at a time.  Each word is read whole before it is written and reads run
+ * ahead of writes, so the overlap is safe.  memmove links 256 B of newlib
+ * for about 0.05 % fewer instructions on mobilenet_ssd (its copy is
+ * unrolled four words deep). */
+static void tg_stream_shift(int8_t *dst, const int8_t *src, int32_t n) {
+  for (; n >= 4; n -= 4, dst += 4, src += 4) {
+    tg_store_u32(dst, tg_load_u32(src));
+  }
+  for (; n > 0; --n) {
+    *dst++ = *src++;
+  }
+}
+
 void tg_stream_conv_dw_s8(const tg_stream_conv_dw_params *p, const int8_t *input, int8_t *output,
                           void *scratch) {
   const tg_conv2d_dsp_params *a = &p->producer;
@@ -25,7 +39,7 @@ void tg_stream_conv_dw_s8(const tg_stream_conv_dw_params *p, const int8_t *input
     if (top > lo) {
       /* rows above the chunk's windows are not read again: drop them */
       if (hi > top) {
-        memmove(buf, buf + (top - lo) * row, (size_t)((hi - top) * row));
+        tg_stream_shift(buf, buf + (top - lo) * row, (hi - top) * row);
       } else {
         hi = top;
       }
