@@ -30,6 +30,16 @@ TG_INLINE void tg_conv_dsp_copy(int8_t *dst, const int8_t *src, int32_t n) {
   }
 }
 
+/* tg_expand_s8 out of line for the window code: one copy instead of one
+ * per use. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void
+tg_conv_dsp_expand(const int8_t *src, int32_t n, int32_t off2, int32_t *col) {
+  tg_expand_s8(src, n, off2, col, 4);
+}
+
 static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *input, int32_t q,
                                int8_t *win, int32_t *col) {
   const int32_t in_h = p->in.h, in_w = p->in.w, c = p->in.c;
@@ -60,7 +70,7 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
       return;
     }
     for (ky = 0; ky < fh; ++ky, src += step) {
-      tg_expand_s8(src, row_k, off2, col, 4);
+      tg_conv_dsp_expand(src, row_k, off2, col);
       col += row_k; /* row_k / 4 groups of four words (two columns) */
     }
     return;
@@ -107,7 +117,7 @@ static void tg_conv_dsp_column(const tg_conv2d_dsp_params *p, const int8_t *inpu
   }
   /* padded rows (row_k > row_bytes, dilation_w 1 only) end in bytes the
    * copies above do not write: whatever they hold meets zero weights */
-  tg_expand_s8(win, fh * row_k, off2, col, 4);
+  tg_conv_dsp_expand(win, fh * row_k, off2, col);
 }
 
 /* Requantize a 2x2 block and store it; out0/out1 are the two pixels' rows.
