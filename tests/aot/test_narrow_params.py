@@ -25,7 +25,7 @@ from tflite_builder import conv2d_model, depthwise_model
 
 from tinygen.codegen import aot
 from tinygen.ir import parse_tflite
-from tinygen.plan.narrow import CONV2D_DSP, DEPTHWISE_DSP, RANGES, misfits
+from tinygen.plan.narrow import ADD_S8, CONV2D_DSP, DEPTHWISE_DSP, MUL_S8, RANGES, misfits
 
 KERNELS = Path(__file__).resolve().parents[2] / "firmware_templates" / "aot" / "kernels"
 FEW = settings(max_examples=6, deadline=None, derandomize=True,
@@ -41,7 +41,8 @@ def dsp_core(monkeypatch):
 def _c_fields(header: str, struct: str) -> dict[str, str]:
     """field -> C type of a typedef'd struct in a kernel header."""
     text = (KERNELS / header).read_text()
-    body = re.search(r"typedef struct \{(.*?)\} " + struct + ";", text, re.S).group(1)
+    body = re.search(r"typedef struct \{((?:(?!typedef).)*?)\} " + struct + ";", text,
+                     re.S).group(1)
     body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
     fields = {}
     for decl in body.split(";"):
@@ -66,6 +67,36 @@ def test_widths_are_the_c_declarations(header, struct, widths):
     shape = re.search(r"typedef struct \{\s*(\w+) n, h, w, c;\s*\} tg_shape16;",
                       (KERNELS / "tg_dsp.h").read_text())
     assert shape and shape.group(1) == "uint16_t"
+
+
+@pytest.mark.parametrize("struct,widths", [("tg_add_s8_params", ADD_S8),
+                                            ("tg_mul_s8_params", MUL_S8)])
+def test_add_mul_widths_are_the_c_declarations(struct, widths):
+    fields = _c_fields("tg_elementwise.h", struct)
+    assert {k: fields[k] for k in widths} == widths
+    # the rest: the broadcast description and the Q31 multipliers
+    assert {k: v for k, v in fields.items() if k not in widths} == \
+        {"bc": "tg_bcast", **{k: "int32_t" for k in fields if k.endswith("multiplier")}}
+
+
+def test_binary_lowering_refuses_what_its_struct_cannot_hold():
+    from tinygen.plan.lowering import LoweringError
+    from tinygen.plan.ops import binary
+    with pytest.raises(LoweringError, match=r"output_shift=-200 \(int8_t\)"):
+        binary._binary_call(_FakeOp(), None, "tg_add_s8", "tg_add_s8_params",
+                            {**{k: "0" for k in ADD_S8}, "output_shift": "-200"},
+                            _FakeTensor(), _FakeTensor(), _FakeTensor(), "")
+
+
+class _FakeOp:
+    inputs, outputs = [0, 1], [2]
+
+    def describe(self) -> str:
+        return "#0 ADD"
+
+
+class _FakeTensor:
+    is_constant, shape = False, (1,)
 
 
 def _lowered(tflite: bytes):

@@ -32,12 +32,19 @@ DEPTHWISE_DSP = {**_WINDOW, **_FLAGS_ACT, "rq_words": "uint8_t"}
 
 SHAPES = ("in", "out")
 
+# ADD / SUB and MUL (tg_elementwise.h): int8 zero points and clamps, shifts
+# within [-31, 31]; always true of an int8 model, checked all the same
+_ZP = {k: "int16_t" for k in ("input1_offset", "input2_offset", "output_offset")}
+ADD_S8 = {**_ZP, "input1_shift": "int8_t", "input2_shift": "int8_t", "output_shift": "int8_t",
+          "act_min": "int8_t", "act_max": "int8_t", "subtract": "uint8_t"}
+MUL_S8 = {**_ZP, "output_shift": "int8_t", "act_min": "int8_t", "act_max": "int8_t"}
+
 
 def misfits(params: dict[str, str], widths: dict[str, str]) -> list[str]:
     """The fields of a lowering's params (C literals) that do not fit their C
     type: `name=value (type)`, empty when the narrow struct can hold them."""
     bad = []
-    for key in SHAPES:
+    for key in SHAPES if SHAPES[0] in params else ():
         dims = [int(v) for v in params[key].strip("{}").split(",")]
         lo, hi = RANGES[_SHAPE]
         if any(not lo <= d <= hi for d in dims):

@@ -37,14 +37,15 @@ typedef struct {
 } tg_bcast;
 
 /* ---- ADD / SUB (TFLM AddFunc / SubFunc, int8: left_shift = 20) --------- */
+/* Offsets, shifts and clamps in the narrowest types their int8 ranges need
+ * (tinygen/plan/narrow.py: ADD_S8; one struct per layer in flash). */
 typedef struct {
   tg_bcast bc;
-  int32_t input1_offset, input2_offset, output_offset; /* -zp1, -zp2, zp_out */
-  int32_t input1_multiplier, input1_shift;
-  int32_t input2_multiplier, input2_shift;
-  int32_t output_multiplier, output_shift;
-  int32_t act_min, act_max;
-  int32_t subtract; /* 1 for SUB: in1 - in2 */
+  int32_t input1_multiplier, input2_multiplier, output_multiplier;
+  int16_t input1_offset, input2_offset, output_offset; /* -zp1, -zp2, zp_out */
+  int8_t input1_shift, input2_shift, output_shift;
+  int8_t act_min, act_max;
+  uint8_t subtract; /* 1 for SUB: in1 - in2 */
 } tg_add_s8_params;
 
 void tg_add_s8(const tg_add_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
@@ -64,9 +65,10 @@ void tg_add_with_tables_s8(const tg_add_s8_params *p, const int8_t *in1, const i
 /* ---- MUL (TFLM reference_integer_ops::MulElementwise) ------------------ */
 typedef struct {
   tg_bcast bc;
-  int32_t input1_offset, input2_offset, output_offset;
-  int32_t output_multiplier, output_shift;
-  int32_t act_min, act_max;
+  int32_t output_multiplier;
+  int16_t input1_offset, input2_offset, output_offset;
+  int8_t output_shift;
+  int8_t act_min, act_max; /* (narrow.py: MUL_S8) */
 } tg_mul_s8_params;
 
 void tg_mul_s8(const tg_mul_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
@@ -157,8 +159,8 @@ void tg_reduce_sum_s8(const tg_reduce_s8_params *p, const int8_t *in, int8_t *ou
  *      output quantization, the lowering checks it) -------------------- */
 typedef struct {
   int32_t num_inputs;
-  int32_t outer;                           /* product of dims before the axis */
-  int32_t copy_size[TG_CONCAT_MAX_INPUTS]; /* bytes per outer step, per input */
+  int32_t outer;            /* product of dims before the axis */
+  const int32_t *copy_size; /* [num_inputs]: bytes per outer step, per input */
 } tg_concat_params;
 
 /* Arguments after p: num_inputs input pointers, then the output pointer. */

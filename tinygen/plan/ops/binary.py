@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from ...ir import Operator
+from ..narrow import ADD_S8, MUL_S8, misfits
 from ..lowering import (
     KernelCall,
     LoweringContext,
@@ -47,6 +48,10 @@ def _binary_call(op, ctx, kernel, params_type, params, a, b, o, comment) -> Kern
     backend bakes it into flash and passes it like an activation."""
     if a.is_constant and b.is_constant:
         raise LoweringError(f"{op.describe()}: both operands are constant (fold it away first)")
+    bad = misfits(params, ADD_S8 if params_type == "tg_add_s8_params" else MUL_S8)
+    if bad:
+        raise LoweringError(f"{op.describe()}: {', '.join(bad)} outside the kernel's "
+                            "parameter types")
     return KernelCall(kernel=kernel, params_type=params_type, params=params,
                       inputs=[op.inputs[0], op.inputs[1]], outputs=[op.outputs[0]],
                       sources=[_SRC_ADD_MUL],

@@ -55,7 +55,8 @@ def lower_concatenation(op: Operator, ctx: LoweringContext) -> KernelCall:
     return KernelCall(
         kernel="tg_concatenation", params_type="tg_concat_params",
         params={"num_inputs": str(len(ins)), "outer": str(outer),
-                "copy_size": c_ints(sizes, MAX_CONCAT_INPUTS)},
+                # as long as the inputs: a compound literal, not a fixed array
+                "copy_size": "(const int32_t[])" + c_ints(sizes)},
         inputs=ins, outputs=[op.outputs[0]], sources=[_SRC_CONCAT_PAD],
         comment=f"CONCATENATION axis={axis} -> {list(y.shape)}")
 
