@@ -30,8 +30,8 @@ void tg_stream_conv_pool_s8(const tg_stream_conv_pool_params *p, const int8_t *i
       lo = top;
     }
     if (end > hi) {
-      const int8_t *in = tg_stream_chunk(&a->in, &a->out, a->stride_h, a->pad_h, hi, end - hi,
-                                         input, &ap.in, &ap.out, &ap.pad_h);
+      const int8_t *in = tg_stream_chunk16(&a->in, &a->out, a->stride_h, a->pad_h, hi, end - hi,
+                                           input, &ap.in, &ap.out, &ap.pad_h);
       tg_conv2d_dsp_s8(&ap, in, buf + (hi - lo) * row, inner);
       hi = end;
     }
