@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 
 from ...ir import Operator
-from ..narrow import ADD_S8, MUL_S8, misfits
 from ..lowering import (
     KernelCall,
     LoweringContext,
@@ -15,6 +14,7 @@ from ..lowering import (
     lowers,
     quantize_multiplier,
 )
+from ..narrow import ADD_S8, MUL_S8, misfits
 from ._elementwise_base import (
     _SRC_ADD_MUL,
     ADD_TABLE_BYTES,
