@@ -25,18 +25,18 @@ void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_par
   if (end > s->hi) {
     const int8_t *in;
     *t = *a;
-    in = tg_stream_chunk(&a->in, &a->out, a->stride_h, a->pad_h, s->hi, end - s->hi, input, &t->in,
-                         &t->out, &t->pad_h);
+    in = tg_stream_chunk16(&a->in, &a->out, a->stride_h, a->pad_h, s->hi, end - s->hi, input,
+                           &t->in, &t->out, &t->pad_h);
     tg_conv2d_dsp_s8(t, in, buf + (s->hi - s->lo) * row, inner);
     s->hi = end;
   }
   *t = *c;
-  (void)tg_stream_chunk(&c->in, &c->out, c->stride_h, c->pad_h, r0, n, buf, &t->in, &t->out,
-                        &t->pad_h);
+  (void)tg_stream_chunk16(&c->in, &c->out, c->stride_h, c->pad_h, r0, n, buf, &t->in, &t->out,
+                          &t->pad_h);
   /* the buffer ends at row hi: the kernel's bounds (a padded filter row may
    * read a few bytes past its window where the input goes on) are the
    * buffer's; the chunk's windows end at hi or meet the real bottom padding */
-  t->in.h = s->hi - s->lo;
+  t->in.h = (uint16_t)(s->hi - s->lo);
   tg_conv2d_dsp_s8(t, buf, out, inner);
 }
 

@@ -26,8 +26,8 @@ TG_INLINE void tg_stream_res(const tg_stream_res_params *p, const int8_t *input,
       /* the skip's rows straight into the output rows they are added into */
       const int8_t *in;
       t = *q;
-      in = tg_stream_chunk(&q->in, &q->out, q->stride_h, q->pad_h, r0, n, input, &t.in, &t.out,
-                           &t.pad_h);
+      in = tg_stream_chunk16(&q->in, &q->out, q->stride_h, q->pad_h, r0, n, input, &t.in, &t.out,
+                             &t.pad_h);
       tg_conv2d_dsp_s8(&t, in, out, inner);
       skip = out;
     }
