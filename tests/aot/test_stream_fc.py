@@ -18,7 +18,14 @@ import pytest
 from harness import assert_bit_exact_m4, qemu_available
 from hypothesis import given
 from hypothesis import strategies as st
-from stream_support import FAST, bit_exact_on_host, force_streams, sweep, top_level_kernels
+from stream_support import (
+    FAST,
+    bit_exact_on_host,
+    force_streams,
+    input_and_conv,
+    sweep,
+    top_level_kernels,
+)
 from tflite_builder import (
     GraphBuilder,
     bias_for,
@@ -94,19 +101,8 @@ def conv_dw_model(rng, h: int, w: int, cin: int, cout: int, kh: int, kw: int,
     """input -> CONV_2D -> DEPTHWISE_CONV_2D (multiplier 1): MobileNetV2's
     expansion feeding its depthwise."""
     b = GraphBuilder("stream dw")
-    in_scale = float(np.float32(rng.uniform(0.005, 0.05)))
-    x = b.activation((1, h, w, cin), scale=in_scale, zero_point=int(rng.integers(-128, 128)))
-    wq = filter_scales(rng, cout, True)
-    bias = bias_for(rng, in_scale, wq, cout, True)
-    assert bias
-    wt = b.constant(random_int8(rng, (cout, kh, kw, cin), -127, 127), "int8", scale=wq,
-                    zero_point=0, axis=0)
-    bt = b.constant(bias[0], "int32", scale=bias[1], zero_point=0, axis=0)
+    x, m, m_scale, _ = input_and_conv(b, rng, h, w, cin, cout, kh, kw, stride, padding, "RELU6")
     mh, mw = out_size(padding, h, kh, stride[0]), out_size(padding, w, kw, stride[1])
-    m_scale = output_scale_for(in_scale, wq, kh * kw * cin, 1.0)
-    m = b.activation((1, mh, mw, cout), scale=m_scale, zero_point=int(rng.integers(-128, 128)))
-    b.op("CONV_2D", [x, wt, bt], [m], conv2d_options(padding, stride, (1, 1), "RELU6"),
-         version=3)
     dq = filter_scales(rng, cout, True)
     dbias = bias_for(rng, m_scale, dq, cout, True)
     assert dbias

@@ -20,7 +20,14 @@ import pytest
 from harness import assert_bit_exact, assert_bit_exact_m4, qemu_available
 from hypothesis import given
 from hypothesis import strategies as st
-from stream_support import FAST, bit_exact_on_host, force_streams, sweep, top_level_kernels
+from stream_support import (
+    FAST,
+    bit_exact_on_host,
+    force_streams,
+    input_and_conv,
+    sweep,
+    top_level_kernels,
+)
 from tflite_builder import (
     GraphBuilder,
     bias_for,
@@ -46,20 +53,8 @@ def conv_pool_model(rng, h: int, w: int, cin: int, cout: int, kh: int, kw: int,
                     pstride: tuple[int, int], ppadding: str, activation: str) -> bytes:
     """input -> CONV_2D -> AVERAGE_POOL_2D or MAX_POOL_2D."""
     b = GraphBuilder("stream pool")
-    in_scale = float(np.float32(rng.uniform(0.005, 0.05)))
-    x = b.activation((1, h, w, cin), scale=in_scale, zero_point=int(rng.integers(-128, 128)))
-    wq = filter_scales(rng, cout, True)
-    bias = bias_for(rng, in_scale, wq, cout, True)
-    assert bias
-    wt = b.constant(random_int8(rng, (cout, kh, kw, cin), -127, 127), "int8", scale=wq,
-                    zero_point=0, axis=0)
-    bt = b.constant(bias[0], "int32", scale=bias[1], zero_point=0, axis=0)
+    x, m, m_scale, m_zp = input_and_conv(b, rng, h, w, cin, cout, kh, kw, stride, padding, "RELU")
     mh, mw = out_size(padding, h, kh, stride[0]), out_size(padding, w, kw, stride[1])
-    m_scale = output_scale_for(in_scale, wq, kh * kw * cin, 1.0)
-    m_zp = int(rng.integers(-128, 128))
-    m = b.activation((1, mh, mw, cout), scale=m_scale, zero_point=m_zp)
-    b.op("CONV_2D", [x, wt, bt], [m], conv2d_options(padding, stride, (1, 1), "RELU"),
-         version=3)
     oh, ow = out_size(ppadding, mh, ph, pstride[0]), out_size(ppadding, mw, pw, pstride[1])
     y = b.activation((1, oh, ow, cout), scale=m_scale, zero_point=m_zp)
     b.op(pool, [m], [y], pool_options((ph, pw), pstride, ppadding, activation))

@@ -213,6 +213,27 @@ typedef struct {
   } while (0)
 #endif
 
+/* Four rows of 16-bit weights against one group of four inputs as the
+ * 16-bit pairs xe = (x0, x2) and xo = (x1, x3): each row's (w0, w2) and
+ * (w1, w3) words in turn at w, which moves past them, into the caller's
+ * accumulators a0..a3.  The FC's and the LSTM's inner loops. */
+#define TG_SMLAD_4ROWS(xe, xo, w) \
+  do {                            \
+    int32_t we_, wo_;             \
+    TG_LDRD(we_, wo_, w);         \
+    a0 = tg_smlad(xe, we_, a0);   \
+    a0 = tg_smlad(xo, wo_, a0);   \
+    TG_LDRD(we_, wo_, w);         \
+    a1 = tg_smlad(xe, we_, a1);   \
+    a1 = tg_smlad(xo, wo_, a1);   \
+    TG_LDRD(we_, wo_, w);         \
+    a2 = tg_smlad(xe, we_, a2);   \
+    a2 = tg_smlad(xo, wo_, a2);   \
+    TG_LDRD(we_, wo_, w);         \
+    a3 = tg_smlad(xe, we_, a3);   \
+    a3 = tg_smlad(xo, wo_, a3);   \
+  } while (0)
+
 #define TG_MM_2X2_GROUP()                                   \
   do {                                                      \
     int32_t wa, wb, x0e, x0o, x1e, x1o, wae, wbe, wao, wbo; \

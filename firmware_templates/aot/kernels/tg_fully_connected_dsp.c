@@ -86,19 +86,7 @@ void tg_fully_connected_dsp_s8(const tg_fully_connected_dsp_params *p, const int
   do {                                    \
     const int32_t xe = tg_sxtb16(v);      \
     const int32_t xo = tg_sxtb16_ror8(v); \
-    int32_t we, wo;                       \
-    TG_LDRD(we, wo, w);                   \
-    a0 = tg_smlad(xe, we, a0);            \
-    a0 = tg_smlad(xo, wo, a0);            \
-    TG_LDRD(we, wo, w);                   \
-    a1 = tg_smlad(xe, we, a1);            \
-    a1 = tg_smlad(xo, wo, a1);            \
-    TG_LDRD(we, wo, w);                   \
-    a2 = tg_smlad(xe, we, a2);            \
-    a2 = tg_smlad(xo, wo, a2);            \
-    TG_LDRD(we, wo, w);                   \
-    a3 = tg_smlad(xe, we, a3);            \
-    a3 = tg_smlad(xo, wo, a3);            \
+    TG_SMLAD_4ROWS(xe, xo, w);            \
   } while (0)
 
 void tg_fully_connected_dsp_w16_s8(const tg_fully_connected_dsp_params *p, const int8_t *input,

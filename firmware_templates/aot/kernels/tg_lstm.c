@@ -181,20 +181,9 @@ static void tg_lstm_row_dsp(const tg_lstm_params *p, const int8_t *x, int8_t *h,
  * weights and eight SMLAD, no unpacking. */
 #define TG_LSTM_DOT16_GROUP()  \
   do {                         \
-    int32_t xe, xo, we, wo;    \
+    int32_t xe, xo;            \
     TG_LDRD(xe, xo, v);        \
-    TG_LDRD(we, wo, w);        \
-    a0 = tg_smlad(xe, we, a0); \
-    a0 = tg_smlad(xo, wo, a0); \
-    TG_LDRD(we, wo, w);        \
-    a1 = tg_smlad(xe, we, a1); \
-    a1 = tg_smlad(xo, wo, a1); \
-    TG_LDRD(we, wo, w);        \
-    a2 = tg_smlad(xe, we, a2); \
-    a2 = tg_smlad(xo, wo, a2); \
-    TG_LDRD(we, wo, w);        \
-    a3 = tg_smlad(xe, we, a3); \
-    a3 = tg_smlad(xo, wo, a3); \
+    TG_SMLAD_4ROWS(xe, xo, w); \
   } while (0)
 
 TG_INLINE const int32_t *tg_lstm_dot16x4(const int32_t *v, const int32_t *w, int32_t groups,

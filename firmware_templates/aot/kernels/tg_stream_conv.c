@@ -13,23 +13,7 @@ void tg_stream_pair_chunk(const tg_stream_conv_conv_params *p, tg_conv2d_dsp_par
   top = top < 0 ? 0 : top;
   end = end > map_h ? map_h : end;
   end = end < top ? top : end;
-  if (top > s->lo) {
-    /* rows above the chunk's windows are not read again: drop them */
-    if (s->hi > top) {
-      memmove(buf, buf + (top - s->lo) * row, (size_t)((s->hi - top) * row));
-    } else {
-      s->hi = top;
-    }
-    s->lo = top;
-  }
-  if (end > s->hi) {
-    const int8_t *in;
-    *t = *a;
-    in = tg_stream_chunk16(&a->in, &a->out, a->stride_h, a->pad_h, s->hi, end - s->hi, input,
-                           &t->in, &t->out, &t->pad_h);
-    tg_conv2d_dsp_s8(t, in, buf + (s->hi - s->lo) * row, inner);
-    s->hi = end;
-  }
+  tg_stream_fill(a, t, input, buf, row, inner, s, top, end);
   *t = *c;
   (void)tg_stream_chunk16(&c->in, &c->out, c->stride_h, c->pad_h, r0, n, buf, &t->in, &t->out,
                           &t->pad_h);

@@ -38,11 +38,6 @@ typedef struct {
   int32_t skip_first;        /* the skip is the ADD's first operand */
 } tg_stream_res_params;
 
-/* The map rows [lo, hi) held in the buffer, row lo first. */
-typedef struct {
-  int32_t lo, hi;
-} tg_stream_span;
-
 /* The map buffer's bytes, as the plan's scratch counts them. */
 TG_INLINE int32_t tg_stream_buf_bytes(const tg_stream_conv_conv_params *p) {
   const tg_conv2d_dsp_params *c = &p->consumer;

@@ -10,9 +10,9 @@ void tg_stream_conv_pool_s8(const tg_stream_conv_pool_params *p, const int8_t *i
   const int32_t span = q->filter_h < map_h ? q->filter_h : map_h;
   int8_t *buf = (int8_t *)scratch;
   void *inner = buf + ((span * row + 15) & ~15);
-  tg_conv2d_dsp_params ap = *a;
+  tg_conv2d_dsp_params ap;
   tg_pool2d_params qp = *q;
-  int32_t lo = 0, hi = 0; /* map rows [lo, hi) are in buf, row lo first */
+  tg_stream_span held = {0, 0}; /* the map rows in buf */
   int32_t oy;
   for (oy = 0; oy < q->out.h; ++oy) {
     /* the pool clips its windows to the map: rows [top, end) */
@@ -21,20 +21,7 @@ void tg_stream_conv_pool_s8(const tg_stream_conv_pool_params *p, const int8_t *i
     top = top < 0 ? 0 : top;
     end = end > map_h ? map_h : end;
     end = end < top ? top : end;
-    if (top > lo) {
-      if (hi > top) {
-        memmove(buf, buf + (top - lo) * row, (size_t)((hi - top) * row));
-      } else {
-        hi = top; /* a stride past the window: rows [hi, top) are never needed */
-      }
-      lo = top;
-    }
-    if (end > hi) {
-      const int8_t *in = tg_stream_chunk16(&a->in, &a->out, a->stride_h, a->pad_h, hi, end - hi,
-                                           input, &ap.in, &ap.out, &ap.pad_h);
-      tg_conv2d_dsp_s8(&ap, in, buf + (hi - lo) * row, inner);
-      hi = end;
-    }
+    tg_stream_fill(a, &ap, input, buf, row, inner, &held, top, end);
     (void)tg_stream_chunk(&q->in, &q->out, q->stride_h, q->pad_h, oy, 1, buf, &qp.in, &qp.out,
                           &qp.pad_h);
     if (p->max) {
