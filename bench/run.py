@@ -218,12 +218,22 @@ def per_family(res, board, vec: list[np.ndarray], ir) -> dict:
         dev.infer(vec)
         dev.infer(vec)
         counts = dev.read_profile()
+    # a fused call (plan/fuse.py) runs the operators it absorbed, whose own
+    # calls run nothing: its instructions count under its producer's family
+    # (the first operator it absorbed), the MACs under each operator's own
+    done_by = (res.memory_plan or {}).get("done_by") or [None] * len(ir.operators)
+    producer = {}
+    for i, by in enumerate(done_by):
+        producer.setdefault(by, i)
     out: dict[str, dict[str, int]] = {}
+
+    def family(i: int) -> dict[str, int]:
+        return out.setdefault(FAMILIES.get(ir.operators[i].opcode, "other"),
+                              {"macs": 0, "instructions": 0})
+
     for i, op in enumerate(ir.operators):
-        fam = FAMILIES.get(op.opcode, "other")
-        f = out.setdefault(fam, {"macs": 0, "instructions": 0})
-        f["macs"] += op_macs(ir, op)
-        f["instructions"] += int(counts[i]) if i < len(counts) else 0
+        family(i)["macs"] += op_macs(ir, op)
+        family(producer.get(i, i))["instructions"] += int(counts[i]) if i < len(counts) else 0
     return out
 
 
@@ -427,7 +437,9 @@ def cores_markdown(rows: list[dict]) -> str:
                 fam_lines.append(f"| {b} | {fam} | {t['macs']:,} | {t['instructions']:,} | "
                                  f"{per} |")
     return ("\n".join(lines) + "\n\nPer kernel family, summed over the models that ran on "
-            f"every core below ({', '.join(sorted(common))}):\n\n" + "\n".join(fam_lines))
+            f"every core below ({', '.join(sorted(common))}); a fused call's instructions "
+            "count under its producer's family, the MACs under each operator's own:\n\n"
+            + "\n".join(fam_lines))
 
 
 def roofline_markdown(rows: list[dict]) -> str:
@@ -657,8 +669,12 @@ def ablation(models: list[str], work: Path) -> list[dict]:
             exact = all(harness._bit_equal(r, o)[0] for rr, oo in zip(ref, outs)
                         for r, o in zip(rr, oo))
             fam: dict[str, int] = {}
-            for call, t in zip(binary.result.calls, per_op):
-                fam[_family(call.kernel)] = fam.get(_family(call.kernel), 0) + 40 * t
+            calls = binary.result.calls
+            for call, t in zip(calls, per_op):
+                # a fused call counts under its producer's family (the first
+                # operator it absorbed; that call keeps its kernel's name)
+                kernel = calls[min(call.fused)].kernel if call.fused else call.kernel
+                fam[_family(kernel)] = fam.get(_family(kernel), 0) + 40 * t
             plan_opts = {k: v for k, v in opts.items() if k in ("core", "fast_requant")}
             _, no_overlap = aot.plan_aot(model, overlap=False, **plan_opts)
             rows.append({"model": name, "variant": label, "instructions": 40 * ticks[-1],
@@ -698,9 +714,13 @@ def ablation_part() -> str:
         "TFLite's 64-bit `MultiplyByQuantizedMultiplier`. *dsp kernels*: plus the exact "
         "`SMMULR` requantization proved per layer and what builds on it (the unrolled 3x3 "
         "depthwise on doubled weights, the LSTM's doubled 16-bit weights and `SMUAD` "
-        "activations). The arena column is the plan with output-over-input overlaps, in "
+        "activations, 16-bit convolution and FC weights where the flash holds them, a layer "
+        "streamed into the next where that shrinks the arena). A fused call counts under "
+        "its producer's family (a residual block streamed conv -> conv -> ADD under conv). "
+        "The arena column is the plan with output-over-input overlaps, in "
         "brackets without them. Techniques measured one at a time elsewhere (row-wise "
-        "border gathers, ADD operand tables, depth multiplier as a convolution) are in "
+        "border gathers, ADD operand tables, depth multiplier as a convolution, streaming "
+        "fusions, narrow parameter structs, activation tables) are in "
         "[performance.md](performance.md) with their before/after figures.\n\n"
         + ablation_markdown(json.loads(path.read_text())) + "\n\n")
 

@@ -98,15 +98,18 @@ class BuildResult:
         }
 
 
-def plan_manifest(plan, ir) -> dict:
+def plan_manifest(plan, ir, calls) -> dict:
     """The aot arena plan as JSON: one record per arena buffer with its offset,
-    size and lifetime in operator indices (-1: before the run, n_ops: after)."""
+    size and lifetime in operator indices (-1: before the run, n_ops: after),
+    and per operator the index of the fused call that does its work (None: its
+    own call), which is why a profile shows nothing against such an op."""
     names = {t.index: t.name for t in ir.tensors}
     return {
         "arena_bytes": plan.arena_bytes, "alignment": plan.alignment,
         "strategy": plan.strategy, "lower_bound_bytes": plan.lower_bound_bytes,
         "greedy_bytes": plan.greedy_bytes, "naive_bytes": plan.naive_bytes,
         "ops": [op.opcode for op in ir.operators],
+        "done_by": [c.absorbed_by for c in calls],
         "buffers": [{"key": b.key, "offset": b.offset, "size": b.size, "first": b.first,
                      "last": b.last, "scratch_op": b.scratch_op,
                      "tensors": [names.get(t, str(t)) for t in b.tensors]}
@@ -464,7 +467,7 @@ def _render(root: Path, board: Board, runtime: str, model_name: str,
             result.update = updatable.render(src, root / "lib", board, image, payload.fingerprint,
                                              aot.arena_bytes, update, runtime="aot")
             result.weight_symbols = ["tg_factory_image"]
-        result.memory_plan = plan_manifest(aot.plan, ir)
+        result.memory_plan = plan_manifest(aot.plan, ir, aot.calls)
         result.code_estimate = fitmod.AOT_CODE_BASE + fitmod.AOT_CODE_PER_KERNEL * len(
             {c.kernel for c in aot.calls})
         for e in extra:

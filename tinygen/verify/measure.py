@@ -78,8 +78,8 @@ def load_memory_plan(project_dir: Path | None, ir: Model, runtime: str) -> dict 
     try:
         from ..plan.aot import plan_aot
         from ..project.build import plan_manifest
-        _calls, plan = plan_aot(ir)
-        return plan_manifest(plan, ir)
+        calls, plan = plan_aot(ir)
+        return plan_manifest(plan, ir, calls)
     except Exception:  # a model the aot planner cannot take: no picture
         return None
 
