@@ -423,15 +423,17 @@ def test_delta_update_sends_less_and_runs_bit_exact(updatable_project, signing_k
 
 @pytest.mark.slow
 def test_power_loss_campaign_with_deltas(updatable_project, signing_key, cnn_tflite):
-    """Every fault point of a delta install (the image rebuilt in flash) at least once."""
+    """Every fault point of a delta install (the image rebuilt in flash) at least
+    once: 54 fault resets for the 49 points of this model's install (43 before
+    its FC weights became 16-bit lanes: more page programs per image)."""
     from tinygen.tools.update_campaign import Campaign
     path, _pub, _key = signing_key
     v1 = cnn_tflite.read_bytes()
     camp = Campaign(updatable_project.out_dir, path, [retrained(v1, 0.2, 23),
                                                       retrained(v1, 0.2, 24)], delta=True)
-    rep = camp.run(resets=50, power_cut_every=10)
-    assert rep.bricked == 0 and rep.survived == rep.resets_tried == 50
-    assert rep.points_per_install <= 45 and rep.fault_resets == 45
+    rep = camp.run(resets=60, power_cut_every=10)
+    assert rep.bricked == 0 and rep.survived == rep.resets_tried == 60
+    assert rep.fault_resets == 54 and rep.points_per_install <= rep.fault_resets
     assert rep.phases["delta: rebuilding the image (erase, page programs)"] > 0
 
 
