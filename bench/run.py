@@ -222,9 +222,10 @@ def per_family(res, board, vec: list[np.ndarray], ir) -> dict:
     # calls run nothing: its instructions count under its producer's family
     # (the first operator it absorbed), the MACs under each operator's own
     done_by = (res.memory_plan or {}).get("done_by") or [None] * len(ir.operators)
-    producer = {}
+    producer: dict[int, int] = {}     # fused call -> the first operator it absorbed
     for i, by in enumerate(done_by):
-        producer.setdefault(by, i)
+        if by is not None:
+            producer.setdefault(by, i)
     out: dict[str, dict[str, int]] = {}
 
     def family(i: int) -> dict[str, int]:

@@ -202,7 +202,7 @@ def build(model_path: str | Path, board_id: str, runtime: str | None = None,
         note(f"convolutions and fully connected layers keep 8-bit weights: the 16-bit copies "
              f"this core's fast kernels read would not fit {board.id}'s "
              f"{board.app_flash_bytes:,} bytes of flash (slower, half the weight flash; "
-             "docs/performance.md sections 16 and 19)")
+             "docs/performance.md sections 16 and 21)")
     extra = []
     for extra_name, extra_path, extra_calib in more_models:
         note(f"loading {extra_path} ({extra_name})")

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..convert import parse_checked
 from ..ir import Model, Operator, Tensor
+from ..plan.fixedpoint import divide_by_pot, high_mul
 from ..plan.lowering import LoweringError, activation_range_int8, quantize_multiplier
 from ..plan.ops.conv import conv_window, per_channel_multipliers
 
@@ -68,26 +69,10 @@ class ChannelRemoval:
 # TFLM's integer requantization (MultiplyByQuantizedMultiplier, double rounding)
 
 
-def _srdhm(a: int, b: int) -> int:
-    if a == b == -(1 << 31):
-        return (1 << 31) - 1
-    ab = a * b
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    q = abs(ab + nudge) >> 31          # C's int64 division truncates toward zero
-    return q if ab + nudge >= 0 else -q
-
-
-def _rounding_divide_by_pot(x: int, exponent: int) -> int:
-    mask = (1 << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
-    return (x >> exponent) + (1 if remainder > threshold else 0)
-
-
 def requantize(acc: int, multiplier: int, shift: int) -> int:
     left = shift if shift > 0 else 0
     right = -shift if shift < 0 else 0
-    return _rounding_divide_by_pot(_srdhm(acc * (1 << left), multiplier), right)
+    return divide_by_pot(high_mul(acc * (1 << left), multiplier), right)
 
 
 # ---------------------------------------------------------------------------

@@ -679,7 +679,7 @@ def _fully_connected_dsp(op, ctx, w, bias, mult, shift, kbias, in_zp: int, out_z
     if not ctx.wide_weights:
         return int8
     # 16-bit weights: the matmul unpacks no weight (docs/performance.md
-    # section 19) for twice the weight flash; the int8 call stays as the
+    # section 21) for twice the weight flash; the int8 call stays as the
     # fallback because plan/fuse.py streams chunks into that layout
     w16 = wt.astype(np.int64).reshape(quads, g4, 4, 4)       # [quad][group][row][4]
     lanes = np.stack([(w16[..., 0] & 0xFFFF) | (w16[..., 2] & 0xFFFF) << 16,
